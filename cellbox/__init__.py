@@ -1,0 +1,32 @@
+"""cellbox: a Linux sandbox for untrusted programs.
+
+The library's names are imported lazily, so the command line starts without them.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+__version__ = "0.1.0"
+__all__ = ["Box", "Limits", "RunResult", "Status"]
+
+if TYPE_CHECKING:
+    from cellbox.api import Box
+    from cellbox.limits import Limits
+    from cellbox.result import RunResult, Status
+
+
+def __getattr__(name: str) -> object:
+    if name == "Box":
+        from cellbox.api import Box
+
+        return Box
+    if name == "Limits":
+        from cellbox.limits import Limits
+
+        return Limits
+    if name in ("RunResult", "Status"):
+        from cellbox import result
+
+        return getattr(result, name)
+    raise AttributeError(f"module 'cellbox' has no attribute {name!r}")

@@ -1,0 +1,3 @@
+from cellbox.cli.main import main
+
+main()

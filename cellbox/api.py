@@ -1,0 +1,111 @@
+"""The Python library: a box as a context manager.
+
+    from cellbox import Box, Limits
+
+    with Box() as box:
+        box.write_file("main.py", b"print(input())")
+        result = box.run(["python3", "main.py"], limits=Limits(time=1), stdin=b"hi")
+        print(result.status, result.stdout)
+
+``Box`` holds the box's lock for its whole lease: no other cellbox process can use the box
+meanwhile, and if this process dies the lock goes with it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from cellbox import storage
+from cellbox.box import Boxes, Caller
+from cellbox.config import Config
+from cellbox.errors import BoxStateError
+from cellbox.limits import Limits
+from cellbox.lock import BoxLock
+from cellbox.result import RunResult
+from cellbox.rules import build_dir_rules, build_env, normalise_inside
+from cellbox.spec import RunSpec
+
+DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
+
+
+class Box:
+    def __init__(self, box_id: int | None = None, *, config: Config | None = None,
+                 wait: float | None = 0.0, quota: tuple[int, int] | None = None) -> None:
+        """``box_id``: a fixed box, else the first free one. ``wait``: seconds to wait for it
+        (None: forever). ``quota``: (KiB, inodes) of box storage."""
+        self._boxes = Boxes(config)
+        self._box_id = box_id
+        self._wait = wait
+        self._quota = quota
+        self._lock: BoxLock | None = None
+        self._caller = Caller.current()
+        self.path = ""
+
+    @property
+    def box_id(self) -> int:
+        if self._lock is None:
+            raise BoxStateError("The box is not open: use 'with Box() as box:'")
+        return self._lock.box_id
+
+    def __enter__(self) -> Box:
+        if self._box_id is None:
+            lock = self._boxes.acquire_free(self._wait)
+        else:
+            lock = self._boxes.lock(self._box_id, self._wait)
+        try:
+            self.path = self._boxes.init(lock, self._caller, self._quota)
+        except BaseException:
+            lock.release()
+            raise
+        self._lock = lock
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._lock is not None:
+            try:
+                self._boxes.cleanup(self._lock, self._caller)
+            finally:
+                self._lock.release()
+                self._lock = None
+
+    def _workdir(self) -> str:
+        self.box_id  # noqa: B018 - raises if not open
+        return os.path.join(self.path, "box")
+
+    def write_file(self, path: str, data: bytes | str, mode: int = 0o644) -> None:
+        """Write a file into the box's working directory (never through a link)."""
+        raw = data.encode() if isinstance(data, str) else data
+        storage.write_file(self._workdir(), path, raw, mode,
+                           owner=(self._caller.uid, self._caller.gid))
+
+    def read_file(self, path: str, limit: int | None = None) -> bytes:
+        """Read a regular file the program left in the box (refuses links and specials)."""
+        return storage.read_file(self._workdir(), path, limit)
+
+    def run(self, argv: Sequence[str], limits: Limits | None = None, *,
+            stdin: bytes | str | Path | None = None, capture_output: bool = True,
+            env: Mapping[str, str] | None = None, dirs: Sequence[str] = (),
+            default_dirs: bool = True, chdir: str = "/box",
+            share_net: bool = False) -> RunResult:
+        """Run ``argv`` in the box. ``stdin``: bytes, or a host file path to feed.
+        ``dirs``: extra directory rules in isolate's syntax (e.g. "/etc/alternatives").
+        ``env``: the program's environment (default: PATH only)."""
+        if not argv:
+            raise BoxStateError("run() needs a program: argv is empty")
+        if isinstance(stdin, (str, Path)):
+            stdin = Path(stdin).read_bytes()
+        environment = dict(env) if env is not None else {"PATH": DEFAULT_PATH}
+        spec = RunSpec(
+            argv=list(argv),
+            env=build_env([], False, {}) | environment,
+            rules=build_dir_rules(dirs, defaults=default_dirs),
+            limits=limits or Limits(),
+            chdir=normalise_inside(chdir),
+            share_net=share_net,
+            capture_output=capture_output,
+            stdin_data=stdin if stdin is not None else (b"" if capture_output else None),
+        )
+        assert self._lock is not None
+        return self._boxes.run(self._lock, self._caller, spec)

@@ -1,0 +1,196 @@
+"""cgroup v1: one directory per controller, ``<mount>/<cg_root>/box-<id>`` in each.
+
+Killing uses the freezer (freeze, SIGKILL every task, thaw) so that nothing can fork away
+while it is being killed. Counters that cannot be reset are read as offsets at run start.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import time
+
+from cellbox.cgroup import CgroupStats
+from cellbox.errors import SandboxSetupError
+
+REQUIRED = ("memory", "cpuacct", "pids", "freezer")
+
+
+def find_mounts() -> dict[str, str]:
+    """controller -> mount point, from /proc/self/mountinfo."""
+    found: dict[str, str] = {}
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            pre, _, post = line.partition(" - ")
+            fstype, _src, superopts = post.split()[:3]
+            if fstype != "cgroup":
+                continue
+            mountpoint = pre.split()[4]
+            for opt in superopts.split(","):
+                if opt in REQUIRED and opt not in found:
+                    found[opt] = mountpoint
+    return found
+
+
+def _swap_in_use() -> bool:
+    with open("/proc/swaps") as f:
+        return len(f.readlines()) > 1
+
+
+def _write(path: str, value: str | int) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        os.write(fd, str(value).encode())
+    finally:
+        os.close(fd)
+
+
+def _read(path: str) -> str:
+    with open(path) as f:
+        return f.read()
+
+
+def _keyed(text: str, key: str) -> int:
+    for line in text.splitlines():
+        k, _, v = line.partition(" ")
+        if k == key:
+            return int(v)
+    return 0
+
+
+class BoxCgroupV1:
+    def __init__(self, dirs: dict[str, str]) -> None:
+        self.dirs = dirs  # controller -> directory of this box
+        self._oom_base = 0
+        self._pids_base = 0
+        self._cpu_fd: int | None = None
+        self._join_fds: list[int] = []
+
+    def _p(self, controller: str, name: str) -> str:
+        return os.path.join(self.dirs[controller], name)
+
+    def set_limits(self, memory: int | None, pids: int | None) -> None:
+        memsw = os.path.exists(self._p("memory", "memory.memsw.limit_in_bytes"))
+        if memory is not None and not memsw and _swap_in_use():
+            raise SandboxSetupError(
+                "A memory limit was asked for, but swap is on and the kernel does not account "
+                "swap in cgroups (no memory.memsw.*): the program could swap past the limit. "
+                "Boot with swapaccount=1, or turn swap off (swapoff -a).")
+        try:
+            # memsw >= limit at every moment: lift memsw first, then set both.
+            if memsw:
+                _write(self._p("memory", "memory.memsw.limit_in_bytes"), -1)
+            _write(self._p("memory", "memory.limit_in_bytes"), -1 if memory is None else memory)
+            if memsw and memory is not None:
+                _write(self._p("memory", "memory.memsw.limit_in_bytes"), memory)
+            _write(self._p("pids", "pids.max"), "max" if pids is None else pids)
+        except OSError as e:
+            raise SandboxSetupError(f"Cannot set cgroup limits (memory={memory}, "
+                                    f"pids={pids}): {e}") from e
+
+    def start_run(self) -> list[int]:
+        _write(self._p("memory", "memory.max_usage_in_bytes"), 0)
+        _write(self._p("memory", "memory.failcnt"), 0)
+        _write(self._p("cpuacct", "cpuacct.usage"), 0)
+        self._oom_base = _keyed(_read(self._p("memory", "memory.oom_control")), "oom_kill")
+        self._pids_base = self._pids_max_events()
+        self._cpu_fd = os.open(self._p("cpuacct", "cpuacct.usage"), os.O_RDONLY | os.O_CLOEXEC)
+        # Joining by writing "0" from the child itself skips the RCU wait that a write of
+        # another pid can cost in v1 (see DESIGN.md, performance notes).
+        self._join_fds = [os.open(os.path.join(d, "cgroup.procs"), os.O_WRONLY | os.O_CLOEXEC)
+                          for d in self.dirs.values()]
+        return self._join_fds
+
+    def _pids_max_events(self) -> int:
+        try:
+            return _keyed(_read(self._p("pids", "pids.events")), "max")
+        except FileNotFoundError:
+            return 0
+
+    def cpu_ns(self) -> int:
+        assert self._cpu_fd is not None
+        return int(os.pread(self._cpu_fd, 64, 0))
+
+    def stats(self) -> CgroupStats:
+        return CgroupStats(
+            cpu_ns=int(_read(self._p("cpuacct", "cpuacct.usage"))),
+            peak_memory=int(_read(self._p("memory", "memory.max_usage_in_bytes"))),
+            oom_kills=_keyed(_read(self._p("memory", "memory.oom_control")), "oom_kill")
+            - self._oom_base,
+            pids_limit_hits=self._pids_max_events() - self._pids_base,
+        )
+
+    def pids(self) -> list[int]:
+        seen: set[int] = set()
+        for d in self.dirs.values():
+            try:
+                seen.update(int(p) for p in _read(os.path.join(d, "cgroup.procs")).split())
+            except FileNotFoundError:
+                pass
+        return sorted(seen)
+
+    def kill_all(self, timeout: float = 5.0) -> None:
+        """Freeze, SIGKILL every task, thaw, and wait until the cgroup is empty."""
+        state = self._p("freezer", "freezer.state")
+        deadline = time.monotonic() + timeout
+        _write(state, "FROZEN")
+        while _read(state).strip() != "FROZEN" and time.monotonic() < deadline:
+            time.sleep(0.001)
+        for pid in self.pids():
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        _write(state, "THAWED")
+        while self.pids():
+            if time.monotonic() > deadline:
+                raise SandboxSetupError(f"Processes {self.pids()} of box cgroup "
+                                        f"{self.dirs['freezer']} survived SIGKILL")
+            time.sleep(0.002)
+
+    def end_run(self) -> None:
+        for fd in [*self._join_fds, *([self._cpu_fd] if self._cpu_fd is not None else [])]:
+            os.close(fd)
+        self._join_fds, self._cpu_fd = [], None
+
+    def remove(self) -> None:
+        if self.pids():
+            self.kill_all()
+        for d in self.dirs.values():
+            for _ in range(100):
+                try:
+                    os.rmdir(d)
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError as e:  # EBUSY: the last task is still being torn down
+                    if e.errno != errno.EBUSY:
+                        raise
+                    time.sleep(0.005)
+            else:
+                raise SandboxSetupError(f"Cannot remove cgroup {d}: still busy")
+
+
+class CgroupV1:
+    version = 1
+
+    def __init__(self, mounts: dict[str, str], cg_root: str) -> None:
+        self.mounts = mounts
+        self.root = "cellbox" if cg_root == "auto" else cg_root.strip("/")
+
+    def describe(self) -> str:
+        return "cgroup v1: " + ", ".join(
+            f"{c}={os.path.join(self.mounts[c], self.root)}" for c in REQUIRED)
+
+    def box(self, box_id: int, create: bool = True) -> BoxCgroupV1:
+        dirs = {c: os.path.join(self.mounts[c], self.root, f"box-{box_id}") for c in REQUIRED}
+        if create:
+            for c, d in dirs.items():
+                try:
+                    os.makedirs(d, exist_ok=True)
+                except OSError as e:
+                    raise SandboxSetupError(
+                        f"Cannot create cgroup {d} for controller {c}: {e}. cellbox must run "
+                        "as root (or with a delegated cgroup) to apply limits.") from e
+        return BoxCgroupV1(dirs)

@@ -1,0 +1,1 @@
+"""Command-line front ends: isolate's grammar (``--init/--run/--cleanup``) and subcommands."""

@@ -1,0 +1,338 @@
+"""What each command does with parsed options: --init, --run, --cleanup, the info commands,
+and ``cellbox run`` (one-shot). Thin: all the work is in ``cellbox.box``."""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+
+from cellbox.cli.options import help_text, parse
+from cellbox.errors import CellboxError, SandboxSetupError, UsageError
+from cellbox.limits import Limits, parse_size
+from cellbox.result import RunResult, Status
+
+COMMANDS = ("init", "run", "cleanup", "version", "print-cg-root", "check-config", "help")
+VERSION = "0.1.0"
+
+
+@dataclass
+class Parsed:
+    values: dict[str, object]
+    program: list[str]
+
+    def get(self, name: str, default: object = None) -> object:
+        return self.values.get(name, default)
+
+    def flag(self, name: str) -> bool:
+        return bool(self.values.get(name))
+
+    def number(self, name: str, kind: type = float, default: float | None = None,
+               zero_is_none: bool = False) -> float | None:
+        raw = self.values.get(name)
+        if raw is None:
+            return default
+        try:
+            v = kind(raw)
+        except (TypeError, ValueError):
+            raise UsageError(f"--{name}={raw!r}: expected a {'whole ' if kind is int else ''}"
+                             "number") from None
+        if v < 0 or v != v or v in (float("inf"),):
+            raise UsageError(f"--{name}={raw!r}: must be a non-negative finite number")
+        return None if zero_is_none and v == 0 else v
+
+    def size(self, name: str, zero_is_none: bool = True) -> int | None:
+        raw = self.values.get(name)
+        if raw is None:
+            return None
+        v = parse_size(str(raw), default_unit="k")
+        return None if zero_is_none and v == 0 else v
+
+
+def limits_from(p: Parsed) -> Limits:
+    processes: int | None = 1
+    if "processes" in p.values:
+        raw = p.values["processes"]
+        processes = None if raw is None else int(p.number("processes", int) or 0) or None
+    open_files = p.number("open-files", int, default=64)
+    return Limits(
+        time=p.number("time", zero_is_none=True),
+        wall_time=p.number("wall-time", zero_is_none=True),
+        extra_time=p.number("extra-time", default=0.0) or 0.0,
+        memory=p.size("cg-mem"),
+        address_space=p.size("mem"),
+        stack=p.size("stack"),
+        open_files=None if open_files == 0 else int(open_files or 0),
+        file_size=p.size("fsize"),
+        core=p.size("core") or 0,
+        processes=processes,
+    )
+
+
+def spec_from(p: Parsed, capture: bool = False):  # noqa: ANN201 - RunSpec, imported lazily
+    from cellbox.rules import build_dir_rules, build_env, normalise_inside
+    from cellbox.spec import RunSpec
+
+    if p.flag("stderr-to-stdout") and p.get("stderr"):
+        raise UsageError("--stderr and --stderr-to-stdout cannot be used together")
+    chdir = str(p.get("chdir") or "/box")
+    chdir = normalise_inside(chdir if chdir.startswith("/") else "/box/" + chdir)
+    return RunSpec(
+        argv=p.program,
+        env=build_env(p.get("env", []), p.flag("full-env"), os.environ),  # type: ignore[arg-type]
+        rules=build_dir_rules(p.get("dir", []), defaults=not p.flag("no-default-dirs")),  # type: ignore[arg-type]
+        limits=limits_from(p),
+        stdin=_stdio_path(p, "stdin"), stdout=_stdio_path(p, "stdout"),
+        stderr=_stdio_path(p, "stderr"),
+        stderr_to_stdout=p.flag("stderr-to-stdout"),
+        chdir=chdir,
+        share_net=p.flag("share-net"),
+        inherit_fds=p.flag("inherit-fds"),
+        capture_output=capture,
+    )
+
+
+def _stdio_path(p: Parsed, name: str) -> str | None:
+    v = p.get(name)
+    if v is None:
+        return None
+    if not str(v) or "\0" in str(v):
+        raise UsageError(f"--{name} needs a file name")
+    return str(v)
+
+
+def _box_id(p: Parsed) -> int:
+    return int(p.number("box-id", int, default=0) or 0)
+
+
+def _wait(p: Parsed) -> float | None:
+    if "wait" not in p.values:
+        return 0.0
+    return None if p.values["wait"] is None else p.number("wait")
+
+
+def _caller(p: Parsed):  # noqa: ANN202
+    from cellbox.box import Caller
+
+    uid, gid = p.get("as-uid"), p.get("as-gid")
+    if (uid is not None or gid is not None) and os.getuid() != 0:
+        raise UsageError("--as-uid and --as-gid are for root only")
+    if (uid is None) != (gid is None):
+        raise UsageError("--as-uid and --as-gid go together")
+    if uid is None:
+        return Caller.current()
+    return Caller(int(p.number("as-uid", int) or 0), int(p.number("as-gid", int) or 0))
+
+
+def _quota(p: Parsed) -> tuple[int, int] | None:
+    raw = p.get("quota")
+    if raw is None:
+        return None
+    blocks, sep, inodes = str(raw).partition(",")
+    try:
+        q = (int(blocks), int(inodes))
+    except ValueError:
+        raise UsageError(f"--quota={raw!r}: expected BLOCKS,INODES, e.g. --quota=65536,1000") \
+            from None
+    if not sep or q[0] < 64 or q[1] < 16:
+        raise UsageError(f"--quota={raw!r}: expected BLOCKS,INODES with at least 64 KiB "
+                         "and 16 inodes")
+    return q
+
+
+def _say(p: Parsed, result: RunResult) -> None:
+    if p.flag("silent"):
+        return
+    if result.status is Status.OK:
+        print(f"OK ({result.cpu_time:.3f} sec real, {result.wall_time:.3f} sec wall)",
+              file=sys.stderr)
+    else:
+        print(result.message, file=sys.stderr)
+
+
+def _write_meta(p: Parsed, result: RunResult) -> None:
+    target = p.get("meta")
+    if target is None:
+        return
+    fmt = str(p.get("meta-format") or "text")
+    text = result.meta_json() if fmt == "json" else result.meta_text()
+    if target == "-":
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    else:
+        with open(str(target), "w") as f:
+            f.write(text)
+
+
+def exit_code(result: RunResult) -> int:
+    if result.status is Status.OK:
+        return 0
+    return 2 if result.status is Status.INTERNAL_ERROR else 1
+
+
+def _check_arguments(p: Parsed, command: str) -> None:
+    fmt = p.get("meta-format")
+    if fmt is not None and fmt not in ("text", "json"):
+        raise UsageError(f"--meta-format={fmt!r}: use text or json")
+    if command == "run" and not p.program:
+        raise UsageError("--run needs a program: cellbox --run [OPTIONS] -- PROGRAM [ARGS...]")
+    if command != "run" and p.program:
+        raise UsageError(f"Unexpected argument {p.program[0]!r} (a program goes only with --run)")
+    for name in ("json", "file"):
+        if name in p.values:
+            raise UsageError(f"--{name} belongs to 'cellbox run', not to --{command}")
+    # Validate every value now, so bad usage fails before anything changes.
+    limits_from(p)
+    _quota(p)
+    _caller(p)
+    _box_id(p)
+    _wait(p)
+
+
+def isolate_main(argv: list[str]) -> int:
+    values, program = parse(argv)
+    p = Parsed(values, program)
+    chosen = [c for c in COMMANDS if c in values]
+    if not chosen:
+        raise UsageError("No command given: use --init, --run, --cleanup (see --help)")
+    if len(chosen) > 1:
+        raise UsageError(f"Give one command only, not {' and '.join('--' + c for c in chosen)}")
+    command = chosen[0]
+    if command == "help":
+        sys.stdout.write(help_text())
+        return 0
+    _check_arguments(p, command)
+    if command == "run":
+        spec_from(p)  # validates rules and env before the box is touched
+    if command == "version":
+        return _version()
+    if command in ("print-cg-root", "check-config"):
+        return _info(command)
+
+    from cellbox.box import Boxes
+
+    boxes = Boxes()
+    with boxes.lock(_box_id(p), _wait(p)) as lock:
+        if command == "init":
+            print(boxes.init(lock, _caller(p), _quota(p)))
+            return 0
+        if command == "cleanup":
+            boxes.cleanup(lock, _caller(p))
+            return 0
+        try:
+            result = boxes.run(lock, _caller(p), spec_from(p),
+                               keep_special_files=p.flag("special-files"))
+        except SandboxSetupError as e:
+            result = RunResult(status=Status.INTERNAL_ERROR, message=str(e))
+    _write_meta(p, result)
+    _say(p, result)
+    return exit_code(result)
+
+
+def _version() -> int:
+    from cellbox.config import config_path
+
+    print(f"cellbox {VERSION} (isolate-compatible command line)\nconfig: {config_path()}")
+    return 0
+
+
+def _info(command: str) -> int:
+    from cellbox.box import Boxes
+
+    boxes = Boxes()
+    backend = boxes.cgroups
+    if command == "print-cg-root":
+        print(backend.describe())
+        return 0
+    from cellbox.config import config_path
+
+    print(f"config {config_path()}: OK")
+    for key, value in boxes.config.__dict__.items():
+        print(f"  {key} = {value!r}")
+    print(backend.describe())
+    return 0
+
+
+def oneshot_main(argv: list[str]) -> int:
+    """cellbox run [OPTIONS] -- PROGRAM ARGS: init, run and cleanup on a free box."""
+    values, program = parse(argv)
+    p = Parsed(values, program)
+    for c in COMMANDS:
+        if c in values and c != "help":
+            raise UsageError(f"'cellbox run' takes no --{c}: it does init, run and cleanup")
+    if "help" in values:
+        sys.stdout.write(help_text())
+        return 0
+    if not program:
+        raise UsageError("cellbox run needs a program: cellbox run [OPTIONS] -- PROGRAM [ARGS...]")
+    if "box-id" in values or "quota" in values:
+        raise UsageError("cellbox run picks a free box itself; use --init/--run for a fixed one")
+    files = [_file_arg(str(f)) for f in p.get("file", [])]  # type: ignore[union-attr]
+    as_json = p.flag("json")
+    spec = spec_from(p, capture=as_json)
+    limits_from(p)
+    from cellbox import storage
+    from cellbox.box import Boxes
+
+    boxes = Boxes()
+    caller = _caller(p)
+    with boxes.acquire_free(_wait(p)) as lock:
+        box_dir = boxes.init(lock, caller)
+        try:
+            for host, name in files:
+                with open(host, "rb") as f:
+                    storage.write_file(os.path.join(box_dir, "box"), name, f.read(),
+                                       mode=0o755 if os.access(host, os.X_OK) else 0o644)
+            result = boxes.run(lock, caller, spec, keep_special_files=p.flag("special-files"))
+        except SandboxSetupError as e:
+            result = RunResult(status=Status.INTERNAL_ERROR, message=str(e))
+        finally:
+            boxes.cleanup(lock, caller)
+    _write_meta(p, result)
+    if as_json:
+        import json
+
+        print(json.dumps(result.to_dict(), indent=2))
+    elif not p.flag("silent"):
+        _table(result)
+    return exit_code(result)
+
+
+def _file_arg(arg: str) -> tuple[str, str]:
+    host, _, name = arg.partition(":")
+    if not os.path.isfile(host):
+        raise UsageError(f"--file {arg!r}: {host} is not a file on the host")
+    return host, name or os.path.basename(host)
+
+
+def _table(result: RunResult) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title="cellbox run", show_header=False)
+    t.add_column(style="bold")
+    t.add_column()
+    rows = [("status", f"{result.status.name} ({result.status.isolate_code or 'OK'})"),
+            ("message", result.message or "-"),
+            ("exit code", str(result.exit_code) if result.exit_code is not None else "-"),
+            ("signal", str(result.signal) if result.signal is not None else "-"),
+            ("CPU time", f"{result.cpu_time:.3f} s"), ("wall time", f"{result.wall_time:.3f} s"),
+            ("peak memory", f"{(result.peak_memory or 0) / 1048576:.1f} MiB"),
+            ("max RSS", f"{result.max_rss / 1048576:.1f} MiB"),
+            ("OOM killed", "yes" if result.oom_killed else "no")]
+    for k, v in rows:
+        t.add_row(k, v)
+    Console(stderr=True).print(t)
+
+
+def run_cli(argv: list[str]) -> int:
+    try:
+        if argv and argv[0] == "run":
+            return oneshot_main(argv[1:])
+        return isolate_main(argv)
+    except CellboxError as e:
+        print(f"cellbox: {e}", file=sys.stderr)
+        return e.exit_code
+    except OSError as e:
+        print(f"cellbox: {e}", file=sys.stderr)
+        return 2

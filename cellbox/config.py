@@ -1,0 +1,84 @@
+"""The configuration file: one TOML file, validated into a frozen dataclass.
+
+Looked up at ``$CELLBOX_CONFIG`` if set, else ``/usr/local/etc/cellbox.toml``. A missing
+default file means the built-in defaults below; a file named by $CELLBOX_CONFIG must exist.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, fields
+
+from cellbox.errors import ConfigError
+
+DEFAULT_PATH = "/usr/local/etc/cellbox.toml"
+ENV_VAR = "CELLBOX_CONFIG"
+
+
+@dataclass(frozen=True)
+class Config:
+    box_root: str = "/var/local/lib/cellbox"  # box storage: <box_root>/<id>/box
+    lock_root: str = "/run/cellbox"  # one lock file (and box record) per box
+    cg_root: str = "auto"  # "auto", or the cgroup path (relative to each hierarchy) to use
+    first_uid: int = 60000  # box N runs as first_uid + N
+    first_gid: int = 60000
+    num_boxes: int = 1000
+    restricted_init: bool = False  # only root may --init
+    box_size_kb: int = 1048576  # default box storage (tmpfs) size when --quota is not given
+    box_inodes: int = 65536
+
+    def __post_init__(self) -> None:
+        for name in ("box_root", "lock_root"):
+            if not os.path.isabs(getattr(self, name)):
+                raise ConfigError(f"Config {name}={getattr(self, name)!r} must be an absolute path")
+        if self.cg_root != "auto" and not self.cg_root.strip("/"):
+            raise ConfigError("Config cg_root must be 'auto' or a cgroup path such as 'cellbox' "
+                              "(never the root cgroup)")
+        if self.num_boxes < 1:
+            raise ConfigError(f"Config num_boxes={self.num_boxes} must be at least 1")
+        if self.first_uid < 1 or self.first_gid < 1:
+            raise ConfigError("Config first_uid and first_gid must be above 0 (never root)")
+        if self.first_uid + self.num_boxes > 2**32 - 2:
+            raise ConfigError("Config first_uid + num_boxes overflows the uid range")
+        if self.box_size_kb < 64 or self.box_inodes < 16:
+            raise ConfigError("Config box_size_kb must be >= 64 and box_inodes >= 16")
+
+    def box_uid(self, box_id: int) -> int:
+        return self.first_uid + box_id
+
+    def box_gid(self, box_id: int) -> int:
+        return self.first_gid + box_id
+
+
+def config_path() -> str:
+    return os.environ.get(ENV_VAR) or DEFAULT_PATH
+
+
+def load_config(path: str | None = None) -> Config:
+    explicit = path is not None or ENV_VAR in os.environ
+    path = path or config_path()
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except FileNotFoundError:
+        if explicit:
+            raise ConfigError(f"Config file {path} does not exist (named by ${ENV_VAR} or "
+                              "--config); create it or unset the variable") from None
+        return Config()
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"Config file {path} is not valid TOML: {e}") from None
+    known = {f.name: f.type for f in fields(Config)}
+    unknown = set(data) - set(known)
+    if unknown:
+        raise ConfigError(f"Config file {path}: unknown key(s) {', '.join(sorted(unknown))}; "
+                          f"known keys: {', '.join(known)}")
+    for key, value in data.items():
+        want = {"str": str, "int": int, "bool": bool}[str(known[key])]
+        if type(value) is not want:
+            raise ConfigError(f"Config file {path}: {key} must be a {want.__name__}, "
+                              f"not {value!r}")
+    try:
+        return Config(**data)
+    except ConfigError as e:
+        raise ConfigError(f"Config file {path}: {e}") from None

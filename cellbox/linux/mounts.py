@@ -1,0 +1,147 @@
+"""The mount namespace of a box: a tmpfs root built from directory rules, then pivot_root.
+
+Child side only (runs inside the new mount namespace, as root). Mount points are created and
+mounted through O_NOFOLLOW directory fds, so a symlink planted anywhere under the root (e.g.
+inside the box's own directory) can never redirect a mount.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Iterable
+
+from cellbox.linux import syscalls as sc
+from cellbox.rules import DirRule, Kind
+
+DEV_NODES = {"null": (1, 3), "zero": (1, 5), "full": (1, 7), "random": (1, 8),
+             "urandom": (1, 9)}
+DEV_LINKS = {"fd": "/proc/self/fd", "stdin": "/proc/self/fd/0", "stdout": "/proc/self/fd/1",
+             "stderr": "/proc/self/fd/2"}
+_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def _fd_path(fd: int) -> str:
+    return f"/proc/self/fd/{fd}"
+
+
+def _make_mountpoint(root_fd: int, inside: str, as_file: bool) -> int:
+    """Create (if needed) the mount point for ``inside`` under the root; return an O_PATH fd."""
+    parts = inside.strip("/").split("/")
+    fd = os.dup(root_fd)
+    try:
+        for name in parts[:-1]:
+            try:
+                os.mkdir(name, 0o755, dir_fd=fd)
+            except FileExistsError:
+                pass
+            nfd = os.open(name, _DIR, dir_fd=fd)
+            os.close(fd)
+            fd = nfd
+        last = parts[-1]
+        if as_file:
+            try:
+                os.close(os.open(last, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW
+                                 | os.O_CLOEXEC, 0o644, dir_fd=fd))
+            except FileExistsError:
+                pass
+        else:
+            try:
+                os.mkdir(last, 0o755, dir_fd=fd)
+            except FileExistsError:
+                pass
+        target = os.open(last, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+        if stat.S_ISLNK(os.fstat(target).st_mode):
+            os.close(target)
+            raise OSError(f"mount point {inside} is a symbolic link; refusing to follow it")
+        return target
+    finally:
+        os.close(fd)
+
+
+def _attrs(rule: DirRule) -> int:
+    a = sc.MOUNT_ATTR_NOSUID
+    if not rule.rw:
+        a |= sc.MOUNT_ATTR_RDONLY
+    if not rule.dev:
+        a |= sc.MOUNT_ATTR_NODEV
+    if rule.noexec:
+        a |= sc.MOUNT_ATTR_NOEXEC
+    return a
+
+
+def _bind(source: str, target_fd: int, mounted_at: str, rule: DirRule) -> None:
+    sc.mount(source, _fd_path(target_fd), None, sc.MS_BIND | (0 if rule.norec else sc.MS_REC))
+    # The fd names the covered directory, not the new mount: set attributes by path (built
+    # from components just checked to be plain directories). mount_setattr reaches every
+    # submount of a recursive bind, where a plain remount would leave them writable and suid.
+    sc.mount_setattr(mounted_at, _attrs(rule), recursive=not rule.norec)
+
+
+def _minimal_dev(target_fd: int, mounted_at: str) -> None:
+    sc.mount("cellbox-dev", _fd_path(target_fd), "tmpfs", sc.MS_NOSUID | sc.MS_NOEXEC,
+             "mode=0755,size=64k,nr_inodes=64")
+    dev_fd = os.open(mounted_at, _DIR)
+    try:
+        for name, (major, minor) in DEV_NODES.items():
+            os.mknod(name, stat.S_IFCHR | 0o666, os.makedev(major, minor), dir_fd=dev_fd)
+            os.chmod(name, 0o666, dir_fd=dev_fd)  # mknod's mode went through the umask
+        for name, dest in DEV_LINKS.items():
+            os.symlink(dest, name, dir_fd=dev_fd)
+        os.mkdir("shm", 0o755, dir_fd=dev_fd)
+    finally:
+        os.close(dev_fd)
+
+
+def _mount_rule(root: str, root_fd: int, rule: DirRule, box_dir: str, tmp_dir: str) -> None:
+    as_file = rule.kind is Kind.BIND and not os.path.isdir(rule.source or "")
+    fd = _make_mountpoint(root_fd, rule.inside, as_file)
+    at = root + rule.inside
+    try:
+        if rule.kind is Kind.BIND:
+            assert rule.source is not None
+            _bind(rule.source, fd, at, rule)
+        elif rule.kind is Kind.BOX:
+            _bind(os.path.join(box_dir, "box"), fd, at, rule)
+        elif rule.kind is Kind.TMP:
+            _bind(tmp_dir, fd, at, rule)
+        elif rule.kind is Kind.FS:
+            assert rule.source is not None
+            flags = sc.MS_NOSUID | (0 if rule.dev else sc.MS_NODEV) | (
+                0 if rule.rw or rule.source == "proc" else sc.MS_RDONLY) | (
+                sc.MS_NOEXEC if rule.noexec or rule.source == "proc" else 0)
+            data = "hidepid=invisible" if rule.source == "proc" else None
+            sc.mount(rule.source, _fd_path(fd), rule.source, flags, data)
+        elif rule.kind is Kind.DEV:
+            _minimal_dev(fd, at)
+        elif rule.kind is Kind.SHM:
+            sc.mount("cellbox-shm", _fd_path(fd), "tmpfs", sc.MS_NOSUID | sc.MS_NODEV,
+                     "mode=1777,size=50%")
+    finally:
+        os.close(fd)
+
+
+def build_root(root: str, rules: Iterable[DirRule], box_dir: str, tmp_dir: str) -> None:
+    """Make every mount private, build the new root on a tmpfs at ``root``, pivot into it."""
+    sc.mount(None, "/", None, sc.MS_REC | sc.MS_PRIVATE)
+    sc.mount("cellbox-root", root, "tmpfs", sc.MS_NOSUID | sc.MS_NODEV,
+             "mode=0755,size=1m,nr_inodes=4096")
+    root_fd = os.open(root, _DIR)
+    try:
+        rule_list = list(rules)
+        for rule in rule_list:
+            _mount_rule(root, root_fd, rule, box_dir, tmp_dir)
+        for rule in rule_list:  # /dev is made read-only once /dev/shm has its mount point
+            if rule.kind is Kind.DEV:
+                sc.mount_setattr(root + rule.inside,
+                                 sc.MOUNT_ATTR_RDONLY | sc.MOUNT_ATTR_NOSUID
+                                 | sc.MOUNT_ATTR_NOEXEC, recursive=False)
+        sc.mount_setattr(root, sc.MOUNT_ATTR_RDONLY | sc.MOUNT_ATTR_NOSUID
+                         | sc.MOUNT_ATTR_NODEV, recursive=False)
+        os.fchdir(root_fd)
+    finally:
+        os.close(root_fd)
+    # pivot_root(".", ".") stacks the old root under the new one; detaching "." drops it.
+    sc.pivot_root(".", ".")
+    sc.umount2(".", sc.MNT_DETACH)
+    os.chdir("/")

@@ -1,0 +1,36 @@
+"""PID, mount, network, IPC and UTS namespaces.
+
+Parent side: ``clone_flags`` picks the namespaces for a run. Child side: ``bring_loopback_up``
+and ``set_hostname`` finish the network and UTS namespaces from inside.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import socket
+import struct
+
+from cellbox.linux import syscalls as sc
+
+SIOCGIFFLAGS = 0x8913
+SIOCSIFFLAGS = 0x8914
+IFF_UP = 0x1
+
+
+def clone_flags(share_net: bool) -> int:
+    flags = sc.CLONE_NEWNS | sc.CLONE_NEWPID | sc.CLONE_NEWIPC | sc.CLONE_NEWUTS
+    if not share_net:
+        flags |= sc.CLONE_NEWNET
+    return flags
+
+
+def bring_loopback_up() -> None:
+    """A fresh network namespace has only ``lo``, and it is down: bring it up."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        ifreq = struct.pack("16sH14x", b"lo", 0)
+        flags = struct.unpack("16sH14x", fcntl.ioctl(s.fileno(), SIOCGIFFLAGS, ifreq))[1]
+        fcntl.ioctl(s.fileno(), SIOCSIFFLAGS, struct.pack("16sH14x", b"lo", flags | IFF_UP))
+
+
+def set_hostname(name: str) -> None:
+    sc.sethostname(name)

@@ -1,0 +1,77 @@
+"""Users, groups and capabilities: the last steps before execve.
+
+Order matters and is the caller's (``inside``): securebits and the bounding set need
+CAP_SETPCAP, so they go before the uid switch, which then clears every remaining capability.
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from typing import Iterator
+
+from cellbox.linux import syscalls as sc
+
+PR_SET_PDEATHSIG = 1
+PR_CAPBSET_DROP = 24
+PR_SET_SECUREBITS = 28
+PR_SET_NO_NEW_PRIVS = 38
+PR_CAP_AMBIENT = 47
+PR_CAP_AMBIENT_CLEAR_ALL = 4
+
+# SECBIT_NOROOT, SECBIT_NO_SETUID_FIXUP stay off (the fix-up is what clears the caps at
+# setresuid); KEEP_CAPS off. Everything locked, so the program cannot turn them back on.
+SECBIT_NOROOT = 1 << 0
+SECBIT_NOROOT_LOCKED = 1 << 1
+SECBIT_NO_SETUID_FIXUP_LOCKED = 1 << 3
+SECBIT_KEEP_CAPS_LOCKED = 1 << 5
+SECBIT_NO_CAP_AMBIENT_RAISE = 1 << 6
+SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED = 1 << 7
+
+
+def _last_cap() -> int:
+    with open("/proc/sys/kernel/cap_last_cap", "rb") as f:
+        return int(f.read())
+
+
+LAST_CAP = _last_cap()
+
+
+def die_with_parent() -> None:
+    sc.prctl(PR_SET_PDEATHSIG, 9)
+
+
+def drop_capabilities() -> None:
+    """Empty the bounding and ambient sets and lock the securebits (needs CAP_SETPCAP)."""
+    sc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL)
+    for cap in range(LAST_CAP + 1):
+        sc.prctl(PR_CAPBSET_DROP, cap)
+    sc.prctl(PR_SET_SECUREBITS,
+             SECBIT_NOROOT | SECBIT_NOROOT_LOCKED | SECBIT_NO_SETUID_FIXUP_LOCKED
+             | SECBIT_KEEP_CAPS_LOCKED | SECBIT_NO_CAP_AMBIENT_RAISE
+             | SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED)
+
+
+def become(uid: int, gid: int) -> None:
+    """Switch every uid and gid to the box's; from root this clears all capabilities."""
+    os.setgroups([])
+    os.setresgid(gid, gid, gid)
+    os.setresuid(uid, uid, uid)
+    if os.getuid() == 0 or os.geteuid() == 0:
+        raise OSError("setresuid left the process as root")
+
+
+def set_no_new_privs() -> None:
+    sc.prctl(PR_SET_NO_NEW_PRIVS, 1)
+
+
+@contextmanager
+def file_identity(uid: int, gid: int) -> Iterator[None]:
+    """Open files with the permissions of ``uid``/``gid`` while staying root otherwise."""
+    old_gid = sc.setfsgid(gid)
+    old_uid = sc.setfsuid(uid)
+    try:
+        yield
+    finally:
+        sc.setfsuid(old_uid)
+        sc.setfsgid(old_gid)

@@ -1,0 +1,157 @@
+"""Directory rules (what the box sees) and environment rules (what the program inherits).
+
+The grammar is isolate's: ``IN=OUT[:opt...]``, ``IN[:opt...]`` (binds ``/IN``), ``IN=`` (removes
+the rule for IN). Inside paths are validated strictly: absolute after normalisation, no ``..``,
+nothing that could make a mount land outside the new root.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
+from enum import Enum
+
+from cellbox.errors import UsageError
+
+DIR_OPTIONS = ("rw", "dev", "noexec", "maybe", "fs", "tmp", "norec")
+
+
+class Kind(Enum):
+    BIND = "bind"  # bind a host path
+    FS = "fs"  # mount a device-less filesystem (source is its type, e.g. proc)
+    TMP = "tmp"  # a fresh, private, writable directory, on the box's quota
+    BOX = "box"  # the box's working directory
+    DEV = "dev"  # a minimal /dev: null, zero, full, random, urandom and the fd links
+    SHM = "shm"  # a fresh tmpfs per run
+
+
+@dataclass(frozen=True)
+class DirRule:
+    inside: str  # absolute, normalised
+    source: str | None  # host path (BIND), filesystem type (FS); None otherwise
+    kind: Kind = Kind.BIND
+    rw: bool = False
+    dev: bool = False
+    noexec: bool = False
+    maybe: bool = False
+    norec: bool = False
+
+    def describe(self) -> str:
+        opts = [o for o in ("rw", "dev", "noexec", "maybe", "norec") if getattr(self, o)]
+        src = self.source if self.source is not None else f"<{self.kind.value}>"
+        return f"{self.inside}={src}" + "".join(f":{o}" for o in opts)
+
+
+def normalise_inside(path: str) -> str:
+    """Validate and normalise a path inside the box: absolute, no '..', no empty parts."""
+    if not path:
+        raise UsageError("A directory rule needs a path inside the box, e.g. -d /etc")
+    if "\0" in path:
+        raise UsageError(f"Directory rule path {path!r} contains a NUL byte")
+    parts = [p for p in path.split("/") if p not in ("", ".")]
+    if ".." in parts:
+        raise UsageError(f"Directory rule path {path!r} must not contain '..'")
+    if not parts:
+        raise UsageError(f"Directory rule path {path!r} would replace the box's root; "
+                         "bind a subdirectory instead")
+    return "/" + "/".join(parts)
+
+
+def parse_dir_rule(arg: str) -> tuple[str, DirRule | None]:
+    """Parse one ``-d`` argument. Returns (inside, rule), with rule None for a removal."""
+    spec, *opts = arg.split(":")
+    for o in opts:
+        if o not in DIR_OPTIONS:
+            raise UsageError(f"Unknown directory option {o!r} in -d {arg!r}; "
+                             f"known options: {', '.join(DIR_OPTIONS)}")
+    flags = set(opts)
+    inside_raw, eq, outside = spec.partition("=")
+    inside = normalise_inside(inside_raw)
+    if eq and not outside and not flags & {"tmp"}:
+        if flags:
+            raise UsageError(f"-d {arg!r}: a removal (IN=) takes no options")
+        return inside, None
+    if "tmp" in flags:
+        if outside:
+            raise UsageError(f"-d {arg!r}: the tmp option takes no outside path")
+        return inside, DirRule(inside, None, Kind.TMP, rw=True, noexec="noexec" in flags)
+    if "fs" in flags:
+        fstype = outside or inside_raw.strip("/")
+        if not fstype or "/" in fstype:
+            raise UsageError(f"-d {arg!r}: with fs, OUT is a filesystem type such as proc")
+        return inside, DirRule(inside, fstype, Kind.FS, rw="rw" in flags, dev="dev" in flags,
+                               noexec="noexec" in flags)
+    source = outside if eq else inside
+    if not (source.startswith("/") or source.startswith("./")):
+        raise UsageError(f"-d {arg!r}: the outside path must be absolute or start with './' "
+                         "(relative to the box directory)")
+    return inside, DirRule(inside, source, Kind.BIND, rw="rw" in flags, dev="dev" in flags,
+                           noexec="noexec" in flags, maybe="maybe" in flags,
+                           norec="norec" in flags)
+
+
+def default_dir_rules() -> list[DirRule]:
+    return [
+        DirRule("/box", None, Kind.BOX, rw=True),
+        DirRule("/bin", "/bin"),
+        DirRule("/dev", None, Kind.DEV),
+        DirRule("/dev/shm", None, Kind.SHM, rw=True),
+        DirRule("/lib", "/lib"),
+        DirRule("/lib64", "/lib64", maybe=True),
+        DirRule("/proc", "proc", Kind.FS),
+        DirRule("/tmp", None, Kind.TMP, rw=True),
+        DirRule("/usr", "/usr"),
+    ]
+
+
+def build_dir_rules(user_args: Iterable[str], defaults: bool = True) -> list[DirRule]:
+    """Apply the user's -d arguments, in order, over the defaults (a later rule for the same
+    inside path replaces the earlier one; IN= removes it)."""
+    rules: dict[str, DirRule | None] = {}
+    if defaults:
+        rules = {r.inside: r for r in default_dir_rules()}
+    for arg in user_args:
+        inside, rule = parse_dir_rule(arg)
+        rules[inside] = rule
+    return [r for r in rules.values() if r is not None]
+
+
+def resolve_sources(rules: Iterable[DirRule], box_dir: str) -> list[DirRule]:
+    """Check every bind source on the host; drop 'maybe' rules whose source is missing.
+
+    './x' sources are relative to the box directory. A missing source without 'maybe' is an
+    error, so a typo never silently yields a box without the directory.
+    """
+    out = []
+    for r in rules:
+        if r.kind is Kind.BIND:
+            assert r.source is not None
+            src = os.path.join(box_dir, r.source[2:]) if r.source.startswith("./") else r.source
+            if not os.path.exists(src):
+                if r.maybe:
+                    continue
+                raise UsageError(f"Directory rule {r.describe()}: {src} does not exist on the "
+                                 "host (add :maybe to skip it when missing)")
+            r = replace(r, source=os.path.realpath(src))
+        out.append(r)
+    return sorted(out, key=lambda r: r.inside.count("/"))
+
+
+def build_env(rules: Iterable[str], full_env: bool, parent: Mapping[str, str]) -> dict[str, str]:
+    """isolate's environment rules: VAR inherits, VAR=value sets, VAR= removes."""
+    env: dict[str, str] = dict(parent) if full_env else {}
+    env["LIBC_FATAL_STDERR_"] = "1"
+    for rule in rules:
+        var, eq, value = rule.partition("=")
+        if not var:
+            raise UsageError(f"Environment rule {rule!r} has no variable name")
+        if "\0" in rule:
+            raise UsageError(f"Environment rule {rule!r} contains a NUL byte")
+        env.pop(var, None)
+        if not eq:
+            if var in parent:
+                env[var] = parent[var]
+        elif value:
+            env[var] = value
+    return env

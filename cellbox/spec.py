@@ -1,0 +1,30 @@
+"""RunSpec: everything one run needs, resolved and validated, handed from the box layer to
+the keeper and on to the child."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from cellbox.limits import Limits
+from cellbox.rules import DirRule
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    argv: list[str]
+    env: dict[str, str]
+    rules: list[DirRule]  # the box layer resolves them (sources checked, parents first)
+    limits: Limits = field(default_factory=Limits)
+    stdin: str | None = None  # paths inside the box; None: inherited (or captured)
+    stdout: str | None = None
+    stderr: str | None = None
+    stderr_to_stdout: bool = False
+    chdir: str = "/box"
+    share_net: bool = False
+    inherit_fds: bool = False
+    capture_output: bool = False  # stdout/stderr into RunResult (library)
+    stdin_data: bytes | None = None  # fed through a pipe (library)
+    # Filled in by the box layer:
+    box_dir: str = ""  # <box_root>/<id>
+    uid: int = -1
+    gid: int = -1

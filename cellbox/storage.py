@@ -1,0 +1,165 @@
+"""Box storage on the host: a per-box tmpfs (the disk quota) and every host-side file access.
+
+Layout of ``<box_root>/<id>`` (the tmpfs): ``box/`` the program's working directory (/box),
+``tmp/`` its /tmp, ``root/`` the mount point of its root filesystem (used only inside the box's
+own mount namespace).
+
+The host never follows a link the box could have made: paths inside the box are walked one
+component at a time with O_NOFOLLOW directory fds, reads refuse anything but regular files,
+and tree walks (chown, removal) use fd-relative calls.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import stat
+
+from cellbox.errors import BoxStateError, UsageError
+from cellbox.linux import syscalls as sc
+
+_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def mount_storage(box_dir: str, size_kb: int, inodes: int) -> None:
+    os.makedirs(box_dir, mode=0o755, exist_ok=True)
+    sc.mount("cellbox-box", box_dir, "tmpfs", sc.MS_NOSUID | sc.MS_NODEV,
+             f"size={size_kb}k,nr_inodes={inodes},mode=0755")
+    os.mkdir(os.path.join(box_dir, "root"), 0o755)
+    os.mkdir(os.path.join(box_dir, "tmp"), 0o755)
+    os.mkdir(os.path.join(box_dir, "box"), 0o700)
+
+
+def is_mounted(box_dir: str) -> bool:
+    return os.path.ismount(box_dir)
+
+
+def unmount_storage(box_dir: str) -> None:
+    if is_mounted(box_dir):
+        try:
+            sc.umount2(box_dir)
+        except OSError as e:
+            if e.errno != errno.EBUSY:
+                raise
+            sc.umount2(box_dir, sc.MNT_DETACH)
+    try:
+        os.rmdir(box_dir)
+    except FileNotFoundError:
+        pass
+
+
+def _split(rel: str) -> list[str]:
+    parts = [p for p in rel.split("/") if p not in ("", ".")]
+    if not parts or ".." in parts:
+        raise UsageError(f"Path {rel!r} must name a file inside the box, without '..'")
+    return parts
+
+
+def _open_parent(top: str, rel: str, create_dirs: bool = False) -> tuple[int, str]:
+    """An fd of the directory holding ``rel`` under ``top``, reached without following links."""
+    parts = _split(rel)
+    fd = os.open(top, _DIR)
+    try:
+        for name in parts[:-1]:
+            if create_dirs:
+                try:
+                    os.mkdir(name, 0o755, dir_fd=fd)
+                except FileExistsError:
+                    pass
+            nfd = os.open(name, _DIR, dir_fd=fd)
+            os.close(fd)
+            fd = nfd
+    except OSError as e:
+        os.close(fd)
+        if e.errno == errno.ELOOP or e.errno == errno.ENOTDIR:
+            raise BoxStateError(f"{rel}: a component is a symlink or not a directory; "
+                                "cellbox does not follow links inside a box") from None
+        raise
+    return fd, parts[-1]
+
+
+def write_file(top: str, rel: str, data: bytes, mode: int = 0o644,
+               owner: tuple[int, int] | None = None) -> None:
+    dfd, name = _open_parent(top, rel, create_dirs=True)
+    try:
+        try:
+            os.unlink(name, dir_fd=dfd)
+        except FileNotFoundError:
+            pass
+        fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     mode, dir_fd=dfd)
+        try:
+            os.fchmod(fd, mode)
+            if owner:
+                os.fchown(fd, *owner)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+        finally:
+            os.close(fd)
+    finally:
+        os.close(dfd)
+
+
+def read_file(top: str, rel: str, limit: int | None = None) -> bytes:
+    dfd, name = _open_parent(top, rel)
+    try:
+        try:
+            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
+                         dir_fd=dfd)
+        except OSError as e:
+            if e.errno == errno.ELOOP:
+                raise BoxStateError(f"{rel} is a symlink; cellbox reads only regular files "
+                                    "out of a box") from None
+            raise
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise BoxStateError(f"{rel} is not a regular file; refusing to read it")
+            chunks = []
+            total = 0
+            while limit is None or total < limit:
+                chunk = os.read(fd, 1 << 20 if limit is None else min(1 << 20, limit - total))
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                total += len(chunk)
+            return b"".join(chunks)
+        finally:
+            os.close(fd)
+    finally:
+        os.close(dfd)
+
+
+def chown_tree(top: str, uid: int, gid: int) -> None:
+    """chown ``top`` and everything below it, never following a symlink."""
+    os.chown(top, uid, gid, follow_symlinks=False)
+    for _root, dirs, files, dfd in os.fwalk(top, follow_symlinks=False):
+        for name in dirs + files:
+            try:
+                os.chown(name, uid, gid, dir_fd=dfd, follow_symlinks=False)
+            except FileNotFoundError:
+                pass
+
+
+def remove_special_files(top: str) -> None:
+    """Delete what is neither a regular file nor a directory (links, FIFOs, sockets, devices)."""
+    for _root, dirs, files, dfd in os.fwalk(top, follow_symlinks=False):
+        for name in dirs + files:  # fwalk lists links to directories under dirs
+            mode = os.stat(name, dir_fd=dfd, follow_symlinks=False).st_mode
+            if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+                os.unlink(name, dir_fd=dfd)
+
+
+def empty_dir(path: str) -> None:
+    """Remove everything inside ``path`` (fd-based: safe against symlink races)."""
+    fd = os.open(path, _DIR)
+    try:
+        for name in os.listdir(fd):
+            st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+            if stat.S_ISDIR(st.st_mode):
+                shutil.rmtree(name, dir_fd=fd)
+            else:
+                os.unlink(name, dir_fd=fd)
+    finally:
+        os.close(fd)
