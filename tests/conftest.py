@@ -1,7 +1,7 @@
 """Shared fixtures. Every test runs cellbox for real (root, namespaces, cgroups, mounts).
 
 The suite uses its own configuration (box_root and lock_root in a temporary directory, cgroups
-under <controller>/cellbox/test), so it never touches boxes in real use, and it checks after
+under <controller>/cellbox/test-PID), so it never touches boxes in real use, and it checks after
 every test that nothing was left behind: no process with a box uid, no mount, no box cgroup.
 """
 
@@ -19,9 +19,10 @@ from pathlib import Path
 
 import pytest
 
-FIRST_UID = 60000
 NUM_BOXES = 200
-CG_ROOT = "cellbox/test"
+# Per session, like CG_ROOT: concurrent test runs get disjoint box uids (all in 60000-69999).
+FIRST_UID = 60000 + NUM_BOXES * (os.getpid() % 50)
+CG_ROOT = f"cellbox/test-{os.getpid()}"  # per session: parallel runs never meet
 PROGRAMS = Path(__file__).parent / "programs"
 
 if os.geteuid() != 0:
@@ -136,8 +137,13 @@ class InitBox:
 
 @pytest.fixture
 def box() -> Iterator[InitBox]:
-    box_id = next(_ids)
-    proc = cellbox("-b", str(box_id), "--init", check=True)
+    while True:  # skip boxes that a concurrent test run holds
+        box_id = next(_ids)
+        proc = cellbox("-b", str(box_id), "--init")
+        if proc.returncode == 0:
+            break
+        if b"busy" not in proc.stderr and b"already initialised" not in proc.stderr:
+            raise AssertionError(f"--init failed: {proc.stderr.decode()}")
     b = InitBox(box_id, Path(proc.stdout.decode().strip()))
     yield b
     cellbox("-b", str(box_id), "--cleanup", check=True)

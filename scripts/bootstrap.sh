@@ -1,0 +1,127 @@
+#!/usr/bin/env bash
+# Set up a fresh Debian 12 machine for cellbox, idempotently (run as root):
+#   1. apt-get install what is missing: gcc, g++, libseccomp2, a JDK (and python3 / python3-venv
+#      only when no usable Python >= 3.11 or no working venv module is found);
+#   2. create .venv with the first python3 on PATH that is >= 3.11, if .venv is absent or broken;
+#   3. pip install -e '.[test]' when pyproject.toml changed since the last install.
+# Quiet when there is nothing to do; on a failure it says what failed and shows the log.
+set -euo pipefail
+
+# One bootstrap at a time (e.g. demo.sh and test.sh started together): lock this script.
+exec 9<"$0"
+flock 9
+
+cd "$(dirname "$0")/.."
+REPO=$(pwd -P)
+VENV="$REPO/.venv"
+STAMP="$VENV/.cellbox-bootstrap"  # "<sha256 of pyproject.toml> <repo path>" of the last install
+MIN_PY="3.11"
+
+say() { echo "bootstrap: $*" >&2; }
+die() { echo "bootstrap: error: $*" >&2; exit 1; }
+
+# Run a noisy command with its output kept in a log, shown only if the command fails.
+LOG=$(mktemp /tmp/cellbox-bootstrap.XXXXXX)
+trap 'rm -f "$LOG"' EXIT
+quietly() {
+    local what=$1
+    shift
+    if ! "$@" >"$LOG" 2>&1; then
+        echo "bootstrap: error: $what failed: $*" >&2
+        echo "---- last lines of its output ----" >&2
+        tail -n 40 "$LOG" >&2
+        exit 1
+    fi
+}
+
+# ---- Python --------------------------------------------------------------------------------
+
+# Print the real interpreter (pyenv shims resolved) if $1 is a Python >= MIN_PY, else fail.
+real_python() {
+    "$1" -c "import sys; assert sys.version_info >= (${MIN_PY/./, }); print(sys.executable)" \
+        2>/dev/null
+}
+
+find_python() {
+    local candidate real
+    # Every python3 on PATH in order (a pyenv shim first, if any), then versioned names.
+    while IFS= read -r candidate; do
+        if real=$(real_python "$candidate") && [[ -n $real ]]; then
+            echo "$real"
+            return 0
+        fi
+    done < <(type -ap python3 python3.13 python3.12 python3.11 2>/dev/null)
+    return 1
+}
+
+venv_ok() {
+    [[ -x $VENV/bin/python ]] && real_python "$VENV/bin/python" >/dev/null
+}
+
+PYTHON=""
+NEED_VENV=0
+if ! venv_ok; then
+    NEED_VENV=1
+    PYTHON=$(find_python) || PYTHON=""
+fi
+
+# ---- system packages -----------------------------------------------------------------------
+
+# "package[:command]": present if dpkg has the package installed (dpkg -s, but also false for a
+# removed package whose config files remain), or if the command is on PATH (e.g. a JDK that
+# came from another package than default-jdk-headless).
+REQUIRED=(gcc:gcc g++:g++ libseccomp2 default-jdk-headless:javac)
+if [[ $NEED_VENV == 1 ]]; then
+    if [[ -z $PYTHON ]]; then
+        REQUIRED+=(python3 python3-venv)  # Debian 12's python3 is 3.11
+    elif ! "$PYTHON" -c 'import ensurepip, venv' 2>/dev/null; then
+        REQUIRED+=(python3-venv)  # Debian keeps ensurepip (which venv needs) in python3-venv
+    fi
+fi
+
+MISSING=()
+for req in "${REQUIRED[@]}"; do
+    pkg=${req%%:*}
+    cmd=${req#*:}
+    [[ $cmd == "$req" ]] && cmd=""
+    if [[ $(dpkg-query -W -f='${db:Status-Status}' "$pkg" 2>/dev/null) == installed ]]; then
+        continue
+    fi
+    if [[ -n $cmd ]] && command -v "$cmd" >/dev/null 2>&1; then
+        continue
+    fi
+    MISSING+=("$pkg")
+done
+
+if ((${#MISSING[@]})); then
+    [[ $(id -u) == 0 ]] || die "packages ${MISSING[*]} are missing and only root can install" \
+        "them; run this as root (sudo $0)"
+    command -v apt-get >/dev/null || die "packages ${MISSING[*]} are missing and there is no" \
+        "apt-get; install them by hand (this script supports Debian 12)"
+    say "installing ${MISSING[*]} (apt-get)"
+    export DEBIAN_FRONTEND=noninteractive
+    quietly "apt-get update" apt-get update -q
+    quietly "apt-get install" apt-get install -y -q --no-install-recommends "${MISSING[@]}"
+fi
+
+# ---- the virtual environment ---------------------------------------------------------------
+
+if [[ $NEED_VENV == 1 ]]; then
+    [[ -n $PYTHON ]] || PYTHON=$(find_python) ||
+        die "no Python >= $MIN_PY on PATH ($PATH); install one (apt-get install python3)"
+    if [[ -e $VENV ]]; then
+        say "$VENV is broken (no working Python >= $MIN_PY in it); recreating it"
+        rm -rf "$VENV"
+    fi
+    say "creating .venv with $PYTHON ($("$PYTHON" -c 'import platform; print(platform.python_version())'))"
+    quietly "creating the virtual environment" "$PYTHON" -m venv "$VENV"
+fi
+
+WANT="$(sha256sum pyproject.toml | cut -d' ' -f1) $REPO"
+if [[ ! -f $STAMP || $(cat "$STAMP") != "$WANT" ]] ||
+    ! "$VENV/bin/python" -c 'import cellbox, pytest' 2>/dev/null; then
+    say "installing cellbox and its test tools into .venv (pip install -e '.[test]')"
+    quietly "pip install" "$VENV/bin/python" -m pip install -q --disable-pip-version-check \
+        -e ".[test]"
+    echo "$WANT" >"$STAMP"
+fi
