@@ -55,7 +55,7 @@ class Box:
         else:
             lock = self._boxes.lock(self._box_id, self._wait)
         try:
-            self.path = self._boxes.init(lock, self._caller, self._quota)
+            self.path = self._boxes.init(lock, self._caller, self._quota, lease=True)
         except BaseException:
             lock.release()
             raise

@@ -53,25 +53,40 @@ class Boxes:
         return os.path.join(self.config.box_root, str(box_id))
 
     def lock(self, box_id: int, wait: float | None = 0.0) -> BoxLock:
+        """Take the box's lock, then repair whatever a previous holder left: once we hold
+        the lock, any holder named in the record is dead."""
         self.check_box_id(box_id)
         _require_root()
-        return BoxLock(self.config.lock_root, box_id).acquire(wait)
+        lock = BoxLock(self.config.lock_root, box_id).acquire(wait)
+        try:
+            self.repair(lock, lock.read())
+        except BaseException:
+            lock.release()
+            raise
+        return lock
 
     # -- repair --------------------------------------------------------------------------
 
     def repair(self, lock: BoxLock, record: BoxRecord) -> BoxRecord:
-        """Undo what a dead holder left: a run in progress, stray processes. Counted."""
-        if record.run is None and not record.extra.get("corrupt"):
+        """Undo what a dead holder left: a run in progress, stray processes, a library lease
+        whose process died (its box is reset). Counted. Holding the lock proves the holder
+        recorded in ``record`` is gone."""
+        if record.run is None and not record.extra.get("corrupt") and not record.lease:
             return record
         box_id = lock.box_id
-        self.cgroups.box(box_id, create=False).kill_all() if self._cg_exists(box_id) else None
-        if storage.is_mounted(self.box_dir(box_id)):
+        if self._cg_exists(box_id):
+            self.cgroups.box(box_id, create=False).kill_all()
+        repairs = int(record.extra.get("repairs", 0)) + 1
+        if record.lease:
+            self._remove(box_id)
+            record = BoxRecord(extra={"repairs": repairs})
+        elif storage.is_mounted(self.box_dir(box_id)):
             storage.chown_tree(os.path.join(self.box_dir(box_id), "box"),
                                record.owner_uid, record.owner_gid)
             record.initialised = True
         record.run = None
         record.extra.pop("corrupt", None)
-        record.extra["repairs"] = int(record.extra.get("repairs", 0)) + 1
+        record.extra["repairs"] = repairs
         lock.write(record)
         print(f"cellbox: box {box_id}: repaired what a dead cellbox process left behind",
               file=sys.stderr)
@@ -83,11 +98,14 @@ class Boxes:
 
     # -- the three operations -------------------------------------------------------------
 
-    def init(self, lock: BoxLock, caller: Caller, quota: tuple[int, int] | None = None) -> str:
+    def init(self, lock: BoxLock, caller: Caller, quota: tuple[int, int] | None = None,
+             lease: bool = False) -> str:
+        """Create the box. ``lease``: the box lives only as long as this lock holder (a
+        library lease); whoever takes the lock after the holder died resets it."""
         box_id = lock.box_id
         if self.config.restricted_init and os.getuid() != 0:
             raise BoxStateError("This configuration has restricted_init: only root may --init")
-        record = self.repair(lock, lock.read())
+        record = lock.read()
         box_dir = self.box_dir(box_id)
         if record.initialised and storage.is_mounted(box_dir):
             raise BoxStateError(f"Box {box_id} is already initialised (by uid "
@@ -104,7 +122,7 @@ class Boxes:
             storage.unmount_storage(box_dir)
             raise SandboxSetupError(f"Cannot create box storage at {box_dir}: {e}") from e
         lock.write(BoxRecord(initialised=True, owner_uid=caller.uid, owner_gid=caller.gid,
-                             quota=quota, created=time.time(),
+                             quota=quota, created=time.time(), lease=lease,
                              extra={"repairs": record.extra.get("repairs", 0)}))
         return box_dir
 
@@ -113,7 +131,7 @@ class Boxes:
         from cellbox import keeper  # the run path only
 
         box_id = lock.box_id
-        record = self.repair(lock, lock.read())
+        record = lock.read()
         box_dir = self.box_dir(box_id)
         self._require_initialised(record, box_id, caller)
         spec = replace(spec, rules=resolve_sources(spec.rules, box_dir), box_dir=box_dir,
@@ -138,17 +156,20 @@ class Boxes:
     def cleanup(self, lock: BoxLock, caller: Caller) -> bool:
         """Remove the box's cgroups and storage. False if there was nothing to clean."""
         box_id = lock.box_id
-        record = self.repair(lock, lock.read())
+        record = lock.read()
         box_dir = self.box_dir(box_id)
         if not record.initialised and not storage.is_mounted(box_dir):
             if self._cg_exists(box_id):
                 self.cgroups.box(box_id, create=False).remove()
             return False
         self._check_owner(record, box_id, caller)
-        self.cgroups.box(box_id, create=False).remove()
-        storage.unmount_storage(box_dir)
+        self._remove(box_id)
         lock.write(BoxRecord(extra={"repairs": record.extra.get("repairs", 0)}))
         return True
+
+    def _remove(self, box_id: int) -> None:
+        self.cgroups.box(box_id, create=False).remove()
+        storage.unmount_storage(self.box_dir(box_id))
 
     def _require_initialised(self, record: BoxRecord, box_id: int, caller: Caller) -> None:
         if not record.initialised or not storage.is_mounted(self.box_dir(box_id)):
@@ -169,7 +190,7 @@ class Boxes:
                     lock = self.lock(box_id)
                 except BoxBusyError:
                     continue
-                record = self.repair(lock, lock.read())
+                record = lock.read()
                 if not record.initialised and not storage.is_mounted(self.box_dir(box_id)):
                     return lock
                 lock.release()

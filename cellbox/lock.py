@@ -29,6 +29,7 @@ class BoxRecord:
     created: float = 0.0
     runs: int = 0
     run: dict[str, Any] | None = None  # {"pid": keeper pid, "since": time} while running
+    lease: bool = False  # a library lease: the box dies with its holder
     extra: dict[str, Any] = field(default_factory=dict)
 
 

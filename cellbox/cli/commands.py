@@ -219,14 +219,28 @@ def isolate_main(argv: list[str]) -> int:
         if command == "cleanup":
             boxes.cleanup(lock, _caller(p))
             return 0
+        spec = spec_from(p)
+        if p.get("verbose"):
+            _describe(boxes, lock.box_id, spec)
         try:
-            result = boxes.run(lock, _caller(p), spec_from(p),
+            result = boxes.run(lock, _caller(p), spec,
                                keep_special_files=p.flag("special-files"))
         except SandboxSetupError as e:
             result = RunResult(status=Status.INTERNAL_ERROR, message=str(e))
     _write_meta(p, result)
     _say(p, result)
     return exit_code(result)
+
+
+def _describe(boxes, box_id: int, spec) -> None:  # noqa: ANN001
+    """-v: what the run will get, on stderr."""
+    out = sys.stderr
+    print(f"box {box_id}: {boxes.box_dir(box_id)}, uid/gid {boxes.config.box_uid(box_id)}/"
+          f"{boxes.config.box_gid(box_id)}; {boxes.cgroups.describe()}", file=out)
+    print(f"limits: {spec.limits}", file=out)
+    for rule in spec.rules:
+        print(f"dir rule: {rule.describe()}", file=out)
+    print(f"environment: {' '.join(sorted(spec.env))}", file=out)
 
 
 def _version() -> int:
