@@ -137,9 +137,6 @@ def program_main(spec: RunSpec, fds: ChildFds) -> NoReturn:
     """The program's side: join cgroups, stdio, limits, drop privileges, execve."""
     step = "starting the program"
     try:
-        step = "joining the box's cgroups"
-        for fd in fds.join:
-            os.write(fd, b"0")
         step = "opening stdin/stdout/stderr inside the box"
         _redirect_stdio(spec, fds)
         step = "setting resource limits"
@@ -154,6 +151,11 @@ def program_main(spec: RunSpec, fds: ChildFds) -> NoReturn:
         signal.pthread_sigmask(signal.SIG_SETMASK, [])
         for sig in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, signal.SIG_DFL)
+        # Join last: the copy-on-write faults and CPU of this forked Python are not the
+        # program's. Any process may move itself (v1 checks only that the uids match).
+        step = "joining the box's cgroups"
+        for fd in fds.join:
+            os.write(fd, b"0")
         step = f"executing {spec.argv[0]}"
         os.execvpe(spec.argv[0], spec.argv, spec.env)
     except BaseException as e:  # noqa: BLE001
