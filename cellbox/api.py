@@ -89,13 +89,16 @@ class Box:
             env: Mapping[str, str] | None = None, dirs: Sequence[str] = (),
             default_dirs: bool = True, chdir: str = "/box",
             share_net: bool = False) -> RunResult:
-        """Run ``argv`` in the box. ``stdin``: bytes, or a host file path to feed.
+        """Run ``argv`` in the box. ``stdin``: bytes or text to feed, or a ``Path`` to a host
+        file whose contents are fed (a ``str`` is always text, never a path).
         ``dirs``: extra directory rules in isolate's syntax (e.g. "/etc/alternatives").
         ``env``: the program's environment (default: PATH only)."""
         if not argv:
             raise BoxStateError("run() needs a program: argv is empty")
-        if isinstance(stdin, (str, Path)):
-            stdin = Path(stdin).read_bytes()
+        if isinstance(stdin, Path):
+            stdin = stdin.read_bytes()
+        elif isinstance(stdin, str):
+            stdin = stdin.encode()
         environment = dict(env) if env is not None else {"PATH": DEFAULT_PATH}
         spec = RunSpec(
             argv=list(argv),

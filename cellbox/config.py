@@ -63,8 +63,8 @@ def load_config(path: str | None = None) -> Config:
             data = tomllib.load(f)
     except FileNotFoundError:
         if explicit:
-            raise ConfigError(f"Config file {path} does not exist (named by ${ENV_VAR} or "
-                              "--config); create it or unset the variable") from None
+            raise ConfigError(f"Config file {path} does not exist (named by ${ENV_VAR}); "
+                              "create it or unset the variable") from None
         return Config()
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"Config file {path} is not valid TOML: {e}") from None

@@ -181,3 +181,14 @@ def test_meta_text_format_roundtrip():
     assert meta["exceeded"] == "memory"  # ...and what says which limit it was
     assert meta["cg-oom-killed"] == "1" and meta["cg-mem"] == str(10 << 10)
     assert meta["time"] == "0.123"
+
+
+def test_cli_reference_is_generated_from_the_option_table():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    generated = subprocess.run([sys.executable, "-m", "cellbox.cli.docgen"], check=True,
+                               capture_output=True, text=True).stdout
+    committed = (Path(__file__).parent.parent / "docs" / "cli.md").read_text()
+    assert generated == committed, "docs/cli.md is stale: python -m cellbox.cli.docgen > docs/cli.md"

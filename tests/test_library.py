@@ -97,3 +97,13 @@ def test_run_outside_lease_is_an_error():
     box = Box()
     with pytest.raises(BoxStateError):
         box.write_file("x", b"")
+
+
+def test_str_stdin_is_text_never_a_host_path(tmp_path):
+    secret = tmp_path / "host-secret"
+    secret.write_text("must not be read")
+    with Box() as box:
+        r = box.run(["cat"], stdin=str(secret))
+        r2 = box.run(["cat"], stdin=secret)  # a Path is explicitly a host file
+    assert r.stdout == str(secret).encode()
+    assert r2.stdout == b"must not be read"

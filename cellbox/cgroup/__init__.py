@@ -52,4 +52,4 @@ def detect(cg_root: str = "auto") -> CgroupBackend:
     raise SandboxSetupError(
         "No usable cgroup hierarchy: cellbox needs the cgroup v1 controllers "
         f"{', '.join(v1.REQUIRED)} mounted (found: {', '.join(sorted(found)) or 'none'}). "
-        "Mount them under /sys/fs/cgroup, or run on a cgroup v2 host.")
+        "Mount them under /sys/fs/cgroup (the cgroup v2 backend is not available yet).")

@@ -260,7 +260,9 @@ def _info(command: str) -> int:
         return 0
     from cellbox.config import config_path
 
-    print(f"config {config_path()}: OK")
+    path = config_path()
+    state = "OK" if os.path.exists(path) else "not present, built-in defaults in use"
+    print(f"config {path}: {state}")
     for key, value in boxes.config.__dict__.items():
         print(f"  {key} = {value!r}")
     print(backend.describe())
@@ -326,7 +328,8 @@ def _table(result: RunResult) -> None:
     t = Table(title="cellbox run", show_header=False)
     t.add_column(style="bold")
     t.add_column()
-    rows = [("status", f"{result.status.name} ({result.status.isolate_code or 'OK'})"),
+    code = result.status.isolate_code
+    rows = [("status", result.status.name + (f" ({code})" if code else "")),
             ("message", result.message or "-"),
             ("exit code", str(result.exit_code) if result.exit_code is not None else "-"),
             ("signal", str(result.signal) if result.signal is not None else "-"),
