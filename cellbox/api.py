@@ -24,7 +24,7 @@ from cellbox.errors import BoxStateError
 from cellbox.limits import Limits
 from cellbox.lock import BoxLock
 from cellbox.result import RunResult
-from cellbox.rules import build_dir_rules, build_env, normalise_inside
+from cellbox.rules import build_dir_rules, build_env, normalise_workdir
 from cellbox.spec import RunSpec
 
 DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
@@ -105,7 +105,7 @@ class Box:
             env=build_env([], False, {}) | environment,
             rules=build_dir_rules(dirs, defaults=default_dirs),
             limits=limits or Limits(),
-            chdir=normalise_inside(chdir),
+            chdir=normalise_workdir(chdir),
             share_net=share_net,
             capture_output=capture_output,
             stdin_data=stdin if stdin is not None else (b"" if capture_output else None),

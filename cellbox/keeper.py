@@ -60,8 +60,7 @@ def run(spec: RunSpec, cgroup: BoxCgroup) -> RunResult:
     if threading.active_count() > 1:
         raise SandboxSetupError("cellbox cannot start a run from a multi-threaded process "
                                 "(fork hazards); start runs from a single-threaded process")
-    cgroup.set_limits(spec.limits.memory, spec.limits.processes)
-    join = tuple(cgroup.start_run())
+    join = tuple(cgroup.start_run(spec.limits.memory, spec.limits.processes))
     parent_ends: list[int] = []
     child_ends: list[int] = []
 
@@ -123,7 +122,7 @@ def _supervise(spec: RunSpec, cgroup: BoxCgroup, pid: int, started: float, statu
     """Pump I/O and watch the limits until init has reported and every output pipe is shut."""
     lim = spec.limits
     cpu_cap = None if lim.time is None else int((lim.time + lim.extra_time) * 1e9)
-    wall_cap = None if lim.wall_time is None else lim.wall_time + lim.extra_time
+    wall_cap = lim.wall_time  # isolate grants --extra-time to the CPU limit only
     outcome = _Outcome()
     poller = select.poll()
     readers: dict[int, _Capture | None] = {status_r: None}

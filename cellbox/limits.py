@@ -26,7 +26,8 @@ def parse_size(text: str, default_unit: str = "") -> int:
 class Limits:
     """What a run may use. ``None`` means no limit.
 
-    time / wall_time / extra_time: seconds. CPU time counts every process and thread.
+    time / wall_time / extra_time: seconds. CPU time counts every process and thread;
+    extra_time delays the kill for the CPU limit only (as in isolate).
     memory: bytes for the whole run (cgroup, swap off); address_space: bytes per process.
     processes: processes and threads at once (``None``: unlimited).
     """

@@ -58,6 +58,12 @@ def normalise_inside(path: str) -> str:
     return "/" + "/".join(parts)
 
 
+def normalise_workdir(path: str) -> str:
+    """The program's working directory: relative paths are under /box; '/' is allowed."""
+    full = path if path.startswith("/") else "/box/" + path
+    return "/" if full.strip("/") == "" else normalise_inside(full)
+
+
 def parse_dir_rule(arg: str) -> tuple[str, DirRule | None]:
     """Parse one ``-d`` argument. Returns (inside, rule), with rule None for a removal."""
     spec, *opts = arg.split(":")

@@ -59,10 +59,23 @@ def _keyed(text: str, key: str) -> int:
     return 0
 
 
+def _rmdir_when_empty(d: str) -> None:
+    for _ in range(200):
+        try:
+            os.rmdir(d)
+            return
+        except FileNotFoundError:
+            return
+        except OSError as e:  # EBUSY: the last task is still being torn down
+            if e.errno != errno.EBUSY:
+                raise
+            time.sleep(0.005)
+    raise SandboxSetupError(f"Cannot remove cgroup {d}: it still has processes")
+
+
 class BoxCgroupV1:
     def __init__(self, dirs: dict[str, str]) -> None:
         self.dirs = dirs  # controller -> directory of this box
-        self._oom_base = 0
         self._pids_base = 0
         self._cpu_fd: int | None = None
         self._join_fds: list[int] = []
@@ -70,7 +83,15 @@ class BoxCgroupV1:
     def _p(self, controller: str, name: str) -> str:
         return os.path.join(self.dirs[controller], name)
 
-    def set_limits(self, memory: int | None, pids: int | None) -> None:
+    def _fresh_memory_cgroup(self) -> None:
+        """A new memory cgroup for every run: pages of files left in the box's tmpfs stay
+        charged to the cgroup that wrote them, and would count against the next run.
+        Removing the old one hands those charges to the parent."""
+        d = self.dirs["memory"]
+        _rmdir_when_empty(d)
+        os.mkdir(d)
+
+    def _set_limits(self, memory: int | None, pids: int | None) -> None:
         memsw = os.path.exists(self._p("memory", "memory.memsw.limit_in_bytes"))
         if memory is not None and not memsw and _swap_in_use():
             raise SandboxSetupError(
@@ -89,11 +110,10 @@ class BoxCgroupV1:
             raise SandboxSetupError(f"Cannot set cgroup limits (memory={memory}, "
                                     f"pids={pids}): {e}") from e
 
-    def start_run(self) -> list[int]:
-        _write(self._p("memory", "memory.max_usage_in_bytes"), 0)
-        _write(self._p("memory", "memory.failcnt"), 0)
+    def start_run(self, memory: int | None, pids: int | None) -> list[int]:
+        self._fresh_memory_cgroup()
+        self._set_limits(memory, pids)
         _write(self._p("cpuacct", "cpuacct.usage"), 0)
-        self._oom_base = _keyed(_read(self._p("memory", "memory.oom_control")), "oom_kill")
         self._pids_base = self._pids_max_events()
         self._cpu_fd = os.open(self._p("cpuacct", "cpuacct.usage"), os.O_RDONLY | os.O_CLOEXEC)
         # Joining by writing "0" from the child itself skips the RCU wait that a write of
@@ -116,8 +136,7 @@ class BoxCgroupV1:
         return CgroupStats(
             cpu_ns=int(_read(self._p("cpuacct", "cpuacct.usage"))),
             peak_memory=int(_read(self._p("memory", "memory.max_usage_in_bytes"))),
-            oom_kills=_keyed(_read(self._p("memory", "memory.oom_control")), "oom_kill")
-            - self._oom_base,
+            oom_kills=_keyed(_read(self._p("memory", "memory.oom_control")), "oom_kill"),
             pids_limit_hits=self._pids_max_events() - self._pids_base,
         )
 
@@ -158,18 +177,7 @@ class BoxCgroupV1:
         if self.pids():
             self.kill_all()
         for d in self.dirs.values():
-            for _ in range(100):
-                try:
-                    os.rmdir(d)
-                    break
-                except FileNotFoundError:
-                    break
-                except OSError as e:  # EBUSY: the last task is still being torn down
-                    if e.errno != errno.EBUSY:
-                        raise
-                    time.sleep(0.005)
-            else:
-                raise SandboxSetupError(f"Cannot remove cgroup {d}: still busy")
+            _rmdir_when_empty(d)
 
 
 class CgroupV1:

@@ -70,13 +70,12 @@ def limits_from(p: Parsed) -> Limits:
 
 
 def spec_from(p: Parsed, capture: bool = False):  # noqa: ANN201 - RunSpec, imported lazily
-    from cellbox.rules import build_dir_rules, build_env, normalise_inside
+    from cellbox.rules import build_dir_rules, build_env, normalise_workdir
     from cellbox.spec import RunSpec
 
     if p.flag("stderr-to-stdout") and p.get("stderr"):
         raise UsageError("--stderr and --stderr-to-stdout cannot be used together")
-    chdir = str(p.get("chdir") or "/box")
-    chdir = normalise_inside(chdir if chdir.startswith("/") else "/box/" + chdir)
+    chdir = normalise_workdir(str(p.get("chdir") or "/box"))
     return RunSpec(
         argv=p.program,
         env=build_env(p.get("env", []), p.flag("full-env"), os.environ),  # type: ignore[arg-type]
