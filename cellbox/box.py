@@ -93,8 +93,7 @@ class Boxes:
         return record
 
     def _cg_exists(self, box_id: int) -> bool:
-        cg = self.cgroups.box(box_id, create=False)
-        return any(os.path.isdir(d) for d in getattr(cg, "dirs", {}).values())
+        return self.cgroups.box(box_id, create=False).exists()
 
     # -- the three operations -------------------------------------------------------------
 

@@ -122,6 +122,9 @@ class BoxCgroupV1:
                           for d in self.dirs.values()]
         return self._join_fds
 
+    def exists(self) -> bool:
+        return any(os.path.isdir(d) for d in self.dirs.values())
+
     def _pids_max_events(self) -> int:
         try:
             return _keyed(_read(self._p("pids", "pids.events")), "max")
