@@ -201,8 +201,8 @@ def isolate_main(argv: list[str]) -> int:
         sys.stdout.write(help_text())
         return 0
     _check_arguments(p, command)
-    if command == "run":
-        spec_from(p)  # validates rules and env before the box is touched
+    # Built before the box is touched, so bad rules or env change nothing.
+    spec = spec_from(p) if command == "run" else None
     if command == "version":
         return _version()
     if command in ("print-cg-root", "check-config"):
@@ -218,7 +218,7 @@ def isolate_main(argv: list[str]) -> int:
         if command == "cleanup":
             boxes.cleanup(lock, _caller(p))
             return 0
-        spec = spec_from(p)
+        assert spec is not None
         if p.get("verbose"):
             _describe(boxes, lock.box_id, spec)
         try:
@@ -285,7 +285,6 @@ def oneshot_main(argv: list[str]) -> int:
     files = [_file_arg(str(f)) for f in p.get("file", [])]  # type: ignore[union-attr]
     as_json = p.flag("json")
     spec = spec_from(p, capture=as_json)
-    limits_from(p)
     from cellbox import storage
     from cellbox.box import Boxes
 
