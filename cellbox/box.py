@@ -16,7 +16,7 @@ from cellbox import storage
 from cellbox.cgroup import CgroupBackend, detect
 from cellbox.config import Config, load_config
 from cellbox.errors import BoxBusyError, BoxStateError, SandboxSetupError, UsageError
-from cellbox.lock import BoxLock, BoxRecord
+from cellbox.lock import BoxLock, BoxRecord, flock_holders, read_record
 from cellbox.result import RunResult
 from cellbox.rules import resolve_sources
 from cellbox.spec import RunSpec
@@ -32,6 +32,25 @@ class Caller:
     @classmethod
     def current(cls) -> Caller:
         return cls(os.getuid(), os.getgid())
+
+
+@dataclass
+class BoxState:
+    """What ``cellbox boxes`` shows for one box."""
+
+    box_id: int
+    state: str  # free | initialised | running | leased | busy | needs-repair
+    record: BoxRecord
+    pid: int | None = None  # the holder: a running keeper, a lease, an operation
+    since: float | None = None
+    detail: str = ""
+
+    def to_dict(self) -> dict[str, object]:
+        r = self.record
+        return {"box": self.box_id, "state": self.state, "pid": self.pid, "since": self.since,
+                "owner_uid": r.owner_uid if r.initialised else None, "detail": self.detail,
+                "runs": r.runs, "repairs": r.repairs, "orphans_killed": r.orphans_killed,
+                "lock_waits": r.waits, "lock_wait_seconds": round(r.wait_seconds, 6)}
 
 
 class Boxes:
@@ -59,41 +78,116 @@ class Boxes:
         _require_root()
         lock = BoxLock(self.config.lock_root, box_id).acquire(wait)
         try:
-            self.repair(lock, lock.read())
+            record = lock.read()
+            damage = self.damage(box_id, record)
+            if lock.waited > 0:
+                record.waits += 1
+                record.wait_seconds += lock.waited
+            if damage:
+                self.repair(lock, record, damage)
+            elif lock.waited > 0:
+                lock.write(record)
         except BaseException:
             lock.release()
             raise
         return lock
 
-    # -- repair --------------------------------------------------------------------------
+    # -- damage and repair -----------------------------------------------------------------
 
-    def repair(self, lock: BoxLock, record: BoxRecord) -> BoxRecord:
-        """Undo what a dead holder left: a run in progress, stray processes, a library lease
-        whose process died (its box is reset). Counted. Holding the lock proves the holder
-        recorded in ``record`` is gone."""
-        if record.run is None and not record.extra.get("corrupt") and not record.lease:
-            return record
+    def damage(self, box_id: int, record: BoxRecord) -> str | None:
+        """What a dead holder left in this box, or None if it is consistent. Only meaningful
+        under the lock, or when /proc/locks shows that nobody holds it."""
+        mounted = storage.is_mounted(self.box_dir(box_id))
+        if record.extra.get("corrupt"):
+            return "its record was unreadable"
+        if record.run is not None:
+            return f"a run (cellbox pid {record.run.get('pid')}) was interrupted"
+        if record.lease is not None:
+            return f"the library lease of pid {record.lease.get('pid')} ended without cleanup"
+        if record.initialised and not mounted:
+            return "its storage is gone (an interrupted --cleanup)"
+        if not record.initialised and mounted:
+            return "an interrupted --init left its storage"
+        if not record.initialised and self._cg_exists(box_id):
+            return "an interrupted --init or --cleanup left its cgroup"
+        return None
+
+    def repair(self, lock: BoxLock, record: BoxRecord, damage: str) -> BoxRecord:
+        """Undo what a dead holder left: kill stray processes, then either hand an interrupted
+        run's box back to its owner, or reset the box. Counted in the record."""
         box_id = lock.box_id
+        orphans = 0
         if self._cg_exists(box_id):
-            self.cgroups.box(box_id, create=False).kill_all()
-        repairs = int(record.extra.get("repairs", 0)) + 1
-        if record.lease:
+            cg = self.cgroups.box(box_id, create=False)
+            orphans = len(cg.pids())
+            if orphans:
+                cg.kill_all()
+        box_dir = self.box_dir(box_id)
+        interrupted_run = (record.run is not None and record.lease is None and record.initialised
+                           and not record.extra.get("corrupt") and storage.is_mounted(box_dir))
+        if interrupted_run:
+            box = os.path.join(box_dir, "box")
+            storage.remove_special_files(box)
+            storage.chown_tree(box, record.owner_uid, record.owner_gid)
+            record.run = None
+        else:
             self._remove(box_id)
-            record = BoxRecord(extra={"repairs": repairs})
-        elif storage.is_mounted(self.box_dir(box_id)):
-            storage.chown_tree(os.path.join(self.box_dir(box_id), "box"),
-                               record.owner_uid, record.owner_gid)
-            record.initialised = True
-        record.run = None
-        record.extra.pop("corrupt", None)
-        record.extra["repairs"] = repairs
+            record = record.reset()
+        record.repairs += 1
+        record.orphans_killed += orphans
         lock.write(record)
-        print(f"cellbox: box {box_id}: repaired what a dead cellbox process left behind",
-              file=sys.stderr)
+        print(f"cellbox: box {box_id}: repaired: {damage}"
+              + (f"; killed {orphans} leftover processes" if orphans else ""), file=sys.stderr)
         return record
 
     def _cg_exists(self, box_id: int) -> bool:
         return self.cgroups.box(box_id, create=False).exists()
+
+    # -- inspection (never takes a lock, so it is safe next to live runs) -------------------
+
+    def known_ids(self) -> list[int]:
+        """Boxes that have ever been locked (every operation creates the lock file)."""
+        try:
+            names = os.listdir(self.config.lock_root)
+        except FileNotFoundError:
+            return []
+        ids = {int(n[:-5]) for n in names if n.endswith(".lock") and n[:-5].isdigit()}
+        return sorted(i for i in ids if i < self.config.num_boxes)
+
+    def state(self, box_id: int, holders: dict[tuple[int, int], int]) -> BoxState:
+        lock = BoxLock(self.config.lock_root, box_id)
+        holder = lock.holder(holders)
+        record = read_record(lock.record_path)
+        st = BoxState(box_id, "free", record)
+        if holder is not None:
+            if record.run is not None:
+                st.state, st.pid, st.since = "running", holder, record.run.get("since")
+            elif record.lease is not None:
+                st.state, st.pid, st.since = "leased", holder, record.lease.get("since")
+            else:
+                st.state, st.pid, st.detail = "busy", holder, "an operation is in progress"
+        elif (damage := self.damage(box_id, record)) is not None:
+            st.state, st.detail = "needs-repair", damage
+        elif record.initialised:
+            st.state = "initialised"
+        return st
+
+    def states(self) -> list[BoxState]:
+        holders = flock_holders()
+        return [self.state(i, holders) for i in self.known_ids()]
+
+    def reap(self) -> list[BoxState]:
+        """Repair every box that needs it and is not held. Returns what was repaired."""
+        repaired = []
+        for st in self.states():
+            if st.state != "needs-repair":
+                continue
+            try:
+                self.lock(st.box_id).release()  # taking the lock repairs
+            except BoxBusyError:
+                continue  # someone took it meanwhile, and repaired it themselves
+            repaired.append(st)
+        return repaired
 
     # -- the three operations -------------------------------------------------------------
 
@@ -106,11 +200,9 @@ class Boxes:
             raise BoxStateError("This configuration has restricted_init: only root may --init")
         record = lock.read()
         box_dir = self.box_dir(box_id)
-        if record.initialised and storage.is_mounted(box_dir):
+        if record.initialised:  # (lock() repaired any inconsistency)
             raise BoxStateError(f"Box {box_id} is already initialised (by uid "
                                 f"{record.owner_uid}); run --cleanup first")
-        if storage.is_mounted(box_dir):  # storage without a record: a crash during init
-            storage.unmount_storage(box_dir)
         size, inodes = quota or (self.config.box_size_kb, self.config.box_inodes)
         cg = self.cgroups.box(box_id, create=True)
         try:
@@ -120,9 +212,12 @@ class Boxes:
             cg.remove()
             storage.unmount_storage(box_dir)
             raise SandboxSetupError(f"Cannot create box storage at {box_dir}: {e}") from e
-        lock.write(BoxRecord(initialised=True, owner_uid=caller.uid, owner_gid=caller.gid,
-                             quota=quota, created=time.time(), lease=lease,
-                             extra={"repairs": record.extra.get("repairs", 0)}))
+        record = record.reset()
+        record.initialised, record.owner_uid, record.owner_gid = True, caller.uid, caller.gid
+        record.quota, record.created = quota, time.time()
+        if lease:
+            record.lease = {"pid": os.getpid(), "since": record.created}
+        lock.write(record)
         return box_dir
 
     def run(self, lock: BoxLock, caller: Caller, spec: RunSpec,
@@ -163,7 +258,7 @@ class Boxes:
             return False
         self._check_owner(record, box_id, caller)
         self._remove(box_id)
-        lock.write(BoxRecord(extra={"repairs": record.extra.get("repairs", 0)}))
+        lock.write(record.reset())
         return True
 
     def _remove(self, box_id: int) -> None:

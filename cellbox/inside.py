@@ -75,6 +75,9 @@ def init_main(spec: RunSpec, fds: ChildFds) -> NoReturn:
         pid = os.fork()
         if pid == 0:
             program_main(spec, fds)
+        # The wall clock limit counts from here, not from the keeper's clone: building the
+        # root is the sandbox's time, and init's reported wall time starts here too.
+        _send(fds.status_w, kind="started", at=started)
         for fd in (fds.stdin, fds.stdout, fds.stderr):
             if fd is not None:
                 os.close(fd)

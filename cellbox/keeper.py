@@ -54,6 +54,7 @@ class _Capture:
 class _Outcome:
     messages: list[dict[str, object]] = field(default_factory=list)
     killed_for: Status | None = None
+    program_started: float | None = None  # CLOCK_MONOTONIC, when init forked the program
 
 
 def run(spec: RunSpec, cgroup: BoxCgroup) -> RunResult:
@@ -138,7 +139,7 @@ def _supervise(spec: RunSpec, cgroup: BoxCgroup, pid: int, started: float, statu
     status_buf = bytearray()
     init_deadline: float | None = None
     while readers:
-        for fd, ev in poller.poll(POLL_INTERVAL * 1000):
+        for fd, _ in poller.poll(POLL_INTERVAL * 1000):
             if fd == in_w:
                 try:
                     n = os.write(in_w, stdin_left[:CHUNK]) if stdin_left else 0
@@ -151,7 +152,7 @@ def _supervise(spec: RunSpec, cgroup: BoxCgroup, pid: int, started: float, statu
                     in_w = None
                 continue
             cap = readers[fd]
-            more = cap.read() if cap else _read_status(fd, status_buf)
+            more = cap.read() if cap else _read_status(fd, status_buf, outcome)
             if not more:
                 poller.unregister(fd)
                 del readers[fd]
@@ -160,7 +161,8 @@ def _supervise(spec: RunSpec, cgroup: BoxCgroup, pid: int, started: float, statu
         if outcome.killed_for is None:
             if cpu_cap is not None and cgroup.cpu_ns() > cpu_cap:
                 outcome.killed_for = Status.TIME_LIMIT
-            elif wall_cap is not None and time.monotonic() - started > wall_cap:
+            elif (wall_cap is not None
+                  and time.monotonic() - (outcome.program_started or started) > wall_cap):
                 outcome.killed_for = Status.WALL_TIME_LIMIT
             elif lim.output is not None and any(c and c.truncated for c in (cap_out, cap_err)):
                 outcome.killed_for = Status.OUTPUT_LIMIT
@@ -174,14 +176,21 @@ def _supervise(spec: RunSpec, cgroup: BoxCgroup, pid: int, started: float, statu
             init_deadline = None
     if in_w is not None:
         os.close(in_w)
-    for line in status_buf.splitlines():
-        outcome.messages.append(json.loads(line))
     return outcome
 
 
-def _read_status(fd: int, buf: bytearray) -> bool:
+def _read_status(fd: int, buf: bytearray, outcome: _Outcome) -> bool:
+    """Take in the child's JSON status lines as they come; False at EOF."""
     chunk = os.read(fd, CHUNK)
     buf += chunk
+    *lines, rest = buf.split(b"\n")
+    buf[:] = rest
+    for line in lines:
+        msg = json.loads(line)
+        if msg.get("kind") == "started":
+            outcome.program_started = float(msg["at"])
+        else:
+            outcome.messages.append(msg)
     return bool(chunk)
 
 

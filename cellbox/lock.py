@@ -3,8 +3,9 @@
 ``<lock_root>/<id>.lock`` is only ever locked, never replaced, so the kernel's flock is the
 single truth about who holds a box: a holder that dies, however it dies, releases it.
 ``<lock_root>/<id>.json`` is the box record, rewritten atomically (rename) under the lock.
-A record that names a run whose keeper is gone is what a crash leaves; the next holder
-repairs it (see ``box``).
+A record that names a run or a lease whose holder is gone is what a crash leaves; the next
+holder repairs it (see ``box``). Readers that must not disturb live boxes (``cellbox boxes``)
+ask the kernel who holds a lock through /proc/locks instead of taking it.
 """
 
 from __future__ import annotations
@@ -29,8 +30,52 @@ class BoxRecord:
     created: float = 0.0
     runs: int = 0
     run: dict[str, Any] | None = None  # {"pid": keeper pid, "since": time} while running
-    lease: bool = False  # a library lease: the box dies with its holder
+    lease: dict[str, Any] | None = None  # {"pid", "since"} of a library lease: the box dies
+    #                                      with its holder
+    # Monitoring counters, kept for the box's whole life (they survive cleanup and repair).
+    repairs: int = 0  # times a holder found what a dead holder left, and repaired it
+    orphans_killed: int = 0  # processes found alive in the box's cgroup at a repair
+    waits: int = 0  # lock acquisitions that had to wait for another holder
+    wait_seconds: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def reset(self) -> BoxRecord:
+        """An uninitialised record that keeps the counters."""
+        return BoxRecord(repairs=self.repairs, orphans_killed=self.orphans_killed,
+                         waits=self.waits, wait_seconds=self.wait_seconds)
+
+
+def read_record(path: str) -> BoxRecord:
+    """The record at ``path``. Safe without the lock too: writers replace it atomically."""
+    try:
+        with open(path) as f:
+            data = json.load(f)
+        if not isinstance(data, dict):
+            raise ValueError("not an object")
+        if data.get("quota") is not None:
+            data["quota"] = tuple(data["quota"])
+        if isinstance(data.get("lease"), bool):  # records of cellbox 0.1
+            data["lease"] = {"pid": 0, "since": 0.0} if data["lease"] else None
+        known = BoxRecord.__dataclass_fields__
+        return BoxRecord(**{k: v for k, v in data.items() if k in known})
+    except FileNotFoundError:
+        return BoxRecord()
+    except (ValueError, TypeError, OSError):
+        return BoxRecord(extra={"corrupt": True})
+
+
+def flock_holders() -> dict[tuple[int, int], int]:
+    """(device, inode) -> pid of every flock held on this machine, from /proc/locks."""
+    holders: dict[tuple[int, int], int] = {}
+    with open("/proc/locks") as f:
+        for line in f:
+            # "1: FLOCK  ADVISORY  WRITE 1234 00:1a:5678 0 EOF"; "-> " marks waiters
+            parts = line.split()
+            if len(parts) < 6 or parts[1] != "FLOCK":
+                continue
+            major, minor, inode = parts[5].split(":")
+            holders[(os.makedev(int(major, 16), int(minor, 16)), int(inode))] = int(parts[4])
+    return holders
 
 
 class BoxLock:
@@ -43,14 +88,25 @@ class BoxLock:
         self.waited = 0.0
 
     @property
+    def lock_path(self) -> str:
+        return os.path.join(self.lock_root, f"{self.box_id}.lock")
+
+    @property
     def record_path(self) -> str:
         return os.path.join(self.lock_root, f"{self.box_id}.json")
+
+    def holder(self, holders: dict[tuple[int, int], int] | None = None) -> int | None:
+        """The pid holding this box's lock now (None: free), without taking it."""
+        try:
+            st = os.stat(self.lock_path)
+        except FileNotFoundError:
+            return None
+        return (flock_holders() if holders is None else holders).get((st.st_dev, st.st_ino))
 
     def acquire(self, wait: float | None = 0.0) -> BoxLock:
         """Take the lock. ``wait``: 0 fails at once if busy, None waits forever, else seconds."""
         os.makedirs(self.lock_root, mode=0o700, exist_ok=True)
-        fd = os.open(os.path.join(self.lock_root, f"{self.box_id}.lock"),
-                     os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         start = time.monotonic()
         delay = 0.001
         while True:
@@ -64,15 +120,21 @@ class BoxLock:
             waited = time.monotonic() - start
             if wait is not None and waited >= wait:
                 os.close(fd)
-                hint = ("use --wait to wait for it" if not wait
-                        else f"gave up after waiting {wait:g} s")
-                raise BoxBusyError(f"Box {self.box_id} is busy: another cellbox process holds "
-                                   f"it ({hint})")
+                raise BoxBusyError(self._busy_message(wait))
             time.sleep(delay if wait is None else min(delay, wait - waited))
             delay = min(delay * 2, 0.05)
         self.fd = fd
         self.waited = time.monotonic() - start
         return self
+
+    def _busy_message(self, wait: float) -> str:
+        holder = self.holder()
+        who = f"cellbox process {holder}" if holder else "another cellbox process"
+        record = read_record(self.record_path)
+        doing = " (running a program)" if record.run else (
+            " (a library lease)" if record.lease else "")
+        hint = "use --wait to wait for it" if not wait else f"gave up after waiting {wait:g} s"
+        return f"Box {self.box_id} is busy: {who} holds it{doing}; {hint}"
 
     def release(self) -> None:
         if self.fd is not None:
@@ -89,21 +151,13 @@ class BoxLock:
 
     def read(self) -> BoxRecord:
         assert self.fd is not None, "read the record only under the lock"
-        try:
-            with open(self.record_path) as f:
-                data = json.load(f)
-        except FileNotFoundError:
-            return BoxRecord()
-        except (ValueError, OSError):
-            return BoxRecord(extra={"corrupt": True})
-        if data.get("quota") is not None:
-            data["quota"] = tuple(data["quota"])
-        known = BoxRecord.__dataclass_fields__
-        return BoxRecord(**{k: v for k, v in data.items() if k in known})
+        return read_record(self.record_path)
 
     def write(self, record: BoxRecord) -> None:
         assert self.fd is not None, "write the record only under the lock"
-        tmp = f"{self.record_path}.{os.getpid()}.tmp"
+        # One writer per box at a time (the lock), so one temporary name: a writer killed
+        # mid-write leaves at most this file, which the next writer replaces.
+        tmp = f"{self.record_path}.tmp"
         with open(tmp, "w") as f:
             json.dump(asdict(record), f)
         os.rename(tmp, self.record_path)

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from cellbox.chaos import uid_processes
+
 NUM_BOXES = 200
 # Per session, like CG_ROOT: concurrent test runs get disjoint box uids (all in 60000-69999).
 FIRST_UID = 60000 + NUM_BOXES * (os.getpid() % 50)
@@ -53,33 +55,15 @@ def test_config() -> Iterator[Path]:
 
 
 def _cgroup_dirs() -> list[str]:
-    return [f"/sys/fs/cgroup/{c}/{CG_ROOT}" for c in ("memory", "cpuacct", "pids", "freezer")
+    return [f"/sys/fs/cgroup/{c}/{CG_ROOT}" for c in ("memory", "cpuacct", "pids")
             if os.path.isdir(f"/sys/fs/cgroup/{c}/{CG_ROOT}")]
-
-
-def box_uid_processes() -> list[str]:
-    found = []
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            with open(f"/proc/{pid}/status") as f:
-                for line in f:
-                    if line.startswith("Uid:"):
-                        uid = int(line.split()[1])
-                        if FIRST_UID <= uid < FIRST_UID + NUM_BOXES:
-                            found.append(f"{pid} (uid {uid})")
-                        break
-        except OSError:
-            continue
-    return found
 
 
 @pytest.fixture(autouse=True)
 def no_leftovers(test_config: Path) -> Iterator[None]:
     yield
     top = str(test_config.parent)
-    procs = box_uid_processes()
+    procs = uid_processes(FIRST_UID, NUM_BOXES)
     with open("/proc/self/mounts") as f:
         mounts = [line.split()[1] for line in f if top in line.split()[1]]
     cgroups = [str(p) for d in _cgroup_dirs() for p in Path(d).glob("box-*")]

@@ -1,7 +1,8 @@
 """cgroup v1: one directory per controller, ``<mount>/<cg_root>/box-<id>`` in each.
 
-Killing uses the freezer (freeze, SIGKILL every task, thaw) so that nothing can fork away
-while it is being killed. Counters that cannot be reset are read as offsets at run start.
+Killing sends SIGKILL to every task, round after round, until the cgroup is empty (see
+``kill_all`` for why not the freezer). Counters that cannot be reset are read as offsets at
+run start.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import time
 from cellbox.cgroup import CgroupStats
 from cellbox.errors import SandboxSetupError
 
-REQUIRED = ("memory", "cpuacct", "pids", "freezer")
+REQUIRED = ("memory", "cpuacct", "pids")
 
 
 def find_mounts() -> dict[str, str]:
@@ -71,6 +72,29 @@ def _rmdir_when_empty(d: str) -> None:
                 raise
             time.sleep(0.005)
     raise SandboxSetupError(f"Cannot remove cgroup {d}: it still has processes")
+
+
+def _kill_if_in(pid: int, cgroup_dir: str) -> None:
+    """SIGKILL ``pid`` if it is still a task of ``cgroup_dir``."""
+    try:
+        pidfd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return
+    try:
+        if cgroup_dir.endswith(_cgroup_of(pid, "pids")):  # checked after the pidfd pinned it
+            signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+    except (ProcessLookupError, FileNotFoundError):
+        pass
+    finally:
+        os.close(pidfd)
+
+
+def _cgroup_of(pid: int, controller: str) -> str:
+    for line in _read(f"/proc/{pid}/cgroup").splitlines():
+        _, controllers, path = line.split(":", 2)
+        if controller in controllers.split(","):
+            return path
+    return "\0"  # matches no directory
 
 
 class BoxCgroupV1:
@@ -153,23 +177,21 @@ class BoxCgroupV1:
         return sorted(seen)
 
     def kill_all(self, timeout: float = 5.0) -> None:
-        """Freeze, SIGKILL every task, thaw, and wait until the cgroup is empty."""
-        state = self._p("freezer", "freezer.state")
+        """SIGKILL every task until the cgroup is empty.
+
+        No freezer: a keeper killed while the cgroup was frozen would leave the box's
+        processes frozen, and unkillable, until someone thawed it (the chaos test found
+        this). Each round kills every task listed; a task forked meanwhile is listed in the
+        next round, and the pids limit bounds how many there can be. Signals go through
+        pidfds, so a pid reused after its task died is never signalled."""
         deadline = time.monotonic() + timeout
-        _write(state, "FROZEN")
-        while _read(state).strip() != "FROZEN" and time.monotonic() < deadline:
-            time.sleep(0.001)
-        for pid in self.pids():
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        _write(state, "THAWED")
-        while self.pids():
+        while pids := self.pids():
+            for pid in pids:
+                _kill_if_in(pid, self.dirs["pids"])
             if time.monotonic() > deadline:
                 raise SandboxSetupError(f"Processes {self.pids()} of box cgroup "
-                                        f"{self.dirs['freezer']} survived SIGKILL")
-            time.sleep(0.002)
+                                        f"{self.dirs['pids']} survived SIGKILL")
+            time.sleep(0.001)
 
     def end_run(self) -> None:
         for fd in [*self._join_fds, *([self._cpu_fd] if self._cpu_fd is not None else [])]:
@@ -193,6 +215,14 @@ class CgroupV1:
     def describe(self) -> str:
         return "cgroup v1: " + ", ".join(
             f"{c}={os.path.join(self.mounts[c], self.root)}" for c in REQUIRED)
+
+    def remove_root(self) -> None:
+        """Remove the (empty) cellbox directory itself, e.g. after a test or chaos run."""
+        for c in REQUIRED:
+            try:
+                os.rmdir(os.path.join(self.mounts[c], self.root))
+            except FileNotFoundError:
+                pass
 
     def box(self, box_id: int, create: bool = True) -> BoxCgroupV1:
         dirs = {c: os.path.join(self.mounts[c], self.root, f"box-{box_id}") for c in REQUIRED}

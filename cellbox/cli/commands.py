@@ -291,7 +291,7 @@ def oneshot_main(argv: list[str]) -> int:
     boxes = Boxes()
     caller = _caller(p)
     with boxes.acquire_free(_wait(p)) as lock:
-        box_dir = boxes.init(lock, caller)
+        box_dir = boxes.init(lock, caller, lease=True)  # reset by the next holder if we die
         try:
             for host, name in files:
                 with open(host, "rb") as f:
@@ -341,9 +341,13 @@ def _table(result: RunResult) -> None:
 
 
 def run_cli(argv: list[str]) -> int:
+    from cellbox.cli import admin
+
     try:
         if argv and argv[0] == "run":
             return oneshot_main(argv[1:])
+        if argv and argv[0] in admin.SUBCOMMANDS:
+            return admin.main(argv)
         return isolate_main(argv)
     except CellboxError as e:
         print(f"cellbox: {e}", file=sys.stderr)

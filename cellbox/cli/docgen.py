@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 from dataclasses import fields
 
-from cellbox.cli import options
+from cellbox.cli import admin, options
 from cellbox.cli.commands import exit_code
 from cellbox.cli.options import GROUPS, OPTIONS, Arg, Opt
 from cellbox.config import DEFAULT_PATH, ENV_VAR
@@ -246,6 +246,19 @@ def render() -> str:
     for f in fields(RunResult):
         add(f"| `{f.name}` | {_cell(RESULT_FIELDS[f.name])} |")
     add(f"| `isolate_status` | {_cell(RESULT_FIELDS['isolate_status'])} |")
+    add("")
+    add("## Administration commands")
+    add("")
+    add("These are cellbox's own, with ordinary `--option` grammar. None of them takes the "
+        "lock of a box in use, so they are safe to run at any time, next to live runs. "
+        "The lock protocol they watch over is described in [lifecycle.md](lifecycle.md).")
+    for name, (_, parser) in admin.SUBCOMMANDS.items():
+        add("")
+        add(f"### `cellbox {name}`")
+        add("")
+        add("```")
+        add(parser().format_help().rstrip())
+        add("```")
     return "\n".join(out) + "\n"
 
 

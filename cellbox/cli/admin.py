@@ -1,0 +1,153 @@
+"""Administration subcommands: ``cellbox boxes``, ``cellbox reap`` and ``cellbox chaos``.
+
+They are cellbox's own (isolate has no equivalent), so they use ordinary argparse grammar
+rather than isolate's option table. None of them takes a box's lock while it is in use:
+they are safe to run at any time, next to live runs.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from cellbox.errors import UsageError
+
+if TYPE_CHECKING:
+    import argparse
+
+HELP_WIDTH = 100  # fixed, so docs/cli.md does not depend on the terminal
+
+
+def _parser(name: str, description: str) -> argparse.ArgumentParser:
+    import argparse  # only here: the plain --run path must not pay for it
+
+    class Parser(argparse.ArgumentParser):
+        def error(self, message: str) -> None:  # type: ignore[override]
+            raise UsageError(f"{message} (see cellbox {name} --help)")
+
+    return Parser(prog=f"cellbox {name}", description=description,
+                  formatter_class=lambda prog: argparse.HelpFormatter(prog, width=HELP_WIDTH))
+
+
+def boxes_parser() -> argparse.ArgumentParser:
+    p = _parser("boxes", "List every box that has been used, with its state: free, initialised "
+                "(owner), running (pid, since when), leased (library), busy (an operation in "
+                "progress) or needs-repair (a dead cellbox process left it; 'cellbox reap' or "
+                "the next operation on the box repairs it).")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--stats", action="store_true",
+                   help="also show the monitoring counters: runs, repairs, orphans killed, "
+                        "lock waits and time spent waiting")
+    return p
+
+
+def reap_parser() -> argparse.ArgumentParser:
+    p = _parser("reap", "Repair every box that a dead cellbox process left behind (kill its "
+                "leftover processes, remove its cgroups and mounts, or hand an interrupted "
+                "run's box back to its owner). Boxes in use are not touched.")
+    p.add_argument("--json", action="store_true", help="print the repaired boxes as JSON")
+    return p
+
+
+def chaos_parser() -> argparse.ArgumentParser:
+    p = _parser("chaos", "Crash-test the lock protocol: run random operations (init, runs of "
+                "a program that forks busy children, cleanup, library leases) on a few boxes "
+                "in parallel, SIGKILL cellbox processes at random moments, and check that "
+                "every process of a killed run is gone within 1 s, that the next operation "
+                "on the box succeeds within 2 s, and that nothing is left at the end. It uses "
+                "a configuration of its own (temporary box and lock roots, its own cgroup "
+                "directory and uids), so it never touches real boxes. Exit 0 when every "
+                "check held.")
+    p.add_argument("--kills", type=int, default=100, help="stop after this many kills "
+                   "(default 100)")
+    p.add_argument("--seconds", type=float, default=600.0,
+                   help="stop after this long even if --kills is not reached; that is a "
+                        "failure (default 600)")
+    p.add_argument("--boxes", type=int, default=4, help="boxes to use (default 4)")
+    p.add_argument("--workers", type=int, default=2, help="parallel workers (default 2)")
+    p.add_argument("--first-uid", type=int, default=61000,
+                   help="first box uid/gid of the chaos boxes; must be used by nothing else "
+                        "(default 61000)")
+    p.add_argument("--seed", type=int, default=None, help="random seed (default: random)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    return p
+
+
+def boxes_main(argv: list[str]) -> int:
+    args = boxes_parser().parse_args(argv)
+    from cellbox.box import Boxes
+
+    states = Boxes().states()
+    if args.json:
+        print(json.dumps([s.to_dict() for s in states], indent=2))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title="cellbox boxes")
+    columns = ["box", "state", "owner", "pid", "since", "detail"]
+    if args.stats:
+        columns += ["runs", "repairs", "orphans killed", "lock waits", "waited (s)"]
+    for c in columns:
+        t.add_column(c)
+    for s in states:
+        d = s.to_dict()
+        row = [str(s.box_id), s.state, _dash(d["owner_uid"]), _dash(s.pid),
+               time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(s.since)) if s.since else "-",
+               s.detail or "-"]
+        if args.stats:
+            row += [str(d["runs"]), str(d["repairs"]), str(d["orphans_killed"]),
+                    str(d["lock_waits"]), f"{s.record.wait_seconds:.3f}"]
+        t.add_row(*row)
+    # In a pipe rich would wrap at 80 columns; keep one line per box there.
+    console = Console() if sys.stdout.isatty() else Console(width=200)
+    console.print(t if states else "No box has been used yet.")
+    return 0
+
+
+def _dash(value: object) -> str:
+    return "-" if value is None else str(value)
+
+
+def reap_main(argv: list[str]) -> int:
+    args = reap_parser().parse_args(argv)
+    from cellbox.box import Boxes
+
+    repaired = Boxes().reap()
+    if args.json:
+        print(json.dumps([s.to_dict() for s in repaired], indent=2))
+    elif not repaired:
+        print("Nothing to repair.")
+    return 0
+
+
+def chaos_main(argv: list[str]) -> int:
+    args = chaos_parser().parse_args(argv)
+    from cellbox.chaos import Chaos
+
+    if args.boxes < 1 or args.workers < 1 or args.boxes < args.workers or args.kills < 0:
+        raise UsageError("--boxes and --workers must be at least 1, with at least one box "
+                         "per worker, and --kills must not be negative")
+    report = Chaos(boxes=args.boxes, workers=args.workers, first_uid=args.first_uid,
+                   seed=args.seed).run(args.kills, args.seconds)
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2))
+    else:
+        print(report.summary())
+    return 0 if report.ok else 1
+
+
+SUBCOMMANDS: dict[str, tuple[Callable[[list[str]], int], Callable[[], argparse.ArgumentParser]]]
+SUBCOMMANDS = {
+    "boxes": (boxes_main, boxes_parser),
+    "reap": (reap_main, reap_parser),
+    "chaos": (chaos_main, chaos_parser),
+}
+
+
+def main(argv: list[str]) -> int:
+    handler, _ = SUBCOMMANDS[argv[0]]
+    return handler(argv[1:])

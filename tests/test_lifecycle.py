@@ -1,0 +1,281 @@
+"""The crash-proof lifecycle: locks, --wait, concurrency rules, repair after a killed
+cellbox process, ``cellbox boxes`` and ``cellbox reap``, the OOM-killed supervisor, chaos."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from cellbox import storage
+from cellbox.box import Boxes
+from cellbox.chaos import uid_processes
+from cellbox.config import load_config
+from cellbox.lock import BoxLock
+from tests.conftest import FIRST_UID, cellbox
+
+pytestmark = pytest.mark.lifecycle
+
+BUSY = "for i in 1 2 3; do (while :; do :; done) & done; while :; do :; done"
+
+
+def boxes_json() -> dict[int, dict[str, object]]:
+    proc = cellbox("boxes", "--json", check=True)
+    return {int(b["box"]): b for b in json.loads(proc.stdout)}
+
+
+def start(*args: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-m", "cellbox", *args], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def wait_for(predicate, timeout: float = 10.0) -> None:  # noqa: ANN001
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.01)
+
+
+def box_procs(box_id: int) -> list[str]:
+    return uid_processes(FIRST_UID + box_id, 1)
+
+
+@pytest.fixture
+def held(test_config: Path):  # noqa: ANN201
+    """Hold a box's lock from this process, as a concurrent cellbox process would."""
+    locks: list[BoxLock] = []
+
+    def hold(box_id: int) -> BoxLock:
+        lock = BoxLock(load_config().lock_root, box_id).acquire()
+        locks.append(lock)
+        return lock
+
+    yield hold
+    for lock in locks:
+        lock.release()
+
+
+# -- concurrency rules --------------------------------------------------------------------
+
+
+def test_two_inits_at_once_exactly_one_succeeds():
+    procs = [start("-b", "160", "--init") for _ in range(2)]
+    results = [(p.wait(30), p.stderr.read().decode()) for p in procs]  # type: ignore[union-attr]
+    assert sorted(rc for rc, _ in results) == [0, 2]
+    err = next(e for rc, e in results if rc == 2)
+    assert "busy" in err or "already initialised" in err
+    cellbox("-b", "160", "--cleanup", check=True)
+
+
+def test_busy_box_error_names_the_holder_and_the_way_out(held):
+    held(161)
+    proc = cellbox("-b", "161", "--init")
+    assert proc.returncode == 2
+    err = proc.stderr.decode()
+    assert f"Box 161 is busy: cellbox process {os.getpid()} holds it" in err
+    assert "--wait" in err
+
+
+def test_wait_gives_up_after_its_timeout_with_a_clear_error(held):
+    held(162)
+    t0 = time.monotonic()
+    proc = cellbox("-b", "162", "--init", "--wait=0.5")
+    assert proc.returncode == 2
+    assert "gave up after waiting 0.5 s" in proc.stderr.decode()
+    assert 0.5 <= time.monotonic() - t0 < 5
+
+
+def test_wait_gets_the_box_when_the_holder_lets_go_and_is_counted(held):
+    lock = held(163)
+    waiter = start("-b", "163", "--init", "--wait=20")
+    try:
+        time.sleep(1.0)  # the waiter is waiting after its start-up (a fraction of that)
+        assert waiter.poll() is None
+        lock.release()
+        assert waiter.wait(20) == 0
+        stats = boxes_json()[163]
+        assert stats["lock_waits"] == 1 and float(stats["lock_wait_seconds"]) >= 0.5
+    finally:
+        cellbox("-b", "163", "--cleanup", "--wait=20", check=True)
+
+
+def test_run_on_a_running_box_is_busy_and_cleanup_never_pulls_it(box):
+    runner = start("-b", str(box.id), "--run", "--", "/bin/sleep", "1.5")
+    wait_for(lambda: box_procs(box.id))
+    second = cellbox("-b", str(box.id), "--run", "--", "/bin/true")
+    assert second.returncode == 2 and b"running a program" in second.stderr
+    refused = cellbox("-b", str(box.id), "--cleanup")
+    assert refused.returncode == 2 and b"busy" in refused.stderr
+    waited = cellbox("-b", str(box.id), "--run", "--wait", "--", "/bin/true")
+    assert waited.returncode == 0
+    assert runner.wait(10) == 0  # the first run was never disturbed
+    assert boxes_json()[box.id]["state"] == "initialised"
+
+
+def test_cleanup_with_wait_waits_for_the_run_to_end(box):
+    runner = start("-b", str(box.id), "--run", "--", "/bin/sleep", "1")
+    wait_for(lambda: box_procs(box.id))
+    cleaner = start("-b", str(box.id), "--cleanup", "--wait")
+    assert runner.wait(10) == 0
+    assert cleaner.wait(10) == 0
+    assert not storage.is_mounted(str(box.dir))
+
+
+# -- a killed cellbox process --------------------------------------------------------------
+
+
+def test_killed_keeper_takes_every_process_of_its_run_within_a_second(box):
+    box.put("data", "owned by the caller")
+    runner = start("-b", str(box.id), "-p10", "--run", "--", "/bin/sh", "-c", BUSY)
+    wait_for(lambda: len(box_procs(box.id)) >= 4)
+    assert boxes_json()[box.id]["state"] == "running"
+    runner.send_signal(signal.SIGKILL)
+    t0 = time.monotonic()
+    wait_for(lambda: not box_procs(box.id), timeout=5)
+    assert time.monotonic() - t0 < 1.0
+    runner.wait()
+    listed = boxes_json()[box.id]
+    assert listed["state"] == "needs-repair"
+    assert f"cellbox pid {runner.pid}" in str(listed["detail"])
+    assert (box.work / "data").stat().st_uid == FIRST_UID + box.id  # still the box user's
+    again = cellbox("-b", str(box.id), "--run", "--", "/bin/cat", "data")
+    assert again.returncode == 0 and again.stdout == b"owned by the caller"
+    assert b"repaired: a run" in again.stderr
+    assert (box.work / "data").stat().st_uid == os.getuid()  # handed back to the owner
+    listed = boxes_json()[box.id]
+    assert listed["state"] == "initialised" and listed["repairs"] == 1
+
+
+def test_repair_kills_processes_left_in_the_box_cgroup(box):
+    """A process in the box's cgroup with no keeper (as if the pid namespace were gone):
+    the next operation kills it, and counts it."""
+    boxes = Boxes()
+    cg = boxes.cgroups.box(box.id)
+    join = cg.start_run(None, None)
+    stray = subprocess.Popen(["/bin/sleep", "60"], pass_fds=join,
+                             preexec_fn=lambda: [os.write(fd, b"0") for fd in join])
+    cg.end_run()
+    with BoxLock(boxes.config.lock_root, box.id) as lock:  # a run whose keeper died
+        record = lock.read()
+        record.run = {"pid": 999999, "since": time.time()}
+        lock.write(record)
+    proc = cellbox("-b", str(box.id), "--run", "--", "/bin/true")
+    assert proc.returncode == 0 and b"killed 1 leftover processes" in proc.stderr
+    assert stray.wait(5) == -signal.SIGKILL
+    assert boxes_json()[box.id]["orphans_killed"] == 1
+
+
+def test_lease_holder_killed_frees_the_box_at_once():
+    code = ("from cellbox import Box\nimport time\nwith Box(164):\n"
+            "    print('in', flush=True)\n    time.sleep(60)\n")
+    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE)
+    assert holder.stdout is not None and holder.stdout.readline() == b"in\n"
+    assert boxes_json()[164]["state"] == "leased"
+    holder.kill()
+    holder.wait()
+    assert boxes_json()[164]["state"] == "needs-repair"
+    proc = cellbox("-b", "164", "--init")  # free at once, reset by the repair
+    assert proc.returncode == 0, proc.stderr
+    cellbox("-b", "164", "--cleanup", check=True)
+
+
+def test_interrupted_init_and_cleanup_are_repaired(test_config: Path):
+    boxes = Boxes()
+    # an --init killed after mounting the storage, before writing the record
+    storage.mount_storage(boxes.box_dir(165), 1024, 64)
+    BoxLock(boxes.config.lock_root, 165).acquire().release()
+    assert boxes_json()[165]["state"] == "needs-repair"
+    assert cellbox("-b", "165", "--init").returncode == 0
+    # a --cleanup killed after unmounting, before writing the record
+    storage.unmount_storage(boxes.box_dir(165))
+    assert "interrupted --cleanup" in str(boxes_json()[165]["detail"])
+    assert cellbox("-b", "165", "--cleanup").returncode == 0
+    assert boxes_json()[165]["repairs"] == 2
+
+
+def test_corrupt_record_is_repaired(box):
+    Path(load_config().lock_root, f"{box.id}.json").write_text("{not json")
+    assert boxes_json()[box.id]["state"] == "needs-repair"
+    proc = cellbox("-b", str(box.id), "--init")  # the box is reset, so init works
+    assert proc.returncode == 0 and b"record was unreadable" in proc.stderr
+
+
+# -- boxes and reap ------------------------------------------------------------------------
+
+
+def test_boxes_table_and_stats(box):
+    proc = cellbox("boxes", "--stats", check=True)
+    out = proc.stdout.decode()
+    assert "initialised" in out and "repairs" in out and str(box.id) in out
+
+
+def test_reap_repairs_dead_boxes_and_leaves_live_runs_alone(box):
+    dead = start("-b", str(box.id), "--run", "--", "/bin/sleep", "30")
+    wait_for(lambda: box_procs(box.id))
+    dead.kill()
+    dead.wait()
+    assert cellbox("-b", "166", "--init").returncode == 0
+    live = start("-b", "166", "--run", "--", "/bin/sleep", "1")
+    wait_for(lambda: box_procs(166))
+    reaped = json.loads(cellbox("reap", "--json", check=True).stdout)
+    assert [b["box"] for b in reaped] == [box.id]
+    states = boxes_json()
+    assert states[box.id]["state"] == "initialised"
+    assert states[166]["state"] == "running"
+    assert live.wait(10) == 0
+    assert cellbox("reap").stdout == b"Nothing to repair.\n"
+    cellbox("-b", "166", "--cleanup", check=True)
+
+
+# -- the supervisor killed by the kernel's OOM killer --------------------------------------
+
+
+def test_supervisor_killed_by_the_oom_killer_leaves_nothing(test_config: Path):
+    boxes = Boxes()
+    if boxes.cgroups.version != 1:
+        pytest.skip("this test confines the supervisor with a cgroup v1 memory limit")
+    from tests.conftest import CG_ROOT
+
+    supervisor_cg = Path("/sys/fs/cgroup/memory", CG_ROOT, "supervisor")
+    supervisor_cg.mkdir(parents=True)
+    try:
+        (supervisor_cg / "memory.limit_in_bytes").write_text(str(80 << 20))
+        # `cellbox run --json` keeps the program's output in memory: 200 MB of it push the
+        # supervisor itself (not the program, which has its own cgroup) over 80 MB.
+        proc = subprocess.run(
+            ["/bin/sh", "-c", f'echo $$ > {supervisor_cg}/cgroup.procs && exec "$@"', "sh",
+             sys.executable, "-m", "cellbox", "run", "--json", "-p10", "--", "/bin/sh", "-c",
+             "head -c 200000000 /dev/zero; sleep 30"],
+            capture_output=True, timeout=60)
+        assert proc.returncode == -signal.SIGKILL, proc.stderr
+        oom = (supervisor_cg / "memory.oom_control").read_text()
+        assert "oom_kill 1" in oom
+        wait_for(lambda: not uid_processes(FIRST_UID, 200), timeout=1)
+        wait_for(lambda: not (supervisor_cg / "cgroup.procs").read_text().strip(), timeout=5)
+    finally:
+        supervisor_cg.rmdir()
+    dead = [b for b, s in boxes_json().items() if s["state"] == "needs-repair"]
+    assert len(dead) == 1
+    assert [b["box"] for b in json.loads(cellbox("reap", "--json").stdout)] == dead
+    assert boxes_json()[dead[0]]["state"] == "free"
+
+
+# -- chaos -------------------------------------------------------------------------------
+
+
+@pytest.mark.chaos
+def test_short_chaos_run():
+    """At least 100 SIGKILLs at random moments; every check of the chaos command holds."""
+    first_uid = 70000 + 10 * (os.getpid() % 50)  # away from the suite's own box uids
+    proc = cellbox("chaos", "--kills", "100", "--seconds", "110", "--first-uid",
+                   str(first_uid), "--json", timeout=180)
+    report = json.loads(proc.stdout)
+    assert proc.returncode == 0, report
+    assert report["ok"] and report["kills"] >= 100
+    assert report["survivors"] == [] and report["stuck_boxes"] == []
