@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from enum import Enum
 
-from cellbox.errors import UsageError
+from cellbox.errors import BoxStateError, UsageError
 
 DIR_OPTIONS = ("rw", "dev", "noexec", "maybe", "fs", "tmp", "norec")
 
@@ -134,6 +134,8 @@ def resolve_sources(rules: Iterable[DirRule], box_dir: str) -> list[DirRule]:
         if r.kind is Kind.BIND:
             assert r.source is not None
             src = os.path.join(box_dir, r.source[2:]) if r.source.startswith("./") else r.source
+            if r.source.startswith("./") and os.path.lexists(src):
+                _check_no_links(box_dir, r)
             if not os.path.exists(src):
                 if r.maybe:
                     continue
@@ -142,6 +144,18 @@ def resolve_sources(rules: Iterable[DirRule], box_dir: str) -> list[DirRule]:
             r = replace(r, source=os.path.realpath(src))
         out.append(r)
     return sorted(out, key=lambda r: r.inside.count("/"))
+
+
+def _check_no_links(box_dir: str, rule: DirRule) -> None:
+    """A ./ source lies in box storage, which the box writes: the host must not follow a link
+    the box planted there (it would bind any host directory into the box)."""
+    assert rule.source is not None
+    rel = os.path.normpath(rule.source[2:])
+    lexical = os.path.normpath(os.path.join(os.path.realpath(box_dir), rel))
+    if os.path.realpath(os.path.join(box_dir, rel)) != lexical:
+        raise BoxStateError(f"Directory rule {rule.describe()}: {rule.source} goes through a "
+                            "symbolic link in the box; cellbox does not follow links inside a "
+                            "box")
 
 
 def build_env(rules: Iterable[str], full_env: bool, parent: Mapping[str, str]) -> dict[str, str]:
