@@ -106,7 +106,7 @@ def dir_listing(d: Path) -> dict[str, tuple]:
 @dataclass
 class CanaryProcess:
     proc: subprocess.Popen[bytes]
-    secret: str  # in its environment and its command line
+    secret: str  # in its environment
 
     @property
     def pid(self) -> int:
@@ -132,7 +132,7 @@ def canary_process(canary_dir: Path) -> Iterator[Callable[..., CanaryProcess]]:
     def start(uid: int | None = None) -> CanaryProcess:
         secret = new_secret()
         ids = {} if uid is None else {"user": uid, "group": uid, "extra_groups": []}
-        proc = subprocess.Popen(["sleep", "600", secret], cwd=canary_dir,
+        proc = subprocess.Popen(["sleep", "600"], cwd=canary_dir,
                                 env={"CELLBOX_CANARY_SECRET": secret}, **ids)
         started.append(CanaryProcess(proc, secret))
         return started[-1]
