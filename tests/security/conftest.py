@@ -101,6 +101,18 @@ def dir_listing(d: Path) -> dict[str, tuple]:
     return out
 
 
+@pytest.fixture
+def canary_cgroup() -> Iterator[Path]:
+    """A host pids cgroup made for the test, its files world-writable, pids.max 7."""
+    cg = Path(f"/sys/fs/cgroup/pids/cellbox-canary-{uuid.uuid4().hex[:12]}")
+    cg.mkdir()
+    (cg / "pids.max").write_text("7")
+    for f in ("cgroup.procs", "tasks", "pids.max"):
+        (cg / f).chmod(0o666)
+    yield cg
+    cg.rmdir()
+
+
 # -- canary processes ----------------------------------------------------------------------
 
 @dataclass
@@ -227,6 +239,14 @@ def run_c(box: InitBox, exe: Path, *args: str, opts: tuple[str, ...] = (),
     """Copy a compiled program into the box and run it there through the CLI."""
     box.put(exe.name, exe.read_bytes(), 0o755)
     return box.run(f"./{exe.name}", *args, opts=opts, timeout=timeout)
+
+
+def public_copy(exe: Path, where: Path) -> Path:
+    """A copy of ``exe`` in ``where`` (e.g. canary_dir), which any uid may run."""
+    copy = where / exe.name
+    shutil.copy(exe, copy)
+    copy.chmod(0o755)
+    return copy
 
 
 def run_on_host(argv: list[str], uid: int | None = None, timeout: float = 30

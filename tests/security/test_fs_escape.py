@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -161,18 +160,6 @@ print("mount cgroup", libc.mount(b"cgroup", b"/tmp/cg", b"cgroup", 0, b"pids"))
 print("mount sysfs", libc.mount(b"sysfs", b"/tmp/cg", b"sysfs", 0, None))
 print("sys", os.path.exists("/sys"), os.listdir("/sys") if os.path.exists("/sys") else None)
 """
-
-
-@pytest.fixture
-def canary_cgroup() -> Iterator[Path]:
-    """A host pids cgroup made for the test, its files world-writable, pids.max 7."""
-    cg = Path(f"/sys/fs/cgroup/pids/cellbox-canary-{uuid.uuid4().hex[:12]}")
-    cg.mkdir()
-    (cg / "pids.max").write_text("7")
-    for f in ("cgroup.procs", "tasks", "pids.max"):
-        (cg / f).chmod(0o666)
-    yield cg
-    cg.rmdir()
 
 
 def test_sys_and_host_cgroups_are_out_of_reach(box: InitBox, canary_cgroup: Path) -> None:
