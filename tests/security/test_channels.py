@@ -1,0 +1,162 @@
+"""Channels between boxes: two boxes run at the same time and try to talk.
+
+One box listens (sets a channel up, publishes a token, waits), the other talks (sends a token
+and looks for what the listener published), with tests/security/programs/channel.py. Neither
+side may get anything. The control runs both roles inside one box, where the same channel
+does work, so no test passes because the program is broken.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import random
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from conftest import InitBox
+
+from .conftest import PROGRAMS, PY, dir_listing, output
+
+pytestmark = pytest.mark.security
+
+CHANNEL = PROGRAMS / "channel.py"
+
+
+def listen_and_talk(listener: InitBox, talker: InitBox, kind: str, opts: tuple[str, ...] = (),
+                    during: Callable[[], None] = lambda: None) -> tuple[bytes, bytes]:
+    """Run the listener in one box and, while it waits, the talker in the other. ``during``
+    runs on the host while the listener holds its channel. Returns both outputs."""
+    port = str(random.randrange(20000, 60000))
+    for b in (listener, talker):
+        b.put("channel.py", CHANNEL.read_bytes())
+    lst = subprocess.Popen([sys.executable, "-m", "cellbox", "-b", str(listener.id), "-p",
+                            *opts, "--run", "--", PY, "channel.py", "listen", kind, port],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 20
+        while not (listener.work / "ready").exists():
+            assert lst.poll() is None and time.monotonic() < deadline, "listener never ready"
+            time.sleep(0.02)
+        during()
+        said, _ = talker.run(PY, "channel.py", "talk", kind, port, opts=("-p", *opts))
+        (listener.work / "done").touch()
+        heard, _ = lst.communicate(timeout=30)
+    finally:
+        if lst.poll() is None:
+            lst.kill()
+            lst.wait()
+    return heard, output(said)
+
+
+def assert_no_channel(a: InitBox, b: InitBox, kind: str, opts: tuple[str, ...] = (),
+                      during: Callable[[], None] = lambda: None) -> None:
+    heard, said = listen_and_talk(a, b, kind, opts, during)
+    assert b"GOT" not in heard, f"{kind}: the listener box received: {heard!r}"
+    assert b"SAW" not in said, f"{kind}: the talker box saw the listener: {said!r}"
+    assert b"Traceback" not in heard + said, (heard, said)
+    control, _ = a.run(PY, "channel.py", "both", kind, str(random.randrange(20000, 60000)),
+                       opts=("-p", *opts))
+    assert b"GOT" in control.stdout or b"SAW" in control.stdout, (
+        f"{kind}: the channel does not even work inside one box: {output(control)!r}")
+
+
+def test_dev_shm(box: InitBox, box2: InitBox) -> None:
+    """A file in /dev/shm: each box has its own."""
+    assert_no_channel(box, box2, "shm")
+
+
+def test_tmp(box: InitBox, box2: InitBox) -> None:
+    """A file in /tmp: each box has its own."""
+    assert_no_channel(box, box2, "tmp")
+
+
+def test_sysv_shared_memory(box: InitBox, box2: InitBox) -> None:
+    """A SysV shared memory segment with a well-known key, mode 0666."""
+    assert_no_channel(box, box2, "sysv-shm")
+
+
+def test_sysv_semaphore(box: InitBox, box2: InitBox) -> None:
+    """A SysV semaphore with a well-known key, mode 0666."""
+    assert_no_channel(box, box2, "sysv-sem")
+
+
+def test_sysv_message_queue(box: InitBox, box2: InitBox) -> None:
+    """A SysV message queue with a well-known key, mode 0666."""
+    assert_no_channel(box, box2, "sysv-msg")
+
+
+def test_posix_message_queue(box: InitBox, box2: InitBox) -> None:
+    """A POSIX message queue with a well-known name, mode 0666."""
+    assert_no_channel(box, box2, "mqueue")
+
+
+def test_abstract_unix_socket(box: InitBox, box2: InitBox) -> None:
+    """An abstract unix socket (no file, no permissions: only the network namespace)."""
+    assert_no_channel(box, box2, "abstract")
+
+
+def test_unix_socket_in_a_shared_directory(box: InitBox, box2: InitBox,
+                                           canary_dir: Path) -> None:
+    """A unix socket file in a world-writable host directory bound into both boxes: the bind
+    is read-only, so no socket appears in it. Control (one box) uses a read-write bind."""
+    shared = canary_dir / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    before = dir_listing(canary_dir)
+    heard, said = listen_and_talk(box, box2, "unix-shared", (f"--dir=/shared={shared}",))
+    assert b"GOT" not in heard and b"SAW" not in said, (heard, said)
+    assert dir_listing(canary_dir) == before
+    control, _ = box.run(PY, "channel.py", "both", "unix-shared", "0",
+                         opts=("-p", f"--dir=/shared={shared}:rw"))
+    assert b"GOT" in control.stdout, output(control)
+
+
+def test_signals(box: InitBox, box2: InitBox) -> None:
+    """SIGUSR1 to kill(-1) and to every pid up to 200."""
+    assert_no_channel(box, box2, "signal")
+
+
+def test_loopback_tcp(box: InitBox, box2: InitBox) -> None:
+    """A TCP listener on the box's 127.0.0.1."""
+    assert_no_channel(box, box2, "tcp")
+
+
+def test_loopback_udp(box: InitBox, box2: InitBox) -> None:
+    """A UDP socket on the box's 127.0.0.1."""
+    assert_no_channel(box, box2, "udp")
+
+
+@pytest.fixture
+def shared_file(canary_dir: Path) -> Path:
+    lockfile = canary_dir / "lockfile"
+    lockfile.write_text("shared, read-only\n")
+    lockfile.chmod(0o644)
+    return lockfile
+
+
+def test_file_locks_on_a_shared_read_only_file(box: InitBox, box2: InitBox,
+                                               shared_file: Path) -> None:
+    """flock and a POSIX lock on a file both boxes see through a read-only bind: the other
+    box, and the host, must not see them."""
+    def host_sees_no_lock() -> None:
+        fd = os.open(shared_file, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise AssertionError("the host sees the flock a box holds on a shared file") from None
+        finally:
+            os.close(fd)
+
+    assert_no_channel(box, box2, "lock", (f"--dir=/shared={shared_file.parent}",),
+                      during=host_sees_no_lock)
+
+
+def test_keyrings(box: InitBox, box2: InitBox) -> None:
+    """A named session keyring that everyone may use, holding the token: the other box joins
+    it by name and reads the key."""
+    assert_no_channel(box, box2, "keyring")
