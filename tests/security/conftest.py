@@ -15,12 +15,14 @@ Hostile programs only ever touch canaries made here. Network traffic goes to loo
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import signal
 import socket
-import stat
 import subprocess
+import sys
 import tempfile
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -264,5 +266,45 @@ def box2() -> Iterator[InitBox]:
     cellbox("-b", str(b.id), "--cleanup", check=True)
 
 
-def is_special(path: Path) -> bool:
-    return not stat.S_ISREG(os.lstat(path).st_mode) and not stat.S_ISDIR(os.lstat(path).st_mode)
+# -- two boxes at once ----------------------------------------------------------------------
+
+CHANNEL = PROGRAMS / "channel.py"
+
+
+def listen_and_talk(listener: InitBox, talker: InitBox, kind: str, opts: tuple[str, ...] = (),
+                    during: Callable[[str], None] = lambda port: None) -> tuple[bytes, bytes]:
+    """Run the listener in one box and, while it waits, the talker in the other. ``during``
+    runs on the host (given the port) while the listener holds its channel. Returns both
+    outputs."""
+    port = str(random.randrange(20000, 60000))
+    for b in (listener, talker):
+        b.put("channel.py", CHANNEL.read_bytes())
+    lst = subprocess.Popen([sys.executable, "-m", "cellbox", "-b", str(listener.id), "-p",
+                            *opts, "--run", "--", PY, "channel.py", "listen", kind, port],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 20
+        while not (listener.work / "ready").exists():
+            assert lst.poll() is None and time.monotonic() < deadline, "listener never ready"
+            time.sleep(0.02)
+        during(port)
+        said, _ = talker.run(PY, "channel.py", "talk", kind, port, opts=("-p", *opts))
+        (listener.work / "done").touch()
+        heard, _ = lst.communicate(timeout=30)
+    finally:
+        if lst.poll() is None:
+            lst.kill()
+            lst.wait()
+    return heard, output(said)
+
+
+def assert_no_channel(a: InitBox, b: InitBox, kind: str, opts: tuple[str, ...] = (),
+                      during: Callable[[str], None] = lambda port: None) -> None:
+    heard, said = listen_and_talk(a, b, kind, opts, during)
+    assert b"GOT" not in heard, f"{kind}: the listener box received: {heard!r}"
+    assert b"SAW" not in said, f"{kind}: the talker box saw the listener: {said!r}"
+    assert b"Traceback" not in heard + said, (heard, said)
+    control, _ = a.run(PY, "channel.py", "both", kind, str(random.randrange(20000, 60000)),
+                       opts=("-p", *opts))
+    assert b"GOT" in control.stdout or b"SAW" in control.stdout, (
+        f"{kind}: the channel does not even work inside one box: {output(control)!r}")

@@ -10,60 +10,14 @@ from __future__ import annotations
 
 import fcntl
 import os
-import random
-import subprocess
-import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from conftest import InitBox
 
-from .conftest import PROGRAMS, PY, dir_listing, output
+from .conftest import PY, assert_no_channel, dir_listing, listen_and_talk, output
 
 pytestmark = pytest.mark.security
-
-CHANNEL = PROGRAMS / "channel.py"
-
-
-def listen_and_talk(listener: InitBox, talker: InitBox, kind: str, opts: tuple[str, ...] = (),
-                    during: Callable[[], None] = lambda: None) -> tuple[bytes, bytes]:
-    """Run the listener in one box and, while it waits, the talker in the other. ``during``
-    runs on the host while the listener holds its channel. Returns both outputs."""
-    port = str(random.randrange(20000, 60000))
-    for b in (listener, talker):
-        b.put("channel.py", CHANNEL.read_bytes())
-    lst = subprocess.Popen([sys.executable, "-m", "cellbox", "-b", str(listener.id), "-p",
-                            *opts, "--run", "--", PY, "channel.py", "listen", kind, port],
-                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 20
-        while not (listener.work / "ready").exists():
-            assert lst.poll() is None and time.monotonic() < deadline, "listener never ready"
-            time.sleep(0.02)
-        during()
-        said, _ = talker.run(PY, "channel.py", "talk", kind, port, opts=("-p", *opts))
-        (listener.work / "done").touch()
-        heard, _ = lst.communicate(timeout=30)
-    finally:
-        if lst.poll() is None:
-            lst.kill()
-            lst.wait()
-    return heard, output(said)
-
-
-def assert_no_channel(a: InitBox, b: InitBox, kind: str, opts: tuple[str, ...] = (),
-                      during: Callable[[], None] = lambda: None) -> None:
-    heard, said = listen_and_talk(a, b, kind, opts, during)
-    assert b"GOT" not in heard, f"{kind}: the listener box received: {heard!r}"
-    assert b"SAW" not in said, f"{kind}: the talker box saw the listener: {said!r}"
-    assert b"Traceback" not in heard + said, (heard, said)
-    control, _ = a.run(PY, "channel.py", "both", kind, str(random.randrange(20000, 60000)),
-                       opts=("-p", *opts))
-    assert b"GOT" in control.stdout or b"SAW" in control.stdout, (
-        f"{kind}: the channel does not even work inside one box: {output(control)!r}")
-
 
 def test_dev_shm(box: InitBox, box2: InitBox) -> None:
     """A file in /dev/shm: each box has its own."""
@@ -143,7 +97,7 @@ def test_file_locks_on_a_shared_read_only_file(box: InitBox, box2: InitBox,
                                                shared_file: Path) -> None:
     """flock and a POSIX lock on a file both boxes see through a read-only bind: the other
     box, and the host, must not see them."""
-    def host_sees_no_lock() -> None:
+    def host_sees_no_lock(port: str) -> None:
         fd = os.open(shared_file, os.O_RDONLY)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -234,6 +234,27 @@ class Keyring:
             say("SAW", buf.value)
 
 
+class Vsock:
+    """vsock ports are not per network namespace: a port the listener binds is taken for
+    everyone. The talker only binds (never connects: CID 2 is the hypervisor)."""
+
+    def setup(self, arg):
+        self.s = socket.socket(socket.AF_VSOCK, socket.SOCK_STREAM)
+        self.s.bind((socket.VMADDR_CID_ANY, int(arg)))
+        self.s.listen(1)
+
+    def poll(self):
+        return None
+
+    def talk(self, arg):
+        s = socket.socket(socket.AF_VSOCK, socket.SOCK_STREAM)
+        try:
+            s.bind((socket.VMADDR_CID_ANY, int(arg)))
+        except OSError as e:
+            if e.errno == 98:  # EADDRINUSE
+                say("SAW", "the vsock port is taken")
+
+
 CHANNELS = {
     "shm": lambda: Files("/dev/shm/cellbox-chan"),
     "tmp": lambda: Files("/tmp/cellbox-chan"),
@@ -241,7 +262,7 @@ CHANNELS = {
     "abstract": lambda: Stream(socket.AF_UNIX, lambda arg: f"\0cellbox-chan-{arg}"),
     "unix-shared": lambda: Stream(socket.AF_UNIX, lambda arg: "/shared/sock"),
     "tcp": lambda: Stream(socket.AF_INET, lambda arg: ("127.0.0.1", int(arg))),
-    "udp": Udp, "signal": Signals, "lock": Locks, "keyring": Keyring,
+    "udp": Udp, "signal": Signals, "lock": Locks, "keyring": Keyring, "vsock": Vsock,
 }
 
 
