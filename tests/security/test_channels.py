@@ -75,6 +75,11 @@ def test_signals(box: InitBox, box2: InitBox) -> None:
     assert_no_channel(box, box2, "signal")
 
 
+def test_processes_in_proc(box: InitBox, box2: InitBox) -> None:
+    """A process named after the token, looked for in the other box's /proc."""
+    assert_no_channel(box, box2, "proc")
+
+
 def test_loopback_tcp(box: InitBox, box2: InitBox) -> None:
     """A TCP listener on the box's 127.0.0.1."""
     assert_no_channel(box, box2, "tcp")

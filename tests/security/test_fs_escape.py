@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
+import subprocess
+import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -275,3 +278,64 @@ def test_hard_links_to_a_host_file(box: InitBox, canary_dir: Path, canary: HostC
     box.run("/bin/true", opts=opts)  # the host chowns the box before and after this run
     canary.assert_untouched(output(proc))
     assert b"LINKED" not in proc.stdout, output(proc)
+
+
+FD_PROBE = """
+import os
+for fd in range(3, 256):
+    try:
+        os.fstat(fd)
+    except OSError:
+        continue
+    for path in ("canary", f"/proc/self/fd/{fd}/canary"):
+        try:
+            print(fd, path, open(path if "/" in path else os.open(path, os.O_RDONLY, dir_fd=fd)).read())
+        except OSError as e:
+            print(fd, path, e)
+"""
+
+
+def test_host_directory_fd_leaked_by_the_caller(box: InitBox, canary_dir: Path) -> None:
+    """The caller (a judge) leaks an open fd of a host directory into cellbox. The program
+    scans its fds and opens a world-readable canary relative to each: every fd beyond stdio
+    is closed before the program starts. Control: with --inherit-fds it is read."""
+    readable = make_canary(canary_dir, "canary", 0o644)
+    fd = os.open(canary_dir, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        def run(*opts: str) -> subprocess.CompletedProcess[bytes]:
+            return subprocess.run([sys.executable, "-m", "cellbox", "-b", str(box.id), *opts,
+                                   "--run", "--", PY, "-c", FD_PROBE], pass_fds=(fd,),
+                                  capture_output=True, timeout=60)
+        readable.assert_untouched(output(run()))
+        assert readable.secret.encode() in run("--inherit-fds").stdout
+    finally:
+        os.close(fd)
+
+
+SYSCTL = """
+import sys
+for path, value in zip(sys.argv[1::2], sys.argv[2::2]):
+    try:
+        with open(path, "w") as f:
+            f.write(value)
+        print("WROTE", path)
+    except OSError as e:
+        print(path, e)
+"""
+
+
+def test_proc_sys_and_sysrq_writes(box: InitBox) -> None:
+    """/proc is mounted read-write in the box: write the UTS names (a canary value; the host's
+    must not change) and, with their current values so that nothing changes even if the
+    sandbox failed, core_pattern, modprobe, panic and the sysrq trigger ('h' only prints
+    help)."""
+    host_names = (socket.gethostname(), Path("/proc/sys/kernel/domainname").read_text())
+    args = ["/proc/sys/kernel/hostname", "pwned", "/proc/sys/kernel/domainname", "pwned",
+            "/proc/sysrq-trigger", "h"]
+    for name in ("core_pattern", "modprobe", "panic"):
+        path = Path("/proc/sys/kernel") / name
+        if path.exists():
+            args += [str(path), path.read_text()]
+    proc, _ = run_py(box, SYSCTL, *args)
+    assert b"WROTE" not in proc.stdout, output(proc)
+    assert (socket.gethostname(), Path("/proc/sys/kernel/domainname").read_text()) == host_names

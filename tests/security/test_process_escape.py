@@ -116,3 +116,15 @@ def test_orphans_in_new_sessions_end_with_the_run(box: InitBox) -> None:
     proc, meta = run_py(box, FORK_ESCAPE, opts=("-p64",))
     assert b"forked" in proc.stdout, output(proc)
     assert box_uid_processes() == []
+
+
+def test_attacks_on_the_box_init(box: InitBox, hostile: Callable[[str], Path]) -> None:
+    """Init (pid 1 of the box) is root with capabilities until the run ends: the program tries
+    to ptrace it and to kill it every way it can. Neither works, and the keeper still reports
+    the program's own exit normally."""
+    proc, meta = run_c(box, hostile("proc_ptrace"), "1")
+    assert b"ATTACHED" not in proc.stdout, output(proc)
+    assert meta.get("cellbox-status") == "OK" and meta.get("exitcode") == "0", meta
+    proc, meta = run_c(box, hostile("proc_kill_host"), "-all", "1")
+    assert meta.get("cellbox-status") == "OK" and meta.get("exitcode") == "0", (meta,
+                                                                                output(proc))
