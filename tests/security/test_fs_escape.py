@@ -289,7 +289,8 @@ for fd in range(3, 256):
         continue
     for path in ("canary", f"/proc/self/fd/{fd}/canary"):
         try:
-            print(fd, path, open(path if "/" in path else os.open(path, os.O_RDONLY, dir_fd=fd)).read())
+            f = open(path) if "/" in path else open(os.open(path, os.O_RDONLY, dir_fd=fd))
+            print(fd, path, f.read())
         except OSError as e:
             print(fd, path, e)
 """

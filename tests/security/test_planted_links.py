@@ -22,9 +22,8 @@ from .conftest import PY, HostCanary, dir_listing, make_canary, output, run_py
 
 pytestmark = pytest.mark.security
 
-KEEP = ("--special-files",)
-PY_ECHO = ("/usr/bin/python3", "-c",
-           "import sys; print('pwned'); print('pwned', file=sys.stderr)")  # keep what the program planted for the next host operation
+KEEP = ("--special-files",)  # keep what the program planted for the next host operation
+PY_ECHO = (PY, "-c", "import sys; print('pwned'); print('pwned', file=sys.stderr)")
 
 
 def plant(box: InitBox, code: str, opts: tuple[str, ...] = KEEP) -> None:
