@@ -262,3 +262,38 @@ def test_relative_dir_rule_does_not_follow_a_planted_link(box: InitBox,
     proc, _ = run_py(box, "print(open('/data/world-readable').read())",
                      opts=(*KEEP, "--dir=/data=./box/data"))
     readable.assert_untouched(output(proc))
+
+
+# -- trees the host walks --------------------------------------------------------------------
+
+DEEP = """
+import os
+for top in ("/box", "/tmp"):
+    os.chdir(top)
+    for _ in range(1500):
+        os.mkdir("d")
+        os.chdir("d")
+    os.mkfifo("fifo")
+    os.symlink({canary!r}, "link")
+print("deep")
+"""
+
+
+def test_deep_trees_do_not_wedge_the_box(canary: HostCanary) -> None:
+    """1500 nested directories in /box and in /tmp, with a FIFO and a link to a host file at
+    the bottom. The host's walks (special-file removal, chown back to the owner, emptying
+    /tmp before the next run) must neither crash nor follow the link: the run reports
+    normally, the bottom is cleaned and chowned, the next run and --cleanup work."""
+    b = init_next_box("--as-uid=4321", "--as-gid=4321")
+    try:
+        proc, meta = run_py(b, DEEP.format(canary=str(canary.path)), opts=("--chdir=/",))
+        assert meta.get("cellbox-status") == "OK", output(proc)
+        bottom = b.work / "/".join(["d"] * 1500)
+        assert os.listdir(bottom) == [], "special files left at the bottom"
+        assert os.stat(bottom).st_uid == 4321
+        proc, meta = run_py(b, "import os; print(os.listdir('/tmp'))")
+        assert meta.get("cellbox-status") == "OK" and b"[]" in proc.stdout, output(proc)
+    finally:
+        proc = cellbox("-b", str(b.id), "--cleanup")
+    assert proc.returncode == 0, output(proc)
+    canary.assert_untouched()
