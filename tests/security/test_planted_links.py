@@ -253,14 +253,18 @@ for d in ("/box", "/tmp"):
 
 # -- directory rules relative to the box ----------------------------------------------------
 
-def test_relative_dir_rule_does_not_follow_a_planted_link(box: InitBox,
-                                                          canary_dir: Path) -> None:
-    """--dir=/data=./box/data binds a directory of the box. If the box made box/data a link
-    to a host directory, the host must not bind that host directory into the box."""
+@pytest.mark.parametrize("form", ["relative", "absolute", "dotdot"])
+def test_dir_rule_into_the_box_does_not_follow_a_planted_link(box: InitBox, canary_dir: Path,
+                                                              form: str) -> None:
+    """--dir=/data=./box/data (or the same path given absolute, or as ./box/data/x/.. ) binds
+    a directory of the box. If the box made box/data a link to a host directory, the host
+    must not bind that host directory into the box."""
     readable = make_canary(canary_dir, "world-readable", 0o644)  # readable if ever bound
     plant(box, f"os.symlink({str(canary_dir)!r}, 'data')")
+    source = {"relative": "./box/data", "absolute": str(box.work / "data"),
+              "dotdot": "./box/data/x/.."}[form]
     proc, _ = run_py(box, "print(open('/data/world-readable').read())",
-                     opts=(*KEEP, "--dir=/data=./box/data"))
+                     opts=(*KEEP, f"--dir=/data={source}"))
     readable.assert_untouched(output(proc))
 
 
