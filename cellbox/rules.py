@@ -134,8 +134,7 @@ def resolve_sources(rules: Iterable[DirRule], box_dir: str) -> list[DirRule]:
         if r.kind is Kind.BIND:
             assert r.source is not None
             src = os.path.join(box_dir, r.source[2:]) if r.source.startswith("./") else r.source
-            if r.source.startswith("./") and os.path.lexists(src):
-                _check_no_links(box_dir, r)
+            src = _refuse_box_links(box_dir, src, r)
             if not os.path.exists(src):
                 if r.maybe:
                     continue
@@ -146,16 +145,21 @@ def resolve_sources(rules: Iterable[DirRule], box_dir: str) -> list[DirRule]:
     return sorted(out, key=lambda r: r.inside.count("/"))
 
 
-def _check_no_links(box_dir: str, rule: DirRule) -> None:
-    """A ./ source lies in box storage, which the box writes: the host must not follow a link
-    the box planted there (it would bind any host directory into the box)."""
-    assert rule.source is not None
-    rel = os.path.normpath(rule.source[2:])
-    lexical = os.path.normpath(os.path.join(os.path.realpath(box_dir), rel))
-    if os.path.realpath(os.path.join(box_dir, rel)) != lexical:
-        raise BoxStateError(f"Directory rule {rule.describe()}: {rule.source} goes through a "
-                            "symbolic link in the box; cellbox does not follow links inside a "
-                            "box")
+def _refuse_box_links(box_dir: str, src: str, rule: DirRule) -> str:
+    """A source inside box storage (``./x``, or an absolute path into it) is a path the box
+    writes: the host must not follow a link the box planted there, which would bind any host
+    directory into the box. Returns the source, normalised if it is inside box storage."""
+    path = os.path.normpath(src)
+    for top in {os.path.normpath(box_dir), os.path.realpath(box_dir)}:
+        if path != top and not path.startswith(top + "/"):
+            continue
+        if os.path.lexists(path) and (os.path.realpath(path)
+                                      != os.path.realpath(top) + path[len(top):]):
+            raise BoxStateError(f"Directory rule {rule.describe()}: {src} goes through a "
+                                "symbolic link in the box; cellbox does not follow links "
+                                "inside a box")
+        return path
+    return src
 
 
 def build_env(rules: Iterable[str], full_env: bool, parent: Mapping[str, str]) -> dict[str, str]:
