@@ -301,3 +301,27 @@ def test_deep_trees_do_not_wedge_the_box(canary: HostCanary) -> None:
         proc = cellbox("-b", str(b.id), "--cleanup")
     assert proc.returncode == 0, output(proc)
     canary.assert_untouched()
+
+
+SETUID_LEFT = """
+import os, shutil
+shutil.copy("/bin/true", "suid")
+os.chmod("suid", 0o6755)
+os.mkdir("sgid-dir")
+os.chmod("sgid-dir", 0o2777)
+shutil.copy("/bin/true", "sgid-dir/suid")
+os.chmod("sgid-dir/suid", 0o6755)
+"""
+
+
+def test_setuid_files_left_in_the_box_do_not_become_roots(box: InitBox) -> None:
+    """The program leaves setuid and setgid executables for the host, which chowns box files
+    back to their owner (root here) after the run. None may end up a setuid-root or
+    setgid-root file, and box storage is mounted nosuid on the host anyway."""
+    proc, meta = run_py(box, SETUID_LEFT)
+    assert meta.get("cellbox-status") == "OK", output(proc)
+    for path in (box.work / "suid", box.work / "sgid-dir" / "suid"):
+        st = os.lstat(path)
+        assert not (st.st_mode & stat.S_ISUID and st.st_uid == 0), oct(st.st_mode)
+        assert not (st.st_mode & stat.S_ISGID and st.st_gid == 0), oct(st.st_mode)
+    assert os.statvfs(box.dir).f_flag & os.ST_NOSUID
