@@ -8,7 +8,9 @@ proves the listeners work. All traffic stays on loopback; vsock is probed by bin
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
@@ -104,3 +106,19 @@ def test_vsock_ports_are_not_shared(box: InitBox, box2: InitBox) -> None:
             s.close()
 
     assert_no_channel(box, box2, "vsock", during=host_can_bind)
+
+
+def test_network_configuration_of_the_host(box: InitBox) -> None:
+    """With `ip`, add a dummy interface and an address, with and without --share-net: the
+    host never gets the interface (no CAP_NET_ADMIN; and without --share-net, a namespace of
+    its own). Nothing here touches an existing interface."""
+    name = f"cbx{os.getpid() % 10000}"
+    code = (f"ip link add {name} type dummy; ip addr add 127.77.0.1/32 dev {name}; "
+            f"ip link set {name} up; ip -o link show {name}")
+    try:
+        for opts in ((), SHARE):
+            proc, _ = box.run("/bin/sh", "-c", code, opts=("-p", *opts))
+            assert not os.path.exists(f"/sys/class/net/{name}"), output(proc)
+    finally:
+        if os.path.exists(f"/sys/class/net/{name}"):  # only if the sandbox failed
+            subprocess.run(["ip", "link", "del", name], check=False)

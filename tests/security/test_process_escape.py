@@ -8,6 +8,7 @@ program on the host as that uid and show it does reach the canary.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -18,6 +19,7 @@ from conftest import InitBox, box_uid_processes
 from cellbox import Box, Limits
 
 from .conftest import (
+    PY,
     CanaryProcess,
     box_uid,
     output,
@@ -128,3 +130,41 @@ def test_attacks_on_the_box_init(box: InitBox, hostile: Callable[[str], Path]) -
     proc, meta = run_c(box, hostile("proc_kill_host"), "-all", "1")
     assert meta.get("cellbox-status") == "OK" and meta.get("exitcode") == "0", (meta,
                                                                                 output(proc))
+
+
+TAMPER = """
+import os, resource, sys
+pid = int(sys.argv[1])
+attacks = [
+    ("setpriority", lambda: os.setpriority(os.PRIO_PROCESS, pid, 19)),
+    ("prlimit", lambda: resource.prlimit(pid, resource.RLIMIT_NOFILE, (4, 4))),
+    ("sched_setaffinity", lambda: os.sched_setaffinity(pid, {0})),
+    ("sched_setscheduler", lambda: os.sched_setscheduler(pid, os.SCHED_IDLE,
+                                                          os.sched_param(0))),
+]
+for name, attack in attacks:
+    try:
+        attack()
+        print(name, "DONE")
+    except OSError as e:
+        print(name, e)
+"""
+
+
+def scheduling_of(pid: int) -> tuple:
+    return (os.getpriority(os.PRIO_PROCESS, pid), Path(f"/proc/{pid}/limits").read_text(),
+            os.sched_getaffinity(pid), os.sched_getscheduler(pid))
+
+
+def test_tampering_with_a_host_process(box: InitBox,
+                                       canary_process: Callable[..., CanaryProcess]) -> None:
+    """Renice, prlimit, pin and reschedule a host process of the box's uid by its host pid:
+    its priority, limits, affinity and policy stay. Control: the same program on the host,
+    as that uid, renices and reschedules it."""
+    uid = box_uid(box.id)
+    target = canary_process(uid=uid)
+    before = scheduling_of(target.pid)
+    proc, _ = run_py(box, TAMPER, str(target.pid))
+    assert scheduling_of(target.pid) == before, output(proc)
+    run_on_host([PY, "-c", TAMPER, str(target.pid)], uid=uid)
+    assert scheduling_of(target.pid) != before
