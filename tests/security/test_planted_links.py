@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -74,16 +75,21 @@ def test_meta_file_fifo_does_not_hang_the_host(box: InitBox) -> None:
 # -- stdio files (-i, -o, -r) ----------------------------------------------------------------
 
 @pytest.fixture
-def group_canaries(canary_dir: Path) -> tuple[HostCanary, HostCanary]:
-    """Two canaries only root's *group* may use: 0640 and 0660, root:root."""
-    return (make_canary(canary_dir, "readable-by-group", 0o640),
-            make_canary(canary_dir, "writable-by-group", 0o660))
+def group_canaries(canary_dir: Path) -> Iterator[tuple[HostCanary, HostCanary]]:
+    """Two canaries only root's *group* may use: 0640 and 0660, root:root. The caller is put
+    in supplementary group 0, as a root shell from sudo is (a bare root may have none)."""
+    old = os.getgroups()
+    os.setgroups([0])
+    yield (make_canary(canary_dir, "readable-by-group", 0o640),
+           make_canary(canary_dir, "writable-by-group", 0o660))
+    os.setgroups(old)
 
 
 def test_stdin_link_to_a_group_root_file_is_not_read(
         box: InitBox, canary_dir: Path, group_canaries: tuple[HostCanary, HostCanary]) -> None:
     """-i in, where in -> a 0640 root:root file of a bound directory. The box user may not
-    read it; opening stdin "as the box user" must not keep the keeper's group 0."""
+    read it; opening stdin "as the box user" must not keep the caller's supplementary
+    group 0."""
     readable, _ = group_canaries
     bind = (f"--dir=/data={canary_dir}",)
     plant(box, "os.symlink('/data/readable-by-group', 'in')")
