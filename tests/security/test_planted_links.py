@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 import stat
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -163,6 +165,31 @@ def test_copy_out_refuses_planted_links_and_specials(box: InitBox, canary: HostC
         with pytest.raises((BoxStateError, OSError)):  # a socket cannot even be opened
             storage.read_file(str(box.work), name)
     canary.assert_untouched()
+
+
+SPARSE_READ = """
+import resource, sys
+resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))  # a failure is a MemoryError
+from cellbox import storage
+from cellbox.errors import BoxStateError
+try:
+    data = storage.read_file(sys.argv[1], "big")
+    print("read", len(data))
+except BoxStateError as e:
+    print("refused:", e)
+"""
+
+
+def test_copy_out_of_a_huge_sparse_file_is_refused(box: InitBox) -> None:
+    """The box leaves a 1 TiB sparse file (tmpfs allows it within any quota). Copy-out must
+    refuse it rather than fill the host's memory with zeros (the attempt runs in a child
+    capped at 1 GiB of address space and 30 s); a bounded read with ``limit`` still works."""
+    proc, meta = run_py(box, "import os; open('big', 'w'); os.truncate('big', 1 << 40)")
+    assert meta.get("cellbox-status") == "OK", output(proc)
+    reader = subprocess.run([sys.executable, "-c", SPARSE_READ, str(box.work)],
+                            capture_output=True, timeout=30)
+    assert b"refused:" in reader.stdout, output(reader)
+    assert storage.read_file(str(box.work), "big", limit=10) == bytes(10)
 
 
 def test_library_copy_in_and_out_after_a_planting_run(canary: HostCanary,
