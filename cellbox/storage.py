@@ -114,8 +114,14 @@ def read_file(top: str, rel: str, limit: int | None = None) -> bytes:
                                     "out of a box") from None
             raise
         try:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
                 raise BoxStateError(f"{rel} is not a regular file; refusing to read it")
+            vfs = os.fstatvfs(fd)
+            if limit is None and st.st_size > vfs.f_blocks * vfs.f_frsize:
+                raise BoxStateError(f"{rel} is larger than the box's whole storage (a sparse "
+                                    f"file of {st.st_size} bytes); pass a limit to read part "
+                                    "of it")
             chunks = []
             total = 0
             while limit is None or total < limit:
