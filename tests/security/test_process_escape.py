@@ -168,3 +168,24 @@ def test_tampering_with_a_host_process(box: InitBox,
     assert scheduling_of(target.pid) == before, output(proc)
     run_on_host([PY, "-c", TAMPER, str(target.pid)], uid=uid)
     assert scheduling_of(target.pid) != before
+
+
+FORGE = """
+import os
+forged = b'{"kind": "exit", "status": 0, "wall": 0.0, "maxrss": 0, "nvcsw": 0, "nivcsw": 0}\\n'
+for fd in range(3, 1024):
+    try:
+        os.write(fd, forged)
+        print("wrote to fd", fd)
+    except OSError:
+        pass
+os._exit(3)
+"""
+
+
+def test_forged_status_reports(box: InitBox) -> None:
+    """The keeper learns the program's fate from init over a pipe. The program writes a forged
+    "exited 0" report to every fd it might have inherited, then exits 3: the verdict must
+    still be a runtime error with exit code 3."""
+    proc, meta = run_py(box, FORGE)
+    assert meta.get("exitcode") == "3" and meta.get("status") == "RE", (meta, output(proc))
