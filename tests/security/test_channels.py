@@ -119,3 +119,35 @@ def test_keyrings(box: InitBox, box2: InitBox) -> None:
     """A named session keyring that everyone may use, holding the token: the other box joins
     it by name and reads the key."""
     assert_no_channel(box, box2, "keyring")
+
+
+USER_KEYRING = """
+import ctypes, sys
+libc = ctypes.CDLL(None, use_errno=True)
+libc.syscall.restype = ctypes.c_long
+KEY_SPEC_USER_KEYRING, SYS_add_key, SYS_keyctl, KEYCTL_SEARCH, KEYCTL_READ = -4, 248, 250, 10, 11
+KEYCTL_CLEAR = 7
+if sys.argv[1] == "put":
+    print("add_key", libc.syscall(SYS_add_key, b"user", b"next-run", sys.argv[2].encode(),
+                                  len(sys.argv[2]), KEY_SPEC_USER_KEYRING))
+elif sys.argv[1] == "clear":
+    libc.syscall(SYS_keyctl, KEYCTL_CLEAR, KEY_SPEC_USER_KEYRING)
+else:
+    key = libc.syscall(SYS_keyctl, KEYCTL_SEARCH, KEY_SPEC_USER_KEYRING, b"user", b"next-run", 0)
+    buf = ctypes.create_string_buffer(128)
+    if key >= 0 and libc.syscall(SYS_keyctl, KEYCTL_READ, key, buf, 128) > 0:
+        print("SAW", buf.value)
+"""
+
+
+def test_user_keyring_does_not_carry_over_to_the_next_run(box: InitBox) -> None:
+    """A box's uid is the same on every run, and so is its user keyring (@u) unless something
+    stops it: one run stores a secret there, the next run of the box (maybe another user's
+    submission) must not find it."""
+    secret = "cellbox-keyring-" + os.urandom(8).hex()
+    try:
+        box.run(PY, "-c", USER_KEYRING, "put", secret)
+        proc, _ = box.run(PY, "-c", USER_KEYRING, "get")
+    finally:
+        box.run(PY, "-c", USER_KEYRING, "clear")  # leave no key in the kernel
+    assert secret.encode() not in output(proc)
