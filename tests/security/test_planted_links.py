@@ -301,6 +301,17 @@ def test_dir_rule_into_the_box_does_not_follow_a_planted_link(box: InitBox, cana
     readable.assert_untouched(output(proc))
 
 
+def test_mount_points_under_a_planted_link(box: InitBox, canary_dir: Path) -> None:
+    """--dir=/box/a/mnt=/usr makes init (root, before pivot_root, seeing the host's files)
+    create a mount point under the box's directory. If the box made box/a a link to a host
+    directory, init must not create the mount point, nor mount anything, there."""
+    before = dir_listing(canary_dir)
+    plant(box, f"os.symlink({str(canary_dir)!r}, 'a')")
+    proc, meta = run_py(box, "import os; print(os.listdir('/box/a'))",
+                        opts=(*KEEP, "--dir=/box/a/mnt=/usr"))
+    assert dir_listing(canary_dir) == before, output(proc)
+
+
 # -- trees the host walks --------------------------------------------------------------------
 
 DEEP = """
