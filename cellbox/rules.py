@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from enum import Enum
 
-from cellbox.errors import UsageError
+from cellbox.errors import BoxStateError, UsageError
 
 DIR_OPTIONS = ("rw", "dev", "noexec", "maybe", "fs", "tmp", "norec")
 
@@ -134,6 +134,7 @@ def resolve_sources(rules: Iterable[DirRule], box_dir: str) -> list[DirRule]:
         if r.kind is Kind.BIND:
             assert r.source is not None
             src = os.path.join(box_dir, r.source[2:]) if r.source.startswith("./") else r.source
+            src = _refuse_box_links(box_dir, src, r)
             if not os.path.exists(src):
                 if r.maybe:
                     continue
@@ -142,6 +143,23 @@ def resolve_sources(rules: Iterable[DirRule], box_dir: str) -> list[DirRule]:
             r = replace(r, source=os.path.realpath(src))
         out.append(r)
     return sorted(out, key=lambda r: r.inside.count("/"))
+
+
+def _refuse_box_links(box_dir: str, src: str, rule: DirRule) -> str:
+    """A source inside box storage (``./x``, or an absolute path into it) is a path the box
+    writes: the host must not follow a link the box planted there, which would bind any host
+    directory into the box. Returns the source, normalised if it is inside box storage."""
+    path = os.path.normpath(src)
+    for top in {os.path.normpath(box_dir), os.path.realpath(box_dir)}:
+        if path != top and not path.startswith(top + "/"):
+            continue
+        if os.path.lexists(path) and (os.path.realpath(path)
+                                      != os.path.realpath(top) + path[len(top):]):
+            raise BoxStateError(f"Directory rule {rule.describe()}: {src} goes through a "
+                                "symbolic link in the box; cellbox does not follow links "
+                                "inside a box")
+        return path
+    return src
 
 
 def build_env(rules: Iterable[str], full_env: bool, parent: Mapping[str, str]) -> dict[str, str]:

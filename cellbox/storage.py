@@ -6,15 +6,15 @@ own mount namespace).
 
 The host never follows a link the box could have made: paths inside the box are walked one
 component at a time with O_NOFOLLOW directory fds, reads refuse anything but regular files,
-and tree walks (chown, removal) use fd-relative calls.
+and tree walks (chown, removal) use fd-relative calls, iteratively (any depth).
 """
 
 from __future__ import annotations
 
 import errno
 import os
-import shutil
 import stat
+from collections.abc import Callable
 
 from cellbox.errors import BoxStateError, UsageError
 from cellbox.linux import syscalls as sc
@@ -114,8 +114,14 @@ def read_file(top: str, rel: str, limit: int | None = None) -> bytes:
                                     "out of a box") from None
             raise
         try:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
                 raise BoxStateError(f"{rel} is not a regular file; refusing to read it")
+            vfs = os.fstatvfs(fd)
+            if limit is None and st.st_size > vfs.f_blocks * vfs.f_frsize:
+                raise BoxStateError(f"{rel} is larger than the box's whole storage (a sparse "
+                                    f"file of {st.st_size} bytes); pass a limit to read part "
+                                    "of it")
             chunks = []
             total = 0
             while limit is None or total < limit:
@@ -131,35 +137,72 @@ def read_file(top: str, rel: str, limit: int | None = None) -> bytes:
         os.close(dfd)
 
 
+def _walk(top: str, visit: Callable[[int, str, os.stat_result], None],
+          leave: Callable[[int, str], None] | None = None) -> None:
+    """Depth-first over everything below ``top``, never following a link: ``visit(dir_fd,
+    name, lstat)`` for each entry (before descending into a directory), ``leave(dir_fd, name)``
+    after a subdirectory's contents. Iterative with one directory fd open at a time (it climbs
+    back through ".."), so a hostile tree of any depth neither overflows the stack nor runs out
+    of fds. Only for trees no box process can change meanwhile (between runs)."""
+    fd = os.open(top, _DIR)
+    stack = [(os.listdir(fd), "", _ident(os.fstat(fd)))]
+    try:
+        while stack:
+            names, dirname, _ = stack[-1]
+            if names:
+                name = names.pop()
+                try:
+                    st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+                    visit(fd, name, st)
+                    if not stat.S_ISDIR(st.st_mode):
+                        continue
+                    sub = os.open(name, _DIR, dir_fd=fd)
+                except FileNotFoundError:
+                    continue
+                os.close(fd)
+                fd = sub
+                stack.append((os.listdir(fd), name, _ident(os.fstat(fd))))
+                continue
+            stack.pop()
+            if stack:
+                up = os.open("..", _DIR, dir_fd=fd)
+                os.close(fd)
+                fd = up
+                if _ident(os.fstat(fd)) != stack[-1][2]:
+                    raise BoxStateError(f"{top} changed while cellbox walked it")
+                if leave:
+                    leave(fd, dirname)
+    finally:
+        os.close(fd)
+
+
+def _ident(st: os.stat_result) -> tuple[int, int]:
+    return st.st_dev, st.st_ino
+
+
 def chown_tree(top: str, uid: int, gid: int) -> None:
     """chown ``top`` and everything below it, never following a symlink."""
     os.chown(top, uid, gid, follow_symlinks=False)
-    for _root, dirs, files, dfd in os.fwalk(top, follow_symlinks=False):
-        for name in dirs + files:
-            try:
-                os.chown(name, uid, gid, dir_fd=dfd, follow_symlinks=False)
-            except FileNotFoundError:
-                pass
+
+    def chown(dfd: int, name: str, st: os.stat_result) -> None:
+        os.chown(name, uid, gid, dir_fd=dfd, follow_symlinks=False)
+
+    _walk(top, chown)
 
 
 def remove_special_files(top: str) -> None:
     """Delete what is neither a regular file nor a directory (links, FIFOs, sockets, devices)."""
-    for _root, dirs, files, dfd in os.fwalk(top, follow_symlinks=False):
-        for name in dirs + files:  # fwalk lists links to directories under dirs
-            mode = os.stat(name, dir_fd=dfd, follow_symlinks=False).st_mode
-            if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
-                os.unlink(name, dir_fd=dfd)
+    def remove(dfd: int, name: str, st: os.stat_result) -> None:
+        if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
+            os.unlink(name, dir_fd=dfd)
+
+    _walk(top, remove)
 
 
 def empty_dir(path: str) -> None:
-    """Remove everything inside ``path`` (fd-based: safe against symlink races)."""
-    fd = os.open(path, _DIR)
-    try:
-        for name in os.listdir(fd):
-            st = os.stat(name, dir_fd=fd, follow_symlinks=False)
-            if stat.S_ISDIR(st.st_mode):
-                shutil.rmtree(name, dir_fd=fd)
-            else:
-                os.unlink(name, dir_fd=fd)
-    finally:
-        os.close(fd)
+    """Remove everything inside ``path`` (fd-based: safe against links; any depth)."""
+    def remove(dfd: int, name: str, st: os.stat_result) -> None:
+        if not stat.S_ISDIR(st.st_mode):
+            os.unlink(name, dir_fd=dfd)
+
+    _walk(path, remove, leave=lambda dfd, name: os.rmdir(name, dir_fd=dfd))

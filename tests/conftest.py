@@ -119,31 +119,36 @@ class InitBox:
         p.chmod(mode)
 
 
-@pytest.fixture
-def box() -> Iterator[InitBox]:
+def init_next_box(*opts: str) -> InitBox:
+    """--init the next free box id (``opts``: extra --init options); the caller cleans up."""
     while True:  # skip boxes that a concurrent test run holds
         box_id = next(_ids)
-        proc = cellbox("-b", str(box_id), "--init")
+        proc = cellbox("-b", str(box_id), *opts, "--init")
         if proc.returncode == 0:
-            break
+            return InitBox(box_id, Path(proc.stdout.decode().strip()))
         if b"busy" not in proc.stderr and b"already initialised" not in proc.stderr:
             raise AssertionError(f"--init failed: {proc.stderr.decode()}")
-    b = InitBox(box_id, Path(proc.stdout.decode().strip()))
+
+
+@pytest.fixture
+def box() -> Iterator[InitBox]:
+    b = init_next_box()
     yield b
-    cellbox("-b", str(box_id), "--cleanup", check=True)
+    cellbox("-b", str(b.id), "--cleanup", check=True)
 
 
 @pytest.fixture(scope="session")
 def c_program(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
-    """Compile tests/programs/NAME.c once per session; returns a function NAME -> path."""
+    """Compile tests/programs/NAME.c (or WHERE/NAME.c) once per session; returns a function
+    (NAME, WHERE) -> path. Names are unique across directories."""
     out = tmp_path_factory.mktemp("bin")
     cache: dict[str, Path] = {}
 
-    def build(name: str) -> Path:
+    def build(name: str, where: Path = PROGRAMS) -> Path:
         if name not in cache:
             exe = out / name
-            subprocess.run(["gcc", "-O1", "-pthread", "-o", str(exe), str(PROGRAMS / f"{name}.c")],
-                           check=True)
+            subprocess.run(["gcc", "-O1", "-pthread", "-o", str(exe), str(where / f"{name}.c"),
+                            "-lresolv"], check=True)
             cache[name] = exe
         return cache[name]
 

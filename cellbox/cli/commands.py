@@ -149,7 +149,7 @@ def _say(p: Parsed, result: RunResult) -> None:
         print(result.message, file=sys.stderr)
 
 
-def _write_meta(p: Parsed, result: RunResult) -> None:
+def _write_meta(p: Parsed, result: RunResult, box_dir: str, owner: tuple[int, int]) -> None:
     target = p.get("meta")
     if target is None:
         return
@@ -158,9 +158,24 @@ def _write_meta(p: Parsed, result: RunResult) -> None:
     if target == "-":
         sys.stdout.write(text)
         sys.stdout.flush()
-    else:
-        with open(str(target), "w") as f:
-            f.write(text)
+        return
+    inside = _path_in(os.path.abspath(str(target)), box_dir)
+    if inside is not None:
+        # The box controls this directory: never follow its links or open its FIFOs.
+        from cellbox import storage
+
+        storage.write_file(box_dir, inside, text.encode(), owner=owner)
+        return
+    with open(str(target), "w") as f:
+        f.write(text)
+
+
+def _path_in(path: str, top: str) -> str | None:
+    """``path`` relative to ``top`` if it lies under it (by name or by real path), else None."""
+    for prefix in {top, os.path.realpath(top)}:
+        if path.startswith(prefix.rstrip("/") + "/"):
+            return path[len(prefix.rstrip("/")) + 1:]
+    return None
 
 
 def exit_code(result: RunResult) -> int:
@@ -226,7 +241,8 @@ def isolate_main(argv: list[str]) -> int:
                                keep_special_files=p.flag("special-files"))
         except SandboxSetupError as e:
             result = RunResult(status=Status.INTERNAL_ERROR, message=str(e))
-    _write_meta(p, result)
+        record = lock.read()
+        _write_meta(p, result, boxes.box_dir(lock.box_id), (record.owner_uid, record.owner_gid))
     _say(p, result)
     return exit_code(result)
 
@@ -302,7 +318,7 @@ def oneshot_main(argv: list[str]) -> int:
             result = RunResult(status=Status.INTERNAL_ERROR, message=str(e))
         finally:
             boxes.cleanup(lock, caller)
-    _write_meta(p, result)
+    _write_meta(p, result, box_dir, (caller.uid, caller.gid))
     if as_json:
         import json
 

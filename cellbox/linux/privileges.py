@@ -67,7 +67,12 @@ def set_no_new_privs() -> None:
 
 @contextmanager
 def file_identity(uid: int, gid: int) -> Iterator[None]:
-    """Open files with the permissions of ``uid``/``gid`` while staying root otherwise."""
+    """Open files with the permissions of ``uid``/``gid`` while staying root otherwise.
+
+    The caller's supplementary groups (e.g. group 0 under sudo) go too: the kernel checks
+    them alongside the fs ids, so keeping them would grant the box user their access."""
+    old_groups = os.getgroups()
+    os.setgroups([])
     old_gid = sc.setfsgid(gid)
     old_uid = sc.setfsuid(uid)
     try:
@@ -75,3 +80,4 @@ def file_identity(uid: int, gid: int) -> Iterator[None]:
     finally:
         sc.setfsuid(old_uid)
         sc.setfsgid(old_gid)
+        os.setgroups(old_groups)

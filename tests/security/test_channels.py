@@ -1,0 +1,153 @@
+"""Channels between boxes: two boxes run at the same time and try to talk.
+
+One box listens (sets a channel up, publishes a token, waits), the other talks (sends a token
+and looks for what the listener published), with tests/security/programs/channel.py. Neither
+side may get anything. The control runs both roles inside one box, where the same channel
+does work, so no test passes because the program is broken.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from pathlib import Path
+
+import pytest
+from conftest import InitBox
+
+from .conftest import PY, assert_no_channel, dir_listing, listen_and_talk, output
+
+pytestmark = pytest.mark.security
+
+def test_dev_shm(box: InitBox, box2: InitBox) -> None:
+    """A file in /dev/shm: each box has its own."""
+    assert_no_channel(box, box2, "shm")
+
+
+def test_tmp(box: InitBox, box2: InitBox) -> None:
+    """A file in /tmp: each box has its own."""
+    assert_no_channel(box, box2, "tmp")
+
+
+def test_sysv_shared_memory(box: InitBox, box2: InitBox) -> None:
+    """A SysV shared memory segment with a well-known key, mode 0666."""
+    assert_no_channel(box, box2, "sysv-shm")
+
+
+def test_sysv_semaphore(box: InitBox, box2: InitBox) -> None:
+    """A SysV semaphore with a well-known key, mode 0666."""
+    assert_no_channel(box, box2, "sysv-sem")
+
+
+def test_sysv_message_queue(box: InitBox, box2: InitBox) -> None:
+    """A SysV message queue with a well-known key, mode 0666."""
+    assert_no_channel(box, box2, "sysv-msg")
+
+
+def test_posix_message_queue(box: InitBox, box2: InitBox) -> None:
+    """A POSIX message queue with a well-known name, mode 0666."""
+    assert_no_channel(box, box2, "mqueue")
+
+
+def test_abstract_unix_socket(box: InitBox, box2: InitBox) -> None:
+    """An abstract unix socket (no file, no permissions: only the network namespace)."""
+    assert_no_channel(box, box2, "abstract")
+
+
+def test_unix_socket_in_a_shared_directory(box: InitBox, box2: InitBox,
+                                           canary_dir: Path) -> None:
+    """A unix socket file in a world-writable host directory bound into both boxes: the bind
+    is read-only, so no socket appears in it. Control (one box) uses a read-write bind."""
+    shared = canary_dir / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    before = dir_listing(canary_dir)
+    heard, said = listen_and_talk(box, box2, "unix-shared", (f"--dir=/shared={shared}",))
+    assert b"GOT" not in heard and b"SAW" not in said, (heard, said)
+    assert dir_listing(canary_dir) == before
+    control, _ = box.run(PY, "channel.py", "both", "unix-shared", "0",
+                         opts=("-p", f"--dir=/shared={shared}:rw"))
+    assert b"GOT" in control.stdout, output(control)
+
+
+def test_signals(box: InitBox, box2: InitBox) -> None:
+    """SIGUSR1 to kill(-1) and to every pid up to 200."""
+    assert_no_channel(box, box2, "signal")
+
+
+def test_processes_in_proc(box: InitBox, box2: InitBox) -> None:
+    """A process named after the token, looked for in the other box's /proc."""
+    assert_no_channel(box, box2, "proc")
+
+
+def test_loopback_tcp(box: InitBox, box2: InitBox) -> None:
+    """A TCP listener on the box's 127.0.0.1."""
+    assert_no_channel(box, box2, "tcp")
+
+
+def test_loopback_udp(box: InitBox, box2: InitBox) -> None:
+    """A UDP socket on the box's 127.0.0.1."""
+    assert_no_channel(box, box2, "udp")
+
+
+@pytest.fixture
+def shared_file(canary_dir: Path) -> Path:
+    lockfile = canary_dir / "lockfile"
+    lockfile.write_text("shared, read-only\n")
+    lockfile.chmod(0o644)
+    return lockfile
+
+
+def test_file_locks_on_a_shared_read_only_file(box: InitBox, box2: InitBox,
+                                               shared_file: Path) -> None:
+    """flock and a POSIX lock on a file both boxes see through a read-only bind: the other
+    box, and the host, must not see them."""
+    def host_sees_no_lock(port: str) -> None:
+        fd = os.open(shared_file, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise AssertionError("the host sees the flock a box holds on a shared file") from None
+        finally:
+            os.close(fd)
+
+    assert_no_channel(box, box2, "lock", (f"--dir=/shared={shared_file.parent}",),
+                      during=host_sees_no_lock)
+
+
+def test_keyrings(box: InitBox, box2: InitBox) -> None:
+    """A named session keyring that everyone may use, holding the token: the other box joins
+    it by name and reads the key."""
+    assert_no_channel(box, box2, "keyring")
+
+
+USER_KEYRING = """
+import ctypes, sys
+libc = ctypes.CDLL(None, use_errno=True)
+libc.syscall.restype = ctypes.c_long
+KEY_SPEC_USER_KEYRING, SYS_add_key, SYS_keyctl, KEYCTL_SEARCH, KEYCTL_READ = -4, 248, 250, 10, 11
+KEYCTL_CLEAR = 7
+if sys.argv[1] == "put":
+    print("add_key", libc.syscall(SYS_add_key, b"user", b"next-run", sys.argv[2].encode(),
+                                  len(sys.argv[2]), KEY_SPEC_USER_KEYRING))
+elif sys.argv[1] == "clear":
+    libc.syscall(SYS_keyctl, KEYCTL_CLEAR, KEY_SPEC_USER_KEYRING)
+else:
+    key = libc.syscall(SYS_keyctl, KEYCTL_SEARCH, KEY_SPEC_USER_KEYRING, b"user", b"next-run", 0)
+    buf = ctypes.create_string_buffer(128)
+    if key >= 0 and libc.syscall(SYS_keyctl, KEYCTL_READ, key, buf, 128) > 0:
+        print("SAW", buf.value)
+"""
+
+
+def test_user_keyring_does_not_carry_over_to_the_next_run(box: InitBox) -> None:
+    """A box's uid is the same on every run, and so is its user keyring (@u) unless something
+    stops it: one run stores a secret there, the next run of the box (maybe another user's
+    submission) must not find it."""
+    secret = "cellbox-keyring-" + os.urandom(8).hex()
+    try:
+        box.run(PY, "-c", USER_KEYRING, "put", secret)
+        proc, _ = box.run(PY, "-c", USER_KEYRING, "get")
+    finally:
+        box.run(PY, "-c", USER_KEYRING, "clear")  # leave no key in the kernel
+    assert secret.encode() not in output(proc)
