@@ -59,11 +59,15 @@ def _cgroup_dirs() -> list[str]:
             if os.path.isdir(f"/sys/fs/cgroup/{c}/{CG_ROOT}")]
 
 
+def box_uid_processes() -> list[str]:
+    return uid_processes(FIRST_UID, NUM_BOXES)
+
+
 @pytest.fixture(autouse=True)
 def no_leftovers(test_config: Path) -> Iterator[None]:
     yield
     top = str(test_config.parent)
-    procs = uid_processes(FIRST_UID, NUM_BOXES)
+    procs = box_uid_processes()
     with open("/proc/self/mounts") as f:
         mounts = [line.split()[1] for line in f if top in line.split()[1]]
     cgroups = [str(p) for d in _cgroup_dirs() for p in Path(d).glob("box-*")]

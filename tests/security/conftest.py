@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from conftest import FIRST_UID, InitBox, cellbox, init_next_box
+from tests.conftest import FIRST_UID, InitBox, cellbox, init_next_box
 
 PY = "/usr/bin/python3"
 PROGRAMS = Path(__file__).parent / "programs"

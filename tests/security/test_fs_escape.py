@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from conftest import InitBox
+from tests.conftest import InitBox
 
 from .conftest import (
     PY,

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import InitBox, cellbox, init_next_box
+from tests.conftest import InitBox, cellbox, init_next_box
 
 from cellbox import Box, storage
 from cellbox.errors import BoxStateError

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import InitBox, box_uid_processes
+from tests.conftest import InitBox, box_uid_processes
 
 from cellbox import Box, Limits
 
