@@ -13,11 +13,14 @@ from typing import Iterator
 from cellbox.linux import syscalls as sc
 
 PR_SET_PDEATHSIG = 1
+PR_CAPBSET_READ = 23
 PR_CAPBSET_DROP = 24
 PR_SET_SECUREBITS = 28
 PR_SET_NO_NEW_PRIVS = 38
 PR_CAP_AMBIENT = 47
+PR_CAP_AMBIENT_IS_SET = 1
 PR_CAP_AMBIENT_CLEAR_ALL = 4
+PR_GET_SECUREBITS = 27
 
 # SECBIT_NOROOT, SECBIT_NO_SETUID_FIXUP stay off (the fix-up is what clears the caps at
 # setresuid); KEEP_CAPS off. Everything locked, so the program cannot turn them back on.
@@ -63,6 +66,23 @@ def become(uid: int, gid: int) -> None:
 
 def set_no_new_privs() -> None:
     sc.prctl(PR_SET_NO_NEW_PRIVS, 1)
+
+
+def check_unprivileged() -> None:
+    """Empty the inheritable set (setresuid leaves it alone), then check that every set is
+    empty and the securebits locked: a capability left here would survive execve."""
+    sc.capset_empty()
+    effective, permitted, inheritable = sc.capget()
+    leftover = [name for name, caps in (("effective", effective), ("permitted", permitted),
+                                        ("inheritable", inheritable)) if caps]
+    leftover += [f"bounding {cap}" for cap in range(LAST_CAP + 1)
+                 if sc.prctl(PR_CAPBSET_READ, cap)]
+    leftover += [f"ambient {cap}" for cap in range(LAST_CAP + 1)
+                 if sc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_IS_SET, cap)]
+    if leftover:
+        raise OSError(f"capabilities remain after the uid switch: {', '.join(leftover)}")
+    if not sc.prctl(PR_GET_SECUREBITS) & SECBIT_NOROOT_LOCKED:
+        raise OSError("the securebits are not locked")
 
 
 @contextmanager

@@ -123,3 +123,58 @@ def setfsuid(uid: int) -> int:
 
 def setfsgid(gid: int) -> int:
     return int(_libc.setfsgid(gid))
+
+
+# seccomp(2) and capabilities
+SYS_SECCOMP = 317
+SYS_CAPGET = 125
+SYS_CAPSET = 126
+SECCOMP_SET_MODE_FILTER = 1
+SECCOMP_MODE_FILTER = 2
+PR_GET_SECCOMP = 21
+_LINUX_CAPABILITY_VERSION_3 = 0x20080522
+_BPF_INSN = 8  # bytes in a struct sock_filter
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+
+def seccomp_set_filter(program: bytes) -> None:
+    """Install one classic BPF program (as exported by libseccomp) as a seccomp filter."""
+    if not program or len(program) % _BPF_INSN:
+        raise OSError(0, f"seccomp: {len(program)} bytes is not a BPF program")
+    buf = ctypes.create_string_buffer(program, len(program))
+    prog = _SockFprog(len(program) // _BPF_INSN, ctypes.addressof(buf))
+    _check(_libc.syscall(ctypes.c_long(SYS_SECCOMP), ctypes.c_uint(SECCOMP_SET_MODE_FILTER),
+                         ctypes.c_uint(0), ctypes.byref(prog)), "seccomp(SET_MODE_FILTER)")
+
+
+def seccomp_mode() -> int:
+    return prctl(PR_GET_SECCOMP)
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32),
+                ("inheritable", ctypes.c_uint32)]
+
+
+def capget() -> tuple[int, int, int]:
+    """This thread's (effective, permitted, inheritable) capability sets, 64 bits each."""
+    header = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
+    data = (_CapData * 2)()
+    _check(_libc.syscall(ctypes.c_long(SYS_CAPGET), ctypes.byref(header), data), "capget")
+    low, high = data
+    return (low.effective | high.effective << 32, low.permitted | high.permitted << 32,
+            low.inheritable | high.inheritable << 32)
+
+
+def capset_empty() -> None:
+    """Empty this thread's effective, permitted and inheritable sets (always allowed)."""
+    header = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
+    data = (_CapData * 2)()
+    _check(_libc.syscall(ctypes.c_long(SYS_CAPSET), ctypes.byref(header), data), "capset")
