@@ -50,7 +50,7 @@ ALLOWED_FAMILIES = (AF_UNIX, AF_INET, AF_INET6, AF_NETLINK)
 NETLINK_ROUTE = 0  # glibc's getaddrinfo and if_nameindex use it
 TIOCSTI, TIOCLINUX = 0x5412, 0x541C
 F_SETLK, F_SETLKW, F_OFD_SETLK, F_OFD_SETLKW = 6, 7, 37, 38
-# Docker's: PER_LINUX, UNAME26, PER_LINUX32, PER_LINUX32|UNAME26 and the query 0xffffffff.
+# Docker's: PER_LINUX, PER_LINUX32, UNAME26, UNAME26|PER_LINUX32 and the query 0xffffffff.
 PERSONALITIES = (0x0, 0x0008, 0x20000, 0x20008, 0xFFFFFFFF)
 LOW32 = 0xFFFFFFFF  # the kernel reads int/unsigned int arguments from the low 32 bits only
 
