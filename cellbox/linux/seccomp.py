@@ -81,7 +81,7 @@ def _lib() -> ModuleType:
     real = ctypes.util.find_library
     ctypes.util.find_library = lambda name: sonames.get(name) or real(name)
     try:
-        import pyseccomp
+        import pyseccomp  # type: ignore[import-untyped]
     except (ImportError, OSError, RuntimeError) as e:
         raise SandboxSetupError(
             f"seccomp is unavailable ({e}); install libseccomp2 and pyseccomp "
@@ -142,7 +142,8 @@ def _apply(item: str, denied: dict[str, int], unchecked: set[str], where: str) -
         denied[name] = _errno_value(err, where) if colon else errno.EPERM
 
 
-def _read_policy_file(ref: str) -> tuple[str, dict[str, object]]:
+def _read_policy_file(ref: str) -> tuple[str, str | None, list[str]]:
+    """(its name, the policy it extends or None, its items)."""
     builtin = "/" not in ref and not ref.endswith(".toml")
     path = POLICY_DIR / f"{ref}.toml" if builtin else Path(ref)
     if builtin and not path.is_file():
@@ -158,25 +159,24 @@ def _read_policy_file(ref: str) -> tuple[str, dict[str, object]]:
     unknown = set(data) - {"description", "extends", "syscalls"}
     if unknown:
         raise UsageError(f"Seccomp policy {path}: unknown keys {sorted(unknown)}; a policy has "
-                         "description, extends (a built-in policy name) and syscalls (a list)")
-    items = data.get("syscalls", [])
+                         "description, extends (a policy name or file) and syscalls (a list)")
+    items, base = data.get("syscalls", []), data.get("extends")
     if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
         raise UsageError(f"Seccomp policy {path}: syscalls must be a list of strings such as "
                          "\"-mount\" or \"+ptrace\"")
-    return (ref if builtin else str(path)), data
+    if base is not None and not isinstance(base, str):
+        raise UsageError(f"Seccomp policy {path}: extends must be a policy name or file")
+    return (ref if builtin else str(path)), base, items
 
 
 def _resolve(ref: str, denied: dict[str, int], unchecked: set[str], seen: tuple[str, ...]) -> None:
     if ref in seen:
         raise UsageError(f"Seccomp policy {ref!r} extends itself (through {' -> '.join(seen)})")
-    name, data = _read_policy_file(ref)
-    base = data.get("extends")
+    name, base, items = _read_policy_file(ref)
     if base is not None:
-        if not isinstance(base, str):
-            raise UsageError(f"Seccomp policy {name}: extends must be a policy name")
         _resolve(base, denied, unchecked, (*seen, ref))
-    for item in data.get("syscalls", []):  # type: ignore[union-attr]
-        _apply(str(item), denied, unchecked, f"seccomp policy {name}")
+    for item in items:
+        _apply(item, denied, unchecked, f"seccomp policy {name}")
 
 
 def load_policy(ref: str = DEFAULT_POLICY, changes: tuple[str, ...] = ()) -> Policy:

@@ -148,8 +148,9 @@ def test_locks_on_a_shared_read_only_file_are_invisible(
     with second_box(box) as other:
         shutil.copy(sys_program("sys_locks"), other.work / "sys_locks")
         holder = subprocess.Popen(
-            [sys.executable, "-m", "cellbox", "-b", str(box.id), bind, "--run", "--", "./sys_locks", "hold",
-             "/shared/data", "3"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            [sys.executable, "-m", "cellbox", "-b", str(box.id), bind, "--run", "--",
+             "./sys_locks", "hold", "/shared/data", "3"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         try:
             lines = _read_until(holder, b"locked")
             held = parse_results(lines)
