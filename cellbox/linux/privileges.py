@@ -7,8 +7,8 @@ CAP_SETPCAP, so they go before the uid switch, which then clears every remaining
 from __future__ import annotations
 
 import os
-from contextlib import contextmanager
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 from cellbox.linux import syscalls as sc
 
