@@ -62,3 +62,20 @@ def test_setuid_binary_made_in_the_box_raises_nothing(box, sys_program) -> None:
     proc, _ = box.run("./whoami")
     got = parse_results(proc.stdout)
     assert got["euid"] != "0" and got["suid"] != "0" and int(got["capeff"], 16) == 0
+
+
+def test_no_root_inside_a_user_namespace(box, sys_program) -> None:  # noqa: ANN001
+    got, _ = hostile(box, sys_program, "sys_userns", opts=("--processes=4",))
+    for label in ("unshare_user", "uid_map", "mount_as_ns_root", "clone_newuser"):
+        assert got[label] == "EPERM", (label, got)
+    assert got["uid_map_changed"] == "no"
+    assert got["uid"] != "0"
+
+
+def test_the_filter_cannot_be_loosened_from_inside(box, sys_program) -> None:  # noqa: ANN001
+    got, _ = hostile(box, sys_program, "sys_seccomp_escape", opts=("--wall-time=10",))
+    assert got["stack_allow_all"] == "OK"  # allowed: a new filter only adds restrictions
+    assert got["disable"] == "EINVAL"
+    assert got["get_filter"] == "EPERM"
+    for label in ("mount_after", "ptrace_after", "unshare_after"):
+        assert got[label] == "EPERM", (label, got)
