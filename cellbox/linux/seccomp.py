@@ -13,9 +13,9 @@ Two filters are stacked; for each syscall the kernel applies the stricter answer
 2. the policy filter (libseccomp): every denial of the policy (EPERM, or the errno it names),
    and the argument checks, each on by default and each lifted by ``+NAME``: clone with
    namespace flags (EPERM), socket families other than AF_UNIX, AF_INET, AF_INET6 and
-   NETLINK_ROUTE (EPERM), ioctl TIOCSTI and TIOCLINUX (EPERM), and file locks, flock and
-   fcntl's F_SETLK/F_SETLKW/F_OFD_SETLK/F_OFD_SETLKW, which succeed without effect (see
-   docs/security.md).
+   NETLINK_ROUTE (EPERM), ioctl TIOCSTI and TIOCLINUX (EPERM), fcntl F_NOTIFY (EPERM), and
+   file locks, flock and fcntl's F_SETLK/F_SETLKW/F_OFD_SETLK/F_OFD_SETLKW, which succeed
+   without effect (see docs/security.md).
 
 Two filters, because "everything unknown fails" and "allow ioctl, except TIOCSTI" cannot share
 one libseccomp filter: its unconditional rule for a syscall overrides the conditional ones.
@@ -50,6 +50,7 @@ ALLOWED_FAMILIES = (AF_UNIX, AF_INET, AF_INET6, AF_NETLINK)
 NETLINK_ROUTE = 0  # glibc's getaddrinfo and if_nameindex use it
 TIOCSTI, TIOCLINUX = 0x5412, 0x541C
 F_SETLK, F_SETLKW, F_OFD_SETLK, F_OFD_SETLKW = 6, 7, 37, 38
+F_NOTIFY = 1026  # dnotify: like inotify, it tells one box what another does in a shared dir
 # Docker's: PER_LINUX, PER_LINUX32, UNAME26, UNAME26|PER_LINUX32 and the query 0xffffffff.
 PERSONALITIES = (0x0, 0x0008, 0x20000, 0x20008, 0xFFFFFFFF)
 LOW32 = 0xFFFFFFFF  # the kernel reads int/unsigned int arguments from the low 32 bits only
@@ -244,6 +245,7 @@ def _policy_filter(policy: Policy) -> bytes:
     if "fcntl" in checks:
         for cmd in (F_SETLK, F_SETLKW, F_OFD_SETLK, F_OFD_SETLKW):
             f.add_rule(no_effect, "fcntl", lib.Arg(1, lib.MASKED_EQ, LOW32, cmd))
+        f.add_rule(eperm, "fcntl", lib.Arg(1, lib.MASKED_EQ, LOW32, F_NOTIFY))
     if "flock" in checks:
         f.add_rule(no_effect, "flock")
     return _export(f)

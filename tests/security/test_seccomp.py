@@ -58,7 +58,7 @@ def test_kernel_attack_surface_is_denied(box, sys_program) -> None:  # noqa: ANN
     got, _ = hostile(box, sys_program, "sys_kernel")
     denied(got, ["bpf", "perf_event_open", "userfaultfd", "acct", "syslog", "iopl", "ioperm",
                  "quotactl", "modify_ldt", "lookup_dcookie", "fanotify_init", "mbind",
-                 "vhangup", "uselib", "inotify_init1"])
+                 "vhangup", "uselib", "inotify_init1", "dnotify"])
     denied(got, ["io_uring_setup", "io_uring_enter", "io_uring_register"], "ENOSYS")
 
 

@@ -1,7 +1,9 @@
 /* Kernel attack surface: bpf, perf_event_open, userfaultfd, io_uring, and the calls Docker
  * refuses to containers (acct, syslog, iopl, ioperm, quotactl, modify_ldt, lookup_dcookie,
- * fanotify_init, mbind, vhangup, uselib). Arguments are empty or invalid: harmless if allowed. */
+ * fanotify_init, mbind, vhangup, uselib), and inotify and dnotify, which would tell a box what
+ * another does with the files they share. Arguments are empty or invalid: harmless if allowed. */
 #include "sys_common.h"
+#include <fcntl.h>
 #include <linux/bpf.h>
 #include <linux/perf_event.h>
 
@@ -33,5 +35,7 @@ int main(void) {
     report("vhangup", syscall(SYS_vhangup));
     report("uselib", syscall(SYS_uselib, "/nonexistent"));
     report("inotify_init1", syscall(SYS_inotify_init1, 0));
+    int dir = open("/usr", O_RDONLY | O_DIRECTORY);
+    report("dnotify", fcntl(dir, F_NOTIFY, DN_ACCESS | DN_MULTISHOT));
     return 0;
 }
