@@ -38,7 +38,7 @@ from cellbox.linux import syscalls as sc
 
 POLICY_DIR = Path(__file__).resolve().parent.parent / "policies"
 DEFAULT_POLICY = "default"
-MAX_SYSCALL = 1024  # x86_64 numbers in use are below 500; the rest is reserved
+MAX_SYSCALL = 512  # x86_64's own numbers stay below 512 (512-547 are x32-only)
 
 # Syscalls that take an argument check in the policy filter (personality: in the ABI filter).
 CHECKED = ("clone", "socket", "personality", "ioctl", "fcntl", "flock")
@@ -93,27 +93,29 @@ def _lib() -> ModuleType:
 
 
 @lru_cache(maxsize=1)
-def known_syscalls() -> tuple[str, ...]:
-    """Every x86_64 syscall name libseccomp knows, by number."""
+def highest_syscall() -> int:
+    """The highest x86_64 syscall number libseccomp knows: newer ones are refused."""
     lib = _lib()
-    names = []
-    for nr in range(MAX_SYSCALL):
+    for nr in reversed(range(MAX_SYSCALL)):
         try:
-            names.append(lib.resolve_syscall(lib.Arch.NATIVE, nr).decode())
+            lib.resolve_syscall(lib.Arch.NATIVE, nr)
         except ValueError:
             continue
-    return tuple(names)
+        return nr
+    raise SandboxSetupError("libseccomp knows no x86_64 syscall; reinstall libseccomp2")
+
+
+def _syscall_number(name: str) -> int:
+    lib = _lib()
+    return int(lib.resolve_syscall(lib.Arch.NATIVE, name))
 
 
 def _check_name(name: str, where: str) -> None:
-    if name not in _known_set():
+    # libseccomp answers -1 for an unknown name, and another negative pseudo-number for a
+    # syscall that exists on other architectures only (e.g. socketcall).
+    if _syscall_number(name) < 0:
         raise UsageError(f"{where}: {name!r} is not an x86_64 syscall that libseccomp knows "
                          "(check the spelling, e.g. 'ptrace', 'io_uring_setup')")
-
-
-@lru_cache(maxsize=1)
-def _known_set() -> frozenset[str]:
-    return frozenset(known_syscalls())
 
 
 # -- policies ---------------------------------------------------------------------------------
@@ -183,23 +185,29 @@ def _resolve(ref: str, denied: dict[str, int], unchecked: set[str], seen: tuple[
 def load_policy(ref: str = DEFAULT_POLICY, changes: tuple[str, ...] = ()) -> Policy:
     """The policy ``ref`` (a built-in name or a TOML file) with ``changes`` (``+NAME``,
     ``-NAME[:ERRNO]``) applied in order. Raises UsageError on anything invalid."""
-    denied: dict[str, int] = {}
-    unchecked: set[str] = set()
-    _resolve(ref, denied, unchecked, ())
-    for item in changes:
-        _apply(item, denied, unchecked, "--syscalls")
+    if (ref, changes) == (DEFAULT_POLICY, ()):
+        return default_policy()
+    base = default_policy()
+    denied, unchecked = _collect(ref, changes)
+    weakened = sorted({n for n, _ in base.denied if n not in denied}
+                      | (unchecked - base.unchecked))
     name = ref if not changes else f"{ref} with {','.join(changes)}"
-    base = default_policy() if (ref, changes) != (DEFAULT_POLICY, ()) else None
-    weakened: list[str] = []
-    if base is not None:
-        weakened = sorted({n for n, _ in base.denied if n not in denied}
-                          | (set(unchecked) - set(base.unchecked)))
     return Policy(name, tuple(sorted(denied.items())), frozenset(unchecked), tuple(weakened))
 
 
 @lru_cache(maxsize=1)
 def default_policy() -> Policy:
-    return load_policy()
+    denied, unchecked = _collect(DEFAULT_POLICY, ())
+    return Policy(DEFAULT_POLICY, tuple(sorted(denied.items())), frozenset(unchecked))
+
+
+def _collect(ref: str, changes: tuple[str, ...]) -> tuple[dict[str, int], set[str]]:
+    denied: dict[str, int] = {}
+    unchecked: set[str] = set()
+    _resolve(ref, denied, unchecked, ())
+    for item in changes:
+        _apply(item, denied, unchecked, "--syscalls")
+    return denied, unchecked
 
 
 def parse_changes(values: list[str]) -> tuple[str, ...]:
@@ -281,16 +289,15 @@ def _abi_filter(policy: Policy) -> bytes:
     than libseccomp, gets ENOSYS as on a kernel without it), and personality only with the
     values Docker allows. Hand-assembled: libseccomp would list every known syscall one by
     one, ~475 instructions that cost the kernel ~0.5 ms to load per run."""
-    highest = max(_lib().resolve_syscall(_lib().Arch.NATIVE, n) for n in known_syscalls())
     code: list[_Insn | str] = [
         (_LD_ABS, 0, 0, _ARCH),
         (_JEQ, 0, "enosys", AUDIT_ARCH_X86_64),
         (_LD_ABS, 0, 0, _NR),
-        (_JGT, "enosys", 0, highest),  # the x32 bit (0x40000000) is above it too
+        (_JGT, "enosys", 0, highest_syscall()),  # so is the x32 bit (0x40000000)
     ]
     if "personality" not in policy.unchecked and "personality" not in dict(policy.denied):
         code += [
-            (_JEQ, 0, "allow", _lib().resolve_syscall(_lib().Arch.NATIVE, "personality")),
+            (_JEQ, 0, "allow", _syscall_number("personality")),
             (_LD_ABS, 0, 0, _ARG0_HIGH),
             (_JEQ, 0, "eperm", 0),
             (_LD_ABS, 0, 0, _ARG0_LOW),
