@@ -143,6 +143,7 @@ def _apply(item: str, denied: dict[str, int], unchecked: set[str], where: str) -
             unchecked.add(name)
     else:
         denied[name] = _errno_value(err, where) if colon else errno.EPERM
+        unchecked.discard(name)  # a later denial outranks an earlier +NAME
 
 
 def _read_policy_file(ref: str) -> tuple[str, str | None, list[str]]:

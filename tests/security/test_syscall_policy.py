@@ -10,6 +10,7 @@ from seccomp_helpers import PY, cli, hostile, sys_program  # noqa: F401
 
 from cellbox import Box
 from cellbox.errors import UsageError
+from cellbox.linux.seccomp import load_policy
 
 pytestmark = pytest.mark.security
 
@@ -53,6 +54,12 @@ def test_repeated_option_and_later_items_win(box, sys_program) -> None:  # noqa:
                         opts=("--syscalls=+acct", "--syscalls=-acct:ENOSYS"))
     assert got["acct"] == "ENOSYS"
     assert "cellbox-seccomp-weakened" not in meta
+
+
+def test_later_items_win_in_the_weakening_report_too() -> None:
+    assert load_policy("default", ("+socket", "-socket")).weakened == ()
+    assert load_policy("default", ("-ptrace:ENOSYS", "+ptrace")).weakened == ("ptrace",)
+    assert load_policy("default", ("+mount", "-mount:EACCES")).weakened == ()
 
 
 def test_policy_file_extending_the_default(box, sys_program, tmp_path: Path) -> None:  # noqa: ANN001
