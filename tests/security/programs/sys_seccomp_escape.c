@@ -26,7 +26,7 @@ int main(void) {
                                        SECCOMP_FILTER_FLAG_NEW_LISTENER, &notify));
     report("disable", prctl(PR_SET_SECCOMP, SECCOMP_MODE_DISABLED, 0, 0, 0));
     report("get_filter", ptrace(PTRACE_SECCOMP_GET_FILTER, getpid(), 0, NULL));
-    report("mount_after", mount("cellbox-hostile", "/tmp", "tmpfs", 0, NULL));
+    report("mount_after", mount("cellbox-hostile", "/cellbox-no-such-target", "tmpfs", 0, NULL));
     report("ptrace_after", ptrace(PTRACE_TRACEME, 0, 0, 0));
     report("unshare_after", syscall(SYS_unshare, 0x10000000 /* CLONE_NEWUSER */));
     return 0;

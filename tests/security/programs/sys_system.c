@@ -12,7 +12,7 @@ int main(void) {
     int fd = open("/dev/null", O_RDONLY);
     report("finit_module", syscall(SYS_finit_module, fd, "", 0));
     report("delete_module", syscall(SYS_delete_module, "cellbox_canary_no_such_module", 0));
-    report("kexec_load", syscall(SYS_kexec_load, 0, 0, NULL, 0));
+    report("kexec_load", syscall(SYS_kexec_load, 0, 0, NULL, 0xdead0000UL)); /* bad flags */
     report("kexec_file_load", syscall(SYS_kexec_file_load, -1, -1, 0, "", 0));
     /* An invalid magic: the kernel itself answers EINVAL when the filter lets it through. */
     report("reboot", syscall(SYS_reboot, 0, 0, 0, NULL));

@@ -20,10 +20,11 @@ int main(void) {
     report("unshare_user", unshare(CLONE_NEWUSER));
     write_file("setgroups_deny", "/proc/self/setgroups", "deny");
     write_file("uid_map", "/proc/self/uid_map", map);
-    report("mount_as_ns_root", mount("cellbox-hostile", "/tmp", "tmpfs", 0, NULL));
+    report("mount_as_ns_root", mount("cellbox-hostile", "/cellbox-no-such-target", "tmpfs", 0,
+                                      NULL));
     long pid = syscall(SYS_clone, CLONE_NEWUSER | CLONE_NEWNS | SIGCHLD, 0, 0, 0, 0);
     if (pid == 0)
-        _exit(mount("cellbox-hostile", "/tmp", "tmpfs", 0, NULL) == 0 ? 3 : 0);
+        _exit(mount("cellbox-hostile", "/cellbox-no-such-target", "tmpfs", 0, NULL) == 0 ? 3 : 0);
     report("clone_newuser", pid);
     if (pid > 0) waitpid(pid, NULL, 0);
     FILE *f = fopen("/proc/self/uid_map", "r");
