@@ -3,6 +3,9 @@ always reported (meta, -v, the library's RunResult)."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -127,3 +130,20 @@ def test_library_keyword_and_result_field() -> None:
         with pytest.raises(UsageError, match="not an x86_64 syscall"):
             box.run(["/bin/true"], syscalls=["+nope"])
         assert box.run(["/bin/true"]).seccomp_weakened == []
+
+
+def test_no_seccomp_no_run(box, tmp_path) -> None:  # noqa: ANN001
+    """Fail closed: without pyseccomp the run does not start. A real cellbox process whose
+    import path has a pyseccomp that fails to load, as when libseccomp2 is missing."""
+    (tmp_path / "pyseccomp.py").write_text(
+        'raise OSError("libseccomp.so.2: cannot open shared object file")\n')
+    canary = box.work / "canary"
+    canary.write_text("untouched")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    proc = subprocess.run([sys.executable, "-m", "cellbox", "-b", str(box.id), "--run", "--",
+                           "/bin/rm", "-f", "/box/canary"], capture_output=True, env=env,
+                          timeout=60)
+    assert proc.returncode == 2
+    assert b"seccomp is unavailable" in proc.stderr, proc.stderr
+    assert b"install libseccomp2" in proc.stderr
+    assert canary.read_text() == "untouched"
