@@ -138,10 +138,13 @@ def _mount_fs(fd: int, at: str, rule: DirRule) -> None:
     elif rule.source == "sysfs":
         _mask(at, SYS_MASKED, ())
     elif rule.source == "devpts":
-        # /dev/ptmx must open this instance's multiplexer: a link into it, next to pts.
+        # /dev/ptmx must open this instance's multiplexer: a link into it, next to pts. An
+        # existing ptmx (a /dev bound from the host by a rule) is left alone.
         parent_fd = os.open(os.path.dirname(at), _DIR)
         try:
             os.symlink("pts/ptmx", "ptmx", dir_fd=parent_fd)
+        except FileExistsError:
+            pass
         finally:
             os.close(parent_fd)
 
