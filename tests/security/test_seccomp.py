@@ -159,7 +159,7 @@ def test_locks_on_a_shared_read_only_file_are_invisible(
         shutil.copy(sys_program("sys_locks"), other.work / "sys_locks")
         holder = subprocess.Popen(
             [sys.executable, "-m", "cellbox", "-b", str(box.id), bind, "--run", "--",
-             "./sys_locks", "hold", "/shared/data", "3"],
+             "./sys_locks", "hold", "/shared/data"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         try:
             lines = _read_until(holder, b"locked")
@@ -175,7 +175,8 @@ def test_locks_on_a_shared_read_only_file_are_invisible(
             assert got["getlk_sees"] == "none"
             assert got["flock_ex_nb"] == "OK"
         finally:
-            holder.wait(timeout=30)
+            (box.work / "release").write_text("")
+            holder.wait(timeout=60)
     assert holder.returncode == 0, holder.stderr.read()
 
 

@@ -1,9 +1,9 @@
-/* Advisory locks on a file bound read-only into several boxes. "hold FILE SECONDS": take every
- * kind of lock on FILE, print "locked", keep them for SECONDS. "probe FILE": report whether a
- * lock is seen (F_GETLK) and whether exclusive non-blocking locks are granted. */
+/* Advisory locks on a file bound read-only into several boxes. "hold FILE": take every kind of
+ * lock on FILE, print "locked", keep them until the file /box/release appears (30 s at most).
+ * "probe FILE": report whether a lock is seen (F_GETLK) and whether exclusive non-blocking
+ * locks are granted. */
 #include "sys_common.h"
 #include <fcntl.h>
-#include <stdlib.h>
 #include <sys/file.h>
 
 int main(int argc, char **argv) {
@@ -18,7 +18,8 @@ int main(int argc, char **argv) {
         report("ofd_setlk", fcntl(ofd, F_OFD_SETLK, &fl));
         printf("locked\n");
         fflush(stdout);
-        sleep((unsigned)atoi(argc > 3 ? argv[3] : "2"));
+        for (int i = 0; i < 600 && access("/box/release", F_OK) != 0; i++)
+            usleep(50000);
         return 0;
     }
     struct flock probe = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
