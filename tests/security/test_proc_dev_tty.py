@@ -151,3 +151,13 @@ def test_tty_hack_hands_the_terminal_over_for_the_run_only(box, sys_program) -> 
     assert got["foreground"] == "1"  # the program's group is in the foreground
     assert got["tiocsti"] == "EPERM"  # seccomp still refuses typing into it
     assert got["caller_foreground"] == "1"  # and the caller has it back afterwards
+
+
+def test_proc_escape_routes_are_closed(box, sys_program) -> None:  # noqa: ANN001
+    core_pattern = open("/proc/sys/kernel/core_pattern").read()
+    got, _ = hostile(box, sys_program, "sys_proc_write")
+    refused = ("EACCES", "EROFS", "EPERM", "ENOENT")  # ENOENT: this kernel has no such file
+    for label in ("core_pattern", "modprobe", "hostname_sysctl", "oom_score_adj_lower",
+                  "open_kmsg", "open_kcore", "open_keys"):
+        assert got[label] in refused, (label, got)
+    assert open("/proc/sys/kernel/core_pattern").read() == core_pattern
