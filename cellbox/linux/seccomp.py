@@ -226,11 +226,11 @@ def _export(f: object) -> bytes:
 
 
 def _policy_filter(policy: Policy) -> bytes:
-    """Filter 1 (libseccomp): the policy's denials and the argument checks; the rest passes."""
+    """Filter 2 (libseccomp): the policy's denials and the argument checks; the rest passes.
+    Exported, never loaded here: the child installs the BPF (``install``)."""
     lib = _lib()
     f = lib.SyscallFilter(lib.ALLOW)
     f.set_attr(lib.Attr.ACT_BADARCH, lib.ERRNO(errno.ENOSYS))  # never kill: runtimes probe
-    f.set_attr(lib.Attr.CTL_NNP, 0)  # the child sets no_new_privs itself, checked
     f.set_attr(lib.Attr.CTL_OPTIMIZE, 2)  # a binary tree: a few comparisons per syscall
     for name, err in policy.denied:
         f.add_rule(lib.ERRNO(err), name)
