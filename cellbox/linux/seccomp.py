@@ -286,7 +286,7 @@ def _assemble(code: list[_Insn | str]) -> bytes:
 
 
 def _abi_filter(policy: Policy) -> bytes:
-    """Filter 2: only x86_64 syscalls libseccomp knows (anything else, i386, x32 or newer
+    """Filter 1: only x86_64 syscalls libseccomp knows (anything else, i386, x32 or newer
     than libseccomp, gets ENOSYS as on a kernel without it), and personality only with the
     values Docker allows. Hand-assembled: libseccomp would list every known syscall one by
     one, ~475 instructions that cost the kernel ~0.5 ms to load per run."""
