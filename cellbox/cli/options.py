@@ -96,8 +96,8 @@ OPTIONS: tuple[Opt, ...] = (
     Opt("syscalls", None, R, "Change the seccomp policy: +NAME allows syscall NAME with any "
         "arguments, -NAME denies it with EPERM, -NAME:ERRNO with that errno; comma-separated "
         "(allowing what the default denies is reported as weakened)", "CHANGES", repeat=True),
-    Opt("seccomp-policy", None, R, "Seccomp policy: a built-in name (default) or a TOML file "
-        "(see docs/security.md)", "NAME|FILE"),
+    Opt("seccomp-policy", None, R, "Seccomp policy: a built-in name (default) or the path of "
+        "a TOML file (see docs/security.md)", "POLICY"),
     Opt("tty-hack", None, N, "Interactive programs: stay in the caller's terminal session and "
         "take its foreground (default: a new session, no controlling terminal)"),
     Opt("inherit-fds", None, N, "Pass open file descriptors beyond 0-2 to the program"),
