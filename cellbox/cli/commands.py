@@ -97,7 +97,9 @@ def spec_from(p: Parsed, capture: bool = False):  # noqa: ANN201 - RunSpec, impo
 def _seccomp_policy(p: Parsed):  # noqa: ANN202 - Policy, imported lazily
     from cellbox.linux import seccomp
 
-    changes = seccomp.parse_changes([str(v) for v in p.get("syscalls", [])])  # type: ignore[union-attr]
+    values = p.get("syscalls", [])
+    assert isinstance(values, list)  # a repeatable option: the parser collects a list
+    changes = seccomp.parse_changes([str(v) for v in values])
     ref = str(p.get("seccomp-policy") or seccomp.DEFAULT_POLICY)
     return seccomp.load_policy(ref, changes)
 
