@@ -23,10 +23,11 @@ one libseccomp filter: its unconditional rule for a syscall overrides the condit
 
 from __future__ import annotations
 
-import ctypes.util
+import ctypes
 import errno
+import os
 import struct
-import tempfile
+import sys
 import tomllib
 from dataclasses import dataclass
 from functools import lru_cache
@@ -76,11 +77,14 @@ class Policy:
 
 @lru_cache(maxsize=1)
 def _lib() -> ModuleType:
-    """pyseccomp, imported once. It looks its libraries up with ctypes.util.find_library, which
-    runs ``ldconfig -p`` twice (30 ms per process); the sonames are fixed, so answer directly."""
-    sonames = {"c": "libc.so.6", "seccomp": "libseccomp.so.2"}
-    real = ctypes.util.find_library
-    ctypes.util.find_library = lambda name: sonames.get(name) or real(name)
+    """pyseccomp, imported once. It imports ctypes.util only to call find_library, which runs
+    ``ldconfig -p`` twice, and ctypes.util imports shutil and subprocess: 30-50 ms per process
+    on the --run path. The sonames are fixed, so while pyseccomp is imported, ctypes.util is
+    a stand-in that knows just them; the real one (if loaded) is put back afterwards."""
+    stand_in = ModuleType("ctypes.util")
+    stand_in.find_library = {"c": "libc.so.6", "seccomp": "libseccomp.so.2"}.get  # type: ignore[attr-defined]
+    saved = sys.modules.get("ctypes.util")
+    sys.modules["ctypes.util"] = ctypes.util = stand_in  # type: ignore[attr-defined]
     try:
         import pyseccomp  # type: ignore[import-untyped]
     except (ImportError, OSError, RuntimeError) as e:
@@ -88,7 +92,10 @@ def _lib() -> ModuleType:
             f"seccomp is unavailable ({e}); install libseccomp2 and pyseccomp "
             "(scripts/bootstrap.sh does both). cellbox never runs a program without it") from None
     finally:
-        ctypes.util.find_library = real
+        if saved is None:
+            del sys.modules["ctypes.util"], ctypes.util  # type: ignore[attr-defined]
+        else:
+            sys.modules["ctypes.util"] = ctypes.util = saved  # type: ignore[attr-defined]
     return pyseccomp
 
 
@@ -219,7 +226,8 @@ def parse_changes(values: list[str]) -> tuple[str, ...]:
 # -- compiling (parent) -----------------------------------------------------------------------
 
 def _export(f: object) -> bytes:
-    with tempfile.TemporaryFile() as out:
+    fd = os.memfd_create("cellbox-seccomp", os.MFD_CLOEXEC)
+    with os.fdopen(fd, "w+b") as out:
         f.export_bpf(out)  # type: ignore[attr-defined]
         out.seek(0)
         return out.read()
