@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import NoReturn
 
 from cellbox.linux import mounts, namespaces, privileges, rlimits, seccomp, terminal
+from cellbox.linux.syscalls import BpfProgram
 from cellbox.spec import RunSpec
 
 MAXFD = 1 << 20
@@ -51,7 +52,7 @@ def _close_fds_except(keep: set[int]) -> None:
         low = fd + 1
 
 
-def init_main(spec: RunSpec, fds: ChildFds, filters: tuple[bytes, ...]) -> NoReturn:
+def init_main(spec: RunSpec, fds: ChildFds, filters: tuple[BpfProgram, ...]) -> NoReturn:
     """pid 1 of the box: build the root, fork the program, reap, report its status.
     ``filters``: the seccomp BPF the keeper compiled, for the program to load."""
     step = "starting"
@@ -134,7 +135,7 @@ def _rlimits(spec: RunSpec) -> dict[str, int | None]:
     }
 
 
-def program_main(spec: RunSpec, fds: ChildFds, filters: tuple[bytes, ...]) -> NoReturn:
+def program_main(spec: RunSpec, fds: ChildFds, filters: tuple[BpfProgram, ...]) -> NoReturn:
     """The program's side: stdio, terminal, limits, drop privileges, join cgroups, seccomp,
     execve."""
     step = "starting the program"

@@ -2,8 +2,8 @@
 
 Parent side: ``load_policy`` reads a policy (a TOML file, built-in or given by path) and applies
 ``--syscalls`` changes; ``compile_filters`` turns it into classic BPF once per policy and process
-(libseccomp, through pyseccomp). Child side: ``install`` hands the ready BPF to the kernel, the
-last step before execve, with no library call and no allocation in libseccomp.
+(libseccomp, through pyseccomp), ready to load. Child side: ``install`` hands it to the kernel,
+the last step before execve: two syscalls, no libseccomp call.
 
 Two filters are stacked; for each syscall the kernel applies the stricter answer of the two:
 
@@ -318,10 +318,11 @@ def _abi_filter(policy: Policy) -> bytes:
 
 
 @lru_cache(maxsize=8)
-def compile_filters(policy: Policy) -> tuple[bytes, ...]:
-    """The policy as BPF programs, to install in order. Parent side, cached per process."""
+def compile_filters(policy: Policy) -> tuple[sc.BpfProgram, ...]:
+    """The policy as BPF programs ready to install, in order. Parent side, cached per
+    process."""
     try:
-        return (_abi_filter(policy), _policy_filter(policy))
+        return (sc.BpfProgram(_abi_filter(policy)), sc.BpfProgram(_policy_filter(policy)))
     except OSError as e:
         raise SandboxSetupError(f"libseccomp could not build the filter for {policy.name}: "
                                 f"{e}; check that libseccomp2 is installed") from None
@@ -329,7 +330,7 @@ def compile_filters(policy: Policy) -> tuple[bytes, ...]:
 
 # -- installing (child) -----------------------------------------------------------------------
 
-def install(programs: tuple[bytes, ...]) -> None:
+def install(programs: tuple[sc.BpfProgram, ...]) -> None:
     """Load the compiled filters into this process (needs no_new_privs or CAP_SYS_ADMIN)."""
     if not programs:
         raise OSError(errno.EINVAL, "no seccomp filter to load")
