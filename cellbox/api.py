@@ -22,6 +22,7 @@ from cellbox.box import Boxes, Caller
 from cellbox.config import Config
 from cellbox.errors import BoxStateError
 from cellbox.limits import Limits
+from cellbox.linux.seccomp import DEFAULT_POLICY, load_policy, parse_changes
 from cellbox.lock import BoxLock
 from cellbox.result import RunResult
 from cellbox.rules import build_dir_rules, build_env, normalise_workdir
@@ -88,11 +89,15 @@ class Box:
             stdin: bytes | str | Path | None = None, capture_output: bool = True,
             env: Mapping[str, str] | None = None, dirs: Sequence[str] = (),
             default_dirs: bool = True, chdir: str = "/box",
-            share_net: bool = False) -> RunResult:
+            share_net: bool = False, syscalls: Sequence[str] = (),
+            seccomp_policy: str = DEFAULT_POLICY) -> RunResult:
         """Run ``argv`` in the box. ``stdin``: bytes or text to feed, or a ``Path`` to a host
         file whose contents are fed (a ``str`` is always text, never a path).
         ``dirs``: extra directory rules in isolate's syntax (e.g. "/etc/alternatives").
-        ``env``: the program's environment (default: PATH only)."""
+        ``env``: the program's environment (default: PATH only).
+        ``syscalls``: seccomp policy changes, ``+NAME`` (allow) or ``-NAME[:ERRNO]`` (deny);
+        ``seccomp_policy``: a built-in policy name or a TOML file. What they allow beyond the
+        default is listed in ``RunResult.seccomp_weakened``."""
         if not argv:
             raise BoxStateError("run() needs a program: argv is empty")
         if isinstance(stdin, Path):
@@ -107,6 +112,7 @@ class Box:
             limits=limits or Limits(),
             chdir=normalise_workdir(chdir),
             share_net=share_net,
+            seccomp=load_policy(seccomp_policy, parse_changes(list(syscalls))),
             capture_output=capture_output,
             stdin_data=stdin if stdin is not None else (b"" if capture_output else None),
         )

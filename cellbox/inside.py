@@ -17,7 +17,8 @@ import time
 from dataclasses import dataclass
 from typing import NoReturn
 
-from cellbox.linux import mounts, namespaces, privileges, rlimits
+from cellbox.linux import mounts, namespaces, privileges, rlimits, seccomp, terminal
+from cellbox.linux.syscalls import BpfProgram
 from cellbox.spec import RunSpec
 
 MAXFD = 1 << 20
@@ -51,8 +52,9 @@ def _close_fds_except(keep: set[int]) -> None:
         low = fd + 1
 
 
-def init_main(spec: RunSpec, fds: ChildFds) -> NoReturn:
-    """pid 1 of the box: build the root, fork the program, reap, report its status."""
+def init_main(spec: RunSpec, fds: ChildFds, filters: tuple[BpfProgram, ...]) -> NoReturn:
+    """pid 1 of the box: build the root, fork the program, reap, report its status.
+    ``filters``: the seccomp BPF the keeper compiled, for the program to load."""
     step = "starting"
     try:
         step = "arming the parent-death signal"
@@ -74,7 +76,7 @@ def init_main(spec: RunSpec, fds: ChildFds) -> NoReturn:
         started = time.monotonic()
         pid = os.fork()
         if pid == 0:
-            program_main(spec, fds)
+            program_main(spec, fds, filters)
         # The wall clock limit counts from here, not from the keeper's clone: building the
         # root is the sandbox's time, and init's reported wall time starts here too.
         _send(fds.status_w, kind="started", at=started)
@@ -136,18 +138,26 @@ def _rlimits(spec: RunSpec) -> dict[str, int | None]:
     }
 
 
-def program_main(spec: RunSpec, fds: ChildFds) -> NoReturn:
-    """The program's side: join cgroups, stdio, limits, drop privileges, execve."""
+def program_main(spec: RunSpec, fds: ChildFds, filters: tuple[BpfProgram, ...]) -> NoReturn:
+    """The program's side: stdio, terminal, limits, drop privileges, join cgroups, seccomp,
+    execve."""
     step = "starting the program"
     try:
         step = "opening stdin/stdout/stderr inside the box"
         _redirect_stdio(spec, fds)
+        step = "leaving the caller's terminal session"
+        if spec.tty_hack:
+            terminal.take_foreground()
+        else:
+            terminal.detach()
         step = "setting resource limits"
         rlimits.apply(_rlimits(spec))
         step = "dropping capabilities"
         privileges.drop_capabilities()
         step = f"switching to uid {spec.uid} / gid {spec.gid}"
         privileges.become(spec.uid, spec.gid)
+        step = "checking that no capability is left"
+        privileges.check_unprivileged()
         step = "setting no_new_privs"
         privileges.set_no_new_privs()
         step = "resetting signal dispositions"
@@ -159,6 +169,9 @@ def program_main(spec: RunSpec, fds: ChildFds) -> NoReturn:
         step = "joining the box's cgroups"
         for fd in fds.join:
             os.write(fd, b"0")
+        # Last: from here on only execve (and, on failure, the report to the keeper) runs.
+        step = "loading the seccomp filter"
+        seccomp.install(filters)
         step = f"executing {spec.argv[0]}"
         os.execvpe(spec.argv[0], spec.argv, spec.env)
     except BaseException as e:  # noqa: BLE001

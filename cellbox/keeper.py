@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from cellbox.cgroup import BoxCgroup, CgroupStats
 from cellbox.errors import SandboxSetupError
 from cellbox.inside import ChildFds, init_main
-from cellbox.linux import namespaces, syscalls
+from cellbox.linux import namespaces, seccomp, syscalls
 from cellbox.result import RunResult, Status
 from cellbox.spec import RunSpec
 
@@ -61,6 +61,7 @@ def run(spec: RunSpec, cgroup: BoxCgroup) -> RunResult:
     if threading.active_count() > 1:
         raise SandboxSetupError("cellbox cannot start a run from a multi-threaded process "
                                 "(fork hazards); start runs from a single-threaded process")
+    filters = seccomp.compile_filters(spec.seccomp)  # once per policy and process
     join = tuple(cgroup.start_run(spec.limits.memory, spec.limits.processes))
     parent_ends: list[int] = []
     child_ends: list[int] = []
@@ -93,7 +94,7 @@ def run(spec: RunSpec, cgroup: BoxCgroup) -> RunResult:
         started = time.monotonic()
         pid = syscalls.clone(namespaces.clone_flags(spec.share_net) | signal.SIGCHLD)
         if pid == 0:
-            init_main(spec, fds)  # never returns
+            init_main(spec, fds, filters)  # never returns
         for fd in child_ends:
             os.close(fd)
         child_ends = []
@@ -111,6 +112,7 @@ def run(spec: RunSpec, cgroup: BoxCgroup) -> RunResult:
                 pass
         cgroup.end_run()
     result = _result(spec, outcome, stats, wall_fallback)
+    result.seccomp_weakened = list(spec.seccomp.weakened)
     if cap_out and cap_err:
         result.stdout, result.stdout_truncated = bytes(cap_out.data), cap_out.truncated
         result.stderr, result.stderr_truncated = bytes(cap_err.data), cap_err.truncated

@@ -57,6 +57,7 @@ class RunResult:
     stdout_truncated: bool = False
     stderr_truncated: bool = False
     warnings: list[str] = field(default_factory=list)
+    seccomp_weakened: list[str] = field(default_factory=list)  # syscalls the default denies
 
     @property
     def ok(self) -> bool:
@@ -89,6 +90,8 @@ class RunResult:
             m["exceeded"] = self.status.exceeded
         if self.processes_limit_hit:
             m["processes-limit-hit"] = 1
+        if self.seccomp_weakened:
+            m["cellbox-seccomp-weakened"] = ",".join(self.seccomp_weakened)
         m["cellbox-status"] = self.status.name
         return m
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from cellbox.limits import Limits
+from cellbox.linux.seccomp import Policy, default_policy
 from cellbox.rules import DirRule
 
 
@@ -22,6 +23,8 @@ class RunSpec:
     chdir: str = "/box"
     share_net: bool = False
     inherit_fds: bool = False
+    seccomp: Policy = field(default_factory=default_policy)
+    tty_hack: bool = False  # isolate's --tty-hack: stay in the caller's terminal session
     capture_output: bool = False  # stdout/stderr into RunResult (library)
     stdin_data: bytes | None = None  # fed through a pipe (library)
     # Filled in by the box layer:

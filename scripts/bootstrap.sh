@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up a fresh Debian 12 machine for cellbox, idempotently (run as root):
-#   1. apt-get install what is missing: gcc, g++, libseccomp2, a JDK (and python3 / python3-venv
-#      only when no usable Python >= 3.11 or no working venv module is found);
+#   1. apt-get install what is missing: gcc, g++, libseccomp2 (the seccomp filter, through
+#      pyseccomp), a JDK (and python3 / python3-venv only when no usable Python >= 3.11 or no
+#      working venv module is found);
 #   2. create .venv with the first python3 on PATH that is >= 3.11, if .venv is absent or broken;
 #   3. pip install -e '.[test]' when pyproject.toml changed since the last install.
 # Quiet when there is nothing to do; on a failure it says what failed and shows the log.
@@ -119,7 +120,7 @@ fi
 
 WANT="$(sha256sum pyproject.toml | cut -d' ' -f1) $REPO"
 if [[ ! -f $STAMP || $(cat "$STAMP") != "$WANT" ]] ||
-    ! "$VENV/bin/python" -c 'import cellbox, pytest' 2>/dev/null; then
+    ! "$VENV/bin/python" -c 'import cellbox, pytest, pyseccomp' 2>/dev/null; then
     say "installing cellbox and its test tools into .venv (pip install -e '.[test]')"
     quietly "pip install" "$VENV/bin/python" -m pip install -q --disable-pip-version-check \
         -e ".[test]"

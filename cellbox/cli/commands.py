@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import sys
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
 from cellbox.cli.options import help_text, parse
@@ -87,8 +88,20 @@ def spec_from(p: Parsed, capture: bool = False):  # noqa: ANN201 - RunSpec, impo
         chdir=chdir,
         share_net=p.flag("share-net"),
         inherit_fds=p.flag("inherit-fds"),
+        seccomp=_seccomp_policy(p),
+        tty_hack=p.flag("tty-hack"),
         capture_output=capture,
     )
+
+
+def _seccomp_policy(p: Parsed):  # noqa: ANN202 - Policy, imported lazily
+    from cellbox.linux import seccomp
+
+    values = p.get("syscalls", [])
+    assert isinstance(values, list)  # a repeatable option: the parser collects a list
+    changes = seccomp.parse_changes([str(v) for v in values])
+    ref = str(p.get("seccomp-policy") or seccomp.DEFAULT_POLICY)
+    return seccomp.load_policy(ref, changes)
 
 
 def _stdio_path(p: Parsed, name: str) -> str | None:
@@ -237,14 +250,22 @@ def isolate_main(argv: list[str]) -> int:
         if p.get("verbose"):
             _describe(boxes, lock.box_id, spec)
         try:
-            result = boxes.run(lock, _caller(p), spec,
-                               keep_special_files=p.flag("special-files"))
+            with _terminal(spec):
+                result = boxes.run(lock, _caller(p), spec,
+                                   keep_special_files=p.flag("special-files"))
         except SandboxSetupError as e:
             result = RunResult(status=Status.INTERNAL_ERROR, message=str(e))
         record = lock.read()
         _write_meta(p, result, boxes.box_dir(lock.box_id), (record.owner_uid, record.owner_gid))
     _say(p, result)
     return exit_code(result)
+
+
+def _terminal(spec) -> AbstractContextManager[None]:  # noqa: ANN001
+    """--tty-hack hands the terminal to the program: take it back after the run."""
+    from cellbox.linux import terminal
+
+    return terminal.foreground_restored() if spec.tty_hack else nullcontext()
 
 
 def _describe(boxes, box_id: int, spec) -> None:  # noqa: ANN001
@@ -256,6 +277,7 @@ def _describe(boxes, box_id: int, spec) -> None:  # noqa: ANN001
     for rule in spec.rules:
         print(f"dir rule: {rule.describe()}", file=out)
     print(f"environment: {' '.join(sorted(spec.env))}", file=out)
+    print(spec.seccomp.describe(), file=out)
 
 
 def _version() -> int:
@@ -313,7 +335,9 @@ def oneshot_main(argv: list[str]) -> int:
                 with open(host, "rb") as f:
                     storage.write_file(os.path.join(box_dir, "box"), name, f.read(),
                                        mode=0o755 if os.access(host, os.X_OK) else 0o644)
-            result = boxes.run(lock, caller, spec, keep_special_files=p.flag("special-files"))
+            with _terminal(spec):
+                result = boxes.run(lock, caller, spec,
+                                   keep_special_files=p.flag("special-files"))
         except SandboxSetupError as e:
             result = RunResult(status=Status.INTERNAL_ERROR, message=str(e))
         finally:

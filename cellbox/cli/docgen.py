@@ -42,6 +42,9 @@ CELLBOX_KEYS: dict[str, tuple[str, str, str]] = {
     "exceeded": ("name", "a limit ended the run", "Which limit: see the table below"),
     "processes-limit-hit": ("1", "a fork or thread was refused", "The processes limit "
                             "(`--processes`) refused at least one new process or thread"),
+    "cellbox-seccomp-weakened": ("names", "the seccomp policy allows what the default denies",
+                                 "Comma-separated syscalls (and argument checks) that the "
+                                 "policy in use allows and cellbox's default policy refuses"),
     "cellbox-status": ("name", "always", "cellbox's precise status name (the `Status` enum), "
                        "e.g. `MEMORY_LIMIT` where isolate would say `SG`"),
 }
@@ -78,6 +81,8 @@ RESULT_FIELDS: dict[str, str] = {
     "stdout_truncated": "stdout was longer than the capture limit",
     "stderr_truncated": "stderr was longer than the capture limit",
     "warnings": "list of warnings",
+    "seccomp_weakened": "syscalls (or argument checks) the default seccomp policy refuses "
+                        "and this run allowed (`--syscalls`, `--seccomp-policy`)",
     "isolate_status": "isolate's status code (`RE`, `SG`, `TO`, `XX`) or null for OK",
 }
 
@@ -114,7 +119,8 @@ def _grammar() -> str:
 def _full_result() -> RunResult:
     """A result with every optional field set, so that meta() shows every key it can."""
     return RunResult(status=Status.TIME_LIMIT, exit_code=1, signal=9, peak_memory=1 << 20,
-                     oom_killed=True, killed=True, processes_limit_hit=True, message="m")
+                     oom_killed=True, killed=True, processes_limit_hit=True, message="m",
+                     seccomp_weakened=["ptrace"])
 
 
 def _check_documented() -> None:

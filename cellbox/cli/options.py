@@ -93,6 +93,13 @@ OPTIONS: tuple[Opt, ...] = (
         "rw, dev, noexec, maybe, fs, tmp, norec", "RULE", repeat=True),
     Opt("no-default-dirs", "D", N, "Start from no directory rules at all"),
     Opt("share-net", None, N, "Keep the host's network (weakens isolation)"),
+    Opt("syscalls", None, R, "Change the seccomp policy: +NAME allows syscall NAME with any "
+        "arguments, -NAME denies it with EPERM, -NAME:ERRNO with that errno; comma-separated "
+        "(allowing what the default denies is reported as weakened)", "CHANGES", repeat=True),
+    Opt("seccomp-policy", None, R, "Seccomp policy: a built-in name (default) or the path of "
+        "a TOML file (see docs/security.md)", "POLICY"),
+    Opt("tty-hack", None, N, "Interactive programs: stay in the caller's terminal session and "
+        "take its foreground (default: a new session, no controlling terminal)"),
     Opt("inherit-fds", None, N, "Pass open file descriptors beyond 0-2 to the program"),
     Opt("special-files", None, N, "Keep symlinks, FIFOs and sockets the program made in the box "
         "(default: they are deleted after the run)"),

@@ -20,6 +20,15 @@ DEV_LINKS = {"fd": "/proc/self/fd", "stdin": "/proc/self/fd/0", "stdout": "/proc
              "stderr": "/proc/self/fd/2"}
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
+# Docker's masked and read-only paths. Masked files get /dev/null bound over them, masked
+# directories an empty read-only tmpfs; a path the kernel does not have is skipped.
+PROC_MASKED = ("kcore", "keys", "timer_list", "timer_stats", "sched_debug", "latency_stats",
+               "kallsyms", "kmsg", "acpi", "asound", "scsi", "sysrq-trigger")
+PROC_READ_ONLY = ("sys", "irq", "bus", "fs")
+SYS_MASKED = ("firmware", "devices/virtual/powercap", "kernel/security", "kernel/debug")
+_MASK_FLAGS = sc.MOUNT_ATTR_RDONLY | sc.MOUNT_ATTR_NOSUID | sc.MOUNT_ATTR_NODEV \
+    | sc.MOUNT_ATTR_NOEXEC
+
 
 def _fd_path(fd: int) -> str:
     return f"/proc/self/fd/{fd}"
@@ -93,6 +102,53 @@ def _minimal_dev(target_fd: int, mounted_at: str) -> None:
         os.close(dev_fd)
 
 
+def _mask(mounted_at: str, masked: tuple[str, ...], read_only: tuple[str, ...]) -> None:
+    """Hide kernel files of a fresh proc or sysfs mount (trusted: nothing of the box's is in
+    it yet, so plain paths cannot be redirected)."""
+    for name in masked:
+        path = os.path.join(mounted_at, name)
+        if not os.path.lexists(path):
+            continue
+        if os.path.isdir(path):
+            sc.mount("cellbox-masked", path, "tmpfs", sc.MS_RDONLY | sc.MS_NOSUID | sc.MS_NODEV
+                     | sc.MS_NOEXEC, "mode=0555,size=4k,nr_inodes=1")
+        else:
+            sc.mount("/dev/null", path, None, sc.MS_BIND)
+            sc.mount_setattr(path, _MASK_FLAGS, recursive=False)
+    for name in read_only:
+        path = os.path.join(mounted_at, name)
+        if os.path.isdir(path):
+            sc.mount(path, path, None, sc.MS_BIND | sc.MS_REC)
+            sc.mount_setattr(path, _MASK_FLAGS)
+
+
+def _mount_fs(fd: int, at: str, rule: DirRule) -> None:
+    assert rule.source is not None
+    # devpts holds only the ptys of its own instance: they must open, so no nodev there.
+    flags = sc.MS_NOSUID | (0 if rule.dev or rule.source == "devpts" else sc.MS_NODEV) | (
+        # proc's and devpts's files carry their own modes; ptys are made by writing to ptmx.
+        0 if rule.rw or rule.source in ("proc", "devpts") else sc.MS_RDONLY) | (
+        sc.MS_NOEXEC if rule.noexec or rule.source in ("proc", "sysfs", "devpts") else 0)
+    data = {"proc": "hidepid=invisible",
+            # A new instance of its own; ptmx usable by the box user, no group tty needed.
+            "devpts": "newinstance,ptmxmode=0666,mode=0620"}.get(rule.source)
+    sc.mount(rule.source, _fd_path(fd), rule.source, flags, data)
+    if rule.source == "proc":
+        _mask(at, PROC_MASKED, PROC_READ_ONLY)
+    elif rule.source == "sysfs":
+        _mask(at, SYS_MASKED, ())
+    elif rule.source == "devpts":
+        # /dev/ptmx must open this instance's multiplexer: a link into it, next to pts. An
+        # existing ptmx (a /dev bound from the host by a rule) is left alone.
+        parent_fd = os.open(os.path.dirname(at), _DIR)
+        try:
+            os.symlink("pts/ptmx", "ptmx", dir_fd=parent_fd)
+        except FileExistsError:
+            pass
+        finally:
+            os.close(parent_fd)
+
+
 def _mount_rule(root: str, root_fd: int, rule: DirRule, box_dir: str, tmp_dir: str) -> None:
     as_file = rule.kind is Kind.BIND and not os.path.isdir(rule.source or "")
     fd = _make_mountpoint(root_fd, rule.inside, as_file)
@@ -106,12 +162,7 @@ def _mount_rule(root: str, root_fd: int, rule: DirRule, box_dir: str, tmp_dir: s
         elif rule.kind is Kind.TMP:
             _bind(tmp_dir, fd, at, rule)
         elif rule.kind is Kind.FS:
-            assert rule.source is not None
-            flags = sc.MS_NOSUID | (0 if rule.dev else sc.MS_NODEV) | (
-                0 if rule.rw or rule.source == "proc" else sc.MS_RDONLY) | (
-                sc.MS_NOEXEC if rule.noexec or rule.source == "proc" else 0)
-            data = "hidepid=invisible" if rule.source == "proc" else None
-            sc.mount(rule.source, _fd_path(fd), rule.source, flags, data)
+            _mount_fs(fd, at, rule)
         elif rule.kind is Kind.DEV:
             _minimal_dev(fd, at)
         elif rule.kind is Kind.SHM:

@@ -7,8 +7,8 @@ CAP_SETPCAP, so they go before the uid switch, which then clears every remaining
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 from cellbox.linux import syscalls as sc
 
@@ -18,6 +18,7 @@ PR_SET_SECUREBITS = 28
 PR_SET_NO_NEW_PRIVS = 38
 PR_CAP_AMBIENT = 47
 PR_CAP_AMBIENT_CLEAR_ALL = 4
+PR_GET_SECUREBITS = 27
 
 # SECBIT_NOROOT, SECBIT_NO_SETUID_FIXUP stay off (the fix-up is what clears the caps at
 # setresuid); KEEP_CAPS off. Everything locked, so the program cannot turn them back on.
@@ -63,6 +64,22 @@ def become(uid: int, gid: int) -> None:
 
 def set_no_new_privs() -> None:
     sc.prctl(PR_SET_NO_NEW_PRIVS, 1)
+
+
+def check_unprivileged() -> None:
+    """Empty the inheritable set (setresuid leaves it alone), then check that the effective,
+    permitted and inheritable sets are empty and the securebits locked: a capability left
+    here would survive execve. The ambient set needs no check: the kernel keeps it within
+    permitted and inheritable. The bounding set was emptied by checked calls; reading it back
+    would cost 41 more calls (~0.2 ms in the forked child) for what the tests check anyway."""
+    sc.capset_empty()
+    effective, permitted, inheritable = sc.capget()
+    leftover = [name for name, caps in (("effective", effective), ("permitted", permitted),
+                                        ("inheritable", inheritable)) if caps]
+    if leftover:
+        raise OSError(f"capabilities remain after the uid switch: {', '.join(leftover)}")
+    if not sc.prctl(PR_GET_SECUREBITS) & SECBIT_NOROOT_LOCKED:
+        raise OSError("the securebits are not locked")
 
 
 @contextmanager
