@@ -299,12 +299,15 @@ def listen_and_talk(listener: InitBox, talker: InitBox, kind: str, opts: tuple[s
 
 
 def assert_no_channel(a: InitBox, b: InitBox, kind: str, opts: tuple[str, ...] = (),
-                      during: Callable[[str], None] = lambda port: None) -> None:
+                      during: Callable[[str], None] = lambda port: None,
+                      control_opts: tuple[str, ...] = ()) -> None:
+    """``control_opts``: what re-opens the channel inside one box for the positive control,
+    where the policy closes it for every box (e.g. ``--syscalls=+keyctl``)."""
     heard, said = listen_and_talk(a, b, kind, opts, during)
     assert b"GOT" not in heard, f"{kind}: the listener box received: {heard!r}"
     assert b"SAW" not in said, f"{kind}: the talker box saw the listener: {said!r}"
     assert b"Traceback" not in heard + said, (heard, said)
     control, _ = a.run(PY, "channel.py", "both", kind, str(random.randrange(20000, 60000)),
-                       opts=("-p", *opts))
+                       opts=("-p", *opts, *control_opts))
     assert b"GOT" in control.stdout or b"SAW" in control.stdout, (
         f"{kind}: the channel does not even work inside one box: {output(control)!r}")

@@ -112,13 +112,14 @@ def test_file_locks_on_a_shared_read_only_file(box: InitBox, box2: InitBox,
             os.close(fd)
 
     assert_no_channel(box, box2, "lock", (f"--dir=/shared={shared_file.parent}",),
-                      during=host_sees_no_lock)
+                      during=host_sees_no_lock, control_opts=("--syscalls=+flock,+fcntl",))
 
 
 def test_keyrings(box: InitBox, box2: InitBox) -> None:
     """A named session keyring that everyone may use, holding the token: the other box joins
     it by name and reads the key."""
-    assert_no_channel(box, box2, "keyring")
+    assert_no_channel(box, box2, "keyring",
+                      control_opts=("--syscalls=+keyctl,+add_key,+request_key",))
 
 
 USER_KEYRING = """

@@ -13,7 +13,7 @@ import sys
 import termios
 
 import pytest
-from seccomp_helpers import PY, hostile, parse_results, sys_program  # noqa: F401
+from tests.security.seccomp_helpers import PY, hostile, parse_results, sys_program  # noqa: F401
 
 from cellbox.linux.mounts import PROC_MASKED, PROC_READ_ONLY
 

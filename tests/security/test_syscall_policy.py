@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from seccomp_helpers import PY, cli, hostile, sys_program  # noqa: F401
+from tests.security.seccomp_helpers import PY, cli, hostile, sys_program  # noqa: F401
 
 from cellbox import Box
 from cellbox.errors import UsageError
