@@ -8,12 +8,14 @@ fresh box for every run, so no run sees what an earlier one left.
 from __future__ import annotations
 
 import fnmatch
+import functools
 import os
 import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from cellbox.api import DEFAULT_PATH, Box
+from cellbox import languages
 from cellbox.languages import Language
 from cellbox.limits import Limits
 from cellbox.result import RunResult, Status
@@ -102,3 +104,16 @@ def run_compiled(compilation: Compilation, limits: Limits, stdin: bytes = b"",
             box.write_file(name, data)
         return box.run(lang.run_argv(limits), limits, stdin=stdin, env=_environment(lang),
                        dirs=lang.dirs)
+
+
+@functools.cache
+def toolchain_version(name: str) -> str | None:
+    """The first line language ``name``'s version command prints, run inside a box (so it
+    proves the box can see the toolchain), or None if it fails there. Cached for the process."""
+    lang = languages.get(name)
+    limits = lang.compile_limits()
+    with Box() as box:
+        r = box.run(lang.fill(lang.version, limits), limits, env=_environment(lang),
+                    dirs=lang.dirs)
+    lines = (r.stdout + r.stderr).decode("utf-8", "replace").strip().splitlines()
+    return lines[0].strip() if r.ok and lines else None

@@ -55,12 +55,12 @@ class Language:
     run_changes: dict[str, float] = field(default_factory=dict)  # [run_limits]
 
     def compile_argv(self, limits: Limits) -> list[str]:
-        return self._fill(self.compile, limits)
+        return self.fill(self.compile, limits)
 
     def run_argv(self, limits: Limits) -> list[str]:
-        return self._fill(self.run, limits)
+        return self.fill(self.run, limits)
 
-    def _fill(self, argv: tuple[str, ...], limits: Limits) -> list[str]:
+    def fill(self, argv: tuple[str, ...], limits: Limits) -> list[str]:
         if not any("{" in a for a in argv):
             return list(argv)
         if limits.memory is None:
