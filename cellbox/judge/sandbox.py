@@ -21,6 +21,9 @@ from cellbox.limits import Limits
 from cellbox.result import RunResult, Status
 
 MESSAGE_CAP = 16 << 10  # characters of compiler output kept in a Compilation
+# A run's /tmp is noexec: the program cannot write a file there and execute it. (/box must
+# stay executable, since the compiled program runs from it.)
+RUN_DIRS = ("/tmp:tmp:noexec",)
 
 
 @dataclass(frozen=True)
@@ -103,7 +106,7 @@ def run_compiled(compilation: Compilation, limits: Limits, stdin: bytes = b"",
         for name, data in files.items():
             box.write_file(name, data)
         return box.run(lang.run_argv(limits), limits, stdin=stdin, env=_environment(lang),
-                       dirs=lang.dirs)
+                       dirs=lang.dirs + RUN_DIRS)
 
 
 @functools.cache
