@@ -18,6 +18,7 @@ from cellbox.judge.sandbox import Compilation, compile_source, run_compiled
 from cellbox.judge.verdict import Verdict
 from cellbox.languages import Language
 from cellbox.limits import Limits
+from cellbox.result import Status
 
 CHECKER_EXIT = {0: Verdict.AC, 1: Verdict.WA, 2: Verdict.WA, 4: Verdict.WA, 3: Verdict.IE}
 CHECKER_MESSAGE_CAP = 1 << 10
@@ -100,11 +101,11 @@ class ProgramChecker:
             raise UsageError(f"The checker does not compile:\n{self.compilation.message}")
 
     def check(self, input: bytes, output: bytes, answer: bytes) -> Check:
-        r = run_compiled(self.compilation, self.limits,
-                         files={"input.txt": input, "output.txt": output, "answer.txt": answer})
+        files = {"input.txt": input, "output.txt": output, "answer.txt": answer}
+        r = run_compiled(self.compilation, self.limits, files=files, args=list(files))
         message = (r.stdout + r.stderr).decode("utf-8", "replace").strip()
         message = message[:CHECKER_MESSAGE_CAP]
-        if r.exit_code is None or r.status.name not in ("OK", "RUNTIME_ERROR"):
+        if r.exit_code is None or r.status not in (Status.OK, Status.RUNTIME_ERROR):
             return Check(Verdict.IE, f"checker failed: {r.message} {message}".strip())
         return Check(CHECKER_EXIT.get(r.exit_code, Verdict.IE), message)
 

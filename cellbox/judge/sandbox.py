@@ -11,7 +11,7 @@ import fnmatch
 import functools
 import os
 import stat
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from cellbox.api import DEFAULT_PATH, Box
@@ -94,8 +94,9 @@ def _artifacts(box: Box, lang: Language) -> tuple[Artifact, ...]:
 
 
 def run_compiled(compilation: Compilation, limits: Limits, stdin: bytes = b"",
-                 files: Mapping[str, bytes] = {}) -> RunResult:
-    """Run a successful compilation in a fresh box: artifacts and ``files`` written anew."""
+                 files: Mapping[str, bytes] = {}, args: Sequence[str] = ()) -> RunResult:
+    """Run a successful compilation in a fresh box: artifacts and ``files`` written anew;
+    ``args`` follow the profile's run command."""
     if not compilation.ok:
         raise ValueError("run_compiled() needs a successful compilation")
     lang = compilation.language
@@ -105,7 +106,7 @@ def run_compiled(compilation: Compilation, limits: Limits, stdin: bytes = b"",
             box.write_file(a.name, a.data, a.mode)
         for name, data in files.items():
             box.write_file(name, data)
-        return box.run(lang.run_argv(limits), limits, stdin=stdin, env=_environment(lang),
+        return box.run(lang.run_argv(limits) + list(args), limits, stdin=stdin, env=_environment(lang),
                        dirs=lang.dirs + RUN_DIRS)
 
 
