@@ -13,8 +13,8 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from cellbox.errors import UsageError
 from cellbox.cli import judge as judge_cli
+from cellbox.errors import UsageError
 
 if TYPE_CHECKING:
     import argparse

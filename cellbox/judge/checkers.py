@@ -53,7 +53,7 @@ class ExactChecker:
     def check(self, input: bytes, output: bytes, answer: bytes) -> Check:
         if output == answer:
             return Check(Verdict.AC)
-        at = next((i for i, (a, b) in enumerate(zip(output, answer)) if a != b),
+        at = next((i for i, (a, b) in enumerate(zip(output, answer, strict=False)) if a != b),
                   min(len(output), len(answer)))
         return Check(Verdict.WA, f"outputs differ from byte {at} "
                                  f"({len(output)} bytes, expected {len(answer)})")

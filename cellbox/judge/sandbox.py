@@ -14,8 +14,8 @@ import stat
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from cellbox.api import DEFAULT_PATH, Box
 from cellbox import languages
+from cellbox.api import DEFAULT_PATH, Box
 from cellbox.languages import Language
 from cellbox.limits import Limits
 from cellbox.result import RunResult, Status
@@ -106,8 +106,8 @@ def run_compiled(compilation: Compilation, limits: Limits, stdin: bytes = b"",
             box.write_file(a.name, a.data, a.mode)
         for name, data in files.items():
             box.write_file(name, data)
-        return box.run(lang.run_argv(limits) + list(args), limits, stdin=stdin, env=_environment(lang),
-                       dirs=lang.dirs + RUN_DIRS)
+        return box.run(lang.run_argv(limits) + list(args), limits, stdin=stdin,
+                       env=_environment(lang), dirs=lang.dirs + RUN_DIRS)
 
 
 @functools.cache
