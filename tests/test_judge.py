@@ -172,7 +172,7 @@ def test_judge_json_shape(tmp_path: Path) -> None:
     d = make_tests(tmp_path / "t", {"1": ("1\n", "2\n"), "2": ("2\n", "5\n")})
     (tmp_path / "s.py").write_bytes(DOUBLE)
     proc = cellbox("judge", "--lang", "python", str(tmp_path / "s.py"), "--tests", str(d),
-                   "--time", "2", "--mem", "128M", "--json")
+                   "--time", "2", "--mem", "1G", "--json")
     assert proc.returncode == 1, proc.stderr
     report = json.loads(proc.stdout)
     assert report["verdict"] == "WA" and report["passed"] == 1

@@ -41,7 +41,7 @@ BROKEN = {"python": "print(\n", "c": "int main(void) { return x; }\n",
           "cpp": "int main() { std::vector<int> v; }\n",
           "java": "public class Main { void f() { int x = \"s\"; } }\n",
           "javascript": "function (\n", "rust": "fn main() { let x: u32 = \"s\"; }\n"}
-LIMITS = JudgeLimits(time=1, wall_time=2, memory=256 << 20, output=1 << 20).limits()
+LIMITS = JudgeLimits(time=1, wall_time=3, memory=256 << 20, output=1 << 20).limits()
 NAMES = sorted(PROGRAM)
 
 
@@ -112,7 +112,7 @@ def test_cpu_time_limit(compiled, name: str) -> None:  # noqa: ANN001
 def test_sleeping_gets_wall_time_limit(compiled, name: str) -> None:  # noqa: ANN001
     r, verdict = run(compiled, name, "sleep\n")
     assert verdict is Verdict.TLE and r.status is Status.WALL_TIME_LIMIT, (r.status, r.stderr)
-    assert r.wall_time < 4
+    assert r.wall_time < 5
 
 
 @pytest.mark.parametrize("name", NAMES)
