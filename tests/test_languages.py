@@ -178,6 +178,7 @@ def test_gigantic_diagnostics_are_capped() -> None:
     assert not c.ok and c.result is not None
     assert c.result.status is Status.OUTPUT_LIMIT, c.result.status
     assert len(c.message) < 20 << 10 and "undefined_0" in c.message
+    assert c.message.endswith("[compilation stopped: Output limit exceeded]")
 
 
 # -- profiles -------------------------------------------------------------------------------

@@ -57,11 +57,11 @@ def _environment(lang: Language) -> dict[str, str]:
 
 
 def _message(result: RunResult) -> str:
-    text = (result.stdout + result.stderr).decode("utf-8", "replace")
-    if result.status is not Status.OK and result.status is not Status.RUNTIME_ERROR:
-        text += f"\n[compilation stopped: {result.message}]"
+    text = (result.stdout + result.stderr).decode("utf-8", "replace").strip()
     if len(text) > MESSAGE_CAP:
         text = text[:MESSAGE_CAP] + "\n[... compiler output truncated]"
+    if result.status is not Status.OK and result.status is not Status.RUNTIME_ERROR:
+        text += f"\n[compilation stopped: {result.message}]"  # a compile limit, not an error
     return text.strip()
 
 
