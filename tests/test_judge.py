@@ -36,7 +36,7 @@ DOUBLE = b"print(int(input()) * 2)\n"
 
 
 def need(name: str) -> None:
-    if toolchain_version(name) is None:
+    if toolchain_version(get(name)) is None:
         pytest.skip(f"{name}: its toolchain does not run in a box on this machine "
                     "(scripts/bootstrap.sh installs it)")
 

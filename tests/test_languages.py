@@ -50,7 +50,7 @@ def test_every_shipped_language_has_a_test_program() -> None:
 
 
 def available(name: str) -> Language:
-    if toolchain_version(name) is None:
+    if toolchain_version(get(name)) is None:
         pytest.skip(f"{name}: its toolchain does not run in a box on this machine "
                     "(scripts/bootstrap.sh installs gcc, g++, a JDK, node and rustc)")
     return get(name)
@@ -199,6 +199,15 @@ def test_bad_profiles_are_refused_clearly(text: str, complaint: str) -> None:
     assert complaint in str(e.value)
 
 
+def test_a_toolchain_the_box_cannot_see_is_unavailable() -> None:
+    profile = ('name = "ghost"\ntitle = "Ghost"\nsource = "a"\nversion = ["ghost", "-v"]\n'
+               'run = ["ghost"]\n')
+    assert toolchain_version(parse_profile("ghost.toml", profile)) is None
+    missing_dir = profile.replace('"ghost", "-v"', '"true"').replace(
+        'name = "ghost"', 'name = "ghost2"') + 'dirs = ["/etc/no-such-toolchain-dir"]\n'
+    assert toolchain_version(parse_profile("ghost2.toml", missing_dir)) is None
+
+
 def test_languages_command_lists_versions_detected_in_the_box() -> None:
     proc = cellbox("languages", "--json", check=True)
     rows = {row["name"]: row for row in json.loads(proc.stdout)}
@@ -206,6 +215,6 @@ def test_languages_command_lists_versions_detected_in_the_box() -> None:
     for name, row in rows.items():
         assert row["available"] is (row["version"] is not None)
         if row["available"]:
-            assert row["version"] == toolchain_version(name)
+            assert row["version"] == toolchain_version(get(name))
     table = cellbox("languages", check=True).stdout.decode()
     assert "Java (OpenJDK 17)" in table

@@ -109,7 +109,7 @@ def languages_main(argv: list[str]) -> int:
     from cellbox.languages import languages
 
     rows = [{"name": lang.name, "title": lang.title, "source": lang.source,
-             "compiled": bool(lang.compile), "version": toolchain_version(lang.name)}
+             "compiled": bool(lang.compile), "version": toolchain_version(lang)}
             for lang in languages().values()]
     for row in rows:
         row["available"] = row["version"] is not None

@@ -24,7 +24,13 @@ from cellbox.judge.engine import (
     compile_and_run,
     judge,
 )
-from cellbox.judge.sandbox import Artifact, Compilation, compile_source, run_compiled
+from cellbox.judge.sandbox import (
+    Artifact,
+    Compilation,
+    compile_source,
+    run_compiled,
+    toolchain_version,
+)
 from cellbox.judge.testset import TestCase, load_tests
 from cellbox.judge.verdict import Verdict, run_verdict
 
@@ -32,5 +38,5 @@ __all__ = [
     "Artifact", "Check", "Checker", "Compilation", "ExactChecker", "ExecResult", "FloatChecker",
     "JudgeLimits", "JudgeReport", "ProgramChecker", "TestCase", "TestResult", "TokensChecker",
     "Verdict", "compile_and_run", "compile_source", "judge", "load_tests", "run_compiled",
-    "run_verdict",
+    "run_verdict", "toolchain_version",
 ]

@@ -8,14 +8,13 @@ fresh box for every run, so no run sees what an earlier one left.
 from __future__ import annotations
 
 import fnmatch
-import functools
 import os
 import stat
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from cellbox import languages
 from cellbox.api import DEFAULT_PATH, Box
+from cellbox.errors import UsageError
 from cellbox.languages import Language
 from cellbox.limits import Limits
 from cellbox.result import RunResult, Status
@@ -110,14 +109,24 @@ def run_compiled(compilation: Compilation, limits: Limits, stdin: bytes = b"",
                        env=_environment(lang), dirs=lang.dirs + RUN_DIRS)
 
 
-@functools.cache
-def toolchain_version(name: str) -> str | None:
-    """The first line language ``name``'s version command prints, run inside a box (so it
-    proves the box can see the toolchain), or None if it fails there. Cached for the process."""
-    lang = languages.get(name)
+_versions: dict[str, str | None] = {}  # by language name, for the life of the process
+
+
+def toolchain_version(lang: Language) -> str | None:
+    """The first line the language's version command prints, run inside a box (so it proves
+    the box can see the toolchain), or None if it fails there."""
+    if lang.name not in _versions:
+        _versions[lang.name] = _detect_version(lang)
+    return _versions[lang.name]
+
+
+def _detect_version(lang: Language) -> str | None:
     limits = lang.compile_limits()
     with Box() as box:
-        r = box.run(lang.fill(lang.version, limits), limits, env=_environment(lang),
-                    dirs=lang.dirs)
+        try:
+            r = box.run(lang.fill(lang.version, limits), limits, env=_environment(lang),
+                        dirs=lang.dirs)
+        except UsageError:  # e.g. a directory the profile binds is missing: no toolchain here
+            return None
     lines = (r.stdout + r.stderr).decode("utf-8", "replace").strip().splitlines()
     return lines[0].strip() if r.ok and lines else None
