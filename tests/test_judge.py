@@ -177,6 +177,8 @@ def test_judge_json_shape(tmp_path: Path) -> None:
     report = json.loads(proc.stdout)
     assert report["verdict"] == "WA" and report["passed"] == 1
     assert report["compile"]["ok"] is True
+    assert report["limits"] == {"time": 2.0, "wall_time": 5.0, "memory": 1 << 30,
+                                "output": 64 << 20, "file_size": 64 << 20}
     assert [t["verdict"] for t in report["tests"]] == ["AC", "WA"]
     for t in report["tests"]:
         assert set(t) == {"name", "verdict", "time", "wall_time", "memory", "exit_code",

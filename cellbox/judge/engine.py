@@ -66,6 +66,7 @@ class TestResult:
 class JudgeReport:
     language: str
     compilation: Compilation
+    limits: JudgeLimits
     tests: list[TestResult] = field(default_factory=list)
 
     @property
@@ -76,7 +77,11 @@ class JudgeReport:
         return next((t.verdict for t in self.tests if t.verdict is not Verdict.AC), Verdict.AC)
 
     def to_dict(self) -> dict[str, object]:
+        run_limits = self.limits.limits()
         return {"verdict": self.verdict.value, "language": self.language,
+                "limits": {"time": run_limits.time, "wall_time": run_limits.wall_time,
+                           "memory": run_limits.memory, "output": run_limits.output,
+                           "file_size": run_limits.file_size},
                 "compile": self.compilation.to_dict(),
                 "tests": [t.to_dict() for t in self.tests],
                 "passed": sum(t.verdict is Verdict.AC for t in self.tests)}
@@ -110,10 +115,11 @@ def judge(lang: Language, source: bytes, tests: list[TestCase],
           fail_fast: bool = False) -> JudgeReport:
     """Compile ``source`` and run it on every test in order; ``fail_fast`` stops at the first
     test that is not AC."""
-    report = JudgeReport(lang.name, compile_source(lang, source))
+    limits = limits or JudgeLimits()
+    report = JudgeReport(lang.name, compile_source(lang, source), limits)
     if not report.compilation.ok:
         return report
-    run_limits = (limits or JudgeLimits()).limits()
+    run_limits = limits.limits()
     checker = checker or TokensChecker()
     for test in tests:
         result = judge_one(report.compilation, test, run_limits, checker)
