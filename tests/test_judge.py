@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -21,10 +22,12 @@ from cellbox.judge import (
     compile_source,
     judge,
     load_tests,
+    run_verdict,
 )
 from cellbox.judge.engine import judge_one
 from cellbox.judge.sandbox import toolchain_version
 from cellbox.languages import get
+from cellbox.result import RunResult, Status
 from tests.conftest import cellbox
 
 pytestmark = pytest.mark.judge
@@ -160,6 +163,17 @@ def test_fail_fast_stops_at_the_first_failure(tmp_path: Path) -> None:
     assert full.verdict is fast.verdict is Verdict.WA
 
 
+def test_out_of_memory_messages_are_mle_unless_the_process_limit_was_hit() -> None:
+    java = get("java")
+    oom = RunResult(Status.RUNTIME_ERROR, exit_code=1,
+                    stderr=b'Exception in thread "main" java.lang.OutOfMemoryError: x')
+    assert run_verdict(oom, java) is Verdict.MLE
+    assert run_verdict(dataclasses.replace(oom, processes_limit_hit=True), java) is Verdict.RE
+    assert run_verdict(dataclasses.replace(oom, stderr=b"boom"), java) is Verdict.RE
+    killed = RunResult(Status.SIGNALED, signal=9, oom_killed=True, processes_limit_hit=True)
+    assert run_verdict(killed, java) is Verdict.MLE
+
+
 def test_compile_error_judges_nothing() -> None:
     report = judge(get("python"), b"print(", [TestCase("1", b"", b"")], LIMITS)
     assert report.verdict is Verdict.CE and report.tests == []
@@ -169,17 +183,21 @@ def test_compile_error_judges_nothing() -> None:
 # -- the command line -----------------------------------------------------------------------
 
 def test_judge_json_shape(tmp_path: Path) -> None:
-    d = make_tests(tmp_path / "t", {"1": ("1\n", "2\n"), "2": ("2\n", "5\n")})
+    d = make_tests(tmp_path / "t", {"1": ("1\n", "2\n"), "2": ("2\n", "5\n"),
+                                    "3": ("3\n", "6\n")})
     (tmp_path / "s.py").write_bytes(DOUBLE)
     proc = cellbox("judge", "--lang", "python", str(tmp_path / "s.py"), "--tests", str(d),
                    "--time", "2", "--mem", "1G", "--json")
     assert proc.returncode == 1, proc.stderr
     report = json.loads(proc.stdout)
-    assert report["verdict"] == "WA" and report["passed"] == 1
+    assert report["verdict"] == "WA" and report["passed"] == 2
     assert report["compile"]["ok"] is True
     assert report["limits"] == {"time": 2.0, "wall_time": 5.0, "memory": 1 << 30,
                                 "output": 64 << 20, "file_size": 64 << 20}
-    assert [t["verdict"] for t in report["tests"]] == ["AC", "WA"]
+    assert [t["verdict"] for t in report["tests"]] == ["AC", "WA", "AC"]
+    proc = cellbox("judge", "--lang", "python", str(tmp_path / "s.py"), "--tests", str(d),
+                   "--fail-fast", "--json")
+    assert [t["name"] for t in json.loads(proc.stdout)["tests"]] == ["1", "2"]
     for t in report["tests"]:
         assert set(t) == {"name", "verdict", "time", "wall_time", "memory", "exit_code",
                           "signal", "message"}

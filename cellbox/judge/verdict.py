@@ -31,12 +31,16 @@ def run_verdict(result: RunResult, lang: Language) -> Verdict | None:
     """The verdict a run earned by itself, or None when it ended well and its output decides.
 
     A run that failed after its cgroup's OOM killer struck, or whose stderr carries the
-    runtime's out-of-memory message (a JVM OutOfMemoryError, V8's heap limit), is MLE."""
+    runtime's out-of-memory message (a JVM OutOfMemoryError, V8's heap limit), is MLE; but
+    not when the process limit was hit, since the JVM reports a thread it could not start as
+    an OutOfMemoryError too."""
     if result.status is Status.OK:
         return None
     verdict = _STATUS[result.status]
     if verdict is Verdict.RE:
+        if result.oom_killed:
+            return Verdict.MLE
         text = result.stderr.decode("utf-8", "replace")
-        if result.oom_killed or any(m in text for m in lang.oom_markers):
+        if not result.processes_limit_hit and any(m in text for m in lang.oom_markers):
             return Verdict.MLE
     return verdict
