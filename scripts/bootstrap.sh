@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Set up a fresh Debian 12 machine for cellbox, idempotently (run as root):
 #   1. apt-get install what is missing: gcc, g++, libseccomp2 (the seccomp filter, through
-#      pyseccomp), a JDK (and python3 / python3-venv only when no usable Python >= 3.11 or no
-#      working venv module is found);
+#      pyseccomp), the toolchains of the shipped languages (a JDK, node, rustc) (and python3 /
+#      python3-venv only when no usable Python >= 3.11 or no working venv module is found);
 #   2. create .venv with the first python3 on PATH that is >= 3.11, if .venv is absent or broken;
 #   3. pip install -e '.[test]' when pyproject.toml changed since the last install.
 # Quiet when there is nothing to do; on a failure it says what failed and shows the log.
@@ -71,7 +71,8 @@ fi
 # "package[:command]": present if dpkg has the package installed (dpkg -s, but also false for a
 # removed package whose config files remain), or if the command is on PATH (e.g. a JDK that
 # came from another package than default-jdk-headless).
-REQUIRED=(gcc:gcc g++:g++ libseccomp2 default-jdk-headless:javac)
+# rustc has no command fallback: a rustup toolchain under a home directory is invisible in a box.
+REQUIRED=(gcc:gcc g++:g++ libseccomp2 default-jdk-headless:javac nodejs:node rustc)
 if [[ $NEED_VENV == 1 ]]; then
     if [[ -z $PYTHON ]]; then
         REQUIRED+=(python3 python3-venv)  # Debian 12's python3 is 3.11

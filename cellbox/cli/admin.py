@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from cellbox.cli import judge as judge_cli
 from cellbox.errors import UsageError
 
 if TYPE_CHECKING:
@@ -145,6 +146,9 @@ SUBCOMMANDS = {
     "boxes": (boxes_main, boxes_parser),
     "reap": (reap_main, reap_parser),
     "chaos": (chaos_main, chaos_parser),
+    "languages": (judge_cli.languages_main, judge_cli.languages_parser),
+    "exec": (judge_cli.exec_main, judge_cli.exec_parser),
+    "judge": (judge_cli.judge_main, judge_cli.judge_parser),
 }
 
 

@@ -1,0 +1,225 @@
+"""``cellbox languages``, ``cellbox exec`` and ``cellbox judge``: thin front ends over
+``cellbox.judge``. Registered in ``cellbox.cli.admin.SUBCOMMANDS``, which every cellbox command
+imports, so this module imports nothing heavy at the top."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import TYPE_CHECKING
+
+from cellbox.errors import UsageError
+
+if TYPE_CHECKING:
+    import argparse
+
+    from cellbox.judge import Checker, JudgeLimits, JudgeReport
+
+CHECKERS = ("tokens", "exact", "float")
+
+
+def _parser(name: str, description: str) -> argparse.ArgumentParser:
+    from cellbox.cli.admin import _parser as subcommand_parser
+
+    return subcommand_parser(name, description)
+
+
+def languages_parser() -> argparse.ArgumentParser:
+    p = _parser("languages", "List the shipped languages and whether each works here: its "
+                "version command runs inside a box, so a toolchain the box cannot see counts "
+                "as unavailable. See docs/languages.md.")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    return p
+
+
+def _limit_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--time", type=float, default=1.0, metavar="SEC",
+                   help="CPU time limit of each run, all threads counted (default 1)")
+    p.add_argument("--wall-time", type=float, default=None, metavar="SEC",
+                   help="wall-clock limit of each run (default 2 x --time + 1)")
+    p.add_argument("--mem", default="256M", metavar="SIZE",
+                   help="memory limit of each run, every process counted, e.g. 256M or 1G; "
+                        "a bare number is MiB (default 256M)")
+    p.add_argument("--output", default="64M", metavar="SIZE",
+                   help="most stdout (and stderr) a run may write before OLE (default 64M)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
+
+
+def exec_parser() -> argparse.ArgumentParser:
+    p = _parser("exec", "Compile SOURCE in a box and run it once in a fresh box, then print its "
+                "output (stdout to stdout, stderr to stderr) and a verdict summary. Exit 0 if "
+                "it compiled and ended well, 1 if not (CE, RE, TLE, MLE, OLE, IE).")
+    p.add_argument("--lang", required=True, help="language name (see cellbox languages)")
+    p.add_argument("source", metavar="SOURCE", help="source file on the host")
+    p.add_argument("--stdin", metavar="FILE", help="file fed to the program's stdin "
+                   "(default: empty); also in the box as input.txt")
+    _limit_options(p)
+    return p
+
+
+def judge_parser() -> argparse.ArgumentParser:
+    p = _parser("judge", "Compile SOURCE once, then run it on every test in DIR, each run in a "
+                "fresh box: NAME.in is the input (stdin, and input.txt in the box) and "
+                "NAME.out the answer. Tests run in natural order of NAME (2 before 10). Verdicts: "
+                "AC, WA, TLE, MLE, RE, OLE, CE, IE. Exit 0 if every test is AC, 1 if not.")
+    p.add_argument("--lang", required=True, help="language name (see cellbox languages)")
+    p.add_argument("source", metavar="SOURCE", help="source file on the host")
+    p.add_argument("--tests", required=True, metavar="DIR", help="directory of NAME.in / "
+                   "NAME.out pairs")
+    p.add_argument("--checker", default="tokens", metavar="CHECKER",
+                   help="tokens (default: whitespace-separated tokens equal), exact (bytes "
+                        "equal), float (numbers within --abs-eps or --rel-eps), or the source "
+                        "file of a testlib-style checker program (run as CHECKER input.txt "
+                        "output.txt answer.txt in its own box; exit 0 AC, 1 WA, 2 PE as WA, "
+                        "3 fail as IE)")
+    p.add_argument("--checker-lang", metavar="LANG",
+                   help="language of a checker program (default: from its file extension)")
+    p.add_argument("--abs-eps", type=float, default=1e-6, help="float checker: absolute "
+                   "tolerance (default 1e-6)")
+    p.add_argument("--rel-eps", type=float, default=1e-6, help="float checker: relative "
+                   "tolerance (default 1e-6)")
+    p.add_argument("--fail-fast", action="store_true", help="stop at the first test that is "
+                   "not AC")
+    _limit_options(p)
+    return p
+
+
+def _read(path: str, what: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as e:
+        raise UsageError(f"Cannot read {what} {path!r}: {e.strerror}") from None
+
+
+def _judge_limits(args: argparse.Namespace) -> JudgeLimits:
+    from cellbox.judge import JudgeLimits
+    from cellbox.limits import parse_size
+
+    memory = parse_size(args.mem, default_unit="m")
+    if memory <= 0:
+        raise UsageError(f"--mem {args.mem!r} must be more than zero")
+    return JudgeLimits(time=args.time, wall_time=args.wall_time, memory=memory,
+                       output=parse_size(args.output, default_unit="m"))
+
+
+def languages_main(argv: list[str]) -> int:
+    args = languages_parser().parse_args(argv)
+    from cellbox.judge.sandbox import toolchain_version
+    from cellbox.languages import languages
+
+    rows = [{"name": lang.name, "title": lang.title, "source": lang.source,
+             "compiled": bool(lang.compile), "version": toolchain_version(lang)}
+            for lang in languages().values()]
+    for row in rows:
+        row["available"] = row["version"] is not None
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    from rich.table import Table
+
+    t = Table(title="cellbox languages")
+    for c in ("name", "title", "source", "available", "version"):
+        t.add_column(c)
+    for row in rows:
+        t.add_row(str(row["name"]), str(row["title"]), str(row["source"]),
+                  "yes" if row["available"] else "no", str(row["version"] or "-"))
+    _console().print(t)
+    return 0
+
+
+def exec_main(argv: list[str]) -> int:
+    args = exec_parser().parse_args(argv)
+    from cellbox.judge import Verdict, compile_and_run
+    from cellbox.languages import get
+
+    lang, limits = get(args.lang), _judge_limits(args)
+    source = _read(args.source, "source")
+    stdin = _read(args.stdin, "--stdin file") if args.stdin else b""
+    result = compile_and_run(lang, source, stdin, limits)
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2))
+    else:
+        if result.compilation.message:
+            print(result.compilation.message, file=sys.stderr)
+        if result.run:
+            sys.stdout.buffer.write(result.run.stdout)
+            sys.stdout.flush()
+            sys.stderr.buffer.write(result.run.stderr)
+            sys.stderr.flush()
+        _exec_summary(result)
+    return 0 if result.verdict is Verdict.AC else 1
+
+
+def _exec_summary(result) -> None:  # noqa: ANN001 - ExecResult, imported lazily
+    r = result.run
+    line = f"verdict {result.verdict.value}"
+    if r is not None:
+        line += (f", {r.message or 'exited 0'}, CPU {r.cpu_time:.3f} s, wall "
+                 f"{r.wall_time:.3f} s, memory {(r.peak_memory or 0) / 1048576:.1f} MiB")
+    _console(stderr=True).print(line, highlight=False)
+
+
+def judge_main(argv: list[str]) -> int:
+    args = judge_parser().parse_args(argv)
+    from cellbox.judge import Verdict, judge, load_tests
+    from cellbox.languages import get
+
+    lang, limits = get(args.lang), _judge_limits(args)
+    source = _read(args.source, "source")
+    tests = load_tests(args.tests)
+    report = judge(lang, source, tests, limits, _checker(args), args.fail_fast)
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2))
+    else:
+        _judge_table(report)
+    return 0 if report.verdict is Verdict.AC else 1
+
+
+def _checker(args: argparse.Namespace) -> Checker:
+    from cellbox import judge
+    from cellbox.languages import get, languages
+
+    if args.checker == "tokens":
+        return judge.TokensChecker()
+    if args.checker == "exact":
+        return judge.ExactChecker()
+    if args.checker == "float":
+        return judge.FloatChecker(args.abs_eps, args.rel_eps)
+    source = _read(args.checker, "--checker (tokens, exact, float or a checker source file)")
+    name = args.checker_lang
+    if name is None:
+        ext = args.checker.rpartition(".")[2]
+        name = next((lang.name for lang in languages().values()
+                     if lang.source.rpartition(".")[2] == ext), None)
+        if name is None:
+            raise UsageError(f"Cannot tell the checker's language from {args.checker!r}; "
+                             "give --checker-lang")
+    return judge.ProgramChecker(get(name), source, judge.JudgeLimits(time=10).limits())
+
+
+def _judge_table(report: JudgeReport) -> None:
+    from rich.table import Table
+
+    console = _console()
+    if not report.compilation.ok:
+        console.print(report.compilation.message, markup=False, highlight=False)
+    t = Table(title=f"cellbox judge ({report.language})")
+    for c in ("test", "verdict", "CPU (s)", "wall (s)", "memory (MiB)", "message"):
+        t.add_column(c)
+    for r in report.tests:
+        t.add_row(r.name, r.verdict.value, f"{r.time:.3f}", f"{r.wall_time:.3f}",
+                  f"{(r.memory or 0) / 1048576:.1f}", r.message or "-")
+    if report.tests:
+        console.print(t)
+    passed = sum(r.verdict.value == "AC" for r in report.tests)
+    console.print(f"verdict {report.verdict.value}: {passed}/{len(report.tests)} tests passed",
+                  highlight=False)
+
+
+def _console(stderr: bool = False):  # noqa: ANN202 - rich Console, imported lazily
+    from rich.console import Console
+
+    # In a pipe rich would wrap at 80 columns; keep one line per row there.
+    stream = sys.stderr if stderr else sys.stdout
+    return Console(stderr=stderr) if stream.isatty() else Console(stderr=stderr, width=200)

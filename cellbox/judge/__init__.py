@@ -1,0 +1,42 @@
+"""Compile and run sources in the sandbox, and judge them against test cases.
+
+    from cellbox import judge
+    from cellbox.languages import get
+
+    report = judge.judge(get("cpp"), source, judge.load_tests("tests/"),
+                         judge.JudgeLimits(time=1, memory=256 << 20))
+    print(report.verdict, [t.verdict for t in report.tests])
+"""
+
+from cellbox.judge.checkers import (
+    Check,
+    Checker,
+    ExactChecker,
+    FloatChecker,
+    ProgramChecker,
+    TokensChecker,
+)
+from cellbox.judge.engine import (
+    ExecResult,
+    JudgeLimits,
+    JudgeReport,
+    TestResult,
+    compile_and_run,
+    judge,
+)
+from cellbox.judge.sandbox import (
+    Artifact,
+    Compilation,
+    compile_source,
+    run_compiled,
+    toolchain_version,
+)
+from cellbox.judge.testset import TestCase, load_tests
+from cellbox.judge.verdict import Verdict, run_verdict
+
+__all__ = [
+    "Artifact", "Check", "Checker", "Compilation", "ExactChecker", "ExecResult", "FloatChecker",
+    "JudgeLimits", "JudgeReport", "ProgramChecker", "TestCase", "TestResult", "TokensChecker",
+    "Verdict", "compile_and_run", "compile_source", "judge", "load_tests", "run_compiled",
+    "run_verdict", "toolchain_version",
+]

@@ -1,0 +1,132 @@
+"""Compile a source and run the result, each inside a box of its own.
+
+The compiler runs in a box with the language's compile limits; what it produced (the profile's
+artifacts) is read out through ``Box.read_file`` (never through a link) and written into a
+fresh box for every run, so no run sees what an earlier one left.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import stat
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from cellbox.api import DEFAULT_PATH, Box
+from cellbox.errors import UsageError
+from cellbox.languages import Language
+from cellbox.limits import Limits
+from cellbox.result import RunResult, Status
+
+MESSAGE_CAP = 16 << 10  # characters of compiler output kept in a Compilation
+# A run's /tmp is noexec: the program cannot write a file there and execute it. (/box must
+# stay executable, since the compiled program runs from it.)
+RUN_DIRS = ("/tmp:tmp:noexec",)
+
+
+@dataclass(frozen=True)
+class Artifact:
+    name: str
+    data: bytes
+    mode: int
+
+
+@dataclass
+class Compilation:
+    """The outcome of compiling. ``result`` is None for a language with no compile step."""
+
+    language: Language
+    ok: bool
+    message: str = ""  # the compiler's output (stdout then stderr), capped at MESSAGE_CAP
+    result: RunResult | None = None
+    artifacts: tuple[Artifact, ...] = ()
+
+    def to_dict(self) -> dict[str, object]:
+        r = self.result
+        return {"ok": self.ok, "message": self.message,
+                "status": r.status.name if r else None,
+                "time": round(r.cpu_time, 3) if r else 0.0,
+                "wall_time": round(r.wall_time, 3) if r else 0.0,
+                "memory": r.peak_memory if r else None}
+
+
+def _environment(lang: Language) -> dict[str, str]:
+    return {"PATH": DEFAULT_PATH} | lang.env
+
+
+def _message(result: RunResult) -> str:
+    text = (result.stdout + result.stderr).decode("utf-8", "replace").strip()
+    if len(text) > MESSAGE_CAP:
+        text = text[:MESSAGE_CAP] + "\n[... compiler output truncated]"
+    if result.status is not Status.OK and result.status is not Status.RUNTIME_ERROR:
+        text += f"\n[compilation stopped: {result.message}]"  # a compile limit, not an error
+    return text.strip()
+
+
+def compile_source(lang: Language, source: bytes, limits: Limits | None = None) -> Compilation:
+    """Compile ``source`` in a box of its own; on success keep the artifacts (and the source)."""
+    with Box() as box:
+        box.write_file(lang.source, source)
+        if not lang.compile:
+            return Compilation(lang, True, artifacts=(Artifact(lang.source, source, 0o644),))
+        limits = limits or lang.compile_limits()
+        result = box.run(lang.compile_argv(limits), limits, env=_environment(lang),
+                         dirs=lang.dirs)
+        if not result.ok:
+            return Compilation(lang, False, _message(result), result)
+        return Compilation(lang, True, _message(result), result, _artifacts(box, lang))
+
+
+def _artifacts(box: Box, lang: Language) -> tuple[Artifact, ...]:
+    """The source and every regular file at the top of the box matching an artifact pattern.
+    Listing names is safe: the compiler has exited and every file is read with read_file."""
+    found = [Artifact(lang.source, box.read_file(lang.source), 0o644)]
+    with os.scandir(os.path.join(box.path, "box")) as entries:
+        for e in sorted(entries, key=lambda e: e.name):
+            st = e.stat(follow_symlinks=False)
+            if (e.name != lang.source and stat.S_ISREG(st.st_mode)
+                    and any(fnmatch.fnmatchcase(e.name, p) for p in lang.artifacts)):
+                mode = 0o755 if st.st_mode & stat.S_IXUSR else 0o644
+                found.append(Artifact(e.name, box.read_file(e.name), mode))
+    return tuple(found)
+
+
+def run_compiled(compilation: Compilation, limits: Limits, stdin: bytes = b"",
+                 files: Mapping[str, bytes] = {}, args: Sequence[str] = ()) -> RunResult:
+    """Run a successful compilation in a fresh box: artifacts and ``files`` written anew;
+    ``args`` follow the profile's run command."""
+    if not compilation.ok:
+        raise ValueError("run_compiled() needs a successful compilation")
+    lang = compilation.language
+    limits = lang.run_limits(limits)
+    with Box() as box:
+        for a in compilation.artifacts:
+            box.write_file(a.name, a.data, a.mode)
+        for name, data in files.items():
+            box.write_file(name, data)
+        return box.run(lang.run_argv(limits) + list(args), limits, stdin=stdin,
+                       env=_environment(lang), dirs=lang.dirs + RUN_DIRS)
+
+
+_versions: dict[str, str | None] = {}  # by language name, for the life of the process
+
+
+def toolchain_version(lang: Language) -> str | None:
+    """The first line the language's version command prints, run inside a box (so it proves
+    the box can see the toolchain), or None if it fails there."""
+    if lang.name not in _versions:
+        _versions[lang.name] = _detect_version(lang)
+    return _versions[lang.name]
+
+
+def _detect_version(lang: Language) -> str | None:
+    limits = lang.compile_limits()
+    with Box() as box:
+        try:
+            r = box.run(lang.fill(lang.version, limits), limits, env=_environment(lang),
+                        dirs=lang.dirs)
+        except UsageError:  # e.g. a directory the profile binds is missing: no toolchain here
+            return None
+    lines = (r.stdout + r.stderr).decode("utf-8", "replace").strip().splitlines()
+    return lines[0].strip() if r.ok and lines else None

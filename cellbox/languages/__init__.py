@@ -1,0 +1,167 @@
+"""Language profiles: one TOML file per language in this package, loaded into ``Language``.
+
+A profile is data: what to compile and run, which extra directories and environment the
+toolchain needs in the box, and how its limits differ from a plain program's. The keys are
+documented in docs/languages.md. Command-line elements may use two placeholders, filled from
+the run's memory limit: ``{memory_mib}`` (the limit) and ``{heap_mib}`` (the limit minus
+``heap_reserve``, at least half the limit), for runtimes that size their own heap.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import tomllib
+from dataclasses import dataclass, field
+from importlib import resources
+
+from cellbox.errors import UsageError
+from cellbox.limits import Limits, parse_size
+
+MIB = 1 << 20
+PLACEHOLDERS = {"memory_mib": 1, "heap_mib": 1}  # names (with dummy values for validation)
+
+# Compilation runs in the box like anything else, with these limits unless a profile's
+# [compile_limits] changes them: a compiler bomb ends as a clean CE, never a hang.
+COMPILE_LIMITS = Limits(time=15.0, wall_time=30.0, memory=768 * MIB, processes=16,
+                        open_files=256, output=64 << 10, file_size=256 * MIB)
+# Which Limits fields a profile may adjust: compilation has its own limits in full; a run's
+# time and memory are the caller's, so only the runtime's own needs are the profile's.
+COMPILE_KEYS = {"time", "wall_time", "memory", "processes", "open_files", "output", "file_size"}
+RUN_KEYS = {"processes", "open_files", "stack"}
+SIZE_KEYS = {"memory", "output", "file_size", "stack"}
+TOP_KEYS = {"name", "title", "version", "source", "compile", "run", "artifacts", "dirs", "env",
+            "oom_markers", "heap_reserve", "compile_limits", "run_limits"}
+
+
+class ProfileError(UsageError):
+    """A language profile is malformed."""
+
+
+@dataclass(frozen=True)
+class Language:
+    name: str  # what --lang takes
+    title: str
+    version: tuple[str, ...]  # prints the toolchain's version (first line kept)
+    source: str  # the file name the source is saved as in the box
+    run: tuple[str, ...]
+    compile: tuple[str, ...] = ()  # empty: nothing to compile
+    artifacts: tuple[str, ...] = ()  # glob patterns of compile outputs the runs need
+    dirs: tuple[str, ...] = ()  # extra directory rules, isolate syntax
+    env: dict[str, str] = field(default_factory=dict)
+    oom_markers: tuple[str, ...] = ()  # stderr text that means "out of memory" (-> MLE)
+    heap_reserve: int = 0  # bytes of the memory limit kept out of {heap_mib}
+    compile_changes: dict[str, float] = field(default_factory=dict)  # [compile_limits]
+    run_changes: dict[str, float] = field(default_factory=dict)  # [run_limits]
+
+    def compile_argv(self, limits: Limits) -> list[str]:
+        return self.fill(self.compile, limits)
+
+    def run_argv(self, limits: Limits) -> list[str]:
+        return self.fill(self.run, limits)
+
+    def fill(self, argv: tuple[str, ...], limits: Limits) -> list[str]:
+        if not any("{" in a for a in argv):
+            return list(argv)
+        if limits.memory is None:
+            raise UsageError(f"Language {self.name!r} sizes its heap from the memory limit: "
+                             "give a memory limit (e.g. 256M)")
+        memory = limits.memory // MIB
+        heap = max(limits.memory - self.heap_reserve, limits.memory // 2) // MIB
+        return [a.format(memory_mib=memory, heap_mib=heap) for a in argv]
+
+    def compile_limits(self) -> Limits:
+        return dataclasses.replace(COMPILE_LIMITS, **self.compile_changes)  # type: ignore[arg-type]
+
+    def run_limits(self, limits: Limits) -> Limits:
+        """The caller's limits with the runtime's own needs (threads, open files) applied."""
+        return dataclasses.replace(limits, **self.run_changes)  # type: ignore[arg-type]
+
+
+def _strings(name: str, key: str, value: object, allow_empty: bool = False) -> tuple[str, ...]:
+    if (not isinstance(value, list) or not all(isinstance(v, str) and v for v in value)
+            or (not value and not allow_empty)):
+        raise ProfileError(f"Language profile {name}: {key!r} must be a list of non-empty "
+                           "strings, e.g. [\"gcc\", \"main.c\"]")
+    for v in value:
+        try:
+            v.format(**PLACEHOLDERS)
+        except (KeyError, IndexError, ValueError):
+            raise ProfileError(f"Language profile {name}: {key} element {v!r} uses an unknown "
+                               f"placeholder; known: {', '.join(PLACEHOLDERS)}") from None
+    return tuple(value)
+
+
+def _limits(name: str, key: str, table: object, allowed: set[str]) -> dict[str, float]:
+    if not isinstance(table, dict):
+        raise ProfileError(f"Language profile {name}: [{key}] must be a table")
+    out: dict[str, float] = {}
+    for k, v in table.items():
+        if k not in allowed:
+            raise ProfileError(f"Language profile {name}: [{key}] cannot set {k!r}; it may set "
+                               f"{', '.join(sorted(allowed))}")
+        if k in SIZE_KEYS and isinstance(v, str):
+            v = parse_size(v)
+        if isinstance(v, bool) or not isinstance(v, int | float) or v < 0:
+            raise ProfileError(f"Language profile {name}: [{key}] {k} = {v!r} must be a "
+                               "non-negative number (sizes may be strings such as \"512M\")")
+        out[k] = v
+    Limits(**out)  # type: ignore[arg-type]  # Limits' own checks (e.g. processes >= 1)
+    return out
+
+
+def parse_profile(name: str, text: str) -> Language:
+    """Validate one profile's TOML text; ``name`` is where it came from, for messages."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ProfileError(f"Language profile {name} is not valid TOML: {e}") from None
+    unknown = set(data) - TOP_KEYS
+    if unknown:
+        raise ProfileError(f"Language profile {name}: unknown key(s) {', '.join(sorted(unknown))}"
+                           f"; known: {', '.join(sorted(TOP_KEYS))}")
+    for key in ("name", "title", "source"):
+        if not isinstance(data.get(key), str) or not data[key]:
+            raise ProfileError(f"Language profile {name}: {key!r} must be a non-empty string")
+    if "/" in data["source"]:
+        raise ProfileError(f"Language profile {name}: source {data['source']!r} must be a plain "
+                           "file name")
+    env = data.get("env", {})
+    if not isinstance(env, dict) or not all(isinstance(v, str) for v in env.values()):
+        raise ProfileError(f"Language profile {name}: [env] must map names to strings")
+    reserve = data.get("heap_reserve", "0")
+    return Language(
+        name=data["name"], title=data["title"], source=data["source"],
+        version=_strings(name, "version", data.get("version")),
+        run=_strings(name, "run", data.get("run")),
+        compile=_strings(name, "compile", data.get("compile", []), allow_empty=True),
+        artifacts=_strings(name, "artifacts", data.get("artifacts", []), allow_empty=True),
+        dirs=_strings(name, "dirs", data.get("dirs", []), allow_empty=True),
+        env=dict(env),
+        oom_markers=_strings(name, "oom_markers", data.get("oom_markers", []), allow_empty=True),
+        heap_reserve=parse_size(reserve) if isinstance(reserve, str) else int(reserve),
+        compile_changes=_limits(name, "compile_limits", data.get("compile_limits", {}),
+                               COMPILE_KEYS),
+        run_changes=_limits(name, "run_limits", data.get("run_limits", {}), RUN_KEYS),
+    )
+
+
+@functools.cache
+def languages() -> dict[str, Language]:
+    """Every shipped profile, by name, sorted."""
+    found: dict[str, Language] = {}
+    for entry in sorted(resources.files(__name__).iterdir(), key=lambda e: e.name):
+        if entry.name.endswith(".toml"):
+            lang = parse_profile(entry.name, entry.read_text())
+            if lang.name in found:
+                raise ProfileError(f"Two language profiles are named {lang.name!r}")
+            found[lang.name] = lang
+    return found
+
+
+def get(name: str) -> Language:
+    try:
+        return languages()[name]
+    except KeyError:
+        raise UsageError(f"Unknown language {name!r}; known: {', '.join(languages())} "
+                         "(cellbox languages lists them)") from None
