@@ -1,18 +1,25 @@
 /* A daemon that tries to outlive the run: double fork, setsid, ignore every catchable
  * signal, then append a heartbeat to argv[1] every 20 ms for at most 30 s (capped). Also
  * writes its pid to every inherited fd and to any cgroup.procs it is given (argv[2..]), to
- * leave the box's cgroup. The first process exits after 200 ms (the first heartbeat is
- * there by then, proof that the daemon ran). */
+ * leave the box's cgroup. The first process exits once the first heartbeat is there
+ * (proof that the daemon ran; waited for, since a loaded machine may take a while), or
+ * after 10 s. */
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 int main(int argc, char **argv) {
     if (argc < 2) return 2;
-    if (fork() != 0) { usleep(200000); return 0; }
+    if (fork() != 0) {
+        struct stat st;
+        for (int i = 0; i < 500 && (stat(argv[1], &st) != 0 || st.st_size == 0); i++)
+            usleep(20000);
+        return 0;
+    }
     setsid();
     if (fork() != 0) return 0;
     for (int s = 1; s < 65; s++) signal(s, SIG_IGN);
