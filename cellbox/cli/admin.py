@@ -1,8 +1,7 @@
-"""Administration subcommands: ``cellbox boxes``, ``cellbox reap`` and ``cellbox chaos``.
+"""Administration subcommands: ``cellbox boxes``, ``reap``, ``chaos`` and ``doctor``.
 
-They are cellbox's own (isolate has no equivalent), so they use ordinary argparse grammar
-rather than isolate's option table. None of them takes a box's lock while it is in use:
-they are safe to run at any time, next to live runs.
+None of them takes a box's lock while it is in use: they are safe to run at any time, next
+to live runs.
 """
 
 from __future__ import annotations
@@ -10,27 +9,13 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from cellbox.cli import judge as judge_cli
+from cellbox.cli.subcommands import parser as _parser
 from cellbox.errors import UsageError
 
 if TYPE_CHECKING:
     import argparse
-
-HELP_WIDTH = 100  # fixed, so docs/cli.md does not depend on the terminal
-
-
-def _parser(name: str, description: str) -> argparse.ArgumentParser:
-    import argparse  # only here: the plain --run path must not pay for it
-
-    class Parser(argparse.ArgumentParser):
-        def error(self, message: str) -> None:  # type: ignore[override]
-            raise UsageError(f"{message} (see cellbox {name} --help)")
-
-    return Parser(prog=f"cellbox {name}", description=description,
-                  formatter_class=lambda prog: argparse.HelpFormatter(prog, width=HELP_WIDTH))
 
 
 def boxes_parser() -> argparse.ArgumentParser:
@@ -141,17 +126,42 @@ def chaos_main(argv: list[str]) -> int:
     return 0 if report.ok else 1
 
 
-SUBCOMMANDS: dict[str, tuple[Callable[[list[str]], int], Callable[[], argparse.ArgumentParser]]]
-SUBCOMMANDS = {
-    "boxes": (boxes_main, boxes_parser),
-    "reap": (reap_main, reap_parser),
-    "chaos": (chaos_main, chaos_parser),
-    "languages": (judge_cli.languages_main, judge_cli.languages_parser),
-    "exec": (judge_cli.exec_main, judge_cli.exec_parser),
-    "judge": (judge_cli.judge_main, judge_cli.judge_parser),
-}
+def doctor_parser() -> argparse.ArgumentParser:
+    p = _parser("doctor", "Check this host for cellbox: cgroups, swap, transparent huge pages, "
+                "ASLR, SMT, the CPU frequency governor and boost, protected links, user "
+                "namespaces, seccomp and the kernel features cellbox uses. Each check passes, "
+                "warns or fails and says how to fix what it found. Exit 1 if any check fails.")
+    p.add_argument("--fix", action="store_true", help="apply the fixes that last until the "
+                   "next reboot (sysctl and sysfs writes), then check again")
+    p.add_argument("--json", action="store_true", help="print the checks as JSON")
+    return p
 
 
-def main(argv: list[str]) -> int:
-    handler, _ = SUBCOMMANDS[argv[0]]
-    return handler(argv[1:])
+def doctor_main(argv: list[str]) -> int:
+    args = doctor_parser().parse_args(argv)
+    from cellbox import doctor
+
+    checks = doctor.run_checks()
+    fixed = doctor.apply_fixes(checks) if args.fix else []
+    if fixed:
+        checks = doctor.run_checks()
+    failed = any(c.level is doctor.Level.FAIL for c in checks)
+    if args.json:
+        print(json.dumps({"checks": [c.to_dict() for c in checks], "fixes": fixed,
+                          "ok": not failed}, indent=2))
+        return 1 if failed else 0
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title="cellbox doctor")
+    for col in ("check", "result", "found", "what to do"):
+        t.add_column(col, overflow="fold")
+    style = {"pass": "green", "warn": "yellow", "fail": "bold red"}
+    for c in checks:
+        t.add_row(c.name, f"[{style[c.level.value]}]{c.level.value}[/]", c.found,
+                  c.advice + (" (--fix does this)" if c.fix and not args.fix else ""))
+    console = Console() if sys.stdout.isatty() else Console(width=200)
+    console.print(t)
+    for line in fixed:
+        console.print(f"fixed: {line}")
+    return 1 if failed else 0

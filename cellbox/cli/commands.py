@@ -381,13 +381,13 @@ def _table(result: RunResult) -> None:
 
 
 def run_cli(argv: list[str]) -> int:
-    from cellbox.cli import admin
+    from cellbox.cli import subcommands
 
     try:
         if argv and argv[0] == "run":
             return oneshot_main(argv[1:])
-        if argv and argv[0] in admin.SUBCOMMANDS:
-            return admin.main(argv)
+        if argv and argv[0] in subcommands.SUBCOMMANDS:
+            return subcommands.main(argv)
         return isolate_main(argv)
     except CellboxError as e:
         print(f"cellbox: {e}", file=sys.stderr)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 from dataclasses import fields
 
-from cellbox.cli import admin, options
+from cellbox.cli import options, subcommands
 from cellbox.cli.commands import exit_code
 from cellbox.cli.options import GROUPS, OPTIONS, Arg, Opt
 from cellbox.config import DEFAULT_PATH, ENV_VAR
@@ -253,12 +253,15 @@ def render() -> str:
         add(f"| `{f.name}` | {_cell(RESULT_FIELDS[f.name])} |")
     add(f"| `isolate_status` | {_cell(RESULT_FIELDS['isolate_status'])} |")
     add("")
-    add("## Administration commands")
+    add("## cellbox's own commands")
     add("")
-    add("These are cellbox's own, with ordinary `--option` grammar. None of them takes the "
-        "lock of a box in use, so they are safe to run at any time, next to live runs. "
-        "The lock protocol they watch over is described in [lifecycle.md](lifecycle.md).")
-    for name, (_, parser) in admin.SUBCOMMANDS.items():
+    add("These have no isolate equivalent and use ordinary `--option` grammar. The "
+        "administration commands (`boxes`, `reap`, `chaos`, `doctor`) never take the lock of "
+        "a box in use, so they are safe to run at any time, next to live runs; the lock "
+        "protocol they watch over is in [lifecycle.md](lifecycle.md). `languages`, `exec` "
+        "and `judge` are described in [languages.md](languages.md).")
+    for name in subcommands.SUBCOMMANDS:
+        _, parser = subcommands.resolve(name)
         add("")
         add(f"### `cellbox {name}`")
         add("")

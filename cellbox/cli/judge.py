@@ -1,6 +1,6 @@
 """``cellbox languages``, ``cellbox exec`` and ``cellbox judge``: thin front ends over
-``cellbox.judge``. Registered in ``cellbox.cli.admin.SUBCOMMANDS``, which every cellbox command
-imports, so this module imports nothing heavy at the top."""
+``cellbox.judge``. Registered in ``cellbox.cli.subcommands``; imported only when one of them
+runs, and it still imports nothing heavy at the top (``--help`` stays fast)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import json
 import sys
 from typing import TYPE_CHECKING
 
+from cellbox.cli.subcommands import parser as _parser
 from cellbox.errors import UsageError
 
 if TYPE_CHECKING:
@@ -16,12 +17,6 @@ if TYPE_CHECKING:
     from cellbox.judge import Checker, JudgeLimits, JudgeReport
 
 CHECKERS = ("tokens", "exact", "float")
-
-
-def _parser(name: str, description: str) -> argparse.ArgumentParser:
-    from cellbox.cli.admin import _parser as subcommand_parser
-
-    return subcommand_parser(name, description)
 
 
 def languages_parser() -> argparse.ArgumentParser:
