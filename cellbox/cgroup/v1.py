@@ -149,8 +149,8 @@ class CgroupV1:
         self.found = found  # what detection saw, for describe()
 
     def describe(self) -> str:
-        return "cgroup v1: " + ", ".join(
-            f"{c}={d}" for c, d in zip(REQUIRED, self.base_dirs())) + f"; found: {self.found}"
+        dirs = ", ".join(f"{c}={d}" for c, d in zip(REQUIRED, self.base_dirs(), strict=True))
+        return f"cgroup v1: {dirs}; found: {self.found}"
 
     def base_dirs(self) -> list[str]:
         return [os.path.join(self.mounts[c], self.root) for c in REQUIRED]

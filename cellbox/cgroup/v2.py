@@ -78,9 +78,10 @@ def place(mount: str, cg_root: str) -> Placement:
         return Placement(os.path.join(mount, cg_root.strip("/")), None,
                          f"cg_root = {cg_root!r} in the configuration")
     own = own_cgroup()
-    parent = os.path.dirname(own)
-    if os.path.basename(own) == LEAF and os.path.isdir(os.path.join(mount + parent, BOXES)):
-        own = parent  # a process that cellbox (or its caller) moved into the leaf already
+    if os.path.basename(own) == LEAF:
+        # Moved into the leaf already, by an earlier cellbox process or by systemd
+        # (DelegateSubgroup=supervisor): the delegated cgroup is the parent.
+        own = os.path.dirname(own)
     top = os.path.join(mount, BOXES)
     if own == "/":
         return Placement(top, None, "this process runs in the root cgroup")
@@ -101,9 +102,8 @@ def _enable_controllers(d: str) -> None:
 
 def _take_delegation(d: str) -> None:
     """Move every process of the delegated cgroup ``d`` into ``d/supervisor``, then enable
-    the controllers for d's children. ``d/cellbox`` is made first: it is how a cellbox
-    process already in the leaf recognises ``d`` as its delegated cgroup (see ``place``)."""
-    os.makedirs(os.path.join(d, BOXES), exist_ok=True)
+    the controllers for d's children. The processes of d are the service's that was given
+    d (a judge and the cellbox commands it runs): all of them move, or the kernel refuses."""
     leaf = os.path.join(d, LEAF)
     os.makedirs(leaf, exist_ok=True)
     for _ in range(20):  # a process in d may fork between the moves and the enabling
