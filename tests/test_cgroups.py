@@ -186,3 +186,23 @@ def test_auto_in_the_root_cgroup_uses_a_top_level_cellbox_cgroup(
     assert proc.returncode == 0, proc.stderr
     assert f"boxes in {mount}/{BOXES}/box-<id> (this process runs in the root cgroup)" \
         in proc.stdout, proc.stdout
+
+
+@needs_v2
+def test_auto_in_a_cgroup_without_the_controllers_fails_and_moves_nothing(
+        tmp_path: Path, test_config: Path) -> None:
+    mount = find_mount()
+    assert mount is not None
+    plain = os.path.join(mount, CG_ROOT, "plain")  # enables nothing for its children
+    d = os.path.join(plain, "undelegated")
+    os.makedirs(d)
+    try:
+        proc = _shell_in(d, f"$CB -b {BOX} --init || echo exit $?\ncat /proc/self/cgroup",
+                         _auto_config(tmp_path, test_config))
+        assert "which has no memory and pids controller" in proc.stderr, proc.stderr
+        assert proc.stdout.splitlines() == ["exit 2", f"0::{d[len(mount):]}"], proc.stdout
+        made = [n for n in os.listdir(d) if os.path.isdir(os.path.join(d, n))]
+        assert made == [], made  # no leaf, no box cgroup
+    finally:
+        os.rmdir(d)
+        os.rmdir(plain)

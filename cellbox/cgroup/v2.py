@@ -83,9 +83,10 @@ def place(mount: str, cg_root: str) -> Placement:
         # (DelegateSubgroup=supervisor): the delegated cgroup is the parent.
         own = os.path.dirname(own)
     top = os.path.join(mount, BOXES)
-    if own == "/":
+    d = os.path.join(mount, own.lstrip("/")).rstrip("/")
+    if not os.path.exists(os.path.join(d, "cgroup.type")):  # the one cgroup without it
         return Placement(top, None, "this process runs in the root cgroup")
-    d = mount + own
+    # Otherwise d is a real cgroup, even when it is "/": the root of a cgroup namespace.
     if os.path.isdir("/run/systemd/system") and not _systemd_delegated(d):
         return Placement(top, None, f"this process runs in {own}, which systemd did not "
                          "delegate (no trusted.delegate attribute)")
@@ -104,6 +105,12 @@ def _take_delegation(d: str) -> None:
     """Move every process of the delegated cgroup ``d`` into ``d/supervisor``, then enable
     the controllers for d's children. The processes of d are the service's that was given
     d (a judge and the cellbox commands it runs): all of them move, or the kernel refuses."""
+    missing = [c for c in NEEDED if c not in controllers(d)]
+    if missing:  # checked before anything moves
+        raise SandboxSetupError(
+            f"cellbox runs in the cgroup {d}, which has no {' and '.join(missing)} controller: "
+            "it was not delegated them. Run cellbox in a service with Delegate=memory pids "
+            "(systemd/cellbox.service, docs/cgroups.md), or set cg_root in the configuration.")
     leaf = os.path.join(d, LEAF)
     os.makedirs(leaf, exist_ok=True)
     for _ in range(20):  # a process in d may fork between the moves and the enabling
