@@ -58,7 +58,7 @@ def test_wall_time_of_a_sleep(box: InitBox) -> None:
 def small(meta: dict[str, str]) -> None:
     assert meta["cellbox-status"] == "OK", meta
     assert int(meta["cg-mem"]) < 10 * MIB_KB, meta
-    assert float(meta["time"]) < 0.1, meta  # /bin/true: ~50 ms of CPU in the emulated VM
+    assert float(meta["time"]) < 0.2, meta  # /bin/true: 50-100 ms of CPU in the emulated VM
     for key in ("cg-oom-killed", "processes-limit-hit", "killed", "exceeded"):
         assert key not in meta, meta
 

@@ -106,7 +106,7 @@ def test_second_run_reports_its_own_peak_and_oom_state(progs: InitBox) -> None:
     assert meta["processes-limit-hit"] == "1", meta
     proc, meta = run(progs, "/bin/true")
     assert meta["cellbox-status"] == "OK", meta
-    assert int(meta["cg-mem"]) < 5 * MIB_KB and float(meta["time"]) < 0.1, meta
+    assert int(meta["cg-mem"]) < 5 * MIB_KB, meta
     assert "processes-limit-hit" not in meta and "cg-oom-killed" not in meta, meta
 
 
