@@ -179,6 +179,24 @@ $CB -b {BOX} --cleanup
 
 
 @needs_v2
+def test_concurrent_cellbox_processes_share_the_delegation(delegated: str, tmp_path: Path,
+                                                          test_config: Path) -> None:
+    """Three one-shot runs start at once in the delegated cgroup: each may be the one that
+    moves the others into the leaf; all of them get a box under the same D/cellbox."""
+    proc = _shell_in(delegated, f"""
+for i in 1 2 3; do
+    ($CB run --cg-mem=20M -p2 -- /bin/true >/dev/null 2>&1; echo "rc=$?") &
+done
+wait
+echo "left in D: $(wc -l < {delegated}/cgroup.procs)"
+""", _auto_config(tmp_path, test_config))
+    out = proc.stdout.splitlines()
+    assert out == ["rc=0"] * 3 + ["left in D: 0"], (out, proc.stderr)
+    boxes = os.path.join(delegated, BOXES)
+    assert not [n for n in os.listdir(boxes) if n.startswith("box-")]  # all cleaned up
+
+
+@needs_v2
 def test_auto_in_the_root_cgroup_uses_a_top_level_cellbox_cgroup(
         tmp_path: Path, test_config: Path) -> None:
     mount = find_mount()
