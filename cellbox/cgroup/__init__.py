@@ -61,7 +61,10 @@ def detect(cg_root: str = "auto") -> CgroupBackend:
     mount = v2.find_mount()
     v2_ctrls = v2.controllers(mount) if mount else set()
     v1_mounts = v1.find_mounts()
+    layout = ("hybrid" if mount and v1_mounts else "unified (v2 only)" if mount
+              else "v1 only" if v1_mounts else "no cgroups")
     found = "; ".join([
+        layout,
         f"cgroup2 at {mount} with controllers {' '.join(sorted(v2_ctrls)) or '(none)'}"
         if mount else "no cgroup2 mount",
         f"cgroup v1 controllers {' '.join(sorted(v1_mounts)) or '(none)'}"])
