@@ -51,7 +51,7 @@ def test_config() -> Iterator[Path]:
     for d in _cgroup_dirs():
         for sub in sorted(Path(d).glob("box-*")):
             sub.rmdir()
-        os.rmdir(d)
+    detect(CG_ROOT).remove_root()
     shutil.rmtree(top, ignore_errors=True)
 
 

@@ -113,7 +113,7 @@ def test_second_run_reports_its_own_peak_and_oom_state(progs: InitBox) -> None:
 
 # -- cgroup v2 placement: cg_root = "auto" ---------------------------------------------------
 
-BOX = 170  # a box id of its own (< conftest.NUM_BOXES): these tests use their own config
+BOX = 185  # a fixed box id no other test uses (< conftest.NUM_BOXES)
 
 
 def _auto_config(tmp_path: Path, test_config: Path) -> Path:

@@ -155,6 +155,14 @@ class CgroupV1:
     def base_dirs(self) -> list[str]:
         return [os.path.join(self.mounts[c], self.root) for c in REQUIRED]
 
+    def remove_root(self) -> None:
+        """Remove the (empty) cellbox directory itself, e.g. after a test or chaos run."""
+        for c in REQUIRED:
+            try:
+                os.rmdir(os.path.join(self.mounts[c], self.root))
+            except FileNotFoundError:
+                pass
+
     def box(self, box_id: int, create: bool = True) -> BoxCgroupV1:
         dirs = {c: os.path.join(self.mounts[c], self.root, f"box-{box_id}") for c in REQUIRED}
         if create:

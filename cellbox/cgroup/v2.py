@@ -245,6 +245,14 @@ class CgroupV2:
         _enable_controllers(d)
         self._prepared = True
 
+    def remove_root(self) -> None:
+        """Remove the (empty) base directory itself, e.g. after a test run. A delegated
+        cgroup's leaf stays: it holds the processes of the service."""
+        try:
+            os.rmdir(self.placement.base)
+        except FileNotFoundError:
+            pass
+
     def box(self, box_id: int, create: bool = True) -> BoxCgroupV2:
         path = os.path.join(self.placement.base, f"box-{box_id}")
         if create:
