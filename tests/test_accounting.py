@@ -27,14 +27,11 @@ def run(box: InitBox, *argv: str, opts: tuple[str, ...] = ()):  # noqa: ANN201
     return proc, meta
 
 
-# In the emulated cgroup v2 VM, on a loaded host, the four-thread case measured 3 to 5.5 %
-# more CPU time than the threads' own clocks (not explained yet; see docs/cgroups.md), so
-# the VM subset (marker cgroup2) takes the one-thread case only.
-@pytest.mark.parametrize("threads", [pytest.param(1, marks=pytest.mark.cgroup2), 4])
+# Not in the cgroup v2 VM subset: there, on a loaded host, the cgroup's figure exceeded the
+# program's own clocks by 3 to 6 % (see docs/cgroups.md); test_cgroups.py checks it loosely.
+@pytest.mark.parametrize("threads", [1, 4])
 def test_cpu_time_matches_what_the_program_used(progs: InitBox, threads: int) -> None:
-    """2 s of CPU in all, in one thread or spread over four. (2 s, so that exec and start-up,
-    which the cgroup counts and the program's clocks do not, stay well below 5 % even in the
-    emulated VM, where /bin/true alone takes 50 to 100 ms.)"""
+    """2 s of CPU in all, in one thread or spread over four."""
     proc, meta = run(progs, "./burn", str(threads), str(2.0 / threads), opts=("-p",))
     assert meta["cellbox-status"] == "OK", (proc.stderr, meta)
     true_cpu = float(proc.stdout)  # sum of CLOCK_THREAD_CPUTIME_ID over the threads
