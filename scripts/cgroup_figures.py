@@ -69,8 +69,8 @@ def main() -> None:
     cfg = top / "cellbox.toml"
     cfg.write_text(f'box_root = "{top}/boxes"\nlock_root = "{top}/locks"\n'
                    f'cg_root = "{cg_root}"\nnum_boxes = 1\n'
-                   # outside the test suite's uids (60000-69999): never taken for its leaks
-                   "first_uid = 70000\nfirst_gid = 70000\n")
+                   # away from the uids of the tests (60000-69999) and the chaos run (70000-70499)
+                   "first_uid = 75000\nfirst_gid = 75000\n")
     os.environ["CELLBOX_CONFIG"] = str(cfg)
     from cellbox.cgroup import detect
 
