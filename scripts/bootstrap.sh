@@ -4,7 +4,9 @@
 #      pyseccomp), the toolchains of the shipped languages (a JDK, node, rustc) (and python3 /
 #      python3-venv only when no usable Python >= 3.11 or no working venv module is found);
 #   2. create .venv with the first python3 on PATH that is >= 3.11, if .venv is absent or broken;
-#   3. pip install -e '.[test]' when pyproject.toml changed since the last install.
+#   3. pip install -e '.[test]' when pyproject.toml changed since the last install;
+#   4. when ../shared/vm/run-in-vm is there (CI, the team's machines): its setup (qemu, a Debian
+#      kernel, busybox), so that scripts/test.sh can run the cgroup v2 tests in its VM.
 # Quiet when there is nothing to do; on a failure it says what failed and shows the log.
 set -euo pipefail
 
@@ -126,4 +128,12 @@ if [[ ! -f $STAMP || $(cat "$STAMP") != "$WANT" ]] ||
     quietly "pip install" "$VENV/bin/python" -m pip install -q --disable-pip-version-check \
         -e ".[test]"
     echo "$WANT" >"$STAMP"
+fi
+
+# ---- the cgroup v2 VM (scripts/test.sh) ------------------------------------------------------
+
+# Called through python3: CI's copy of shared/ has no execute bits. Its setup is idempotent.
+RUN_IN_VM="$REPO/../shared/vm/run-in-vm"
+if [[ -f $RUN_IN_VM ]]; then
+    quietly "the cgroup v2 VM's setup" python3 "$RUN_IN_VM" --setup
 fi

@@ -1,8 +1,9 @@
 """Shared fixtures. Every test runs cellbox for real (root, namespaces, cgroups, mounts).
 
 The suite uses its own configuration (box_root and lock_root in a temporary directory, cgroups
-under <controller>/cellbox/test-PID), so it never touches boxes in real use, and it checks after
-every test that nothing was left behind: no process with a box uid, no mount, no box cgroup.
+under cellbox/test-PID: <controller>/cellbox/test-PID on cgroup v1, <cgroup2 mount>/cellbox/
+test-PID on v2), so it never touches boxes in real use, and it checks after every test that
+nothing was left behind: no process with a box uid, no mount, no box cgroup.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from cellbox.chaos import uid_processes
+from cellbox.cgroup import detect
 
 NUM_BOXES = 200
 # Per session, like CG_ROOT: concurrent test runs get disjoint box uids (all in 60000-69999).
@@ -50,13 +52,13 @@ def test_config() -> Iterator[Path]:
     for d in _cgroup_dirs():
         for sub in sorted(Path(d).glob("box-*")):
             sub.rmdir()
-        os.rmdir(d)
+    detect(CG_ROOT).remove_root()
     shutil.rmtree(top, ignore_errors=True)
 
 
 def _cgroup_dirs() -> list[str]:
-    return [f"/sys/fs/cgroup/{c}/{CG_ROOT}" for c in ("memory", "cpuacct", "pids")
-            if os.path.isdir(f"/sys/fs/cgroup/{c}/{CG_ROOT}")]
+    """The session's cgroup directories that exist, on whichever backend this machine has."""
+    return [d for d in detect(CG_ROOT).base_dirs() if os.path.isdir(d)]
 
 
 def box_uid_processes() -> list[str]:

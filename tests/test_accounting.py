@@ -27,16 +27,19 @@ def run(box: InitBox, *argv: str, opts: tuple[str, ...] = ()):  # noqa: ANN201
     return proc, meta
 
 
+# Not in the cgroup v2 VM subset: there, on a loaded host, the cgroup's figure exceeded the
+# program's own clocks by 3 to 6 % (see docs/cgroups.md); test_cgroups.py checks it loosely.
 @pytest.mark.parametrize("threads", [1, 4])
 def test_cpu_time_matches_what_the_program_used(progs: InitBox, threads: int) -> None:
-    """1 s of CPU in all, in one thread or spread over four."""
-    proc, meta = run(progs, "./burn", str(threads), str(1.0 / threads), opts=("-p",))
+    """2 s of CPU in all, in one thread or spread over four."""
+    proc, meta = run(progs, "./burn", str(threads), str(2.0 / threads), opts=("-p",))
     assert meta["cellbox-status"] == "OK", (proc.stderr, meta)
     true_cpu = float(proc.stdout)  # sum of CLOCK_THREAD_CPUTIME_ID over the threads
-    assert true_cpu >= 0.99
+    assert true_cpu >= 1.99
     assert abs(float(meta["time"]) - true_cpu) <= 0.05 * true_cpu, (meta["time"], true_cpu)
 
 
+@pytest.mark.cgroup2
 def test_touched_100_mib_shows_in_cg_mem(progs: InitBox) -> None:
     proc, meta = run(progs, "./alloc", "100")
     assert meta["cellbox-status"] == "OK", (proc.stderr, meta)
@@ -54,7 +57,7 @@ def test_wall_time_of_a_sleep(box: InitBox) -> None:
 def small(meta: dict[str, str]) -> None:
     assert meta["cellbox-status"] == "OK", meta
     assert int(meta["cg-mem"]) < 10 * MIB_KB, meta
-    assert float(meta["time"]) < 0.05, meta
+    assert float(meta["time"]) < 0.2, meta  # /bin/true: 50-100 ms of CPU in the emulated VM
     for key in ("cg-oom-killed", "processes-limit-hit", "killed", "exceeded"):
         assert key not in meta, meta
 
@@ -83,6 +86,7 @@ def test_oom_and_limit_flags_do_not_carry_over(progs: InitBox) -> None:
     small(meta)
 
 
+@pytest.mark.cgroup2
 def test_files_left_in_the_box_are_not_charged_to_the_next_run(progs: InitBox) -> None:
     proc, meta = run(progs, "/usr/bin/dd", "if=/dev/zero", "of=data", "bs=1M", "count=40")
     assert meta["cellbox-status"] == "OK", (proc.stderr, meta)

@@ -39,19 +39,43 @@ class BoxCgroup(Protocol):
 class CgroupBackend(Protocol):
     version: int
 
-    def describe(self) -> str: ...
+    def describe(self) -> str:
+        """Which hierarchy, where the boxes go, and why: for --print-cg-root."""
+        ...
+    def base_dirs(self) -> list[str]:
+        """The directories holding the box cgroups (one per v1 controller; one on v2)."""
+        ...
     def box(self, box_id: int, create: bool = True) -> BoxCgroup: ...
     def remove_root(self) -> None: ...
 
 
 def detect(cg_root: str = "auto") -> CgroupBackend:
-    """The backend for this machine: v1 where the v1 controllers cellbox needs are mounted."""
-    from cellbox.cgroup import v1
+    """The backend for this machine: the hierarchy that has the controllers cellbox needs.
 
-    found = v1.find_mounts()
-    if all(c in found for c in v1.REQUIRED):
-        return v1.CgroupV1(found, cg_root)
+    Pure v2 (a cgroup2 mount with memory and pids) gives v2; v1 controllers mounted (memory,
+    cpuacct, pids) give v1. On a hybrid machine a controller lives in one hierarchy
+    only, so at most one of the two qualifies (typically v1, with a cgroup2 mount that has no
+    controllers). Detection only reads; nothing is created until a box is.
+    """
+    from cellbox.cgroup import v1, v2
+
+    mount = v2.find_mount()
+    v2_ctrls = v2.controllers(mount) if mount else set()
+    v1_mounts = v1.find_mounts()
+    layout = ("hybrid" if mount and v1_mounts else "unified (v2 only)" if mount
+              else "v1 only" if v1_mounts else "no cgroups")
+    found = "; ".join([
+        layout,
+        f"cgroup2 at {mount} with controllers {' '.join(sorted(v2_ctrls)) or '(none)'}"
+        if mount else "no cgroup2 mount",
+        f"cgroup v1 controllers {' '.join(sorted(v1_mounts)) or '(none)'}"])
+    v2_missing = [c for c in v2.NEEDED if c not in v2_ctrls]
+    if mount and not v2_missing:
+        return v2.CgroupV2(mount, cg_root, f"{found}; cgroup2 has {' and '.join(v2.NEEDED)}")
+    if all(c in v1_mounts for c in v1.REQUIRED):
+        return v1.CgroupV1(v1_mounts, cg_root, f"{found}; cgroup2 lacks "
+                           f"{' and '.join(v2_missing)}, the v1 controllers are all there")
     raise SandboxSetupError(
-        "No usable cgroup hierarchy: cellbox needs the cgroup v1 controllers "
-        f"{', '.join(v1.REQUIRED)} mounted (found: {', '.join(sorted(found)) or 'none'}). "
-        "Mount them under /sys/fs/cgroup (the cgroup v2 backend is not available yet).")
+        f"No usable cgroup hierarchy (found: {found}). cellbox needs either cgroup v2 with the "
+        f"{' and '.join(v2.NEEDED)} controllers available in the root cgroup, or the cgroup v1 "
+        f"controllers {', '.join(v1.REQUIRED)} mounted under /sys/fs/cgroup.")

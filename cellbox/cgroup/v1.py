@@ -7,12 +7,12 @@ run start.
 
 from __future__ import annotations
 
-import errno
 import os
 import signal
 import time
 
 from cellbox.cgroup import CgroupStats
+from cellbox.cgroup.files import keyed, read, rmdir_when_empty, swap_in_use, wait_until, write
 from cellbox.errors import SandboxSetupError
 
 REQUIRED = ("memory", "cpuacct", "pids")
@@ -34,46 +34,6 @@ def find_mounts() -> dict[str, str]:
     return found
 
 
-def _swap_in_use() -> bool:
-    with open("/proc/swaps") as f:
-        return len(f.readlines()) > 1
-
-
-def _write(path: str, value: str | int) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
-    try:
-        os.write(fd, str(value).encode())
-    finally:
-        os.close(fd)
-
-
-def _read(path: str) -> str:
-    with open(path) as f:
-        return f.read()
-
-
-def _keyed(text: str, key: str) -> int:
-    for line in text.splitlines():
-        k, _, v = line.partition(" ")
-        if k == key:
-            return int(v)
-    return 0
-
-
-def _rmdir_when_empty(d: str) -> None:
-    for _ in range(200):
-        try:
-            os.rmdir(d)
-            return
-        except FileNotFoundError:
-            return
-        except OSError as e:  # EBUSY: the last task is still being torn down
-            if e.errno != errno.EBUSY:
-                raise
-            time.sleep(0.005)
-    raise SandboxSetupError(f"Cannot remove cgroup {d}: it still has processes")
-
-
 def _kill_if_in(pid: int, cgroup_dir: str) -> None:
     """SIGKILL ``pid`` if it is still a task of ``cgroup_dir``."""
     try:
@@ -90,7 +50,7 @@ def _kill_if_in(pid: int, cgroup_dir: str) -> None:
 
 
 def _cgroup_of(pid: int, controller: str) -> str:
-    for line in _read(f"/proc/{pid}/cgroup").splitlines():
+    for line in read(f"/proc/{pid}/cgroup").splitlines():
         _, controllers, path = line.split(":", 2)
         if controller in controllers.split(","):
             return path
@@ -112,12 +72,12 @@ class BoxCgroupV1:
         charged to the cgroup that wrote them, and would count against the next run.
         Removing the old one hands those charges to the parent."""
         d = self.dirs["memory"]
-        _rmdir_when_empty(d)
+        rmdir_when_empty(d)
         os.mkdir(d)
 
     def _set_limits(self, memory: int | None, pids: int | None) -> None:
         memsw = os.path.exists(self._p("memory", "memory.memsw.limit_in_bytes"))
-        if memory is not None and not memsw and _swap_in_use():
+        if memory is not None and not memsw and swap_in_use():
             raise SandboxSetupError(
                 "A memory limit was asked for, but swap is on and the kernel does not account "
                 "swap in cgroups (no memory.memsw.*): the program could swap past the limit. "
@@ -125,11 +85,11 @@ class BoxCgroupV1:
         try:
             # memsw >= limit at every moment: lift memsw first, then set both.
             if memsw:
-                _write(self._p("memory", "memory.memsw.limit_in_bytes"), -1)
-            _write(self._p("memory", "memory.limit_in_bytes"), -1 if memory is None else memory)
+                write(self._p("memory", "memory.memsw.limit_in_bytes"), -1)
+            write(self._p("memory", "memory.limit_in_bytes"), -1 if memory is None else memory)
             if memsw and memory is not None:
-                _write(self._p("memory", "memory.memsw.limit_in_bytes"), memory)
-            _write(self._p("pids", "pids.max"), "max" if pids is None else pids)
+                write(self._p("memory", "memory.memsw.limit_in_bytes"), memory)
+            write(self._p("pids", "pids.max"), "max" if pids is None else pids)
         except OSError as e:
             raise SandboxSetupError(f"Cannot set cgroup limits (memory={memory}, "
                                     f"pids={pids}): {e}") from e
@@ -137,7 +97,7 @@ class BoxCgroupV1:
     def start_run(self, memory: int | None, pids: int | None) -> list[int]:
         self._fresh_memory_cgroup()
         self._set_limits(memory, pids)
-        _write(self._p("cpuacct", "cpuacct.usage"), 0)
+        write(self._p("cpuacct", "cpuacct.usage"), 0)
         self._pids_base = self._pids_max_events()
         self._cpu_fd = os.open(self._p("cpuacct", "cpuacct.usage"), os.O_RDONLY | os.O_CLOEXEC)
         # Joining by writing "0" from the child itself skips the RCU wait that a write of
@@ -151,7 +111,7 @@ class BoxCgroupV1:
 
     def _pids_max_events(self) -> int:
         try:
-            return _keyed(_read(self._p("pids", "pids.events")), "max")
+            return keyed(read(self._p("pids", "pids.events")), "max")
         except FileNotFoundError:
             return 0
 
@@ -161,9 +121,9 @@ class BoxCgroupV1:
 
     def stats(self) -> CgroupStats:
         return CgroupStats(
-            cpu_ns=int(_read(self._p("cpuacct", "cpuacct.usage"))),
-            peak_memory=int(_read(self._p("memory", "memory.max_usage_in_bytes"))),
-            oom_kills=_keyed(_read(self._p("memory", "memory.oom_control")), "oom_kill"),
+            cpu_ns=int(read(self._p("cpuacct", "cpuacct.usage"))),
+            peak_memory=int(read(self._p("memory", "memory.max_usage_in_bytes"))),
+            oom_kills=keyed(read(self._p("memory", "memory.oom_control")), "oom_kill"),
             pids_limit_hits=self._pids_max_events() - self._pids_base,
         )
 
@@ -171,7 +131,7 @@ class BoxCgroupV1:
         seen: set[int] = set()
         for d in self.dirs.values():
             try:
-                seen.update(int(p) for p in _read(os.path.join(d, "cgroup.procs")).split())
+                seen.update(int(p) for p in read(os.path.join(d, "cgroup.procs")).split())
             except FileNotFoundError:
                 pass
         return sorted(seen)
@@ -202,19 +162,23 @@ class BoxCgroupV1:
         if self.pids():
             self.kill_all()
         for d in self.dirs.values():
-            _rmdir_when_empty(d)
+            rmdir_when_empty(d)
 
 
 class CgroupV1:
     version = 1
 
-    def __init__(self, mounts: dict[str, str], cg_root: str) -> None:
+    def __init__(self, mounts: dict[str, str], cg_root: str, found: str) -> None:
         self.mounts = mounts
         self.root = "cellbox" if cg_root == "auto" else cg_root.strip("/")
+        self.found = found  # what detection saw, for describe()
 
     def describe(self) -> str:
-        return "cgroup v1: " + ", ".join(
-            f"{c}={os.path.join(self.mounts[c], self.root)}" for c in REQUIRED)
+        dirs = ", ".join(f"{c}={d}" for c, d in zip(REQUIRED, self.base_dirs(), strict=True))
+        return f"cgroup v1: {dirs}; found: {self.found}"
+
+    def base_dirs(self) -> list[str]:
+        return [os.path.join(self.mounts[c], self.root) for c in REQUIRED]
 
     def remove_root(self) -> None:
         """Remove the (empty) cellbox directory itself, e.g. after a test or chaos run."""
