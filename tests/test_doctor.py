@@ -13,6 +13,7 @@ from tests.conftest import cellbox
 pytestmark = pytest.mark.operations
 
 
+@pytest.mark.cgroup2  # runs in the cgroup v2 VM too
 def test_doctor_checks_this_host():
     proc = cellbox("doctor", "--json")
     report = json.loads(proc.stdout)
