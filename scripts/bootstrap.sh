@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Set up a fresh Debian 12 machine for cellbox, idempotently (run as root):
 #   1. apt-get install what is missing: gcc, g++, libseccomp2 (the seccomp filter, through
-#      pyseccomp), a JDK (and python3 / python3-venv only when no usable Python >= 3.11 or no
-#      working venv module is found);
+#      pyseccomp), a JDK, bubblewrap and util-linux's unshare (peers in `cellbox bench`), and
+#      python3 / python3-venv only when no usable Python >= 3.11 or no working venv module is
+#      found;
 #   2. create .venv with the first python3 on PATH that is >= 3.11, if .venv is absent or broken;
-#   3. pip install -e '.[test]' when pyproject.toml changed since the last install.
+#   3. pip install -e '.[test,bench]' when pyproject.toml changed since the last install, in
+#      setuptools' "compat" editable mode: a plain path entry in a .pth file, not an import
+#      hook, which cost every cellbox command ~20 ms of start-up.
 # Quiet when there is nothing to do; on a failure it says what failed and shows the log.
 set -euo pipefail
 
@@ -71,7 +74,7 @@ fi
 # "package[:command]": present if dpkg has the package installed (dpkg -s, but also false for a
 # removed package whose config files remain), or if the command is on PATH (e.g. a JDK that
 # came from another package than default-jdk-headless).
-REQUIRED=(gcc:gcc g++:g++ libseccomp2 default-jdk-headless:javac)
+REQUIRED=(gcc:gcc g++:g++ libseccomp2 default-jdk-headless:javac bubblewrap:bwrap util-linux:unshare)
 if [[ $NEED_VENV == 1 ]]; then
     if [[ -z $PYTHON ]]; then
         REQUIRED+=(python3 python3-venv)  # Debian 12's python3 is 3.11
@@ -118,11 +121,11 @@ if [[ $NEED_VENV == 1 ]]; then
     quietly "creating the virtual environment" "$PYTHON" -m venv "$VENV"
 fi
 
-WANT="$(sha256sum pyproject.toml | cut -d' ' -f1) $REPO"
+WANT="$(sha256sum pyproject.toml | cut -d' ' -f1) $REPO compat"
 if [[ ! -f $STAMP || $(cat "$STAMP") != "$WANT" ]] ||
     ! "$VENV/bin/python" -c 'import cellbox, pytest, pyseccomp' 2>/dev/null; then
-    say "installing cellbox and its test tools into .venv (pip install -e '.[test]')"
+    say "installing cellbox, its test and benchmark tools into .venv (pip install -e '.[test,bench]')"
     quietly "pip install" "$VENV/bin/python" -m pip install -q --disable-pip-version-check \
-        -e ".[test]"
+        --config-settings editable_mode=compat -e ".[test,bench]"
     echo "$WANT" >"$STAMP"
 fi
