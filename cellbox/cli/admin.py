@@ -1,4 +1,4 @@
-"""Administration subcommands: ``cellbox boxes``, ``cellbox reap`` and ``cellbox chaos``.
+"""Administration subcommands: ``cellbox boxes``, ``reap``, ``chaos`` and ``bench``.
 
 They are cellbox's own (isolate has no equivalent), so they use ordinary argparse grammar
 rather than isolate's option table. None of them takes a box's lock while it is in use:
@@ -140,11 +140,69 @@ def chaos_main(argv: list[str]) -> int:
     return 0 if report.ok else 1
 
 
+def bench_parser() -> argparse.ArgumentParser:
+    p = _parser("bench", "Benchmark cellbox against the floor (posix_spawn + wait), util-linux "
+                "unshare, bubblewrap and isolate (when it is on PATH), running /bin/true with "
+                "every case interleaved in each round, then runs/s with 2 workers. Prints a "
+                "table (median, p90, ratios to the floor and to each peer) and the issue's "
+                "targets, and writes bench.json and bench.png. It uses a configuration of its "
+                "own (temporary box and lock roots, its own cgroup directory and uids) and "
+                "leaves nothing behind. Other load on the machine skews the figures: compare "
+                "ratios, and read the load averages it records.")
+    p.add_argument("--rounds", type=int, default=100, help="timed rounds (default 100)")
+    p.add_argument("--warmup", type=int, default=5, help="untimed rounds first (default 5)")
+    p.add_argument("--throughput-seconds", type=float, default=2.0,
+                   help="seconds per throughput case; 0 skips throughput (default 2)")
+    p.add_argument("--python", action="store_true",
+                   help="also time python3 -c pass, bare and in the cellbox library")
+    p.add_argument("--out", default="cellbox-bench",
+                   help="directory for bench.json and bench.png (default ./cellbox-bench)")
+    p.add_argument("--first-uid", type=int, default=73000,
+                   help="first box uid/gid of the bench's 4 boxes; must be used by nothing "
+                        "else (default 73000)")
+    return p
+
+
+def bench_main(argv: list[str]) -> int:
+    args = bench_parser().parse_args(argv)
+    if args.rounds < 1 or args.warmup < 0 or args.throughput_seconds < 0:
+        raise UsageError("--rounds must be at least 1; --warmup and --throughput-seconds must "
+                         "not be negative")
+    from rich.progress import Progress
+
+    from cellbox.bench import report
+    from cellbox.bench.suite import Bench
+
+    bench = Bench(first_uid=args.first_uid)
+    with Progress(transient=True, disable=not sys.stderr.isatty()) as progress:
+        try:
+            bench.setup()
+            cases = bench.cases(python=args.python)
+            task = progress.add_task("latency", total=args.warmup + args.rounds)
+            bench.latency(cases, args.rounds, args.warmup, lambda: progress.advance(task))
+            if args.throughput_seconds > 0:
+                task = progress.add_task("throughput", total=4)
+                bench.throughput(args.throughput_seconds, lambda: progress.advance(task))
+        finally:
+            bench.close()
+    results = bench.results
+    report.summarise(results)
+    report.print_tables(results)
+    import os
+
+    os.makedirs(args.out, exist_ok=True)
+    report.to_json(results, os.path.join(args.out, "bench.json"))
+    report.chart(results, os.path.join(args.out, "bench.png"))
+    print(f"wrote {args.out}/bench.json and {args.out}/bench.png")
+    return 1 if results.failures else 0
+
+
 SUBCOMMANDS: dict[str, tuple[Callable[[list[str]], int], Callable[[], argparse.ArgumentParser]]]
 SUBCOMMANDS = {
     "boxes": (boxes_main, boxes_parser),
     "reap": (reap_main, reap_parser),
     "chaos": (chaos_main, chaos_parser),
+    "bench": (bench_main, bench_parser),
 }
 
 
