@@ -110,9 +110,12 @@ class Bench:
     def __init__(self, first_uid: int = 73000, cli: list[str] | None = None) -> None:
         self.first_uid = first_uid
         self.top = tempfile.mkdtemp(prefix="cellbox-bench-")
+        # Locks and records on tmpfs, as with the default lock_root (/run/cellbox): on a disk
+        # file system every rename of the record can cost a journal write.
+        self.lock_root = tempfile.mkdtemp(prefix="cellbox-bench-locks-", dir="/run")
         cfg = os.path.join(self.top, "cellbox.toml")
         with open(cfg, "w") as f:
-            f.write(f'box_root = "{self.top}/boxes"\nlock_root = "{self.top}/locks"\n'
+            f.write(f'box_root = "{self.top}/boxes"\nlock_root = "{self.lock_root}"\n'
                     f'cg_root = "cellbox/bench-{os.getpid()}"\nnum_boxes = {NUM_BOXES}\n'
                     f"first_uid = {first_uid}\nfirst_gid = {first_uid}\n")
         self.config = load_config(cfg)
@@ -247,6 +250,7 @@ class Bench:
             raise RuntimeError(f"the benchmark left these behind: {left}; bench files are in "
                                f"{self.top}")
         Boxes(self.config).cgroups.remove_root()
+        shutil.rmtree(self.lock_root)
         shutil.rmtree(self.top)
 
 
