@@ -139,7 +139,7 @@ SITE=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_path("pureli
 LAUNCHER="#!$VENV/bin/python -IS
 # cellbox's launcher, written by scripts/bootstrap.sh: -I -S skips site and its .pth files.
 import sys
-sys.path[1:1] = [\"$REPO\", \"$SITE\"]
+sys.path += [\"$REPO\", \"$SITE\"]  # after the standard library, as site would
 from cellbox.cli.main import main
 main()"
 if [[ $(cat "$VENV/bin/cellbox" 2>/dev/null) != "$LAUNCHER" ]]; then
