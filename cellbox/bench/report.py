@@ -28,14 +28,13 @@ def percentile(samples: list[float], q: float) -> float:
 def summarise(results: Results) -> None:
     """Add median and p90 (ms) to every latency case."""
     for case in results.latency.values():
-        samples: list[float] = case["samples_ms"]  # type: ignore[assignment]
-        case["median_ms"] = statistics.median(samples)
-        case["p90_ms"] = percentile(samples, 0.9)
+        case.median_ms = statistics.median(case.samples_ms)
+        case.p90_ms = percentile(case.samples_ms, 0.9)
 
 
 def _median(results: Results, name: str) -> float | None:
     case = results.latency.get(name)
-    return None if case is None else float(case["median_ms"])  # type: ignore[arg-type]
+    return None if case is None else case.median_ms
 
 
 def targets(results: Results) -> list[tuple[str, float | None, str, bool | None]]:
@@ -80,17 +79,16 @@ def print_tables(results: Results) -> None:
     from rich.table import Table
 
     console = Console(width=None if Console().is_terminal else 160)
-    peers = [n for n, c in results.latency.items() if c["group"] == "peer"]
+    peers = [n for n, c in results.latency.items() if c.group == "peer"]
     t = Table(title=f"cellbox bench: /bin/true, {results.rounds} interleaved rounds; load "
                     f"{_load(results.load_before)} before, {_load(results.load_after)} after")
     for col in ["case", "median ms", "p90 ms", "x floor", *(f"x {p.split()[0]}" for p in peers)]:
         t.add_column(col, justify="left" if col == "case" else "right")
     floor = _median(results, FLOOR)
     for name, case in results.latency.items():
-        med = float(case["median_ms"])  # type: ignore[arg-type]
-        t.add_row(name, f"{med:.2f}", f"{float(case['p90_ms']):.2f}",  # type: ignore[arg-type]
-                  _fmt(_ratio(med, floor)), *(_fmt(_ratio(med, _median(results, p)))
-                                              for p in peers))
+        med = case.median_ms
+        t.add_row(name, f"{med:.2f}", f"{case.p90_ms:.2f}", _fmt(_ratio(med, floor)),
+                  *(_fmt(_ratio(med, _median(results, p))) for p in peers))
     console.print(t)
     if results.throughput:
         tt = Table(title="runs/s with 2 workers")
@@ -127,13 +125,13 @@ def chart(results: Results, path: str) -> None:
     import matplotlib.pyplot as plt
 
     names = list(results.latency)
-    med = [float(results.latency[n]["median_ms"]) for n in names]  # type: ignore[arg-type]
-    p90 = [float(results.latency[n]["p90_ms"]) for n in names]  # type: ignore[arg-type]
+    med = [results.latency[n].median_ms for n in names]
+    p90 = [results.latency[n].p90_ms for n in names]
     colours = {"floor": "grey", "peer": "tab:blue", "cellbox": "tab:orange"}
     fig, axes = plt.subplots(2 if results.throughput else 1, 1, figsize=(9, 7), squeeze=False)
     ax = axes[0][0]
-    ax.barh(names, med, xerr=[[0] * len(med), [p - m for p, m in zip(p90, med)]],
-            color=[colours[str(results.latency[n]["group"])] for n in names])
+    ax.barh(names, med, xerr=[[0] * len(med), [p - m for p, m in zip(p90, med, strict=True)]],
+            color=[colours[results.latency[n].group] for n in names])
     ax.set_xscale("log")
     ax.invert_yaxis()
     ax.set_xlabel("ms per run (median, whisker to p90; log scale)")

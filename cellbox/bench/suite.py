@@ -31,6 +31,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from cellbox.box import Boxes
 from cellbox.chaos import uid_processes
@@ -58,12 +59,20 @@ class Case:
 
 
 @dataclass
+class CaseResult:
+    group: str
+    samples_ms: list[float]
+    median_ms: float = 0.0  # filled in by report.summarise
+    p90_ms: float = 0.0
+
+
+@dataclass
 class Results:
     load_before: tuple[float, float, float]
     load_after: tuple[float, float, float] = (0.0, 0.0, 0.0)
     rounds: int = 0
     skipped: list[str] = field(default_factory=list)
-    latency: dict[str, dict[str, object]] = field(default_factory=dict)
+    latency: dict[str, CaseResult] = field(default_factory=dict)
     throughput: dict[str, float] = field(default_factory=dict)  # runs/s with 2 workers
     failures: list[str] = field(default_factory=list)
 
@@ -86,15 +95,15 @@ class LibraryWorker:
                                      text=True)
         self._reply()  # ready
 
-    def _reply(self) -> dict[str, object]:
+    def _reply(self) -> dict[str, Any]:  # JSON, see cellbox.bench.worker
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
         if not line:
             raise RuntimeError(f"the library worker exited ({self.proc.wait()})")
-        reply: dict[str, object] = json.loads(line)
+        reply: dict[str, Any] = json.loads(line)
         return reply
 
-    def ask(self, **request: object) -> dict[str, object]:
+    def ask(self, **request: object) -> dict[str, Any]:
         assert self.proc.stdin is not None
         self.proc.stdin.write(json.dumps(request) + "\n")
         self.proc.stdin.flush()
@@ -148,8 +157,8 @@ class Bench:
     def _library(self, argv: list[str]) -> Callable[[], float]:
         def once() -> float:
             reply = self.workers[0].ask(argv=argv, runs=1)
-            self.results.failures += [str(f) for f in reply["failed"]]  # type: ignore[attr-defined]
-            return float(reply["ns"][0]) / 1e9  # type: ignore[index]
+            self.results.failures += reply["failed"]
+            return float(reply["ns"][0]) / 1e9
         return once
 
     def cases(self, python: bool) -> list[Case]:
@@ -209,8 +218,8 @@ class Bench:
             tick()
         self.results.rounds = rounds
         for case in cases:
-            self.results.latency[case.name] = {"group": case.group,
-                                               "samples_ms": [s * 1e3 for s in case.samples]}
+            self.results.latency[case.name] = CaseResult(case.group,
+                                                         [s * 1e3 for s in case.samples])
 
     def throughput(self, seconds: float, tick: Callable[[], None]) -> None:
         """Runs/s with 2 workers: 2 spawning processes for the floor and peers, the 2 library
@@ -220,7 +229,7 @@ class Bench:
                            ("bwrap --unshare-all", BWRAP + TRUE)):
             self.results.throughput[name] = _processes_rate(argv, seconds)
             tick()
-        replies: list[dict[str, object]] = []
+        replies: list[dict[str, Any]] = []
         threads = [threading.Thread(target=lambda w=w: replies.append(
             w.ask(argv=TRUE, seconds=seconds))) for w in self.workers]
         for t in threads:
@@ -228,9 +237,9 @@ class Bench:
         for t in threads:
             t.join()
         self.results.throughput["cellbox library, fresh namespaces"] = sum(
-            float(r["runs"]) / float(r["elapsed"]) for r in replies)  # type: ignore[arg-type]
+            r["runs"] / r["elapsed"] for r in replies)
         for r in replies:
-            self.results.failures += [str(f) for f in r["failed"]]  # type: ignore[attr-defined]
+            self.results.failures += r["failed"]
         tick()
 
     def close(self) -> None:
