@@ -47,7 +47,8 @@ BWRAP = ["bwrap", "--unshare-all", "--die-with-parent", "--ro-bind", "/usr", "/u
          *(a for d in ("/bin", "/lib", "/lib64", "/sbin") if os.path.exists(d)
            for a in ("--ro-bind", d, d)),
          "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
-ISOLATE_BOX = "--box-id=73"  # isolate's own configuration picks its uids
+# isolate's own configuration picks its uids; one box for --run, another for the --cg cycle.
+ISOLATE_RUN_BOX, ISOLATE_CYCLE_BOX = "--box-id=73", "--box-id=74"
 
 
 @dataclass
@@ -171,7 +172,7 @@ class Bench:
         if shutil.which("isolate"):
             cases += [
                 Case("isolate --run", "peer",
-                     self._timed(["isolate", ISOLATE_BOX, "--run", "--", *TRUE])),
+                     self._timed(["isolate", ISOLATE_RUN_BOX, "--run", "--", *TRUE])),
                 Case("isolate --cg init+run+cleanup", "peer", self._isolate_cycle),
             ]
         else:
@@ -191,7 +192,7 @@ class Bench:
     def _isolate_cycle(self) -> float:
         start = time.perf_counter()
         for cmd in (["--init"], ["--run", "--", *TRUE], ["--cleanup"]):
-            code = spawn_wait(["isolate", "--cg", ISOLATE_BOX, *cmd])
+            code = spawn_wait(["isolate", "--cg", ISOLATE_CYCLE_BOX, *cmd])
             if code != 0:
                 self.results.failures.append(f"isolate --cg {cmd[0]} exited {code}")
         return time.perf_counter() - start
@@ -205,7 +206,7 @@ class Bench:
             raise RuntimeError(f"cellbox --init of the bench box exited {code}; try "
                                f"{' '.join(self.cli)} --init by hand to see why")
         if shutil.which("isolate"):
-            spawn_wait(["isolate", ISOLATE_BOX, "--init"])
+            spawn_wait(["isolate", ISOLATE_RUN_BOX, "--init"])
         self.workers = [LibraryWorker(b, self.env) for b in LIB_BOXES]
 
     def latency(self, cases: list[Case], rounds: int, warmup: int,
@@ -249,7 +250,7 @@ class Bench:
         for box in (CLI_RUN_BOX, CLI_CYCLE_BOX):
             spawn_wait(self.cli + [f"--box-id={box}", "--cleanup"], self.env)
         if shutil.which("isolate"):
-            spawn_wait(["isolate", ISOLATE_BOX, "--cleanup"])
+            spawn_wait(["isolate", ISOLATE_RUN_BOX, "--cleanup"])
         self.results.load_after = os.getloadavg()
         left = uid_processes(self.first_uid, NUM_BOXES)
         with open("/proc/self/mountinfo") as f:
