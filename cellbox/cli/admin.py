@@ -8,6 +8,7 @@ they are safe to run at any time, next to live runs.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -188,8 +189,6 @@ def bench_main(argv: list[str]) -> int:
     results = bench.results
     report.summarise(results)
     report.print_tables(results)
-    import os
-
     os.makedirs(args.out, exist_ok=True)
     report.to_json(results, os.path.join(args.out, "bench.json"))
     report.chart(results, os.path.join(args.out, "bench.png"))
