@@ -27,7 +27,7 @@ def _bench_leftovers() -> set[str]:
 def test_bench_runs_every_case_and_leaves_nothing(tmp_path: Path) -> None:
     before = _bench_leftovers()
     proc = cellbox("bench", "--rounds", "2", "--warmup", "0", "--throughput-seconds", "0.2",
-                   "--python", "--out", str(tmp_path), "--first-uid", str(FIRST_UID),
+                   "--langs", "--out", str(tmp_path), "--first-uid", str(FIRST_UID),
                    timeout=300)
     assert proc.returncode == 0, proc.stdout.decode() + proc.stderr.decode()
     report = json.loads((tmp_path / "bench.json").read_text())
@@ -36,7 +36,7 @@ def test_bench_runs_every_case_and_leaves_nothing(tmp_path: Path) -> None:
     names = set(report["latency"])
     assert {"floor: posix_spawn + wait", "bwrap --unshare-all",
             "cellbox library, fresh namespaces", "cellbox --run (CLI)",
-            "python3 -c pass, cellbox library"} <= names
+            "python3 -c pass, cellbox library", "C hello, cellbox library"} <= names
     assert all(len(case["samples_ms"]) == 2 for case in report["latency"].values())
     assert report["throughput"]["cellbox library, fresh namespaces"] > 0
     assert _bench_leftovers() <= before

@@ -1,6 +1,6 @@
 """The benchmark suite behind ``cellbox bench`` (see benchmarks/README.md).
 
-Every case runs ``/bin/true`` (or ``python3 -c pass``) once per round, and the cases take turns
+Every case runs ``/bin/true`` (or a language's hello) once per round, and the cases take turns
 within each round, so that load from other processes on the machine hits them all alike: the
 ratios between cases are what matters, not the absolute milliseconds.
 
@@ -11,7 +11,8 @@ Cases:
 - isolate (only when ``isolate`` is on PATH): ``--run`` on an initialised box, and a full
   ``--cg`` init + run + cleanup cycle;
 - cellbox: the library from fresh namespaces (a leased box, one ``Box.run`` per round, in a
-  worker process), the CLI ``--run`` on an initialised box, and the CLI init + run + cleanup.
+  worker process), the CLI ``--run`` on an initialised box, and the CLI init + run + cleanup;
+- with ``langs``: ``python3 -c pass`` and a C hello world, bare and in the cellbox library.
 Then runs/s with 2 workers for the floor, the peers and the cellbox library.
 
 The suite has a configuration of its own (temporary box and lock roots, cgroup directory
@@ -39,6 +40,7 @@ from cellbox.config import ENV_VAR, load_config
 
 TRUE = ["/bin/true"]
 PYTHON = ["/usr/bin/python3", "-c", "pass"]
+HELLO_C = '#include <stdio.h>\nint main(void) { puts("hello"); return 0; }\n'
 NUM_BOXES = 4  # 0: CLI --run, 1: CLI cycle, 2 and 3: library workers
 CLI_RUN_BOX, CLI_CYCLE_BOX, LIB_BOXES = 0, 1, (2, 3)
 UNSHARE = ["unshare", "--pid", "--fork", "--mount", "--net", "--ipc", "--uts"]
@@ -162,7 +164,7 @@ class Bench:
             return float(reply["ns"][0]) / 1e9
         return once
 
-    def cases(self, python: bool) -> list[Case]:
+    def cases(self, langs: bool) -> list[Case]:
         cli_run = self.cli + [f"--box-id={CLI_RUN_BOX}", "--run", "--", *TRUE]
         cases = [
             Case("floor: posix_spawn + wait", "floor", self._timed(TRUE)),
@@ -182,12 +184,25 @@ class Bench:
             Case("cellbox --run (CLI)", "cellbox", self._timed(cli_run, self.env)),
             Case("cellbox --init, --run, --cleanup (CLI)", "cellbox", self._cli_cycle),
         ]
-        if python:
+        if langs:
+            hello = self._hello_c()
             cases += [
                 Case("python3 -c pass, bare", "floor", self._timed(PYTHON)),
                 Case("python3 -c pass, cellbox library", "cellbox", self._library(PYTHON)),
+                Case("C hello, bare", "floor", self._timed([hello])),
+                Case("C hello, cellbox library", "cellbox", self._library(["/box/hello"])),
             ]
         return cases
+
+    def _hello_c(self) -> str:
+        """Compile the C hello world on the host and copy it into the library worker's box."""
+        source = os.path.join(self.top, "hello.c")
+        binary = os.path.join(self.top, "hello")
+        with open(source, "w") as f:
+            f.write(HELLO_C)
+        subprocess.run(["gcc", "-O2", "-o", binary, source], check=True)
+        self.workers[0].ask(copy=binary, name="hello")
+        return binary
 
     def _isolate_cycle(self) -> float:
         start = time.perf_counter()

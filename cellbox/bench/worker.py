@@ -7,6 +7,7 @@ threads (progress bar, throughput), which the keeper refuses (fork hazards), and
 Protocol, one JSON object per line on stdin, one reply per line on stdout:
     {"argv": [...], "runs": N}         -> {"ns": [N durations], "failed": [statuses]}
     {"argv": [...], "seconds": S}      -> {"runs": n, "elapsed": seconds, "failed": [...]}
+    {"copy": HOST_PATH, "name": NAME}  -> {"failed": []}  (an executable into the box)
 EOF on stdin ends the lease (the box is cleaned up).
 
     python -m cellbox.bench.worker BOX_ID     (with $CELLBOX_CONFIG naming the bench config)
@@ -24,8 +25,13 @@ from cellbox import Box, Status
 def _serve(box: Box) -> None:
     for line in sys.stdin:
         req = json.loads(line)
-        argv = req["argv"]
         failed: list[str] = []
+        if "copy" in req:
+            with open(req["copy"], "rb") as f:
+                box.write_file(req["name"], f.read(), 0o755)
+            print(json.dumps({"failed": failed}), flush=True)
+            continue
+        argv = req["argv"]
         if "seconds" in req:
             runs, start = 0, time.monotonic()
             deadline = start + float(req["seconds"])

@@ -154,8 +154,9 @@ def bench_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=int, default=5, help="untimed rounds first (default 5)")
     p.add_argument("--throughput-seconds", type=float, default=2.0,
                    help="seconds per throughput case; 0 skips throughput (default 2)")
-    p.add_argument("--python", action="store_true",
-                   help="also time python3 -c pass, bare and in the cellbox library")
+    p.add_argument("--langs", action="store_true",
+                   help="also time python3 -c pass and a C hello world, bare and in the cellbox "
+                        "library (needs gcc)")
     p.add_argument("--out", default="cellbox-bench",
                    help="directory for bench.json and bench.png (default ./cellbox-bench)")
     p.add_argument("--first-uid", type=int, default=73000,
@@ -178,7 +179,7 @@ def bench_main(argv: list[str]) -> int:
     with Progress(transient=True, disable=not sys.stderr.isatty()) as progress:
         try:
             bench.setup()
-            cases = bench.cases(python=args.python)
+            cases = bench.cases(langs=args.langs)
             task = progress.add_task("latency", total=args.warmup + args.rounds)
             bench.latency(cases, args.rounds, args.warmup, lambda: progress.advance(task))
             if args.throughput_seconds > 0:
