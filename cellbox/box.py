@@ -11,6 +11,7 @@ import sys
 import time
 from dataclasses import dataclass, replace
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 from cellbox import storage
 from cellbox.cgroup import CgroupBackend, detect
@@ -18,8 +19,9 @@ from cellbox.config import Config, load_config
 from cellbox.errors import BoxBusyError, BoxStateError, SandboxSetupError, UsageError
 from cellbox.lock import BoxLock, BoxRecord, flock_holders, read_record
 from cellbox.result import RunResult
-from cellbox.rules import resolve_sources
-from cellbox.spec import RunSpec
+
+if TYPE_CHECKING:  # --init and --cleanup need neither (nor seccomp, which spec imports)
+    from cellbox.spec import RunSpec
 
 
 @dataclass(frozen=True)
@@ -223,6 +225,7 @@ class Boxes:
     def run(self, lock: BoxLock, caller: Caller, spec: RunSpec,
             keep_special_files: bool = False) -> RunResult:
         from cellbox import keeper  # the run path only
+        from cellbox.rules import resolve_sources
 
         box_id = lock.box_id
         record = lock.read()

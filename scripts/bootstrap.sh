@@ -1,11 +1,17 @@
 #!/usr/bin/env bash
 # Set up a fresh Debian 12 machine for cellbox, idempotently (run as root):
 #   1. apt-get install what is missing: gcc, g++, libseccomp2 (the seccomp filter, through
-#      pyseccomp), the toolchains of the shipped languages (a JDK, node, rustc) (and python3 /
-#      python3-venv only when no usable Python >= 3.11 or no working venv module is found);
+#      pyseccomp), the toolchains of the shipped languages (a JDK, node, rustc), bubblewrap and
+#      util-linux's unshare (peers in `cellbox bench`), and python3 / python3-venv only when no
+#      usable Python >= 3.11 or no working venv module is found;
 #   2. create .venv with the first python3 on PATH that is >= 3.11, if .venv is absent or broken;
-#   3. pip install -e '.[test]' when pyproject.toml changed since the last install;
-#   4. when ../shared/vm/run-in-vm is there (CI, the team's machines): its setup (qemu, a Debian
+#   3. pip install -e '.[test,bench]' when pyproject.toml changed since the last install, in
+#      setuptools' "compat" editable mode: a plain path entry in a .pth file, not an import
+#      hook, which cost every cellbox command ~20 ms of start-up;
+#   4. replace pip's .venv/bin/cellbox with a launcher that starts Python with -I -S (no
+#      `site`, no .pth files, no PYTHON* variables) and puts the repository and the venv's
+#      site-packages on sys.path itself: `site` alone costs every run several ms;
+#   5. when ../shared/vm/run-in-vm is there (CI, the team's machines): its setup (qemu, a Debian
 #      kernel, busybox), so that scripts/test.sh can run the cgroup v2 tests in its VM.
 # Quiet when there is nothing to do; on a failure it says what failed and shows the log.
 set -euo pipefail
@@ -74,7 +80,8 @@ fi
 # removed package whose config files remain), or if the command is on PATH (e.g. a JDK that
 # came from another package than default-jdk-headless).
 # rustc has no command fallback: a rustup toolchain under a home directory is invisible in a box.
-REQUIRED=(gcc:gcc g++:g++ libseccomp2 default-jdk-headless:javac nodejs:node rustc)
+REQUIRED=(gcc:gcc g++:g++ libseccomp2 default-jdk-headless:javac nodejs:node rustc
+          bubblewrap:bwrap util-linux:unshare)
 if [[ $NEED_VENV == 1 ]]; then
     if [[ -z $PYTHON ]]; then
         REQUIRED+=(python3 python3-venv)  # Debian 12's python3 is 3.11
@@ -121,12 +128,12 @@ if [[ $NEED_VENV == 1 ]]; then
     quietly "creating the virtual environment" "$PYTHON" -m venv "$VENV"
 fi
 
-WANT="$(sha256sum pyproject.toml | cut -d' ' -f1) $REPO"
+WANT="$(sha256sum pyproject.toml | cut -d' ' -f1) $REPO compat"
 if [[ ! -f $STAMP || $(cat "$STAMP") != "$WANT" ]] ||
     ! "$VENV/bin/python" -c 'import cellbox, pytest, pyseccomp' 2>/dev/null; then
-    say "installing cellbox and its test tools into .venv (pip install -e '.[test]')"
+    say "installing cellbox, its test and benchmark tools into .venv (pip install -e '.[test,bench]')"
     quietly "pip install" "$VENV/bin/python" -m pip install -q --disable-pip-version-check \
-        -e ".[test]"
+        --config-settings editable_mode=compat -e ".[test,bench]"
     echo "$WANT" >"$STAMP"
 fi
 
@@ -137,3 +144,19 @@ RUN_IN_VM="$REPO/../shared/vm/run-in-vm"
 if [[ -f $RUN_IN_VM ]]; then
     quietly "the cgroup v2 VM's setup" python3 "$RUN_IN_VM" --setup
 fi
+
+# ---- the fast launcher -----------------------------------------------------------------------
+
+SITE=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_path("purelib"))')
+LAUNCHER="#!$VENV/bin/python -IS
+# cellbox's launcher, written by scripts/bootstrap.sh: -I -S skips site and its .pth files.
+import sys
+sys.path += [\"$REPO\", \"$SITE\"]  # after the standard library, as site would
+from cellbox.cli.main import main
+main()"
+if [[ $(cat "$VENV/bin/cellbox" 2>/dev/null) != "$LAUNCHER" ]]; then
+    printf '%s\n' "$LAUNCHER" >"$VENV/bin/cellbox.new"
+    chmod 755 "$VENV/bin/cellbox.new"
+    mv "$VENV/bin/cellbox.new" "$VENV/bin/cellbox"
+fi
+

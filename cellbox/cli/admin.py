@@ -1,4 +1,4 @@
-"""Administration subcommands: ``cellbox boxes``, ``reap``, ``chaos`` and ``doctor``.
+"""Administration subcommands: ``cellbox boxes``, ``reap``, ``chaos``, ``doctor`` and ``bench``.
 
 None of them takes a box's lock while it is in use: they are safe to run at any time, next
 to live runs.
@@ -7,6 +7,7 @@ to live runs.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from typing import TYPE_CHECKING
@@ -135,6 +136,62 @@ def doctor_parser() -> argparse.ArgumentParser:
                    "next reboot (sysctl and sysfs writes), then check again")
     p.add_argument("--json", action="store_true", help="print the checks as JSON")
     return p
+
+
+def bench_parser() -> argparse.ArgumentParser:
+    p = _parser("bench", "Benchmark cellbox against the floor (posix_spawn + wait), util-linux "
+                "unshare, bubblewrap and isolate (when it is on PATH), running /bin/true with "
+                "every case interleaved in each round, then runs/s with 2 workers. Prints a "
+                "table (median, p90, ratios to the floor and to each peer) and the issue's "
+                "targets, and writes bench.json and bench.png. It uses a configuration of its "
+                "own (temporary box and lock roots, its own cgroup directory and uids) and "
+                "leaves nothing behind. Other load on the machine skews the figures: compare "
+                "ratios, and read the load averages it records.")
+    p.add_argument("--rounds", type=int, default=100, help="timed rounds (default 100)")
+    p.add_argument("--warmup", type=int, default=5, help="untimed rounds first (default 5)")
+    p.add_argument("--throughput-seconds", type=float, default=2.0,
+                   help="seconds per throughput case; 0 skips throughput (default 2)")
+    p.add_argument("--langs", action="store_true",
+                   help="also time python3 -c pass and a C hello world, bare and in the cellbox "
+                        "library (needs gcc)")
+    p.add_argument("--out", default="cellbox-bench",
+                   help="directory for bench.json and bench.png (default ./cellbox-bench)")
+    p.add_argument("--first-uid", type=int, default=73000,
+                   help="first box uid/gid of the bench's 4 boxes; must be used by nothing "
+                        "else (default 73000)")
+    return p
+
+
+def bench_main(argv: list[str]) -> int:
+    args = bench_parser().parse_args(argv)
+    if args.rounds < 1 or args.warmup < 0 or args.throughput_seconds < 0:
+        raise UsageError("--rounds must be at least 1; --warmup and --throughput-seconds must "
+                         "not be negative")
+    from rich.progress import Progress
+
+    from cellbox.bench import report
+    from cellbox.bench.suite import Bench
+
+    bench = Bench(first_uid=args.first_uid)
+    with Progress(transient=True, disable=not sys.stderr.isatty()) as progress:
+        try:
+            bench.setup()
+            cases = bench.cases(langs=args.langs)
+            task = progress.add_task("latency", total=args.warmup + args.rounds)
+            bench.latency(cases, args.rounds, args.warmup, lambda: progress.advance(task))
+            if args.throughput_seconds > 0:
+                task = progress.add_task("throughput", total=4)
+                bench.throughput(args.throughput_seconds, lambda: progress.advance(task))
+        finally:
+            bench.close()
+    results = bench.results
+    report.summarise(results)
+    report.print_tables(results)
+    os.makedirs(args.out, exist_ok=True)
+    report.to_json(results, os.path.join(args.out, "bench.json"))
+    report.chart(results, os.path.join(args.out, "bench.png"))
+    print(f"wrote {args.out}/bench.json and {args.out}/bench.png")
+    return 1 if results.failures else 0
 
 
 def doctor_main(argv: list[str]) -> int:

@@ -191,7 +191,8 @@ def help_text() -> str:
     lines = [
         "usage: cellbox [OPTIONS] --init | --run -- PROGRAM [ARGS...] | --cleanup",
         "       cellbox run [OPTIONS] -- PROGRAM [ARGS...]   (init + run + cleanup on a free box)",
-        "       cellbox boxes | reap | chaos [--help]         (administration)",
+        "       cellbox languages | exec | judge [--help]    (languages and judging)",
+        "       cellbox boxes | reap | chaos | doctor | bench [--help]   (administration)",
         "",
         "An isolate-compatible sandbox: same options, meta file and exit codes",
         "(0: the program exited 0; 1: it failed (RE, SG, TO); 2: bad usage or internal error).",

@@ -20,6 +20,7 @@ SUBCOMMANDS: dict[str, str] = {
     "boxes": "cellbox.cli.admin",
     "reap": "cellbox.cli.admin",
     "chaos": "cellbox.cli.admin",
+    "bench": "cellbox.cli.admin",
     "doctor": "cellbox.cli.admin",
     "languages": "cellbox.cli.judge",
     "exec": "cellbox.cli.judge",

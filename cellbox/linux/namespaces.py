@@ -6,8 +6,11 @@ and ``set_hostname`` finish the network and UTS namespaces from inside.
 
 from __future__ import annotations
 
+# _socket, the C module, not socket: socket.py imports selectors, array and enum helpers (a
+# few ms of every command's start-up) for one ioctl. Imported here, in the parent: the child
+# calls it after pivot_root, where Python's library directory is gone.
+import _socket
 import fcntl
-import socket
 import struct
 
 from cellbox.linux import syscalls as sc
@@ -26,10 +29,13 @@ def clone_flags(share_net: bool) -> int:
 
 def bring_loopback_up() -> None:
     """A fresh network namespace has only ``lo``, and it is down: bring it up."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+    s = _socket.socket(_socket.AF_INET, _socket.SOCK_DGRAM)
+    try:
         ifreq = struct.pack("16sH14x", b"lo", 0)
         flags = struct.unpack("16sH14x", fcntl.ioctl(s.fileno(), SIOCGIFFLAGS, ifreq))[1]
         fcntl.ioctl(s.fileno(), SIOCSIFFLAGS, struct.pack("16sH14x", b"lo", flags | IFF_UP))
+    finally:
+        s.close()
 
 
 def set_hostname(name: str) -> None:

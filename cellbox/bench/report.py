@@ -1,0 +1,147 @@
+"""The benchmark's outputs: a table (median, p90, ratios to the floor and each peer), the
+issue's targets checked against them, JSON, and a PNG chart."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+from dataclasses import asdict
+
+from cellbox.bench.suite import Results
+
+FLOOR = "floor: posix_spawn + wait"
+BWRAP = "bwrap --unshare-all"
+ISOLATE_CYCLE = "isolate --cg init+run+cleanup"
+LIB = "cellbox library, fresh namespaces"
+CLI_RUN = "cellbox --run (CLI)"
+CLI_CYCLE = "cellbox --init, --run, --cleanup (CLI)"
+LANGS = ("python3 -c pass", "C hello")  # "<lang>, bare" and "<lang>, cellbox library"
+
+
+def percentile(samples: list[float], q: float) -> float:
+    s = sorted(samples)
+    return s[min(len(s) - 1, int(q * len(s)))]
+
+
+def summarise(results: Results) -> None:
+    """Add median and p90 (ms) to every latency case."""
+    for case in results.latency.values():
+        case.median_ms = statistics.median(case.samples_ms)
+        case.p90_ms = percentile(case.samples_ms, 0.9)
+
+
+def _median(results: Results, name: str) -> float | None:
+    case = results.latency.get(name)
+    return None if case is None else case.median_ms
+
+
+def targets(results: Results) -> list[tuple[str, float | None, str, bool | None]]:
+    """(target, measured, unit, met) for the issue's targets this run can check; ``met`` is
+    None when a figure is missing (a peer that is not installed)."""
+    m = {name: _median(results, name) for name in results.latency}
+    floor, bwrap, lib = m.get(FLOOR), m.get(BWRAP), m.get(LIB)
+    iso = m.get(ISOLATE_CYCLE)
+    rows: list[tuple[str, float | None, str, bool | None]] = []
+
+    def add(what: str, value: float | None, unit: str, limit: float) -> None:
+        rows.append((what, value, unit, None if value is None else value <= limit))
+
+    add("library, fresh namespaces <= 6x floor", _ratio(lib, floor), "x", 6)
+    add("library, fresh namespaces <= 0.75x bwrap", _ratio(lib, bwrap), "x", 0.75)
+    add("CLI --run <= 20 ms", m.get(CLI_RUN), "ms", 20)
+    add("CLI init+run+cleanup <= 1.5x isolate --cg cycle", _ratio(m.get(CLI_CYCLE), iso),
+        "x", 1.5)
+    for lang in LANGS:
+        if f"{lang}, cellbox library" in m:
+            over = _ratio(m.get(f"{lang}, cellbox library"), m.get(f"{lang}, bare"))
+            add(f"{lang}: overhead <= 10 %", None if over is None else (over - 1) * 100, "%", 10)
+    return rows
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None or b == 0 else a / b
+
+
+def to_json(results: Results, path: str) -> None:
+    data = {"machine": {"cpus": os.cpu_count(), "kernel": platform.release(),
+                        "python": platform.python_version()},
+            **asdict(results),
+            "targets": [{"target": t, "value": v, "unit": u, "met": ok}
+                        for t, v, u, ok in targets(results)]}
+    with open(path, "w") as f:
+        json.dump(data, f, indent=2)
+
+
+def print_tables(results: Results) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(width=None if Console().is_terminal else 160)
+    peers = [n for n, c in results.latency.items() if c.group == "peer"]
+    t = Table(title=f"cellbox bench: /bin/true, {results.rounds} interleaved rounds; load "
+                    f"{_load(results.load_before)} before, {_load(results.load_after)} after")
+    for col in ["case", "median ms", "p90 ms", "x floor", *(f"x {p.split()[0]}" for p in peers)]:
+        t.add_column(col, justify="left" if col == "case" else "right")
+    floor = _median(results, FLOOR)
+    for name, case in results.latency.items():
+        med = case.median_ms
+        t.add_row(name, f"{med:.2f}", f"{case.p90_ms:.2f}", _fmt(_ratio(med, floor)),
+                  *(_fmt(_ratio(med, _median(results, p))) for p in peers))
+    console.print(t)
+    if results.throughput:
+        tt = Table(title="runs/s with 2 workers")
+        tt.add_column("case")
+        tt.add_column("runs/s", justify="right")
+        for name, rate in results.throughput.items():
+            tt.add_row(name, f"{rate:.0f}")
+        console.print(tt)
+    tg = Table(title="targets (issue 7) this run can check")
+    for col in ("target", "measured", "met"):
+        tg.add_column(col)
+    for what, value, unit, ok in targets(results):
+        tg.add_row(what, "-" if value is None else f"{value:.2f} {unit}",
+                   "n/a" if ok is None else ("yes" if ok else "NO"))
+    console.print(tg)
+    for s in results.skipped:
+        console.print(f"skipped {s}")
+    for f in results.failures[:10]:
+        console.print(f"[red]failure:[/red] {f}")
+
+
+def _load(load: tuple[float, float, float]) -> str:
+    return "/".join(f"{x:.2f}" for x in load)
+
+
+def _fmt(x: float | None) -> str:
+    return "-" if x is None else f"{x:.2f}"
+
+
+def chart(results: Results, path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, no display
+    import matplotlib.pyplot as plt
+
+    names = list(results.latency)
+    med = [results.latency[n].median_ms for n in names]
+    p90 = [results.latency[n].p90_ms for n in names]
+    colours = {"floor": "grey", "peer": "tab:blue", "cellbox": "tab:orange"}
+    fig, axes = plt.subplots(2 if results.throughput else 1, 1, figsize=(9, 7), squeeze=False)
+    ax = axes[0][0]
+    ax.barh(names, med, xerr=[[0] * len(med), [p - m for p, m in zip(p90, med, strict=True)]],
+            color=[colours[results.latency[n].group] for n in names])
+    ax.set_xscale("log")
+    ax.invert_yaxis()
+    ax.set_xlabel("ms per run (median, whisker to p90; log scale)")
+    ax.set_title(f"/bin/true, {results.rounds} interleaved rounds, load "
+                 f"{_load(results.load_before)}")
+    if results.throughput:
+        ax2 = axes[1][0]
+        ax2.barh(list(results.throughput), list(results.throughput.values()), color="tab:green")
+        ax2.invert_yaxis()
+        ax2.set_xlabel("runs/s with 2 workers")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

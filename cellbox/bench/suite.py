@@ -1,0 +1,308 @@
+"""The benchmark suite behind ``cellbox bench`` (see benchmarks/README.md).
+
+Every case runs ``/bin/true`` (or a language's hello) once per round, and the cases take turns
+within each round, so that load from other processes on the machine hits them all alike: the
+ratios between cases are what matters, not the absolute milliseconds.
+
+Cases:
+- floor: posix_spawn + wait of the program, no sandbox at all;
+- unshare: util-linux ``unshare --pid --fork --mount --net --ipc --uts``;
+- bwrap: bubblewrap ``--unshare-all`` with a read-only /usr, fresh /proc, /dev and /tmp;
+- isolate (only when ``isolate`` is on PATH): ``--run`` on an initialised box, and a full
+  ``--cg`` init + run + cleanup cycle;
+- cellbox: the library from fresh namespaces (a leased box, one ``Box.run`` per round, in a
+  worker process), the CLI ``--run`` on an initialised box, and the CLI init + run + cleanup;
+- with ``langs``: ``python3 -c pass`` and a C hello world, bare and in the cellbox library.
+Then runs/s with 2 workers for the floor, the peers and the cellbox library.
+
+The suite has a configuration of its own (temporary box and lock roots, cgroup directory
+``cellbox/bench-<pid>``, box uids from ``first_uid``) and checks at the end that it left
+nothing behind: no process with a bench uid, no mount, no cgroup, no file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from cellbox.box import Boxes
+from cellbox.chaos import uid_processes
+from cellbox.config import ENV_VAR, load_config
+
+TRUE = ["/bin/true"]
+PYTHON = ["/usr/bin/python3", "-c", "pass"]
+HELLO_C = '#include <stdio.h>\nint main(void) { puts("hello"); return 0; }\n'
+NUM_BOXES = 4  # 0: CLI --run, 1: CLI cycle, 2 and 3: library workers
+CLI_RUN_BOX, CLI_CYCLE_BOX, LIB_BOXES = 0, 1, (2, 3)
+UNSHARE = ["unshare", "--pid", "--fork", "--mount", "--net", "--ipc", "--uts"]
+# The same kind of root as a cellbox run: read-only system dirs, fresh proc, dev and tmp.
+BWRAP = ["bwrap", "--unshare-all", "--die-with-parent", "--ro-bind", "/usr", "/usr",
+         *(a for d in ("/bin", "/lib", "/lib64", "/sbin") if os.path.exists(d)
+           for a in ("--ro-bind", d, d)),
+         "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+# isolate's own configuration picks its uids; one box for --run, another for the --cg cycle.
+ISOLATE_RUN_BOX, ISOLATE_CYCLE_BOX = "--box-id=73", "--box-id=74"
+
+
+@dataclass
+class Case:
+    name: str
+    group: str  # floor | peer | cellbox
+    once: Callable[[], float]  # one timed run; seconds
+    samples: list[float] = field(default_factory=list)
+
+
+@dataclass
+class CaseResult:
+    group: str
+    samples_ms: list[float]
+    median_ms: float = 0.0  # filled in by report.summarise
+    p90_ms: float = 0.0
+
+
+@dataclass
+class Results:
+    load_before: tuple[float, float, float]
+    load_after: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    rounds: int = 0
+    skipped: list[str] = field(default_factory=list)
+    latency: dict[str, CaseResult] = field(default_factory=dict)
+    throughput: dict[str, float] = field(default_factory=dict)  # runs/s with 2 workers
+    failures: list[str] = field(default_factory=list)
+
+
+def spawn_wait(argv: list[str], env: dict[str, str] | None = None) -> int:
+    """posix_spawn + wait with stdio on /dev/null: the exit status (vfork-like, so the size of
+    this process does not count)."""
+    devnull = [(os.POSIX_SPAWN_OPEN, fd, "/dev/null", os.O_RDWR, 0) for fd in (0, 1, 2)]
+    pid = os.posix_spawnp(argv[0], argv, env if env is not None else os.environ,
+                          file_actions=devnull)
+    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+
+
+class LibraryWorker:
+    """A ``cellbox.bench.worker`` process holding a lease on one box."""
+
+    def __init__(self, box_id: int, env: dict[str, str]) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-m", "cellbox.bench.worker", str(box_id)],
+                                     env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     text=True)
+        self._reply()  # ready
+
+    def _reply(self) -> dict[str, Any]:  # JSON, see cellbox.bench.worker
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"the library worker exited ({self.proc.wait()})")
+        reply: dict[str, Any] = json.loads(line)
+        return reply
+
+    def ask(self, **request: object) -> dict[str, Any]:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps(request) + "\n")
+        self.proc.stdin.flush()
+        return self._reply()
+
+    def close(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        self.proc.wait(30)
+
+
+class Bench:
+    def __init__(self, first_uid: int = 73000, cli: list[str] | None = None) -> None:
+        self.first_uid = first_uid
+        self.top = tempfile.mkdtemp(prefix="cellbox-bench-")
+        # Locks and records on tmpfs, as with the default lock_root (/run/cellbox): on a disk
+        # file system every rename of the record can cost a journal write.
+        self.lock_root = tempfile.mkdtemp(prefix="cellbox-bench-locks-", dir="/run")
+        cfg = os.path.join(self.top, "cellbox.toml")
+        with open(cfg, "w") as f:
+            f.write(f'box_root = "{self.top}/boxes"\nlock_root = "{self.lock_root}"\n'
+                    f'cg_root = "cellbox/bench-{os.getpid()}"\nnum_boxes = {NUM_BOXES}\n'
+                    f"first_uid = {first_uid}\nfirst_gid = {first_uid}\n")
+        self.config = load_config(cfg)
+        self.env = {**os.environ, ENV_VAR: cfg}
+        self.cli = cli or default_cli()
+        self.results = Results(load_before=os.getloadavg())
+        self.workers: list[LibraryWorker] = []
+
+    # -- cases ---------------------------------------------------------------------------
+
+    def _timed(self, argv: list[str], env: dict[str, str] | None = None) -> Callable[[], float]:
+        def once() -> float:
+            start = time.perf_counter()
+            code = spawn_wait(argv, env)
+            took = time.perf_counter() - start
+            if code != 0:
+                self.results.failures.append(f"{' '.join(argv)} exited {code}")
+            return took
+        return once
+
+    def _cli_cycle(self) -> float:
+        box = f"--box-id={CLI_CYCLE_BOX}"
+        start = time.perf_counter()
+        for cmd in (["--init"], ["--run", "--", *TRUE], ["--cleanup"]):
+            code = spawn_wait(self.cli + [box, *cmd], self.env)
+            if code != 0:
+                self.results.failures.append(f"cellbox {cmd[0]} exited {code}")
+        return time.perf_counter() - start
+
+    def _library(self, argv: list[str]) -> Callable[[], float]:
+        def once() -> float:
+            reply = self.workers[0].ask(argv=argv, runs=1)
+            self.results.failures += reply["failed"]
+            return float(reply["ns"][0]) / 1e9
+        return once
+
+    def cases(self, langs: bool) -> list[Case]:
+        cli_run = self.cli + [f"--box-id={CLI_RUN_BOX}", "--run", "--", *TRUE]
+        cases = [
+            Case("floor: posix_spawn + wait", "floor", self._timed(TRUE)),
+            Case("unshare (pid, mnt, net, ipc, uts)", "peer", self._timed(UNSHARE + TRUE)),
+            Case("bwrap --unshare-all", "peer", self._timed(BWRAP + TRUE)),
+        ]
+        if shutil.which("isolate"):
+            cases += [
+                Case("isolate --run", "peer",
+                     self._timed(["isolate", ISOLATE_RUN_BOX, "--run", "--", *TRUE])),
+                Case("isolate --cg init+run+cleanup", "peer", self._isolate_cycle),
+            ]
+        else:
+            self.results.skipped.append("isolate: not on PATH (Debian does not package it)")
+        cases += [
+            Case("cellbox library, fresh namespaces", "cellbox", self._library(TRUE)),
+            Case("cellbox --run (CLI)", "cellbox", self._timed(cli_run, self.env)),
+            Case("cellbox --init, --run, --cleanup (CLI)", "cellbox", self._cli_cycle),
+        ]
+        if langs:
+            hello = self._hello_c()
+            cases += [
+                Case("python3 -c pass, bare", "floor", self._timed(PYTHON)),
+                Case("python3 -c pass, cellbox library", "cellbox", self._library(PYTHON)),
+                Case("C hello, bare", "floor", self._timed([hello])),
+                Case("C hello, cellbox library", "cellbox", self._library(["/box/hello"])),
+            ]
+        return cases
+
+    def _hello_c(self) -> str:
+        """Compile the C hello world on the host and copy it into the library worker's box."""
+        source = os.path.join(self.top, "hello.c")
+        binary = os.path.join(self.top, "hello")
+        with open(source, "w") as f:
+            f.write(HELLO_C)
+        subprocess.run(["gcc", "-O2", "-o", binary, source], check=True)
+        self.workers[0].ask(copy=binary, name="hello")
+        return binary
+
+    def _isolate_cycle(self) -> float:
+        start = time.perf_counter()
+        for cmd in (["--init"], ["--run", "--", *TRUE], ["--cleanup"]):
+            code = spawn_wait(["isolate", "--cg", ISOLATE_CYCLE_BOX, *cmd])
+            if code != 0:
+                self.results.failures.append(f"isolate --cg {cmd[0]} exited {code}")
+        return time.perf_counter() - start
+
+    # -- the run -------------------------------------------------------------------------
+
+    def setup(self) -> None:
+        """Initialise the CLI's box and start the library workers (each leases a box)."""
+        code = spawn_wait(self.cli + [f"--box-id={CLI_RUN_BOX}", "--init"], self.env)
+        if code != 0:
+            raise RuntimeError(f"cellbox --init of the bench box exited {code}; try "
+                               f"{' '.join(self.cli)} --init by hand to see why")
+        if shutil.which("isolate"):
+            spawn_wait(["isolate", ISOLATE_RUN_BOX, "--init"])
+        self.workers = [LibraryWorker(b, self.env) for b in LIB_BOXES]
+
+    def latency(self, cases: list[Case], rounds: int, warmup: int,
+                tick: Callable[[], None]) -> None:
+        for r in range(warmup + rounds):
+            for case in cases:
+                took = case.once()
+                if r >= warmup:
+                    case.samples.append(took)
+            tick()
+        self.results.rounds = rounds
+        for case in cases:
+            self.results.latency[case.name] = CaseResult(case.group,
+                                                         [s * 1e3 for s in case.samples])
+
+    def throughput(self, seconds: float, tick: Callable[[], None]) -> None:
+        """Runs/s with 2 workers: 2 spawning processes for the floor and peers, the 2 library
+        workers for cellbox."""
+        for name, argv in (("floor: posix_spawn + wait", TRUE),
+                           ("unshare (pid, mnt, net, ipc, uts)", UNSHARE + TRUE),
+                           ("bwrap --unshare-all", BWRAP + TRUE)):
+            self.results.throughput[name] = _processes_rate(argv, seconds)
+            tick()
+        replies: list[dict[str, Any]] = []
+        threads = [threading.Thread(target=lambda w=w: replies.append(
+            w.ask(argv=TRUE, seconds=seconds))) for w in self.workers]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        self.results.throughput["cellbox library, fresh namespaces"] = sum(
+            r["runs"] / r["elapsed"] for r in replies)
+        for r in replies:
+            self.results.failures += r["failed"]
+        tick()
+
+    def close(self) -> None:
+        """End the leases, clean the CLI's boxes, then check that nothing is left."""
+        for w in self.workers:
+            w.close()
+        for box in (CLI_RUN_BOX, CLI_CYCLE_BOX):
+            spawn_wait(self.cli + [f"--box-id={box}", "--cleanup"], self.env)
+        if shutil.which("isolate"):
+            spawn_wait(["isolate", ISOLATE_RUN_BOX, "--cleanup"])
+        self.results.load_after = os.getloadavg()
+        left = uid_processes(self.first_uid, NUM_BOXES)
+        with open("/proc/self/mountinfo") as f:
+            left += [line.split()[4] for line in f
+                     if line.split()[4].startswith(self.config.box_root + "/")]
+        if left:
+            raise RuntimeError(f"the benchmark left these behind: {left}; bench files are in "
+                               f"{self.top}")
+        Boxes(self.config).cgroups.remove_root()
+        shutil.rmtree(self.lock_root)
+        shutil.rmtree(self.top)
+
+
+# One worker of a throughput case: spawn argv until the deadline, print how many ran and in
+# how long. A process of its own, so that two workers never share a GIL.
+_SPAWN_LOOP = """
+import sys, time
+from cellbox.bench.suite import spawn_wait
+start, n = time.monotonic(), 0
+while time.monotonic() < start + float(sys.argv[1]):
+    spawn_wait(sys.argv[2:])
+    n += 1
+print(n, time.monotonic() - start)
+"""
+
+
+def _processes_rate(argv: list[str], seconds: float, workers: int = 2) -> float:
+    procs = [subprocess.Popen([sys.executable, "-c", _SPAWN_LOOP, str(seconds), *argv],
+                              stdout=subprocess.PIPE, text=True) for _ in range(workers)]
+    rate = 0.0
+    for p in procs:
+        runs, elapsed = p.communicate()[0].split()
+        rate += int(runs) / float(elapsed)
+    return rate
+
+
+def default_cli() -> list[str]:
+    """The ``cellbox`` command installed next to this interpreter, as users run it."""
+    script = os.path.join(os.path.dirname(sys.executable), "cellbox")
+    return [script] if os.access(script, os.X_OK) else [sys.executable, "-m", "cellbox"]

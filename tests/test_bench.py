@@ -1,0 +1,49 @@
+"""``cellbox bench`` runs every case and cleans up after itself. No timing is asserted here:
+timings are the benchmark's business, on a quiet machine."""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from cellbox.chaos import uid_processes
+from tests.conftest import cellbox
+
+pytestmark = pytest.mark.bench
+
+FIRST_UID = 73100 + 4 * (os.getpid() % 50)  # away from the suite's and the chaos run's uids
+
+
+def _bench_leftovers() -> set[str]:
+    return set(glob.glob("/run/cellbox-bench-locks-*")
+               + glob.glob("/sys/fs/cgroup/*/cellbox/bench-*")
+               + glob.glob("/tmp/cellbox-bench-*"))
+
+
+def test_bench_runs_every_case_and_leaves_nothing(tmp_path: Path) -> None:
+    before = _bench_leftovers()
+    proc = cellbox("bench", "--rounds", "2", "--warmup", "0", "--throughput-seconds", "0.2",
+                   "--langs", "--out", str(tmp_path), "--first-uid", str(FIRST_UID),
+                   timeout=300)
+    assert proc.returncode == 0, proc.stdout.decode() + proc.stderr.decode()
+    report = json.loads((tmp_path / "bench.json").read_text())
+    assert (tmp_path / "bench.png").stat().st_size > 0
+    assert report["failures"] == []
+    names = set(report["latency"])
+    assert {"floor: posix_spawn + wait", "bwrap --unshare-all",
+            "cellbox library, fresh namespaces", "cellbox --run (CLI)",
+            "python3 -c pass, cellbox library", "C hello, cellbox library"} <= names
+    assert all(len(case["samples_ms"]) == 2 for case in report["latency"].values())
+    assert report["throughput"]["cellbox library, fresh namespaces"] > 0
+    assert _bench_leftovers() <= before
+    assert uid_processes(FIRST_UID, 4) == []
+
+
+def test_bench_refuses_bad_arguments() -> None:
+    proc = cellbox("bench", "--rounds", "0")
+    assert proc.returncode == 2
+    assert b"--rounds must be at least 1" in proc.stderr
