@@ -14,13 +14,13 @@ import glob
 import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from enum import Enum
+from enum import StrEnum
 
 from cellbox.config import load_config
 from cellbox.errors import CellboxError
 
 
-class Level(str, Enum):
+class Level(StrEnum):
     PASS = "pass"
     WARN = "warn"
     FAIL = "fail"

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from cellbox.chaos import uid_processes
 from cellbox.cgroup import detect
+from cellbox.chaos import uid_processes
 
 NUM_BOXES = 200
 # Per session, like CG_ROOT: concurrent test runs get disjoint box uids (all in 60000-69999).

@@ -191,4 +191,5 @@ def test_cli_reference_is_generated_from_the_option_table():
     generated = subprocess.run([sys.executable, "-m", "cellbox.cli.docgen"], check=True,
                                capture_output=True, text=True).stdout
     committed = (Path(__file__).parent.parent / "docs" / "cli.md").read_text()
-    assert generated == committed, "docs/cli.md is stale: python -m cellbox.cli.docgen > docs/cli.md"
+    assert generated == committed, \
+        "docs/cli.md is stale: python -m cellbox.cli.docgen > docs/cli.md"

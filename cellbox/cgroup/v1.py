@@ -12,7 +12,7 @@ import signal
 import time
 
 from cellbox.cgroup import CgroupStats
-from cellbox.cgroup.files import keyed, read, rmdir_when_empty, swap_in_use, wait_until, write
+from cellbox.cgroup.files import keyed, read, rmdir_when_empty, swap_in_use, write
 from cellbox.errors import SandboxSetupError
 
 REQUIRED = ("memory", "cpuacct", "pids")

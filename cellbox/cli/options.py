@@ -31,7 +31,7 @@ class Opt:
     repeat: bool = False  # may be given many times; values are collected in order
 
 
-N, R, O = Arg.NONE, Arg.REQUIRED, Arg.OPTIONAL
+N, R, OPT = Arg.NONE, Arg.REQUIRED, Arg.OPTIONAL
 
 OPTIONS: tuple[Opt, ...] = (
     # commands
@@ -47,7 +47,7 @@ OPTIONS: tuple[Opt, ...] = (
     Opt("help", "h", N, "Show this help", group="command"),
     # box selection and reporting
     Opt("box-id", "b", R, "Box to use (default 0)", "ID", group="box"),
-    Opt("wait", None, O, "Wait for a busy box instead of failing (for at most SECONDS)",
+    Opt("wait", None, OPT, "Wait for a busy box instead of failing (for at most SECONDS)",
         "SECONDS", group="box"),
     Opt("quota", "q", R, "With --init: box storage of BLOCKS KiB and INODES files",
         "BLOCKS,INODES", group="box"),
@@ -75,7 +75,7 @@ OPTIONS: tuple[Opt, ...] = (
     Opt("open-files", "n", R, "Open files per process (default 64, 0: no limit)", "N"),
     Opt("fsize", "f", R, "Largest file the program may write, KiB", "SIZE"),
     Opt("core", None, R, "Largest core dump, KiB (default 0)", "SIZE"),
-    Opt("processes", "p", O, "Processes and threads at once (default 1; -p alone: no limit)",
+    Opt("processes", "p", OPT, "Processes and threads at once (default 1; -p alone: no limit)",
         "N"),
     Opt("cg-timing", None, N, "Time all processes in the cgroup (always on; accepted)"),
     Opt("no-cg-timing", None, N, "Accepted for isolate; cellbox always counts every process"),

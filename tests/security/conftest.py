@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+
 from tests.conftest import FIRST_UID, InitBox, cellbox, init_next_box
 
 PY = "/usr/bin/python3"

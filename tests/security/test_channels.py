@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 
 import pytest
+
 from tests.conftest import InitBox
 
 from .conftest import PY, assert_no_channel, dir_listing, listen_and_talk, output

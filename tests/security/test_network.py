@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
 from tests.conftest import InitBox
 
 from .conftest import Listeners, assert_no_channel, output, run_c, run_on_host, run_py

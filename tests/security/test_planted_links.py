@@ -16,10 +16,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.conftest import InitBox, cellbox, init_next_box
 
 from cellbox import Box, storage
 from cellbox.errors import BoxStateError
+from tests.conftest import InitBox, cellbox, init_next_box
 
 from .conftest import PY, HostCanary, dir_listing, make_canary, output, run_py
 

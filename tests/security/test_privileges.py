@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+
 from tests.security.seccomp_helpers import PY, hostile, parse_results, sys_program  # noqa: F401
 
 pytestmark = pytest.mark.security

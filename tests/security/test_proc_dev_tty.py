@@ -13,9 +13,9 @@ import sys
 import termios
 
 import pytest
-from tests.security.seccomp_helpers import PY, hostile, parse_results, sys_program  # noqa: F401
 
 from cellbox.linux.mounts import PROC_MASKED, PROC_READ_ONLY
+from tests.security.seccomp_helpers import PY, hostile, parse_results, sys_program  # noqa: F401
 
 pytestmark = pytest.mark.security
 

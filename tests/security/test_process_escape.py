@@ -14,9 +14,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from tests.conftest import InitBox, box_uid_processes
 
 from cellbox import Box, Limits
+from tests.conftest import InitBox, box_uid_processes
 
 from .conftest import (
     PY,

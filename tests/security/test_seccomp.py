@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+
 from tests.security.seccomp_helpers import PY, cli, denied, hostile, parse_results, sys_program  # noqa: F401
 
 pytestmark = pytest.mark.security

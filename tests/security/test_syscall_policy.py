@@ -9,11 +9,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from tests.security.seccomp_helpers import PY, cli, hostile, sys_program  # noqa: F401
 
 from cellbox import Box
 from cellbox.errors import UsageError
 from cellbox.linux.seccomp import load_policy
+from tests.security.seccomp_helpers import PY, cli, hostile, sys_program  # noqa: F401
 
 pytestmark = pytest.mark.security
 
