@@ -7,6 +7,7 @@ files) reaches the checker or the next test.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from cellbox.errors import UsageError
@@ -101,12 +102,15 @@ class ExecResult:
 
 
 def compile_and_run(lang: Language, source: bytes, stdin: bytes = b"",
-                    limits: JudgeLimits | None = None) -> ExecResult:
+                    limits: JudgeLimits | None = None, files: Mapping[str, bytes] = {},
+                    share_net: bool = False) -> ExecResult:
+    """``files``: more files in the run's box (not the compiler's); ``share_net``: the run
+    gets the host's network (the service allows it only when its admin does)."""
     compilation = compile_source(lang, source)
     if not compilation.ok:
         return ExecResult(compilation, None, Verdict.CE)
     run = run_compiled(compilation, (limits or JudgeLimits()).limits(), stdin,
-                       {INPUT_FILE: stdin})
+                       {**files, INPUT_FILE: stdin}, share_net=share_net)
     return ExecResult(compilation, run, run_verdict(run, lang) or Verdict.AC)
 
 
