@@ -29,6 +29,7 @@ class ServiceConfig:
     max_files_bytes: int = 4 * MIB  # all extra files together
     max_stdin_bytes: int = 4 * MIB
     max_batch: int = 20  # Judge0's MAX_SUBMISSION_BATCH_SIZE
+    max_body_bytes: int = 16 * MIB  # a request's body (refused from its Content-Length)
     max_time: float = 15.0  # CPU seconds
     max_wall_time: float = 30.0
     max_memory: int = 1024 * MIB
@@ -46,12 +47,6 @@ class ServiceConfig:
             raise ConfigError(f"Binding to {self.host} (not a loopback address) needs API "
                               "tokens: set tokens = [\"...\"] in the service config "
                               "(docs/service.md)")
-
-    @property
-    def max_body_bytes(self) -> int:
-        """Largest request body: a full batch of the largest submissions, base64-encoded."""
-        one = self.max_source_bytes + self.max_files_bytes + 2 * self.max_stdin_bytes
-        return self.max_batch * one * 4 // 3 + MIB
 
 
 def _loopback(host: str) -> bool:
