@@ -20,6 +20,7 @@ import httpx
 import pytest
 
 from cellbox.box import Boxes
+from cellbox.server.backends import DIED_TWICE, RECORD_KEY
 
 pytestmark = pytest.mark.service
 
@@ -338,13 +339,29 @@ def test_worker_killed_mid_run(start_server: Callable[..., Server]) -> None:
     Boxes().reap()  # the killed run's box, if no later run took (and so repaired) it
 
 
-def _running_worker(root: int, timeout: float = 20) -> int:
-    """The worker process under ``root`` that runs a sandboxed /bin/sleep: the program's
+def test_worker_killed_twice_is_internal_error(start_server: Callable[..., Server]) -> None:
+    """A run whose worker dies on its retry too is an Internal Error (Judge0 status 13)."""
+    s = start_server("workers = 1\n")
+    r = s.client.post("/submissions", json={"language_id": 71, "wall_time_limit": 5,
+                                             "source_code": "import time; time.sleep(2)"})
+    token = r.json()["token"]
+    for _ in range(2):
+        victim = _running_worker(s.proc.popen.pid, program="python3 -I -S main.py")
+        os.kill(victim, signal.SIGKILL)
+        while victim in descendants(s.proc.popen.pid):
+            time.sleep(0.05)
+    body = wait_done(s.client, f"/submissions/{token}?fields=status,message")
+    assert body["status"]["id"] == 13 and body["message"] == DIED_TWICE, body
+    Boxes().reap()
+
+
+def _running_worker(root: int, program: str = "/bin/sleep", timeout: float = 20) -> int:
+    """The worker process under ``root`` that runs ``program`` in a box: the program's
     grandparent (worker, then the box's init, then the program)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for pid in descendants(root):
-            if cmdline(pid).startswith("/bin/sleep"):
+            if cmdline(pid).startswith(program):
                 worker = ppid(ppid(pid))
                 assert "python" in cmdline(worker), cmdline(worker)
                 return worker
@@ -402,6 +419,10 @@ def test_celery(start_server: Callable[..., Server], redis_url: str,
         os.kill(_running_worker(worker.popen.pid), signal.SIGKILL)
         body = wait_done(s.client, path, timeout=90)
         assert body["verdict"] == "AC", body
+        import redis
+
+        record = redis.Redis.from_url(redis_url).hgetall(RECORD_KEY.format(body["id"]))
+        assert record[b"attempts"] == b"2"  # redelivered once, after the kill
         assert "cellbox_runs_total" in s.client.get("/metrics").text
     finally:
         worker.stop()
