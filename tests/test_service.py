@@ -288,6 +288,8 @@ def test_bad_input(server: Server, path: str, body: object, status: int, says: s
 def test_unknown_ids_and_huge_body(server: Server) -> None:
     assert server.client.get("/v1/submissions/nope").status_code == 404
     assert server.client.get("/submissions/nope").status_code == 404
+    token = server.client.post("/submissions", json={"language_id": 71, "source_code": ""})
+    assert server.client.get(f"/v1/submissions/{token.json()['token']}").status_code == 404
     assert server.client.get("/languages/1").status_code == 404
     r = server.client.post("/v1/runs", content=b"x" * (2 << 20),
                            headers={"content-type": "application/json"})

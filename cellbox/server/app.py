@@ -28,6 +28,7 @@ from cellbox.server.metrics import Metrics
 
 OPEN_PATHS = {"/healthz"}  # no token needed: load balancers probe it
 RATE_WINDOW = 60.0  # seconds; rate_limit counts requests per window
+RATE_CLIENTS = 10_000  # windows kept before the expired ones are dropped
 
 
 class Service:
@@ -100,6 +101,9 @@ class Service:
             raise ApiError(429, f"rate limit: {self.cfg.rate_limit} requests a minute; retry "
                            f"in {retry} s", {"Retry-After": str(retry)})
         self._windows[client] = (start, count + 1)
+        if len(self._windows) > RATE_CLIENTS:  # many addresses: forget the finished windows
+            self._windows = {c: w for c, w in self._windows.items()
+                             if now - w[0] < RATE_WINDOW}
 
 
 def create_app(cfg: ServiceConfig) -> FastAPI:

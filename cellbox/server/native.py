@@ -195,7 +195,7 @@ def router() -> APIRouter:
     @r.get("/submissions/{id}", response_model=SubmissionOut)
     async def get(id: str, request: Request) -> SubmissionOut:
         rec = await request.app.state.service.get(id)
-        if rec is None:
+        if rec is None or "language_id" in rec.request:  # a Judge0 token is not a native id
             raise ApiError(404, f"no submission {id!r}")
         return to_out(rec)
 
