@@ -7,8 +7,8 @@
 #      usable Python >= 3.11 or no working venv module is found;
 #   2. create .venv with the first python3 on PATH that is >= 3.11, if .venv is absent or broken;
 #   3. pip install -e '.[test,bench,service]' when pyproject.toml changed since the last
-#      install, in setuptools' "compat" editable mode: a plain path entry in a .pth file, not an import
-#      hook, which cost every cellbox command ~20 ms of start-up;
+#      install, in setuptools' "compat" editable mode: a plain path entry in a .pth file, not
+#      an import hook, which cost every cellbox command ~20 ms of start-up;
 #   4. replace pip's .venv/bin/cellbox with a launcher that starts Python with -I -S (no
 #      `site`, no .pth files, no PYTHON* variables) and puts the repository and the venv's
 #      site-packages on sys.path itself: `site` alone costs every run several ms;
