@@ -289,7 +289,9 @@ def test_unknown_ids_and_huge_body(server: Server) -> None:
     assert server.client.get("/v1/submissions/nope").status_code == 404
     assert server.client.get("/submissions/nope").status_code == 404
     token = server.client.post("/submissions", json={"language_id": 71, "source_code": ""})
-    assert server.client.get(f"/v1/submissions/{token.json()['token']}").status_code == 404
+    token = token.json()["token"]
+    assert server.client.get(f"/v1/submissions/{token}").status_code == 404
+    wait_done(server.client, f"/submissions/{token}")  # leave no box behind
     assert server.client.get("/languages/1").status_code == 404
     r = server.client.post("/v1/runs", content=b"x" * (2 << 20),
                            headers={"content-type": "application/json"})
@@ -319,10 +321,12 @@ def test_refuses_public_bind_without_tokens(tmp_path: Path) -> None:
 def test_overload_gives_429(start_server: Callable[..., Server]) -> None:
     s = start_server("workers = 1\nmax_queue = 1\n")
     sleep = {"command": ["/bin/sleep", "1"], "limits": {"wall_time": 5}}
-    codes = [s.client.post("/v1/submissions", json=sleep).status_code for _ in range(3)]
-    assert codes == [201, 201, 429]
+    answers = [s.client.post("/v1/submissions", json=sleep) for _ in range(3)]
+    assert [r.status_code for r in answers] == [201, 201, 429]
     r = s.client.post("/v1/submissions", json=sleep)
     assert r.status_code == 429 and r.headers["retry-after"] and "retry" in r.json()["error"]
+    for r in answers[:2]:
+        assert wait_done(s.client, f"/v1/submissions/{r.json()['id']}")["verdict"] == "AC"
 
 
 def test_worker_killed_mid_run(start_server: Callable[..., Server]) -> None:
