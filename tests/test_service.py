@@ -437,10 +437,30 @@ def test_celery(start_server: Callable[..., Server], redis_url: str,
 
 # -- load -------------------------------------------------------------------------------------
 
-def test_load_1000_submissions(start_server: Callable[..., Server]) -> None:
-    """1000 submissions on 2 workers, none lost; p50 and p99 latency (submission to result)
-    are printed, not asserted."""
-    s = start_server("workers = 2\nmax_queue = 2000\nmax_batch = 50\n")
+def test_load_1000_embedded(start_server: Callable[..., Server]) -> None:
+    """1000 submissions on the embedded pool's 2 workers."""
+    load(start_server("workers = 2\nmax_queue = 2000\nmax_batch = 50\n"), "embedded")
+
+
+def test_load_1000_celery(start_server: Callable[..., Server], redis_url: str,
+                          tmp_path: Path) -> None:
+    """1000 submissions through Redis on one Celery worker with 2 processes."""
+    s = start_server("max_queue = 2000\nmax_batch = 50\n", "--broker", redis_url)
+    worker = Proc([sys.executable, "-m", "cellbox", "worker", "--broker", redis_url,
+                   "--concurrency", "2"], tmp_path / "worker.log")
+    try:
+        deadline = time.monotonic() + 60
+        while s.client.get("/healthz").status_code != 200:
+            assert time.monotonic() < deadline, worker.log.read_text()
+            time.sleep(0.5)
+        load(s, "Celery")
+    finally:
+        worker.stop()
+
+
+def load(s: Server, backend: str) -> None:
+    """1000 submissions queued at once (20 batches of 50), none lost, each with its own
+    output; p50 and p99 latency (submission to result) are printed, not asserted."""
     start = time.monotonic()
     ids: list[str] = []
     for batch in range(20):
@@ -458,6 +478,6 @@ def test_load_1000_submissions(start_server: Callable[..., Server]) -> None:
         for r in results.values())
     p50, p99 = statistics.median(latency), latency[int(len(latency) * 0.99) - 1]
     run = sorted(float(str(r["wall_time"])) for r in results.values())
-    print(f"\nload: 1000 submissions on 2 workers in {elapsed:.1f} s "
+    print(f"\nload ({backend}): 1000 submissions on 2 workers in {elapsed:.1f} s "
           f"({1000 / elapsed:.0f}/s); latency p50 {p50:.3f} s, p99 {p99:.3f} s "
           f"(all queued at once); run wall time p50 {statistics.median(run) * 1000:.1f} ms")
