@@ -153,6 +153,9 @@ def test_native_run_language_and_command(server: Server) -> None:
     r = server.client.post("/v1/runs", json={"language": "python", "source": PY_DOUBLE,
                                              "stdin": "1", "expected_output": "3"})
     assert r.json()["verdict"] == "WA"
+    r = server.client.post("/v1/runs", json={"language": "python", "args": ["a", "b c"],
+                                             "source": "import sys; print(sys.argv[1:])"})
+    assert r.json()["stdout"] == "['a', 'b c']\n", r.json()
     r = server.client.post("/v1/runs", json={
         "command": ["/bin/sh", "-c", "cat data.txt; exit 3"], "files": {"data.txt": "x"},
         "limits": {"processes": 4}})
@@ -226,6 +229,9 @@ def test_judge0_fields_base64_and_get(server: Server) -> None:
     assert body["source_code"] == src and body["language_id"] == 71
     assert body["memory_limit"] == 128000 and body["status_id"] == 3
     assert float(str(body["time"])) >= 0 and isinstance(body["memory"], int)
+    body = judge0(server, {"language_id": 71, "command_line_arguments": "x 'y z'",
+                           "source_code": "import sys; print(sys.argv[1:])"})
+    assert body["stdout"] == "['x', 'y z']\n", body
     token = server.client.post("/submissions", json={"language_id": 71,
                                                       "source_code": "print('x')"}).json()
     got = wait_done(server.client, f"/submissions/{token['token']}?fields=stdout,status")

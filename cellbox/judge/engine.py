@@ -7,7 +7,7 @@ files) reaches the checker or the next test.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from cellbox.errors import UsageError
@@ -103,14 +103,15 @@ class ExecResult:
 
 def compile_and_run(lang: Language, source: bytes, stdin: bytes = b"",
                     limits: JudgeLimits | None = None, files: Mapping[str, bytes] = {},
-                    share_net: bool = False) -> ExecResult:
+                    share_net: bool = False, args: Sequence[str] = ()) -> ExecResult:
     """``files``: more files in the run's box (not the compiler's); ``share_net``: the run
-    gets the host's network (the service allows it only when its admin does)."""
+    gets the host's network (the service allows it only when its admin does); ``args``: the
+    program's command-line arguments."""
     compilation = compile_source(lang, source)
     if not compilation.ok:
         return ExecResult(compilation, None, Verdict.CE)
     run = run_compiled(compilation, (limits or JudgeLimits()).limits(), stdin,
-                       {**files, INPUT_FILE: stdin}, share_net=share_net)
+                       {**files, INPUT_FILE: stdin}, args, share_net)
     return ExecResult(compilation, run, run_verdict(run, lang) or Verdict.AC)
 
 

@@ -41,11 +41,12 @@ class JobLimits:
 
 @dataclass(frozen=True)
 class Job:
-    """Exactly one of ``language`` (a cellbox language name, with ``source``) or ``command``
-    (argv run in a box holding ``files``)."""
+    """Exactly one of ``language`` (a cellbox language name, with ``source``, and ``args``
+    for the program) or ``command`` (argv run in a box holding ``files``)."""
 
     language: str | None = None
     source: bytes = b""
+    args: tuple[str, ...] = ()
     command: tuple[str, ...] = ()
     files: dict[str, bytes] = field(default_factory=dict)
     stdin: bytes = b""
@@ -56,13 +57,13 @@ class Job:
         d = asdict(self)
         d["source"], d["stdin"] = b64(self.source), b64(self.stdin)
         d["files"] = {k: b64(v) for k, v in self.files.items()}
-        d["command"] = list(self.command)
+        d["command"], d["args"] = list(self.command), list(self.args)
         return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Job:
         return cls(language=d.get("language"), source=unb64(d.get("source", "")),
-                   command=tuple(d.get("command") or ()),
+                   args=tuple(d.get("args") or ()), command=tuple(d.get("command") or ()),
                    files={str(k): unb64(v) for k, v in (d.get("files") or {}).items()},
                    stdin=unb64(d.get("stdin", "")), limits=JobLimits(**d.get("limits") or {}),
                    network=bool(d.get("network")))
@@ -120,7 +121,7 @@ def _execute(job: Job) -> Outcome:
         return _run_command(job, limits)
     assert job.language is not None
     result = compile_and_run(get(job.language), job.source, job.stdin, limits, job.files,
-                             share_net=job.network)
+                             job.network, job.args)
     out = Outcome(verdict=result.verdict.value, compile_output=result.compilation.message)
     if result.run is None:
         return out

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import shlex
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
@@ -47,8 +48,7 @@ ALL_FIELDS = ("source_code", "language_id", "stdin", "expected_output", "stdout"
               "additional_files", "enable_network", "status", "language")
 TEXT_FIELDS = ("source_code", "stdin", "expected_output")  # base64 in and out when asked
 OUTPUT_FIELDS = ("stdout", "stderr", "compile_output", "message")
-UNSUPPORTED = ("compiler_options", "command_line_arguments", "additional_files",
-               "callback_url")
+UNSUPPORTED = ("compiler_options", "additional_files", "callback_url")
 
 
 class SubmissionIn(BaseModel):
@@ -108,10 +108,14 @@ def to_job(sub: SubmissionIn, b64: bool, cfg: ServiceConfig) -> tuple[Job, dict[
     if given:
         raise ApiError(422, f"{', '.join(given)}: not supported by cellbox")
     texts = {k: _decode(getattr(sub, k), b64, k) for k in TEXT_FIELDS}
+    try:  # split as Judge0's shell would
+        args = tuple(shlex.split(sub.command_line_arguments or ""))
+    except ValueError as e:
+        raise ApiError(422, f"command_line_arguments: {e}") from None
     limits = {k: getattr(sub, k) if getattr(sub, k) is not None else v
               for k, v in DEFAULTS.items()}
     job = Job(language=LANGUAGE_IDS[sub.language_id], source=texts["source_code"] or b"",
-              stdin=texts["stdin"] or b"",
+              args=args, stdin=texts["stdin"] or b"",
               limits=JobLimits(time=float(limits["cpu_time_limit"]),
                                wall_time=float(limits["wall_time_limit"]),
                                memory=int(limits["memory_limit"]) * KB,
@@ -280,7 +284,7 @@ def _config_info(cfg: ServiceConfig) -> dict[str, object]:
     return {
         "maintenance_mode": False, "enable_wait_result": True,
         "enable_compiler_options": False, "allowed_languages_for_compile_options": [],
-        "enable_command_line_arguments": False, "enable_submission_delete": False,
+        "enable_command_line_arguments": True, "enable_submission_delete": False,
         "enable_callbacks": False, "enable_additional_files": False,
         "max_queue_size": cfg.max_queue,
         "cpu_time_limit": DEFAULTS["cpu_time_limit"], "max_cpu_time_limit": cfg.max_time,

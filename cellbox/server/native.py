@@ -40,6 +40,7 @@ class RunIn(Strict):
 
     language: str | None = Field(None, description="a name from GET /v1/languages")
     source: str | None = None
+    args: list[str] = Field([], description="the program's arguments (with language)")
     command: list[str] | None = Field(None, description="argv, run in a box of its own")
     files: dict[str, str] = {}
     stdin: str = ""
@@ -124,13 +125,15 @@ def to_job(req: RunIn, cfg: ServiceConfig) -> Job:
         raise ApiError(422, "a language needs a source")
     if req.command is not None and (not req.command or not all(req.command)):
         raise ApiError(422, "command must be a non-empty list of non-empty strings")
+    if req.command is not None and req.args:
+        raise ApiError(422, "args go with a language; a command carries its own")
     bad = [n for n in req.files if not FILE_NAME.match(n)]
     if bad:
         raise ApiError(422, f"file name {bad[0]!r} is not a plain name (letters, digits, "
                        "'.', '_', '-'; at most 100)")
     enc = req.encoding
     job = Job(language=req.language, source=decode(req.source or "", enc, "source"),
-              command=tuple(req.command or ()),
+              args=tuple(req.args), command=tuple(req.command or ()),
               files={n: decode(v, enc, f"file {n}") for n, v in req.files.items()},
               stdin=decode(req.stdin, enc, "stdin"),
               limits=JobLimits(**req.limits.model_dump()), network=req.network)
