@@ -92,10 +92,6 @@ class EmbeddedBackend:
         ctx.set_forkserver_preload(["cellbox.server.jobs"])  # workers start with it imported
         return ProcessPoolExecutor(self.workers, mp_context=ctx)
 
-    def pids(self) -> list[int]:
-        """The worker processes (for tests and operators)."""
-        return sorted(self._pool._processes or {})  # noqa: SLF001 - no public accessor
-
     async def submit(self, job: Job, request: dict[str, object]) -> Record:
         if len(self._futures) >= self.workers + self.max_queue:
             raise Overloaded(f"{len(self._futures)} submissions are queued or running, the "
@@ -122,7 +118,9 @@ class EmbeddedBackend:
             try:
                 outcome = await asyncio.wrap_future(fut)
                 break
-            except BrokenProcessPool:  # a worker died: every job of that pool comes here
+            except BrokenProcessPool:
+                # A worker died. The executor then ends its other workers too, so every job
+                # in flight in that pool comes here and is charged an attempt.
                 self._replace(pool)
             finally:
                 self._futures.pop(rec.id, None)
