@@ -435,6 +435,9 @@ def test_celery(start_server: Callable[..., Server], redis_url: str,
 
         record = redis.Redis.from_url(redis_url).hgetall(RECORD_KEY.format(body["id"]))
         assert record[b"attempts"] == b"2"  # redelivered once, after the kill
+        # Fork safety: the prefork pool's parent, which forked the worker processes (a new one
+        # after the kill too), has no other thread.
+        assert len(os.listdir(f"/proc/{worker.popen.pid}/task")) == 1
         assert "cellbox_runs_total" in s.client.get("/metrics").text
     finally:
         worker.stop()
