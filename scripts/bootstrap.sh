@@ -2,12 +2,13 @@
 # Set up a fresh Debian 12 machine for cellbox, idempotently (run as root):
 #   1. apt-get install what is missing: gcc, g++, libseccomp2 (the seccomp filter, through
 #      pyseccomp), the toolchains of the shipped languages (a JDK, node, rustc), bubblewrap and
-#      util-linux's unshare (peers in `cellbox bench`), and python3 / python3-venv only when no
+#      util-linux's unshare (peers in `cellbox bench`), redis-server (the service tests start
+#      their own, as the Celery broker), and python3 / python3-venv only when no
 #      usable Python >= 3.11 or no working venv module is found;
 #   2. create .venv with the first python3 on PATH that is >= 3.11, if .venv is absent or broken;
-#   3. pip install -e '.[test,bench]' when pyproject.toml changed since the last install, in
-#      setuptools' "compat" editable mode: a plain path entry in a .pth file, not an import
-#      hook, which cost every cellbox command ~20 ms of start-up;
+#   3. pip install -e '.[test,bench,service]' when pyproject.toml changed since the last
+#      install, in setuptools' "compat" editable mode: a plain path entry in a .pth file, not
+#      an import hook, which cost every cellbox command ~20 ms of start-up;
 #   4. replace pip's .venv/bin/cellbox with a launcher that starts Python with -I -S (no
 #      `site`, no .pth files, no PYTHON* variables) and puts the repository and the venv's
 #      site-packages on sys.path itself: `site` alone costs every run several ms;
@@ -81,7 +82,7 @@ fi
 # came from another package than default-jdk-headless).
 # rustc has no command fallback: a rustup toolchain under a home directory is invisible in a box.
 REQUIRED=(gcc:gcc g++:g++ libseccomp2 default-jdk-headless:javac nodejs:node rustc
-          bubblewrap:bwrap util-linux:unshare)
+          bubblewrap:bwrap util-linux:unshare redis-server:redis-server)
 if [[ $NEED_VENV == 1 ]]; then
     if [[ -z $PYTHON ]]; then
         REQUIRED+=(python3 python3-venv)  # Debian 12's python3 is 3.11
@@ -130,10 +131,11 @@ fi
 
 WANT="$(sha256sum pyproject.toml | cut -d' ' -f1) $REPO compat"
 if [[ ! -f $STAMP || $(cat "$STAMP") != "$WANT" ]] ||
-    ! "$VENV/bin/python" -c 'import cellbox, pytest, pyseccomp' 2>/dev/null; then
-    say "installing cellbox, its test and benchmark tools into .venv (pip install -e '.[test,bench]')"
+    ! "$VENV/bin/python" -c 'import cellbox, pytest, pyseccomp, fastapi, celery' 2>/dev/null; then
+    say "installing cellbox, its test, benchmark and service tools into .venv" \
+        "(pip install -e '.[test,bench,service]')"
     quietly "pip install" "$VENV/bin/python" -m pip install -q --disable-pip-version-check \
-        --config-settings editable_mode=compat -e ".[test,bench]"
+        --config-settings editable_mode=compat -e ".[test,bench,service]"
     echo "$WANT" >"$STAMP"
 fi
 

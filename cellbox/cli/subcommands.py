@@ -25,6 +25,8 @@ SUBCOMMANDS: dict[str, str] = {
     "languages": "cellbox.cli.judge",
     "exec": "cellbox.cli.judge",
     "judge": "cellbox.cli.judge",
+    "serve": "cellbox.cli.service",
+    "worker": "cellbox.cli.service",
 }
 HELP_WIDTH = 100  # fixed, so docs/cli.md does not depend on the terminal
 

@@ -7,6 +7,7 @@ files) reaches the checker or the next test.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from cellbox.errors import UsageError
@@ -101,12 +102,16 @@ class ExecResult:
 
 
 def compile_and_run(lang: Language, source: bytes, stdin: bytes = b"",
-                    limits: JudgeLimits | None = None) -> ExecResult:
+                    limits: JudgeLimits | None = None, files: Mapping[str, bytes] = {},
+                    share_net: bool = False, args: Sequence[str] = ()) -> ExecResult:
+    """``files``: more files in the run's box (not the compiler's); ``share_net``: the run
+    gets the host's network (the service allows it only when its admin does); ``args``: the
+    program's command-line arguments."""
     compilation = compile_source(lang, source)
     if not compilation.ok:
         return ExecResult(compilation, None, Verdict.CE)
     run = run_compiled(compilation, (limits or JudgeLimits()).limits(), stdin,
-                       {INPUT_FILE: stdin})
+                       {**files, INPUT_FILE: stdin}, args, share_net)
     return ExecResult(compilation, run, run_verdict(run, lang) or Verdict.AC)
 
 

@@ -93,9 +93,10 @@ def _artifacts(box: Box, lang: Language) -> tuple[Artifact, ...]:
 
 
 def run_compiled(compilation: Compilation, limits: Limits, stdin: bytes = b"",
-                 files: Mapping[str, bytes] = {}, args: Sequence[str] = ()) -> RunResult:
+                 files: Mapping[str, bytes] = {}, args: Sequence[str] = (),
+                 share_net: bool = False) -> RunResult:
     """Run a successful compilation in a fresh box: artifacts and ``files`` written anew;
-    ``args`` follow the profile's run command."""
+    ``args`` follow the profile's run command; ``share_net`` gives it the host's network."""
     if not compilation.ok:
         raise ValueError("run_compiled() needs a successful compilation")
     lang = compilation.language
@@ -106,7 +107,7 @@ def run_compiled(compilation: Compilation, limits: Limits, stdin: bytes = b"",
         for name, data in files.items():
             box.write_file(name, data)
         return box.run(lang.run_argv(limits) + list(args), limits, stdin=stdin,
-                       env=_environment(lang), dirs=lang.dirs + RUN_DIRS)
+                       env=_environment(lang), dirs=lang.dirs + RUN_DIRS, share_net=share_net)
 
 
 _versions: dict[str, str | None] = {}  # by language name, for the life of the process

@@ -27,13 +27,13 @@ _STATUS = {
 }
 
 
-def run_verdict(result: RunResult, lang: Language) -> Verdict | None:
+def run_verdict(result: RunResult, lang: Language | None = None) -> Verdict | None:
     """The verdict a run earned by itself, or None when it ended well and its output decides.
 
     A run that failed after its cgroup's OOM killer struck, or whose stderr carries the
     runtime's out-of-memory message (a JVM OutOfMemoryError, V8's heap limit), is MLE; but
     not when the process limit was hit, since the JVM reports a thread it could not start as
-    an OutOfMemoryError too."""
+    an OutOfMemoryError too. ``lang`` None: a plain command, with no runtime markers."""
     if result.status is Status.OK:
         return None
     verdict = _STATUS[result.status]
@@ -41,6 +41,7 @@ def run_verdict(result: RunResult, lang: Language) -> Verdict | None:
         if result.oom_killed:
             return Verdict.MLE
         text = result.stderr.decode("utf-8", "replace")
-        if not result.processes_limit_hit and any(m in text for m in lang.oom_markers):
+        markers = lang.oom_markers if lang is not None else ()
+        if not result.processes_limit_hit and any(m in text for m in markers):
             return Verdict.MLE
     return verdict

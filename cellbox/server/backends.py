@@ -1,0 +1,241 @@
+"""Where jobs run: ``EmbeddedBackend`` (a pool of worker processes on this machine) or
+``CeleryBackend`` (workers anywhere, through a Redis broker; records kept in Redis).
+
+Both keep, per submission, a ``Record``: its state (queued, running, done), times and, once
+done, the ``Outcome`` dict. A job is never lost: a worker that dies in the middle of a run
+gets the job retried once, and a second death makes it an Internal Error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import multiprocessing
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from cellbox.server.jobs import Job, execute, internal_error
+
+DIED_TWICE = "the worker running this submission died twice (killed, or out of memory)"
+MAX_ATTEMPTS = 2  # a run whose worker died is retried once
+
+
+class Overloaded(Exception):
+    """The queue is full: the client should retry later (HTTP 429)."""
+
+
+class NoWorker(Exception):
+    """No worker can take the job (HTTP 503)."""
+
+
+@dataclass
+class Record:
+    id: str
+    label: str  # the language name, or "command": the metrics' label
+    state: str = "queued"  # queued | running | done
+    created: float = field(default_factory=time.time)
+    finished: float | None = None
+    outcome: dict[str, object] | None = None
+    request: dict[str, object] = field(default_factory=dict)  # what the API keeps to answer
+
+
+@dataclass(frozen=True)
+class PoolStats:
+    workers: int  # processes that can run jobs (embedded) or that answered a ping (Celery)
+    busy: int  # jobs running now
+    queued: int  # jobs waiting for a worker
+
+
+class Backend(Protocol):
+    async def submit(self, job: Job, request: dict[str, object]) -> Record: ...
+    async def get(self, id: str) -> Record | None: ...
+    async def stats(self) -> PoolStats: ...
+    async def close(self) -> None: ...
+
+
+async def wait(backend: Backend, id: str, timeout: float, poll: float = 0.02) -> Record | None:
+    """The record once done, or as it is at ``timeout``; None for an unknown id."""
+    deadline = time.monotonic() + timeout
+    while True:
+        rec = await backend.get(id)
+        if rec is None or rec.state == "done" or time.monotonic() >= deadline:
+            return rec
+        await asyncio.sleep(poll)
+
+
+# -- embedded ---------------------------------------------------------------------------------
+
+class EmbeddedBackend:
+    """A ``ProcessPoolExecutor`` whose processes come from a forkserver: a fresh,
+    single-threaded interpreter, so no worker inherits the server's threads. Records live in
+    this process (at most ``max_records`` finished ones are kept)."""
+
+    def __init__(self, workers: int, max_queue: int, on_done: Callable[[Record], None],
+                 max_records: int = 100_000) -> None:
+        self.on_done = on_done  # called once per finished record (metrics)
+        self.workers = workers
+        self.max_queue = max_queue
+        self.max_records = max_records
+        self._records: OrderedDict[str, Record] = OrderedDict()
+        self._futures: dict[str, Future[dict[str, object]]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._pool = self._new_pool()
+
+    def _new_pool(self) -> ProcessPoolExecutor:
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload(["cellbox.server.jobs"])  # workers start with it imported
+        return ProcessPoolExecutor(self.workers, mp_context=ctx)
+
+    async def submit(self, job: Job, request: dict[str, object]) -> Record:
+        if len(self._futures) >= self.workers + self.max_queue:
+            raise Overloaded(f"{len(self._futures)} submissions are queued or running, the "
+                             "most this server takes; retry later")
+        rec = Record(uuid.uuid4().hex, job.language or "command", request=request)
+        self._records[rec.id] = rec
+        task = asyncio.create_task(self._run(rec, job.to_dict()))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        self._trim()
+        await asyncio.sleep(0)  # let the task hand the job to the pool
+        return rec
+
+    async def _run(self, rec: Record, job: dict[str, object]) -> None:
+        outcome = internal_error(DIED_TWICE).to_dict()
+        for _ in range(MAX_ATTEMPTS):
+            pool = self._pool
+            try:
+                fut = pool.submit(execute, job)
+            except BrokenProcessPool:
+                self._replace(pool)
+                continue
+            self._futures[rec.id] = fut
+            try:
+                outcome = await asyncio.wrap_future(fut)
+                break
+            except BrokenProcessPool:
+                # A worker died. The executor then ends its other workers too, so every job
+                # in flight in that pool comes here and is charged an attempt.
+                self._replace(pool)
+            finally:
+                self._futures.pop(rec.id, None)
+        rec.state, rec.outcome, rec.finished = "done", outcome, time.time()
+        self.on_done(rec)
+
+    def _replace(self, broken: ProcessPoolExecutor) -> None:
+        if self._pool is broken:  # the first job to notice replaces it, once
+            self._pool = self._new_pool()
+            broken.shutdown(wait=False, cancel_futures=True)
+
+    def _trim(self) -> None:
+        while len(self._records) > self.max_records:
+            oldest = next(iter(self._records.values()))
+            if oldest.state != "done":
+                break
+            self._records.popitem(last=False)
+
+    async def get(self, id: str) -> Record | None:
+        rec = self._records.get(id)
+        if rec is not None and rec.state == "queued":
+            fut = self._futures.get(id)
+            if fut is not None and fut.running():
+                rec.state = "running"
+        return rec
+
+    async def stats(self) -> PoolStats:
+        running = sum(f.running() for f in self._futures.values())
+        return PoolStats(self.workers, running, len(self._futures) - running)
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+# -- Celery with Redis ------------------------------------------------------------------------
+
+RECORD_KEY = "cellbox:sub:{}"
+RECORD_TTL = 24 * 3600  # seconds a record is kept in Redis
+QUEUE = "cellbox"  # the Celery queue (a Redis list of that name)
+
+
+class RedisRecords:
+    """Records as Redis hashes, shared by the server (async) and workers (sync)."""
+
+    @staticmethod
+    def decode(raw: dict[Any, Any], id: str) -> Record | None:
+        if not raw:
+            return None
+        d = {k.decode(): v.decode() for k, v in raw.items()}
+        outcome = json.loads(d["outcome"]) if "outcome" in d else None
+        finished = float(d["finished"]) if "finished" in d else None
+        return Record(id, d["label"], d["state"], float(d["created"]), finished, outcome,
+                      json.loads(d.get("request", "{}")))
+
+    @staticmethod
+    def done_fields(outcome: dict[str, object]) -> dict[Any, Any]:
+        return {"state": "done", "outcome": json.dumps(outcome), "finished": str(time.time())}
+
+
+class CeleryBackend:
+    """Enqueues to Celery; reads records from Redis. ``max_queue``: most jobs waiting in the
+    broker's queue before 429. Worker liveness is pinged at most every ``ping_every`` s."""
+
+    def __init__(self, broker: str, max_queue: int, on_done: Callable[[Record], None],
+                 ping_every: float = 5.0) -> None:
+        import redis.asyncio
+
+        from cellbox.server.celery_app import make_app
+
+        self.app = make_app(broker)
+        self.redis = redis.asyncio.Redis.from_url(broker)
+        self.max_queue = max_queue
+        self.on_done = on_done  # called once per finished record, by the server that reads it
+        self.ping_every = ping_every
+        self._workers = (0, 0.0)  # (count, when pinged)
+
+    async def _alive(self) -> int:
+        count, when = self._workers
+        if time.monotonic() - when > self.ping_every or count == 0:
+            replies = await asyncio.to_thread(self.app.control.ping, timeout=0.5)
+            self._workers = (len(replies or []), time.monotonic())
+        return self._workers[0]
+
+    async def submit(self, job: Job, request: dict[str, object]) -> Record:
+        if await self._alive() == 0:
+            raise NoWorker("no cellbox worker is connected to the broker; start one with "
+                           "'cellbox worker --broker URL'")
+        queued = await self.redis.llen(QUEUE)
+        if queued >= self.max_queue:
+            raise Overloaded(f"{queued} submissions are waiting, the most this server "
+                             "queues; retry later")
+        rec = Record(uuid.uuid4().hex, job.language or "command", request=request)
+        key = RECORD_KEY.format(rec.id)
+        await self.redis.hset(key, mapping={"state": "queued", "label": rec.label,
+                                            "created": str(rec.created),
+                                            "request": json.dumps(request)})
+        await self.redis.expire(key, RECORD_TTL)
+        await asyncio.to_thread(self.app.send_task, "cellbox.run", (rec.id, job.to_dict()),
+                                task_id=rec.id, queue=QUEUE)
+        return rec
+
+    async def get(self, id: str) -> Record | None:
+        key = RECORD_KEY.format(id)
+        rec = RedisRecords.decode(await self.redis.hgetall(key), id)
+        # Workers cannot reach this server's metrics: count a run when a server first reads
+        # it done (HSETNX makes that once, across servers).
+        if rec is not None and rec.state == "done" and await self.redis.hsetnx(key, "counted", 1):
+            self.on_done(rec)
+        return rec
+
+    async def stats(self) -> PoolStats:
+        workers = await self._alive()
+        return PoolStats(workers, 0, await self.redis.llen(QUEUE))
+
+    async def close(self) -> None:
+        await self.redis.aclose()

@@ -1,0 +1,62 @@
+"""The Celery side: the app both ``cellbox serve --broker`` and ``cellbox worker`` build, and
+the task workers run.
+
+Acks late with reject-on-worker-lost: a worker process killed in the middle of a run leaves
+its message unacknowledged, so the broker hands it out again. The task counts its attempts in
+the submission's Redis record and, on a third start (the run's worker died twice), records an
+Internal Error instead of running it again: never lost, never stuck "In Queue".
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+
+import redis
+from celery import Celery  # type: ignore[import-untyped]
+
+from cellbox.server.backends import (
+    DIED_TWICE,
+    MAX_ATTEMPTS,
+    QUEUE,
+    RECORD_KEY,
+    RECORD_TTL,
+    RedisRecords,
+)
+from cellbox.server.jobs import execute, internal_error
+
+
+@functools.cache
+def make_app(broker: str) -> Celery:
+    app = Celery("cellbox", broker=broker)
+    app.conf.update(
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        task_ignore_result=True,  # outcomes go to the submission's record
+        worker_prefetch_multiplier=1,  # a worker holds only the job it runs
+        task_default_queue=QUEUE,
+        task_serializer="json", accept_content=["json"],
+        broker_connection_retry_on_startup=True,
+        worker_hijack_root_logger=False,
+    )
+    app.task(name="cellbox.run", bind=True)(_run_task)
+    return app
+
+
+def _run_task(task, id: str, job: dict[str, object]) -> None:  # noqa: ANN001 - a Celery Task
+    client = _redis(task.app.conf.broker_url)
+    key = RECORD_KEY.format(id)
+    attempt = client.hincrby(key, "attempts", 1)
+    if attempt > MAX_ATTEMPTS:
+        outcome = internal_error(DIED_TWICE).to_dict()
+    else:
+        client.hset(key, mapping={"state": "running", "started": str(time.time())})
+        outcome = execute(job)
+    client.hset(key, mapping=RedisRecords.done_fields(outcome))
+    client.expire(key, RECORD_TTL)
+
+
+@functools.cache
+def _redis(url: str) -> redis.Redis:
+    """One client per worker process (made after the fork, on its first task)."""
+    return redis.Redis.from_url(url)

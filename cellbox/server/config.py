@@ -1,0 +1,92 @@
+"""The service's configuration: one TOML file (``cellbox serve --config FILE``), every key
+optional, validated into a frozen dataclass. Command-line options override the file."""
+
+from __future__ import annotations
+
+import ipaddress
+import tomllib
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+from cellbox.errors import ConfigError
+
+MIB = 1 << 20
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    host: str = "127.0.0.1"
+    port: int = 2358  # Judge0's port, so clients find it where they expect
+    workers: int = 2  # embedded pool size (with a broker: none here, the workers run jobs)
+    broker: str | None = None  # redis://host:port/db: enqueue to Celery workers
+    max_queue: int = 256  # jobs waiting for a worker before 429
+    tokens: tuple[str, ...] = ()  # API tokens; required when set, and off loopback
+    rate_limit: int = 0  # requests per minute per token (or per client address); 0: none
+    allow_network: bool = False  # may a submission ask for the network?
+    # Caps on what a submission may ask for (413 for sizes, 422 for limits).
+    max_source_bytes: int = 256 << 10
+    max_files: int = 16
+    max_files_bytes: int = 4 * MIB  # all extra files together
+    max_stdin_bytes: int = 4 * MIB
+    max_batch: int = 20  # Judge0's MAX_SUBMISSION_BATCH_SIZE
+    max_body_bytes: int = 16 * MIB  # a request's body (refused from its Content-Length)
+    max_time: float = 15.0  # CPU seconds
+    max_wall_time: float = 30.0
+    max_memory: int = 1024 * MIB
+    max_output: int = 16 * MIB
+    max_file_size: int = 64 * MIB
+    max_processes: int = 64
+    wait_timeout: float = 90.0  # longest a synchronous request waits for its result
+
+    def __post_init__(self) -> None:
+        if self.workers < 1 or self.max_queue < 0 or self.max_batch < 1:
+            raise ConfigError("workers and max_batch must be at least 1, max_queue at least 0")
+        if any(not t or len(t) < 16 for t in self.tokens):
+            raise ConfigError("API tokens must be at least 16 characters long")
+        if not self.tokens and not _loopback(self.host):
+            raise ConfigError(f"Binding to {self.host} (not a loopback address) needs API "
+                              "tokens: set tokens = [\"...\"] in the service config "
+                              "(docs/service.md)")
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def load_service_config(path: str | None, **overrides: Any) -> ServiceConfig:
+    """The file's values (if ``path``), then ``overrides`` that are not None."""
+    data: dict[str, object] = {}
+    if path is not None:
+        try:
+            with open(path, "rb") as f:
+                data = tomllib.load(f)
+        except OSError as e:
+            raise ConfigError(f"Cannot read service config {path}: {e.strerror}") from None
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"Service config {path} is not valid TOML: {e}") from None
+    known = {f.name: f for f in fields(ServiceConfig)}
+    unknown = set(data) - set(known)
+    if unknown:
+        raise ConfigError(f"Service config {path}: unknown key(s) {', '.join(sorted(unknown))};"
+                          f" known keys: {', '.join(known)}")
+    if "tokens" in data:
+        tokens = data["tokens"]
+        if not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens):
+            raise ConfigError(f"Service config {path}: tokens must be a list of strings")
+        data["tokens"] = tuple(tokens)
+    for key, value in data.items():
+        default = getattr(ServiceConfig, key, None)
+        want = type(default) if default is not None else str
+        ok = isinstance(value, want) and not (isinstance(value, bool) and want is not bool)
+        if want is float and isinstance(value, int) and not isinstance(value, bool):
+            ok = True
+        if not ok:
+            raise ConfigError(f"Service config {path}: {key} must be a {want.__name__}, "
+                              f"not {value!r}")
+    cfg = ServiceConfig(**data)  # type: ignore[arg-type]
+    return replace(cfg, **{k: v for k, v in overrides.items() if v is not None})

@@ -1,0 +1,145 @@
+"""A job (what to run) and its outcome, as plain JSON values, and ``execute`` for workers.
+
+Both backends carry the same dicts: the embedded pool pickles them, Celery sends them as
+JSON. Bytes travel base64-encoded. ``execute`` runs in a worker process, never in the server.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import traceback
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from cellbox.api import Box
+from cellbox.errors import CellboxError
+from cellbox.judge import JudgeLimits, Verdict, compile_and_run, run_verdict
+from cellbox.languages import get
+from cellbox.result import RunResult
+
+MIB = 1 << 20
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def unb64(text: str) -> bytes:
+    return base64.b64decode(text)
+
+
+@dataclass(frozen=True)
+class JobLimits:
+    time: float = 1.0  # CPU seconds of the run
+    wall_time: float | None = None  # None: 2 x time + 1 (JudgeLimits' default)
+    memory: int = 256 * MIB  # bytes, every process of the run
+    output: int = 1 * MIB  # bytes of stdout (and of stderr) kept before OLE
+    file_size: int = 16 * MIB  # largest file the program may write
+    processes: int = 1  # commands only: languages bring their own (a JVM needs threads)
+
+
+@dataclass(frozen=True)
+class Job:
+    """Exactly one of ``language`` (a cellbox language name, with ``source``, and ``args``
+    for the program) or ``command`` (argv run in a box holding ``files``)."""
+
+    language: str | None = None
+    source: bytes = b""
+    args: tuple[str, ...] = ()
+    command: tuple[str, ...] = ()
+    files: dict[str, bytes] = field(default_factory=dict)
+    stdin: bytes = b""
+    limits: JobLimits = JobLimits()
+    network: bool = False
+
+    def to_dict(self) -> dict[str, object]:
+        d = asdict(self)
+        d["source"], d["stdin"] = b64(self.source), b64(self.stdin)
+        d["files"] = {k: b64(v) for k, v in self.files.items()}
+        d["command"], d["args"] = list(self.command), list(self.args)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Job:
+        return cls(language=d.get("language"), source=unb64(d.get("source", "")),
+                   args=tuple(d.get("args") or ()), command=tuple(d.get("command") or ()),
+                   files={str(k): unb64(v) for k, v in (d.get("files") or {}).items()},
+                   stdin=unb64(d.get("stdin", "")), limits=JobLimits(**d.get("limits") or {}),
+                   network=bool(d.get("network")))
+
+
+@dataclass
+class Outcome:
+    """What a job gave. ``verdict``: a ``cellbox.judge.Verdict`` value (AC when the run ended
+    well: the API layer compares ``expected_output`` itself). ``status``: the RunResult status
+    name of the run (None without a run: CE or IE before it)."""
+
+    verdict: str
+    status: str | None = None
+    stdout: bytes = b""
+    stderr: bytes = b""
+    compile_output: str = ""
+    message: str = ""
+    exit_code: int | None = None
+    signal: int | None = None
+    time: float = 0.0
+    wall_time: float = 0.0
+    memory: int | None = None  # peak bytes
+
+    def to_dict(self) -> dict[str, object]:
+        d = asdict(self)
+        d["stdout"], d["stderr"] = b64(self.stdout), b64(self.stderr)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Outcome:
+        return cls(**(d | {"stdout": unb64(d["stdout"]), "stderr": unb64(d["stderr"])}))
+
+
+def internal_error(message: str) -> Outcome:
+    return Outcome(verdict="IE", message=message)
+
+
+def execute(job: dict[str, Any]) -> dict[str, object]:
+    """Run one job (in a single-threaded worker process). Every failure becomes an Internal
+    Error outcome with its reason, so a job is never lost to an exception."""
+    try:
+        return _execute(Job.from_dict(job)).to_dict()
+    except CellboxError as e:  # e.g. no free box, a missing toolchain: say why
+        return internal_error(str(e)).to_dict()
+    except Exception as e:  # a bug: keep the traceback's last line for the operator
+        last = traceback.format_exception_only(e)[-1].strip()
+        return internal_error(f"internal error: {last}").to_dict()
+
+
+def _execute(job: Job) -> Outcome:
+    lim = job.limits
+    limits = JudgeLimits(time=lim.time, wall_time=lim.wall_time, memory=lim.memory,
+                         output=lim.output, file_size=lim.file_size)
+    if job.command:
+        return _run_command(job, limits)
+    assert job.language is not None
+    result = compile_and_run(get(job.language), job.source, job.stdin, limits, job.files,
+                             job.network, job.args)
+    out = Outcome(verdict=result.verdict.value, compile_output=result.compilation.message)
+    if result.run is None:
+        return out
+    return _with_run(out, result.run)
+
+
+def _run_command(job: Job, limits: JudgeLimits) -> Outcome:
+    run_limits = dataclasses.replace(limits.limits(), processes=job.limits.processes)
+    with Box() as box:
+        for name, data in job.files.items():
+            box.write_file(name, data)
+        run = box.run(list(job.command), run_limits, stdin=job.stdin, share_net=job.network)
+    verdict = run_verdict(run) or Verdict.AC
+    return _with_run(Outcome(verdict=verdict.value), run)
+
+
+def _with_run(out: Outcome, run: RunResult) -> Outcome:
+    out.status, out.stdout, out.stderr = run.status.name, run.stdout, run.stderr
+    out.message, out.exit_code, out.signal = run.message, run.exit_code, run.signal
+    out.time, out.wall_time, out.memory = run.cpu_time, run.wall_time, run.peak_memory
+    return out

@@ -1,0 +1,307 @@
+"""A Judge0 CE 1.13-compatible API: the same paths, field names, units, status ids and
+language ids, so Judge0 clients work unchanged. Units as Judge0: seconds, and KB for memory
+and file sizes; ``time`` and ``wall_time`` are strings in answers, as Judge0 sends them."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import shlex
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from cellbox.languages import languages
+from cellbox.server.backends import Record
+from cellbox.server.config import ServiceConfig
+from cellbox.server.errors import ApiError
+from cellbox.server.jobs import Job, JobLimits, Outcome
+from cellbox.server.native import check_job, iso
+
+VERSION = "1.13.1"  # the Judge0 CE version whose API this follows
+KB = 1024
+LANGUAGE_IDS = {71: "python", 50: "c", 54: "cpp", 62: "java", 63: "javascript", 73: "rust"}
+STATUSES = {
+    1: "In Queue", 2: "Processing", 3: "Accepted", 4: "Wrong Answer",
+    5: "Time Limit Exceeded", 6: "Compilation Error", 7: "Runtime Error (SIGSEGV)",
+    8: "Runtime Error (SIGXFSZ)", 9: "Runtime Error (SIGFPE)", 10: "Runtime Error (SIGABRT)",
+    11: "Runtime Error (NZEC)", 12: "Runtime Error (Other)", 13: "Internal Error",
+    14: "Exec Format Error",
+}
+SIGNAL_STATUS = {11: 7, 25: 8, 8: 9, 6: 10}  # SIGSEGV, SIGXFSZ, SIGFPE, SIGABRT
+# Judge0's defaults (its judge0.conf), used when a submission leaves a limit out.
+DEFAULTS = {"cpu_time_limit": 5.0, "cpu_extra_time": 1.0, "wall_time_limit": 10.0,
+            "memory_limit": 128000, "stack_limit": 64000, "max_processes_and_or_threads": 60,
+            "max_file_size": 1024, "number_of_runs": 1}
+DEFAULT_FIELDS = ("token", "stdout", "time", "memory", "stderr", "compile_output", "message",
+                  "status")
+ALL_FIELDS = ("source_code", "language_id", "stdin", "expected_output", "stdout",
+              "status_id", "created_at", "finished_at", "time", "memory", "stderr", "token",
+              "number_of_runs", "cpu_time_limit", "cpu_extra_time", "wall_time_limit",
+              "memory_limit", "stack_limit", "max_processes_and_or_threads",
+              "enable_per_process_and_thread_time_limit",
+              "enable_per_process_and_thread_memory_limit", "max_file_size", "compile_output",
+              "exit_code", "exit_signal", "message", "wall_time", "compiler_options",
+              "command_line_arguments", "redirect_stderr_to_stdout", "callback_url",
+              "additional_files", "enable_network", "status", "language")
+TEXT_FIELDS = ("source_code", "stdin", "expected_output")  # base64 in and out when asked
+OUTPUT_FIELDS = ("stdout", "stderr", "compile_output", "message")
+UNSUPPORTED = ("compiler_options", "additional_files", "callback_url")
+
+
+class SubmissionIn(BaseModel):
+    # Judge0 ignores keys it does not know; wrong types are still errors.
+    model_config = ConfigDict(extra="ignore", strict=True)
+
+    source_code: str
+    language_id: int
+    stdin: str | None = None
+    expected_output: str | None = None
+    cpu_time_limit: float | None = Field(None, gt=0)
+    cpu_extra_time: float | None = Field(None, ge=0)
+    wall_time_limit: float | None = Field(None, gt=0)
+    memory_limit: int | None = Field(None, gt=0, description="KB")
+    stack_limit: int | None = Field(None, gt=0, description="KB")
+    max_processes_and_or_threads: int | None = Field(None, ge=1)
+    enable_per_process_and_thread_time_limit: bool | None = None
+    enable_per_process_and_thread_memory_limit: bool | None = None
+    max_file_size: int | None = Field(None, gt=0, description="KB")
+    redirect_stderr_to_stdout: bool | None = None
+    enable_network: bool | None = None
+    number_of_runs: int | None = Field(None, ge=1)
+    compiler_options: str | None = None
+    command_line_arguments: str | None = None
+    additional_files: str | None = None
+    callback_url: str | None = None
+
+
+class BatchIn(BaseModel):
+    model_config = ConfigDict(strict=True)
+    submissions: list[SubmissionIn]
+
+
+def _decode(text: str | None, b64: bool, what: str) -> bytes | None:
+    if text is None:
+        return None
+    if not b64:
+        return text.encode()
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise ApiError(422, f"{what} is not valid base64 (base64_encoded=true)") from None
+
+
+def _encode(data: bytes | None, b64: bool) -> str | None:
+    if data is None:
+        return None
+    return base64.b64encode(data).decode() if b64 else data.decode("utf-8", "replace")
+
+
+def to_job(sub: SubmissionIn, b64: bool, cfg: ServiceConfig) -> tuple[Job, dict[str, object]]:
+    """The job, and the echo the record keeps (the submission as Judge0 would store it)."""
+    if sub.language_id not in LANGUAGE_IDS:
+        raise ApiError(422, f"language with id {sub.language_id} doesn't exist; cellbox "
+                       f"has {', '.join(map(str, LANGUAGE_IDS))}")
+    given = [k for k in UNSUPPORTED if getattr(sub, k)]
+    if given:
+        raise ApiError(422, f"{', '.join(given)}: not supported by cellbox")
+    texts = {k: _decode(getattr(sub, k), b64, k) for k in TEXT_FIELDS}
+    try:  # split as Judge0's shell would
+        args = tuple(shlex.split(sub.command_line_arguments or ""))
+    except ValueError as e:
+        raise ApiError(422, f"command_line_arguments: {e}") from None
+    limits = {k: getattr(sub, k) if getattr(sub, k) is not None else v
+              for k, v in DEFAULTS.items()}
+    job = Job(language=LANGUAGE_IDS[sub.language_id], source=texts["source_code"] or b"",
+              args=args, stdin=texts["stdin"] or b"",
+              limits=JobLimits(time=float(limits["cpu_time_limit"]),
+                               wall_time=float(limits["wall_time_limit"]),
+                               memory=int(limits["memory_limit"]) * KB,
+                               file_size=int(limits["max_file_size"]) * KB),
+              network=bool(sub.enable_network))
+    check_job(job, cfg)
+    echo: dict[str, object] = {k: v for k, v in sub.model_dump().items() if k not in TEXT_FIELDS}
+    echo |= limits
+    echo |= {k: base64.b64encode(v).decode() if v is not None else None
+             for k, v in texts.items()}  # kept as base64 whatever the request's encoding
+    return job, echo
+
+
+def _strip(text: bytes) -> bytes:
+    """Judge0's comparison: trailing spaces of each line and surrounding blank lines ignored."""
+    return b"\n".join(line.rstrip() for line in text.split(b"\n")).strip()
+
+
+def status_id(rec: Record) -> int:
+    if rec.outcome is None:
+        return 2 if rec.state == "running" else 1
+    o = Outcome.from_dict(rec.outcome)
+    if o.verdict == "AC":
+        expected = rec.request.get("expected_output")
+        if expected is None or _strip(base64.b64decode(str(expected))) == _strip(o.stdout):
+            return 3
+        return 4
+    if o.verdict == "IE":
+        return 14 if "exec format" in o.message.lower() else 13
+    simple = {"CE": 6, "TLE": 5, "OLE": 8}  # OLE: isolate's fsize limit, SIGXFSZ in Judge0
+    if o.verdict in simple:
+        return simple[o.verdict]
+    if o.signal is not None:  # RE or MLE
+        return SIGNAL_STATUS.get(o.signal, 12)
+    return 11 if o.exit_code else 12
+
+
+def to_json(rec: Record, b64: bool, fields: tuple[str, ...]) -> dict[str, object]:
+    sid = status_id(rec)
+    o = Outcome.from_dict(rec.outcome) if rec.outcome else None
+    full: dict[str, object] = dict(rec.request)
+    for k in TEXT_FIELDS:
+        v = rec.request.get(k)
+        full[k] = _encode(base64.b64decode(str(v)), b64) if v is not None else None
+    lang_id = rec.request.get("language_id")
+    full |= {"token": rec.id, "status_id": sid, "status": {"id": sid, "description": STATUSES[sid]},
+             "created_at": iso(rec.created), "finished_at": iso(rec.finished),
+             "language": {"id": lang_id, "name": languages()[rec.label].title},
+             "stdout": None, "stderr": None, "compile_output": None, "message": None,
+             "time": None, "wall_time": None, "memory": None, "exit_code": None,
+             "exit_signal": None}
+    if o is not None:
+        stdout, stderr = o.stdout, o.stderr
+        if rec.request.get("redirect_stderr_to_stdout"):
+            stdout, stderr = stdout + stderr, b""
+        full |= {"stdout": _encode(stdout or None, b64), "stderr": _encode(stderr or None, b64),
+                 "compile_output": _encode(o.compile_output.encode() or None, b64),
+                 "message": _encode(o.message.encode() or None, b64),
+                 "exit_code": o.exit_code, "exit_signal": o.signal,
+                 "time": f"{o.time:.3f}" if o.status else None,
+                 "wall_time": f"{o.wall_time:.3f}" if o.status else None,
+                 "memory": o.memory // KB if o.memory is not None else None}
+    return {k: full.get(k) for k in fields}
+
+
+def _fields(text: str | None) -> tuple[str, ...]:
+    if text is None:
+        return DEFAULT_FIELDS
+    if text.strip() == "*":
+        return ALL_FIELDS
+    wanted = tuple(f.strip() for f in text.split(",") if f.strip())
+    unknown = [f for f in wanted if f not in ALL_FIELDS]
+    if unknown:
+        raise ApiError(422, f"invalid field(s): {', '.join(unknown)}")
+    return wanted
+
+
+B64 = Annotated[bool, Query(description="source_code, stdin, expected_output and the "
+                                        "outputs in base64")]
+
+
+def router() -> APIRouter:
+    r = APIRouter(tags=["judge0"])
+
+    @r.post("/submissions", status_code=201)
+    async def create(sub: SubmissionIn, request: Request, base64_encoded: B64 = False,
+                     wait: bool = False, fields: str | None = None) -> dict[str, object]:
+        svc = request.app.state.service
+        wanted = _fields(fields)
+        job, echo = to_job(sub, base64_encoded, svc.cfg)
+        rec = await svc.submit(job, echo)
+        if not wait:
+            return {"token": rec.id}
+        return to_json(await svc.wait(rec.id), base64_encoded, wanted)
+
+    @r.post("/submissions/batch", status_code=201)
+    async def create_batch(batch: BatchIn, request: Request,
+                           base64_encoded: B64 = False) -> list[dict[str, object]]:
+        svc = request.app.state.service
+        if len(batch.submissions) > svc.cfg.max_batch:
+            raise ApiError(413, f"{len(batch.submissions)} submissions; a batch takes at "
+                           f"most {svc.cfg.max_batch}")
+        out: list[dict[str, object]] = []
+        for sub in batch.submissions:  # as Judge0: each item is accepted or has its error
+            try:
+                job, echo = to_job(sub, base64_encoded, svc.cfg)
+                out.append({"token": (await svc.submit(job, echo)).id})
+            except ApiError as e:
+                if e.status in (429, 503):
+                    raise
+                out.append({"error": e.message})
+        return out
+
+    @r.get("/submissions/batch")
+    async def get_batch(request: Request, tokens: str, base64_encoded: B64 = False,
+                        fields: str | None = None) -> dict[str, object]:
+        svc = request.app.state.service
+        wanted = _fields(fields)
+        ids = [t for t in tokens.split(",") if t]
+        if len(ids) > svc.cfg.max_batch:
+            raise ApiError(413, f"{len(ids)} tokens; at most {svc.cfg.max_batch}")
+        out = []
+        for id in ids:
+            rec = await svc.get(id)
+            out.append(to_json(rec, base64_encoded, wanted) if rec else None)
+        return {"submissions": out}
+
+    @r.get("/submissions/{token}")
+    async def get(token: str, request: Request, base64_encoded: B64 = False,
+                  fields: str | None = None) -> dict[str, object]:
+        rec = await request.app.state.service.get(token)
+        if rec is None or "language_id" not in rec.request:  # a native id is not a token
+            raise ApiError(404, f"no submission with token {token!r}")
+        return to_json(rec, base64_encoded, _fields(fields))
+
+    @r.get("/languages")
+    async def langs() -> list[dict[str, object]]:
+        return [{"id": i, "name": languages()[n].title} for i, n in LANGUAGE_IDS.items()]
+
+    @r.get("/languages/{id}")
+    async def lang(id: int) -> dict[str, object]:
+        if id not in LANGUAGE_IDS:
+            raise ApiError(404, f"language with id {id} doesn't exist")
+        lang = languages()[LANGUAGE_IDS[id]]
+        return {"id": id, "name": lang.title, "is_archived": False,
+                "source_file": lang.source, "compile_cmd": " ".join(lang.compile) or None,
+                "run_cmd": " ".join(lang.run)}
+
+    @r.get("/statuses")
+    async def statuses() -> list[dict[str, object]]:
+        return [{"id": i, "description": d} for i, d in STATUSES.items()]
+
+    @r.get("/about")
+    async def about() -> dict[str, str]:
+        return {"version": VERSION, "homepage": "docs/service.md",
+                "source_code": "cellbox", "maintainer": "cellbox"}
+
+    @r.get("/config_info")
+    async def config_info(request: Request) -> JSONResponse:
+        return JSONResponse(_config_info(request.app.state.service.cfg))
+
+    return r
+
+
+def _config_info(cfg: ServiceConfig) -> dict[str, object]:
+    return {
+        "maintenance_mode": False, "enable_wait_result": True,
+        "enable_compiler_options": False, "allowed_languages_for_compile_options": [],
+        "enable_command_line_arguments": True, "enable_submission_delete": False,
+        "enable_callbacks": False, "enable_additional_files": False,
+        "max_queue_size": cfg.max_queue,
+        "cpu_time_limit": DEFAULTS["cpu_time_limit"], "max_cpu_time_limit": cfg.max_time,
+        "cpu_extra_time": DEFAULTS["cpu_extra_time"], "max_cpu_extra_time": 0,
+        "wall_time_limit": DEFAULTS["wall_time_limit"],
+        "max_wall_time_limit": cfg.max_wall_time,
+        "memory_limit": DEFAULTS["memory_limit"], "max_memory_limit": cfg.max_memory // KB,
+        "stack_limit": DEFAULTS["stack_limit"], "max_stack_limit": DEFAULTS["stack_limit"],
+        "max_processes_and_or_threads": DEFAULTS["max_processes_and_or_threads"],
+        "max_max_processes_and_or_threads": cfg.max_processes,
+        "enable_per_process_and_thread_time_limit": False,
+        "allow_enable_per_process_and_thread_time_limit": False,
+        "enable_per_process_and_thread_memory_limit": False,
+        "allow_enable_per_process_and_thread_memory_limit": False,
+        "max_file_size": DEFAULTS["max_file_size"], "max_max_file_size": cfg.max_file_size // KB,
+        "number_of_runs": 1, "max_number_of_runs": 1,
+        "redirect_stderr_to_stdout": False, "enable_batched_submissions": True,
+        "max_submission_batch_size": cfg.max_batch, "allow_enable_network": cfg.allow_network,
+        "enable_network": False,
+    }

@@ -1,0 +1,492 @@
+"""The execution service, end to end: a real ``cellbox serve`` (uvicorn) on 127.0.0.1 at a free
+port, and for the Celery part a real ``redis-server`` and ``cellbox worker``, all started and
+stopped here. Every process started is ended by its pid."""
+
+from __future__ import annotations
+
+import base64
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from pathlib import Path
+
+import httpx
+import pytest
+
+from cellbox.box import Boxes
+from cellbox.server.backends import DIED_TWICE, RECORD_KEY
+
+pytestmark = pytest.mark.service
+
+TOKEN = "t" * 32
+C_HELLO = '#include <stdio.h>\nint main(void) { puts("hi"); return 0; }\n'
+C_SEGV = "int main(void) { volatile int *p = 0; return *p; }\n"
+PY_DOUBLE = "print(int(input()) * 2)\n"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Proc:
+    """A process this test started, ended by its pid (SIGTERM, then SIGKILL)."""
+
+    def __init__(self, argv: list[str], log: Path) -> None:
+        self.log = log
+        with open(log, "wb") as out:
+            self.popen = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT,
+                                          start_new_session=True)
+
+    def stop(self) -> None:
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGTERM)
+            try:
+                self.popen.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.popen.pid, signal.SIGKILL)  # its own group: only what it started
+                self.popen.wait(5)
+
+
+def descendants(pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                children.setdefault(ppid(int(entry)), []).append(int(entry))
+            except OSError:
+                continue
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def ppid(pid: int) -> int:
+    with open(f"/proc/{pid}/stat") as f:
+        return int(f.read().rsplit(")", 1)[1].split()[1])
+
+
+def cmdline(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+class Server:
+    def __init__(self, tmp: Path, config: str, *args: str) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        cfg = tmp / f"service-{self.port}.toml"
+        cfg.write_text(config)
+        self.proc = Proc([sys.executable, "-m", "cellbox", "serve", "--config", str(cfg),
+                          "--port", str(self.port), *args], tmp / f"serve-{self.port}.log")
+        self.client = httpx.Client(base_url=self.url, timeout=120)
+        self._wait_up()
+
+    def _wait_up(self) -> None:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.popen.poll() is not None:
+                raise AssertionError(f"cellbox serve exited: {self.proc.log.read_text()}")
+            try:
+                self.client.get("/openapi.json")
+                return
+            except httpx.TransportError:
+                time.sleep(0.1)
+        raise AssertionError("cellbox serve did not start in 30 s")
+
+    def stop(self) -> None:
+        self.client.close()
+        self.proc.stop()
+
+
+@pytest.fixture(scope="module")
+def start_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., Server]]:
+    tmp = tmp_path_factory.mktemp("service")
+    servers: list[Server] = []
+
+    def start(config: str = "", *args: str) -> Server:
+        servers.append(Server(tmp, config, *args))
+        return servers[-1]
+
+    yield start
+    for s in servers:
+        s.stop()
+
+
+@pytest.fixture(scope="module")
+def server(start_server: Callable[..., Server]) -> Server:
+    return start_server("workers = 2\nmax_source_bytes = 65536\nmax_body_bytes = 1048576\n")
+
+
+def wait_done(client: httpx.Client, path: str, timeout: float = 60) -> dict[str, object]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        body = client.get(path).json()
+        if body.get("state", "done") == "done" and body.get("status", {}) not in (
+                {"id": 1, "description": "In Queue"}, {"id": 2, "description": "Processing"}):
+            return body
+        time.sleep(0.05)
+    raise AssertionError(f"{path} not done after {timeout} s: {body}")
+
+
+# -- the native API ---------------------------------------------------------------------------
+
+def test_native_run_language_and_command(server: Server) -> None:
+    r = server.client.post("/v1/runs", json={"language": "python", "source": PY_DOUBLE,
+                                             "stdin": "21", "expected_output": "42"})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert (body["verdict"], body["status"], body["stdout"]) == ("AC", "OK", "42\n")
+    r = server.client.post("/v1/runs", json={"language": "python", "source": PY_DOUBLE,
+                                             "stdin": "1", "expected_output": "3"})
+    assert r.json()["verdict"] == "WA"
+    r = server.client.post("/v1/runs", json={"language": "python", "args": ["a", "b c"],
+                                             "source": "import sys; print(sys.argv[1:])"})
+    assert r.json()["stdout"] == "['a', 'b c']\n", r.json()
+    r = server.client.post("/v1/runs", json={
+        "command": ["/bin/sh", "-c", "cat data.txt; exit 3"], "files": {"data.txt": "x"},
+        "limits": {"processes": 4}})
+    body = r.json()
+    assert (body["verdict"], body["exit_code"], body["stdout"]) == ("RE", 3, "x"), body
+
+
+def test_native_base64_and_compile_error(server: Server) -> None:
+    b64 = base64.b64encode
+    r = server.client.post("/v1/runs", json={
+        "language": "python", "encoding": "base64", "source": b64(PY_DOUBLE.encode()).decode(),
+        "stdin": b64(b"5").decode()})
+    assert base64.b64decode(r.json()["stdout"]) == b"10\n"
+    r = server.client.post("/v1/runs", json={"language": "c", "source": "int main( {"})
+    body = r.json()
+    assert body["verdict"] == "CE" and "error" in body["compile_output"]
+
+
+def test_native_async_and_batch(server: Server) -> None:
+    r = server.client.post("/v1/submissions", json={"command": ["/bin/echo", "one"]})
+    assert r.status_code == 201
+    body = wait_done(server.client, f"/v1/submissions/{r.json()['id']}")
+    assert body["stdout"] == "one\n" and body["finished_at"]
+    r = server.client.post("/v1/submissions/batch", json={"submissions": [
+        {"command": ["/bin/echo", str(i)]} for i in range(5)]})
+    ids = [x["id"] for x in r.json()]
+    outs = [wait_done(server.client, f"/v1/submissions/{i}")["stdout"] for i in ids]
+    assert outs == [f"{i}\n" for i in range(5)]
+
+
+def test_languages_health_metrics_docs(server: Server) -> None:
+    names = {x["name"] for x in server.client.get("/v1/languages").json()}
+    assert {"python", "c", "cpp", "java", "javascript", "rust"} <= names
+    health = server.client.get("/healthz").json()
+    assert health["ok"] and health["workers"] == 2 and health["backend"] == "embedded"
+    text = server.client.get("/metrics").text
+    for name in ("cellbox_runs_total", "cellbox_latency_seconds_bucket", "cellbox_queue_depth",
+                 "cellbox_pool_busy", "cellbox_pool_workers", "cellbox_box_repairs",
+                 "cellbox_lock_waits"):
+        assert name in text, name
+    assert server.client.get("/docs").status_code == 200
+    assert "/v1/runs" in server.client.get("/openapi.json").json()["paths"]
+
+
+# -- the Judge0 API ---------------------------------------------------------------------------
+
+def judge0(server: Server, sub: dict[str, object], query: str = "") -> dict[str, object]:
+    r = server.client.post(f"/submissions?wait=true{query}", json=sub)
+    assert r.status_code == 201, r.text
+    return dict(r.json())
+
+
+@pytest.mark.parametrize(("sub", "status"), [
+    ({"language_id": 50, "source_code": C_HELLO, "expected_output": "hi\n\n"}, 3),
+    ({"language_id": 50, "source_code": C_HELLO, "expected_output": "ho"}, 4),
+    ({"language_id": 71, "source_code": "while True: pass", "cpu_time_limit": 0.3}, 5),
+    ({"language_id": 50, "source_code": "int main( {"}, 6),
+    ({"language_id": 50, "source_code": C_SEGV}, 7),
+    ({"language_id": 71, "source_code": "import sys; sys.exit(4)"}, 11),
+])
+def test_judge0_statuses(server: Server, sub: dict[str, object], status: int) -> None:
+    body = judge0(server, sub)
+    assert body["status"]["id"] == status, body  # type: ignore[index]
+
+
+def test_judge0_fields_base64_and_get(server: Server) -> None:
+    src = base64.b64encode(PY_DOUBLE.encode()).decode()
+    body = judge0(server, {"language_id": 71, "source_code": src, "stdin": "Mw=="},
+                  "&base64_encoded=true&fields=*")
+    assert base64.b64decode(str(body["stdout"])) == b"6\n"
+    assert body["source_code"] == src and body["language_id"] == 71
+    assert body["memory_limit"] == 128000 and body["status_id"] == 3
+    assert float(str(body["time"])) >= 0 and isinstance(body["memory"], int)
+    body = judge0(server, {"language_id": 71, "command_line_arguments": "x 'y z'",
+                           "source_code": "import sys; print(sys.argv[1:])"})
+    assert body["stdout"] == "['x', 'y z']\n", body
+    token = server.client.post("/submissions", json={"language_id": 71,
+                                                      "source_code": "print('x')"}).json()
+    got = wait_done(server.client, f"/submissions/{token['token']}?fields=stdout,status")
+    assert got == {"stdout": "x\n", "status": {"id": 3, "description": "Accepted"}}
+
+
+def test_judge0_batch_and_metadata(server: Server) -> None:
+    r = server.client.post("/submissions/batch", json={"submissions": [
+        {"language_id": 71, "source_code": "print(1)"},
+        {"language_id": 999, "source_code": "x"}]})
+    first, second = r.json()
+    assert "token" in first and "error" in second
+    wait_done(server.client, f"/submissions/{first['token']}")
+    got = server.client.get(f"/submissions/batch?tokens={first['token']}&fields=stdout").json()
+    assert got == {"submissions": [{"stdout": "1\n"}]}
+    ids = {x["id"] for x in server.client.get("/languages").json()}
+    assert ids == {71, 50, 54, 62, 63, 73}
+    assert server.client.get("/languages/62").json()["source_file"] == "Main.java"
+    statuses = server.client.get("/statuses").json()
+    assert [s["id"] for s in statuses] == list(range(1, 15))
+    assert server.client.get("/about").json()["version"].startswith("1.13")
+    assert server.client.get("/config_info").json()["max_submission_batch_size"] == 20
+
+
+# -- bad input --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("path", "body", "status", "says"), [
+    ("/v1/runs", b"{not json", 400, "not valid JSON"),
+    ("/v1/runs", {"language": "python", "source": 42}, 422, "source"),
+    ("/v1/runs", {"language": "python", "source": "x", "limits": {"time": "1"}}, 422, "time"),
+    ("/v1/runs", {"language": "python", "source": "x" * 70000}, 413, "source"),
+    ("/v1/runs", {"language": "cobol", "source": "x"}, 422, "unknown language"),
+    ("/v1/runs", {"language": "python", "source": "x", "limits": {"time": -1}}, 422, "time"),
+    ("/v1/runs", {"language": "python", "source": "x", "limits": {"memory": 1 << 50}}, 422,
+     "maximum"),
+    ("/v1/runs", {"language": "python", "source": "!!", "encoding": "base64"}, 422, "base64"),
+    ("/v1/runs", {"language": "python", "source": "x", "files": {"../x": ""}}, 422, "plain"),
+    ("/v1/runs", {"language": "python", "source": "x", "network": True}, 403, "network"),
+    ("/v1/runs", {"language": "python"}, 422, "source"),
+    ("/v1/runs", {"language": "python", "source": "x", "command": ["ls"]}, 422, "either"),
+    ("/v1/runs", {"language": "python", "source": "x", "bogus": 1}, 422, "bogus"),
+    ("/submissions", {"language_id": 999, "source_code": "x"}, 422, "999"),
+    ("/submissions", {"language_id": "71", "source_code": "x"}, 422, "language_id"),
+    ("/submissions", {"language_id": 71, "source_code": "x", "cpu_time_limit": 100}, 422,
+     "maximum"),
+    ("/submissions", {"language_id": 71, "source_code": "x", "memory_limit": -5}, 422,
+     "memory_limit"),
+    ("/submissions?base64_encoded=true", {"language_id": 71, "source_code": "%%%"}, 422,
+     "base64"),
+])
+def test_bad_input(server: Server, path: str, body: object, status: int, says: str) -> None:
+    if isinstance(body, bytes):
+        r = server.client.post(path, content=body, headers={"content-type": "application/json"})
+    else:
+        r = server.client.post(path, json=body)
+    assert r.status_code == status, r.text
+    assert says in r.json()["error"], r.json()
+
+
+def test_unknown_ids_and_huge_body(server: Server) -> None:
+    assert server.client.get("/v1/submissions/nope").status_code == 404
+    assert server.client.get("/submissions/nope").status_code == 404
+    token = server.client.post("/submissions", json={"language_id": 71, "source_code": ""})
+    token = token.json()["token"]
+    assert server.client.get(f"/v1/submissions/{token}").status_code == 404
+    wait_done(server.client, f"/submissions/{token}")  # leave no box behind
+    assert server.client.get("/languages/1").status_code == 404
+    r = server.client.post("/v1/runs", content=b"x" * (2 << 20),
+                           headers={"content-type": "application/json"})
+    assert r.status_code == 413 and "body" in r.json()["error"]
+
+
+# -- security and overload --------------------------------------------------------------------
+
+def test_tokens_and_rate_limit(start_server: Callable[..., Server]) -> None:
+    s = start_server(f'tokens = ["{TOKEN}"]\nrate_limit = 5\n')
+    assert s.client.get("/languages").status_code == 401
+    assert s.client.get("/languages", headers={"X-Auth-Token": "x" * 32}).status_code == 401
+    assert s.client.get("/healthz").status_code == 200  # open to load balancers
+    codes = [s.client.get("/languages", headers={"X-Auth-Token": TOKEN}).status_code
+             for _ in range(3)]
+    codes += [s.client.get("/languages", headers={"Authorization": f"Bearer {TOKEN}"}
+                           ).status_code for _ in range(3)]
+    assert codes == [200] * 5 + [429]
+
+
+def test_refuses_public_bind_without_tokens(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "cellbox", "serve", "--host", "0.0.0.0",
+                           "--port", str(free_port())], capture_output=True, timeout=60)
+    assert proc.returncode == 2 and b"needs API tokens" in proc.stderr, proc.stderr
+
+
+def test_overload_gives_429(start_server: Callable[..., Server]) -> None:
+    s = start_server("workers = 1\nmax_queue = 1\n")
+    sleep = {"command": ["/bin/sleep", "1"], "limits": {"wall_time": 5}}
+    answers = [s.client.post("/v1/submissions", json=sleep) for _ in range(3)]
+    assert [r.status_code for r in answers] == [201, 201, 429]
+    r = s.client.post("/v1/submissions", json=sleep)
+    assert r.status_code == 429 and r.headers["retry-after"] and "retry" in r.json()["error"]
+    for r in answers[:2]:
+        assert wait_done(s.client, f"/v1/submissions/{r.json()['id']}")["verdict"] == "AC"
+
+
+def test_worker_killed_mid_run(start_server: Callable[..., Server]) -> None:
+    """kill -9 of the embedded worker that runs a submission: the run starts again once on a
+    new worker, and ends; the pool serves the next submission."""
+    s = start_server("workers = 1\n")
+    r = s.client.post("/v1/submissions", json={"command": ["/bin/sleep", "1.5"],
+                                               "limits": {"wall_time": 5}})
+    sub = f"/v1/submissions/{r.json()['id']}"
+    victim = _running_worker(s.proc.popen.pid)
+    os.kill(victim, signal.SIGKILL)
+    body = wait_done(s.client, sub)
+    assert body["verdict"] == "AC" and body["status"] == "OK", body
+    assert s.client.post("/v1/runs", json={"command": ["/bin/echo", "ok"]}).json()["stdout"] \
+        == "ok\n"
+    Boxes().reap()  # the killed run's box, if no later run took (and so repaired) it
+
+
+def test_worker_killed_twice_is_internal_error(start_server: Callable[..., Server]) -> None:
+    """A run whose worker dies on its retry too is an Internal Error (Judge0 status 13)."""
+    s = start_server("workers = 1\n")
+    r = s.client.post("/submissions", json={"language_id": 71, "wall_time_limit": 5,
+                                             "source_code": "import time; time.sleep(2)"})
+    token = r.json()["token"]
+    for _ in range(2):
+        victim = _running_worker(s.proc.popen.pid, program="python3 -I -S main.py")
+        os.kill(victim, signal.SIGKILL)
+        while victim in descendants(s.proc.popen.pid):
+            time.sleep(0.05)
+    body = wait_done(s.client, f"/submissions/{token}?fields=status,message")
+    assert body["status"]["id"] == 13 and body["message"] == DIED_TWICE, body
+    Boxes().reap()
+
+
+def _running_worker(root: int, program: str = "/bin/sleep", timeout: float = 20) -> int:
+    """The worker process under ``root`` that runs ``program`` in a box: the program's
+    grandparent (worker, then the box's init, then the program)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for pid in descendants(root):
+            if cmdline(pid).startswith(program):
+                worker = ppid(ppid(pid))
+                assert "python" in cmdline(worker), cmdline(worker)
+                return worker
+        time.sleep(0.05)
+    raise AssertionError("no worker started the run")
+
+
+# -- Celery with a real redis-server ----------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    tmp = tmp_path_factory.mktemp("redis")
+    port = free_port()
+    proc = Proc(["redis-server", "--bind", "127.0.0.1", "--port", str(port), "--dir", str(tmp),
+                 "--save", "", "--appendonly", "no", "--protected-mode", "yes"],
+                tmp / "redis.log")
+    import redis
+
+    client = redis.Redis(port=port)
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            client.ping()
+            break
+        except redis.ConnectionError:
+            if time.monotonic() > deadline:
+                proc.stop()
+                raise AssertionError(f"redis-server did not start: {proc.log.read_text()}"
+                                     ) from None
+            time.sleep(0.05)
+    client.close()
+    yield f"redis://127.0.0.1:{port}/0"
+    proc.stop()
+
+
+def test_celery(start_server: Callable[..., Server], redis_url: str,
+                tmp_path: Path) -> None:
+    """serve --broker enqueues, cellbox worker runs; no worker: 503; kill -9 of the worker
+    process in the middle of a run: the run is redelivered and ends (never stuck)."""
+    s = start_server("", "--broker", redis_url)
+    sub = {"language_id": 71, "source_code": "print(6 * 7)"}
+    r = s.client.post("/submissions", json=sub)
+    assert r.status_code == 503 and "worker" in r.json()["error"]
+    worker = Proc([sys.executable, "-m", "cellbox", "worker", "--broker", redis_url,
+                   "--concurrency", "2"], tmp_path / "worker.log")
+    try:
+        deadline = time.monotonic() + 60
+        while (r := s.client.post("/submissions?wait=true", json=sub)).status_code == 503:
+            assert time.monotonic() < deadline, worker.log.read_text()
+            time.sleep(0.5)
+        assert r.json()["stdout"] == "42\n" and r.json()["status"]["id"] == 3, r.text
+        r = s.client.post("/v1/submissions", json={"command": ["/bin/sleep", "1.5"],
+                                                   "limits": {"wall_time": 5}})
+        path = f"/v1/submissions/{r.json()['id']}"
+        os.kill(_running_worker(worker.popen.pid), signal.SIGKILL)
+        body = wait_done(s.client, path, timeout=90)
+        assert body["verdict"] == "AC", body
+        import redis
+
+        record = redis.Redis.from_url(redis_url).hgetall(RECORD_KEY.format(body["id"]))
+        assert record[b"attempts"] == b"2"  # redelivered once, after the kill
+        # Fork safety: the prefork pool's parent, which forked the worker processes (a new one
+        # after the kill too), has no other thread.
+        assert len(os.listdir(f"/proc/{worker.popen.pid}/task")) == 1
+        assert "cellbox_runs_total" in s.client.get("/metrics").text
+    finally:
+        worker.stop()
+        Boxes().reap()
+
+
+# -- load -------------------------------------------------------------------------------------
+
+def test_load_1000_embedded(start_server: Callable[..., Server]) -> None:
+    """1000 submissions on the embedded pool's 2 workers."""
+    load(start_server("workers = 2\nmax_queue = 2000\nmax_batch = 50\n"), "embedded")
+
+
+def test_load_1000_celery(start_server: Callable[..., Server], redis_url: str,
+                          tmp_path: Path) -> None:
+    """1000 submissions through Redis on one Celery worker with 2 processes."""
+    s = start_server("max_queue = 2000\nmax_batch = 50\n", "--broker", redis_url)
+    worker = Proc([sys.executable, "-m", "cellbox", "worker", "--broker", redis_url,
+                   "--concurrency", "2"], tmp_path / "worker.log")
+    try:
+        deadline = time.monotonic() + 60
+        while s.client.get("/healthz").status_code != 200:
+            assert time.monotonic() < deadline, worker.log.read_text()
+            time.sleep(0.5)
+        load(s, "Celery")
+    finally:
+        worker.stop()
+
+
+def load(s: Server, backend: str) -> None:
+    """1000 submissions queued at once (20 batches of 50), none lost, each with its own
+    output; p50 and p99 latency (submission to result) are printed, not asserted."""
+    start = time.monotonic()
+    ids: list[str] = []
+    for batch in range(20):
+        subs = [{"command": ["/bin/echo", str(batch * 50 + i)]} for i in range(50)]
+        r = s.client.post("/v1/submissions/batch", json={"submissions": subs})
+        assert r.status_code == 201, r.text
+        ids += [x["id"] for x in r.json()]
+    results = {i: wait_done(s.client, f"/v1/submissions/{i}", timeout=300) for i in ids}
+    elapsed = time.monotonic() - start
+    assert [results[i]["stdout"] for i in ids] == [f"{n}\n" for n in range(1000)]
+    assert all(r["verdict"] == "AC" for r in results.values())
+    latency = sorted(
+        (datetime.fromisoformat(str(r["finished_at"]))
+         - datetime.fromisoformat(str(r["created_at"]))).total_seconds()
+        for r in results.values())
+    p50, p99 = statistics.median(latency), latency[int(len(latency) * 0.99) - 1]
+    run = sorted(float(str(r["wall_time"])) for r in results.values())
+    print(f"\nload ({backend}): 1000 submissions on 2 workers in {elapsed:.1f} s "
+          f"({1000 / elapsed:.0f}/s); latency p50 {p50:.3f} s, p99 {p99:.3f} s "
+          f"(all queued at once); run wall time p50 {statistics.median(run) * 1000:.1f} ms")
