@@ -28,7 +28,7 @@ import time
 from dataclasses import asdict, dataclass, field
 
 from cellbox.box import Boxes
-from cellbox.config import ENV_VAR, load_config
+from cellbox.config import ENV_VAR, write_private_config
 from cellbox.lock import BoxLock
 
 DEATH_LIMIT = 1.0  # seconds for every process of a killed run to die
@@ -173,12 +173,7 @@ class Chaos:
         self.first_uid = first_uid
         self.seed = seed if seed is not None else random.SystemRandom().randrange(1 << 32)
         self.top = tempfile.mkdtemp(prefix="cellbox-chaos-")
-        cfg = os.path.join(self.top, "cellbox.toml")
-        with open(cfg, "w") as f:
-            f.write(f'box_root = "{self.top}/boxes"\nlock_root = "{self.top}/locks"\n'
-                    f'cg_root = "cellbox/chaos-{os.getpid()}"\nnum_boxes = {boxes}\n'
-                    f"first_uid = {first_uid}\nfirst_gid = {first_uid}\n")
-        self.config = load_config(cfg)
+        self.config, cfg = write_private_config(self.top, "chaos", boxes, first_uid)
         self.env = {**os.environ, ENV_VAR: cfg}
         self.report = ChaosReport(target_kills=0)
         self.mutex = threading.Lock()

@@ -82,3 +82,17 @@ def load_config(path: str | None = None) -> Config:
         return Config(**data)
     except ConfigError as e:
         raise ConfigError(f"Config file {path}: {e}") from None
+
+
+def write_private_config(top: str, name: str, num_boxes: int, first_uid: int,
+                         lock_root: str | None = None) -> tuple[Config, str]:
+    """A configuration of its own, for a tool that must never touch real boxes (chaos,
+    bench): box storage and locks under ``top`` (or locks in ``lock_root``), cgroups under
+    ``cellbox/<name>-<pid>``, uids from ``first_uid``. Returns it, and the path of its file
+    for child processes ($CELLBOX_CONFIG)."""
+    path = os.path.join(top, "cellbox.toml")
+    with open(path, "w") as f:
+        f.write(f'box_root = "{top}/boxes"\nlock_root = "{lock_root or top + "/locks"}"\n'
+                f'cg_root = "cellbox/{name}-{os.getpid()}"\nnum_boxes = {num_boxes}\n'
+                f"first_uid = {first_uid}\nfirst_gid = {first_uid}\n")
+    return load_config(path), path

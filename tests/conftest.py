@@ -161,3 +161,12 @@ def c_program(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
         return cache[name]
 
     return build
+
+
+@pytest.fixture
+def progs(box: InitBox, c_program) -> InitBox:  # noqa: ANN001
+    """A box with the test programs (tests/programs/*.c) in its working directory."""
+    for name in ("burn", "alloc", "recurse", "forker", "openfiles"):
+        shutil.copy(c_program(name), box.work / name)
+        (box.work / name).chmod(0o755)
+    return box

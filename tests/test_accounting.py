@@ -3,8 +3,6 @@ compared with what the program itself measured, and kept apart from run to run."
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
 from conftest import InitBox
 
@@ -12,14 +10,6 @@ pytestmark = pytest.mark.accounting
 
 MIB_KB = 1024  # cg-mem and max-rss are in KiB
 SAFETY = ("-w", "20")
-
-
-@pytest.fixture
-def progs(box: InitBox, c_program) -> InitBox:  # noqa: ANN001
-    for name in ("burn", "alloc", "forker"):
-        shutil.copy(c_program(name), box.work / name)
-        (box.work / name).chmod(0o755)
-    return box
 
 
 def run(box: InitBox, *argv: str, opts: tuple[str, ...] = ()):  # noqa: ANN201

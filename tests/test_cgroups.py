@@ -8,7 +8,6 @@ status.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -27,14 +26,6 @@ SAFETY = ("-w", "60")  # no run may last longer, whatever the sandbox does (slow
 BACKEND = detect(CG_ROOT)
 needs_v2 = pytest.mark.skipif(BACKEND.version != 2, reason="this machine has no usable cgroup "
                               "v2 hierarchy (CI runs these tests in the cgroup v2 VM)")
-
-
-@pytest.fixture
-def progs(box: InitBox, c_program) -> InitBox:  # noqa: ANN001
-    for name in ("burn", "alloc", "forker"):
-        shutil.copy(c_program(name), box.work / name)
-        (box.work / name).chmod(0o755)
-    return box
 
 
 def run(box: InitBox, *argv: str, opts: tuple[str, ...] = ()):  # noqa: ANN201

@@ -8,7 +8,6 @@ harming the machine.
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,15 +18,6 @@ pytestmark = pytest.mark.limits
 
 PY = "/usr/bin/python3"
 SAFETY = ("-w", "20")  # no run of this file may last longer, whatever the sandbox does
-
-
-@pytest.fixture
-def progs(box: InitBox, c_program) -> InitBox:  # noqa: ANN001
-    """The box, with the test programs copied into its working directory."""
-    for name in ("burn", "alloc", "recurse", "forker", "openfiles"):
-        shutil.copy(c_program(name), box.work / name)
-        (box.work / name).chmod(0o755)
-    return box
 
 
 def run(box: InitBox, *argv: str, opts: tuple[str, ...] = ()):  # noqa: ANN201

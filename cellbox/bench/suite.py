@@ -36,7 +36,7 @@ from typing import Any
 
 from cellbox.box import Boxes
 from cellbox.chaos import uid_processes
-from cellbox.config import ENV_VAR, load_config
+from cellbox.config import ENV_VAR, write_private_config
 
 TRUE = ["/bin/true"]
 PYTHON = ["/usr/bin/python3", "-c", "pass"]
@@ -125,12 +125,8 @@ class Bench:
         # Locks and records on tmpfs, as with the default lock_root (/run/cellbox): on a disk
         # file system every rename of the record can cost a journal write.
         self.lock_root = tempfile.mkdtemp(prefix="cellbox-bench-locks-", dir="/run")
-        cfg = os.path.join(self.top, "cellbox.toml")
-        with open(cfg, "w") as f:
-            f.write(f'box_root = "{self.top}/boxes"\nlock_root = "{self.lock_root}"\n'
-                    f'cg_root = "cellbox/bench-{os.getpid()}"\nnum_boxes = {NUM_BOXES}\n'
-                    f"first_uid = {first_uid}\nfirst_gid = {first_uid}\n")
-        self.config = load_config(cfg)
+        self.config, cfg = write_private_config(self.top, "bench", NUM_BOXES, first_uid,
+                                                lock_root=self.lock_root)
         self.env = {**os.environ, ENV_VAR: cfg}
         self.cli = cli or default_cli()
         self.results = Results(load_before=os.getloadavg())
