@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -112,21 +113,23 @@ NETWORK_C = r"""
 #include <arpa/inet.h>
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
-int main(void) {
+/* Connects to a service the demo listens with on the host's 127.0.0.1: a box has a network
+   namespace of its own, so its 127.0.0.1 is not the host's. Nothing leaves the machine. */
+int main(int argc, char **argv) {
+    if (argc < 2) return 2;
     int s = socket(AF_INET, SOCK_STREAM, 0);
     if (s < 0) { printf("blocked: socket: %s\n", strerror(errno)); return 0; }
-    struct timeval tv = {3, 0};
-    setsockopt(s, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(53)};
-    inet_pton(AF_INET, "1.1.1.1", &a.sin_addr);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(atoi(argv[1]))};
+    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
     if (connect(s, (struct sockaddr *)&a, sizeof a) < 0) {
-        printf("blocked: connect to 1.1.1.1:53: %s\n", strerror(errno));
+        printf("blocked: connect to the host's 127.0.0.1:%s: %s\n", argv[1], strerror(errno));
         return 0;
     }
-    printf("LEAKED: connected to 1.1.1.1:53\n");
+    printf("LEAKED: connected to the host's 127.0.0.1:%s\n", argv[1]);
     return 3;
 }
 """
@@ -143,6 +146,7 @@ class Case:
     python: bool = False
     dirs: list[str] = field(default_factory=list)
     what: str = ""  # the expectation, in words (the status must be ``expected`` too)
+    host_port: bool = False  # pass the port of the demo's host listener as argv[1]
 
 
 def stdout_is(text: str) -> Callable[[RunResult], str | None]:
@@ -227,12 +231,13 @@ CASES = [
         what="OK, refused",
     ),
     Case(
-        "reach the network",
+        "reach the host",
         NETWORK_C,
         Limits(time=1, wall_time=5),
         Status.OK,
         stdout_starts("blocked:"),
         what="OK, refused",
+        host_port=True,
     ),
 ]
 
@@ -291,7 +296,9 @@ def main() -> int:
     table.add_column("peak", justify="right")
     table.add_column("what happened", ratio=1)
     failures = 0
-    with tempfile.TemporaryDirectory(prefix="cellbox-demo-") as workdir:
+    with tempfile.TemporaryDirectory(prefix="cellbox-demo-") as workdir, \
+            socket.create_server(("127.0.0.1", 0)) as listener:
+        port = str(listener.getsockname()[1])
         for i, case in enumerate(CASES):
             console.print(f"[dim]running {case.name}[/dim]")
             if case.python:
@@ -299,6 +306,8 @@ def main() -> int:
             else:
                 name = f"prog{i}"
                 data, argv = compile_c(case.source, workdir, name), ["./" + name]
+            if case.host_port:
+                argv.append(port)
             try:
                 with Box() as box:
                     box.write_file(name, data, mode=0o755)
