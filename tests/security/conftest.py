@@ -270,6 +270,16 @@ def box2() -> Iterator[InitBox]:
 # -- two boxes at once ----------------------------------------------------------------------
 
 CHANNEL = PROGRAMS / "channel.py"
+# The tail of a hostile program that defines ``attacks``, a list of (name, callable): it tries
+# each one and prints "NAME DONE", or NAME and the error that stopped it.
+RUN_ATTACKS = """
+for name, attack in attacks:
+    try:
+        attack()
+        print(name, "DONE")
+    except OSError as e:
+        print(name, e)
+"""
 
 
 def listen_and_talk(listener: InitBox, talker: InitBox, kind: str, opts: tuple[str, ...] = (),

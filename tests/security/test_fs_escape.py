@@ -23,6 +23,7 @@ from tests.conftest import InitBox
 
 from .conftest import (
     PY,
+    RUN_ATTACKS,
     CanaryProcess,
     HostCanary,
     box_uid,
@@ -221,13 +222,7 @@ attacks = [
     ("unlink", lambda: os.unlink(p)),
     ("create", lambda: open("/data/new", "w").write("pwned")),
 ]
-for name, attack in attacks:
-    try:
-        attack()
-        print(name, "DONE")
-    except OSError as e:
-        print(name, e)
-"""
+""" + RUN_ATTACKS
 
 
 def test_read_only_bind_cannot_be_changed(box: InitBox, canary_dir: Path) -> None:

@@ -20,6 +20,7 @@ from tests.conftest import InitBox, box_uid_processes
 
 from .conftest import (
     PY,
+    RUN_ATTACKS,
     CanaryProcess,
     box_uid,
     output,
@@ -142,13 +143,7 @@ attacks = [
     ("sched_setscheduler", lambda: os.sched_setscheduler(pid, os.SCHED_IDLE,
                                                           os.sched_param(0))),
 ]
-for name, attack in attacks:
-    try:
-        attack()
-        print(name, "DONE")
-    except OSError as e:
-        print(name, e)
-"""
+""" + RUN_ATTACKS
 
 
 def scheduling_of(pid: int) -> tuple:
