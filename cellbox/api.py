@@ -90,14 +90,15 @@ class Box:
             env: Mapping[str, str] | None = None, dirs: Sequence[str] = (),
             default_dirs: bool = True, chdir: str = "/box",
             share_net: bool = False, syscalls: Sequence[str] = (),
-            seccomp_policy: str = DEFAULT_POLICY) -> RunResult:
+            seccomp_policy: str = DEFAULT_POLICY, stderr_to_stdout: bool = False) -> RunResult:
         """Run ``argv`` in the box. ``stdin``: bytes or text to feed, or a ``Path`` to a host
         file whose contents are fed (a ``str`` is always text, never a path).
         ``dirs``: extra directory rules in isolate's syntax (e.g. "/etc/alternatives").
         ``env``: the program's environment (default: PATH only).
         ``syscalls``: seccomp policy changes, ``+NAME`` (allow) or ``-NAME[:ERRNO]`` (deny);
         ``seccomp_policy``: a built-in policy name or a TOML file. What they allow beyond the
-        default is listed in ``RunResult.seccomp_weakened``."""
+        default is listed in ``RunResult.seccomp_weakened``. ``stderr_to_stdout``: both go to
+        one stream, in the order written (``RunResult.stdout``)."""
         if not argv:
             raise BoxStateError("run() needs a program: argv is empty")
         if isinstance(stdin, Path):
@@ -114,6 +115,7 @@ class Box:
             share_net=share_net,
             seccomp=load_policy(seccomp_policy, parse_changes(list(syscalls))),
             capture_output=capture_output,
+            stderr_to_stdout=stderr_to_stdout,
             stdin_data=stdin if stdin is not None else (b"" if capture_output else None),
         )
         assert self._lock is not None

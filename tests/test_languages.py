@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from cellbox.errors import UsageError
 from cellbox.judge import (
     Compilation,
     JudgeLimits,
@@ -192,11 +193,23 @@ def test_gigantic_diagnostics_are_capped() -> None:
     ('name = "x"\ntitle = "X"\nsource = "a/b"\nversion = ["x"]\nrun = ["x"]\n', "plain file"),
     ('name = "x"\nbogus = 1\n', "unknown key(s) bogus"),
     ("name = [", "not valid TOML"),
+    ('name = "x"\ntitle = "X"\nsource = "a"\nversion = ["x"]\nrun = ["x"]\n'
+     'compiler_options = true\n', "needs the source file in the compile command"),
+    ('name = "x"\ntitle = "X"\nsource = "a"\nversion = ["x"]\nrun = ["x"]\n'
+     'compiler_options = 1\n', "compiler_options must be true or false"),
 ])
 def test_bad_profiles_are_refused_clearly(text: str, complaint: str) -> None:
     with pytest.raises(ProfileError, match="Language profile bad.toml") as e:
         parse_profile("bad.toml", text)
     assert complaint in str(e.value)
+
+
+def test_compiler_options_go_before_the_source_or_are_refused() -> None:
+    argv = get("c").compile_argv(COMPILE_LIMITS, ["-O0", "-DX=1"])
+    assert argv[argv.index("main.c") - 2:argv.index("main.c")] == ["-O0", "-DX=1"]
+    assert argv.index("-O2") < argv.index("-O0")  # the caller's flag comes later and wins
+    with pytest.raises(UsageError, match="'python' takes no compiler options"):
+        get("python").compile_argv(COMPILE_LIMITS, ["-O"])
 
 
 def test_a_toolchain_the_box_cannot_see_is_unavailable() -> None:

@@ -5,13 +5,20 @@ stopped here. Every process started is ended by its pid."""
 from __future__ import annotations
 
 import base64
+import http.server
+import io
+import json
 import os
+import queue
 import signal
 import socket
+import stat
 import statistics
 import subprocess
 import sys
+import threading
 import time
+import zipfile
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
@@ -256,6 +263,187 @@ def test_judge0_batch_and_metadata(server: Server) -> None:
     assert server.client.get("/config_info").json()["max_submission_batch_size"] == 20
 
 
+# -- Judge0's optional fields ----------------------------------------------------------------
+
+C_DEFINE = '#include <stdio.h>\nint main(int c, char **v) { printf("%d %s\\n", VALUE, v[1]); }\n'
+PY_BOTH = ("import sys\nfor w in 'abc':\n    s = sys.stdout if w != 'b' else sys.stderr\n"
+           "    s.write(w + '\\n'); s.flush()\n")
+
+
+def test_judge0_compiler_options_arguments_stderr_runs(server: Server) -> None:
+    body = judge0(server, {"language_id": 50, "source_code": C_DEFINE,
+                           "compiler_options": "-DVALUE=7 -O0",
+                           "command_line_arguments": "'a b'"})
+    assert body["stdout"] == "7 a b\n", body
+    # Words are argv elements, never shell text: ';' and what follows reach gcc as files.
+    body = judge0(server, {"language_id": 50, "source_code": C_DEFINE,
+                           "compiler_options": "-DVALUE=1 ; touch /tmp/x"})
+    assert body["status"]["id"] == 6 and "touch" in str(body["compile_output"]), body
+    body = judge0(server, {"language_id": 71, "source_code": PY_BOTH,
+                           "redirect_stderr_to_stdout": True})
+    assert (body["stdout"], body["stderr"]) == ("a\nb\nc\n", None), body
+    body = judge0(server, {"language_id": 71, "source_code": PY_DOUBLE, "stdin": "4",
+                           "number_of_runs": 3, "enable_per_process_and_thread_time_limit": True,
+                           "enable_per_process_and_thread_memory_limit": True,
+                           "max_file_size": 64}, "&fields=stdout,status,number_of_runs")
+    assert body == {"stdout": "8\n", "status": {"id": 3, "description": "Accepted"},
+                    "number_of_runs": 3}
+
+
+def zip_of(*entries: tuple[str, bytes] | zipfile.ZipInfo) -> str:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zf:
+        for e in entries:
+            if isinstance(e, zipfile.ZipInfo):
+                zf.writestr(e, b"/etc/passwd")
+            else:
+                zf.writestr(*e)
+    return base64.b64encode(out.getvalue()).decode()
+
+
+def symlink_entry(name: str) -> zipfile.ZipInfo:
+    info = zipfile.ZipInfo(name)
+    info.create_system = 3  # Unix, so the mode bits count
+    info.external_attr = (stat.S_IFLNK | 0o777) << 16
+    return info
+
+
+C_FILES = ('#include <stdio.h>\n#include "lib.h"\n'
+           'int main(void) { FILE *f = fopen("data/x.txt", "r"); char b[16] = {0};\n'
+           '  fgets(b, sizeof b, f); printf("%d %s", TWICE(21), b); }\n')
+
+
+def test_judge0_additional_files(server: Server) -> None:
+    """The archive's files are beside the source for the compiler and the run."""
+    files = zip_of(("lib.h", b"#define TWICE(x) (2 * (x))\n"), ("data/x.txt", b"from zip\n"))
+    body = judge0(server, {"language_id": 50, "source_code": C_FILES,
+                           "additional_files": files})
+    assert body["stdout"] == "42 from zip\n", body
+
+
+@pytest.mark.parametrize(("archive", "status", "says"), [
+    (zip_of(("../evil", b"x")), 422, ".."),
+    (zip_of(("a/../../evil", b"x")), 422, ".."),
+    (zip_of(("/etc/evil", b"x")), 422, "relative"),
+    (zip_of(symlink_entry("link")), 422, "link"),
+    (zip_of(*[(f"f{i}", b"") for i in range(17)]), 413, "17 files"),
+    (zip_of(("big", b"\0" * (4 << 20 | 1))), 413, "unpacks"),
+    (base64.b64encode(b"not a zip").decode(), 422, "zip"),
+    ("%%%", 422, "base64"),
+])
+def test_judge0_additional_files_refused(server: Server, archive: str, status: int,
+                                         says: str) -> None:
+    r = server.client.post("/submissions", json={"language_id": 71, "source_code": "",
+                                                 "additional_files": archive})
+    assert r.status_code == status and says in r.json()["error"], r.text
+
+
+class Listener:
+    """A real HTTP server on 127.0.0.1 that keeps the body of every PUT it gets."""
+
+    def __init__(self) -> None:
+        bodies: queue.Queue[dict[str, object]] = queue.Queue()
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_PUT(self) -> None:  # noqa: N802 - the http.server API
+                bodies.put(json.loads(self.rfile.read(int(self.headers["content-length"]))))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.bodies = bodies
+        self.http = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.http.server_address[1]}/done"
+        self.thread = threading.Thread(target=self.http.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.http.shutdown()
+        self.http.server_close()
+        self.thread.join(5)
+
+
+@pytest.fixture
+def listener() -> Iterator[Listener]:
+    lis = Listener()
+    yield lis
+    lis.close()
+
+
+def test_judge0_callback(server: Server, listener: Listener) -> None:
+    token = server.client.post("/submissions", json={
+        "language_id": 71, "source_code": "print('called back')",
+        "callback_url": listener.url}).json()["token"]
+    body = listener.bodies.get(timeout=60)
+    assert body["token"] == token and body["status"] == {"id": 3, "description": "Accepted"}
+    assert base64.b64decode(str(body["stdout"])) == b"called back\n"  # base64, as Judge0
+
+
+@pytest.mark.parametrize("url", ["http://10.1.2.3/cb", "http://example.com/cb",
+                                 "file:///etc/passwd", "http:///nohost", "http://[::1/"])
+def test_judge0_callback_refused(server: Server, url: str) -> None:
+    r = server.client.post("/submissions", json={"language_id": 71, "source_code": "",
+                                                 "callback_url": url})
+    assert r.status_code == 422 and "callback_url" in r.json()["error"], r.text
+
+
+ADMIN = "a" * 32
+
+
+def test_judge0_list_and_delete(start_server: Callable[..., Server]) -> None:
+    s = start_server(f'admin_tokens = ["{ADMIN}"]\nenable_submission_delete = true\n')
+    admin = {"X-Auth-User": ADMIN}
+    tokens = [judge0(s, {"language_id": 71, "source_code": f"print({i})"},
+                     "&fields=token")["token"] for i in range(3)]
+    assert s.client.get("/submissions").status_code == 403
+    assert s.client.get("/submissions", headers={"X-Auth-User": "b" * 32}).status_code == 403
+    got = s.client.get("/submissions?per_page=2&page=1&fields=token,stdout",
+                       headers=admin).json()
+    assert got["submissions"] == [{"token": tokens[2], "stdout": "2\n"},
+                                  {"token": tokens[1], "stdout": "1\n"}]
+    assert got["meta"] == {"current_page": 1, "next_page": 2, "prev_page": None,
+                           "total_pages": 2, "total_count": 3}
+    assert s.client.get("/submissions?page=0", headers=admin).status_code == 422
+    r = s.client.delete(f"/submissions/{tokens[0]}?fields=stdout", headers=admin)
+    assert r.json() == {"stdout": base64.b64encode(b"0\n").decode()}, r.text
+    assert s.client.get(f"/submissions/{tokens[0]}").status_code == 404
+    assert s.client.delete(f"/submissions/{tokens[0]}", headers=admin).status_code == 404
+    running = s.client.post("/submissions", json={"language_id": 71, "wall_time_limit": 5,
+                                                  "source_code": "import time; time.sleep(1)"})
+    token = running.json()["token"]
+    r = s.client.delete(f"/submissions/{token}", headers=admin)
+    assert r.status_code == 400 and "cannot be deleted" in r.json()["error"], r.text
+    wait_done(s.client, f"/submissions/{token}")
+
+
+def test_list_and_delete_need_admin_tokens(server: Server) -> None:
+    """As Judge0: with no admin token configured, nobody may list or delete."""
+    token = judge0(server, {"language_id": 71, "source_code": ""}, "&fields=token")["token"]
+    r = server.client.delete(f"/submissions/{token}", headers={"X-Auth-User": ADMIN})
+    assert r.status_code == 403 and "admin_tokens" in r.json()["error"]
+    assert server.client.get("/submissions", headers={"X-Auth-User": ADMIN}).status_code == 403
+
+
+def test_records_survive_a_restart(start_server: Callable[..., Server],
+                                   tmp_path: Path) -> None:
+    """With state_dir, a finished submission is still there after a restart, and one still
+    running when the server stopped runs again and ends."""
+    config = f'state_dir = "{tmp_path / "state"}"\nadmin_tokens = ["{ADMIN}"]\n'
+    s = start_server(config)
+    done = judge0(s, {"language_id": 71, "source_code": "print('kept')"}, "&fields=token")
+    r = s.client.delete(f"/submissions/{done['token']}", headers={"X-Auth-User": ADMIN})
+    assert r.status_code == 400 and "enable_submission_delete" in r.json()["error"]
+    sleep = s.client.post("/v1/submissions", json={"command": ["/bin/sleep", "1"],
+                                                   "limits": {"wall_time": 5}}).json()["id"]
+    s.stop()
+    s = start_server(config)
+    got = s.client.get(f"/submissions/{done['token']}?fields=stdout,status").json()
+    assert got == {"stdout": "kept\n", "status": {"id": 3, "description": "Accepted"}}
+    assert wait_done(s.client, f"/v1/submissions/{sleep}")["verdict"] == "AC"
+
+
 # -- bad input --------------------------------------------------------------------------------
 
 @pytest.mark.parametrize(("path", "body", "status", "says"), [
@@ -281,6 +469,32 @@ def test_judge0_batch_and_metadata(server: Server) -> None:
      "memory_limit"),
     ("/submissions?base64_encoded=true", {"language_id": 71, "source_code": "%%%"}, 422,
      "base64"),
+    ("/v1/runs", [1, 2], 422, "body"),
+    ("/submissions", b"", 422, "JSON body"),
+    ("/submissions", {"language_id": 71}, 422, "source_code"),
+    ("/submissions", {"language_id": 71, "source_code": "x", "stdin": 5}, 422, "stdin"),
+    ("/submissions", {"language_id": 71, "source_code": "x", "cpu_time_limit": -1}, 422,
+     "cpu_time_limit"),
+    ("/submissions", {"language_id": 71, "source_code": "x", "wall_time_limit": 1e300}, 422,
+     "maximum"),
+    ("/submissions", {"language_id": 71, "source_code": "x", "max_file_size": 1 << 40}, 422,
+     "maximum"),
+    ("/submissions", {"language_id": 71, "source_code": "x", "number_of_runs": 1000}, 422,
+     "number_of_runs"),
+    ("/submissions", {"language_id": 71, "source_code": "x", "number_of_runs": 0}, 422,
+     "number_of_runs"),
+    ("/submissions", {"language_id": 71, "source_code": "x", "compiler_options": "-O2"}, 422,
+     "only allowed for compiled languages"),
+    ("/submissions", {"language_id": 50, "source_code": "x", "compiler_options": "x" * 513},
+     422, "compiler_options"),
+    ("/submissions", {"language_id": 71, "source_code": "x", "command_line_arguments": "'a"},
+     422, "command_line_arguments"),
+    ("/submissions", {"language_id": 71, "source_code": "x", "enable_network": True}, 403,
+     "network"),
+    ("/submissions", {"language_id": 71, "source_code": "x",
+                      "redirect_stderr_to_stdout": "yes"}, 422, "redirect_stderr_to_stdout"),
+    ("/submissions", {"language_id": 71, "source_code": "x" * 70000}, 413, "source"),
+    ("/submissions?fields=bogus", {"language_id": 71, "source_code": "x"}, 422, "bogus"),
 ])
 def test_bad_input(server: Server, path: str, body: object, status: int, says: str) -> None:
     if isinstance(body, bytes):
@@ -289,6 +503,12 @@ def test_bad_input(server: Server, path: str, body: object, status: int, says: s
         r = server.client.post(path, json=body)
     assert r.status_code == status, r.text
     assert says in r.json()["error"], r.json()
+
+
+def test_bad_list_queries(server: Server) -> None:
+    for query in ("page=0", "per_page=0", "per_page=x", "page=-1"):
+        r = server.client.get(f"/submissions?{query}")
+        assert r.status_code == 422 and "page" in r.json()["error"], r.text
 
 
 def test_unknown_ids_and_huge_body(server: Server) -> None:
@@ -409,11 +629,13 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     proc.stop()
 
 
-def test_celery(start_server: Callable[..., Server], redis_url: str,
-                tmp_path: Path) -> None:
-    """serve --broker enqueues, cellbox worker runs; no worker: 503; kill -9 of the worker
-    process in the middle of a run: the run is redelivered and ends (never stuck)."""
-    s = start_server("", "--broker", redis_url)
+def test_celery(start_server: Callable[..., Server], redis_url: str, tmp_path: Path,
+                listener: Listener) -> None:
+    """serve --broker enqueues, cellbox worker runs; no worker: 503; the worker sends the
+    callback; the list and delete read Redis; kill -9 of the worker process in the middle
+    of a run: the run is redelivered and ends (never stuck)."""
+    s = start_server(f'admin_tokens = ["{ADMIN}"]\nenable_submission_delete = true\n',
+                     "--broker", redis_url)
     sub = {"language_id": 71, "source_code": "print(6 * 7)"}
     r = s.client.post("/submissions", json=sub)
     assert r.status_code == 503 and "worker" in r.json()["error"]
@@ -425,6 +647,15 @@ def test_celery(start_server: Callable[..., Server], redis_url: str,
             assert time.monotonic() < deadline, worker.log.read_text()
             time.sleep(0.5)
         assert r.json()["stdout"] == "42\n" and r.json()["status"]["id"] == 3, r.text
+        token = s.client.post("/submissions", json=sub | {"callback_url": listener.url}
+                              ).json()["token"]
+        assert listener.bodies.get(timeout=60)["token"] == token
+        admin = {"X-Auth-User": ADMIN}
+        listed = s.client.get("/submissions?per_page=1&fields=token", headers=admin).json()
+        assert listed["submissions"] == [{"token": token}], listed
+        assert listed["meta"]["total_count"] >= 2
+        assert s.client.delete(f"/submissions/{token}", headers=admin).status_code == 200
+        assert s.client.get(f"/submissions/{token}").status_code == 404
         r = s.client.post("/v1/submissions", json={"command": ["/bin/sleep", "1.5"],
                                                    "limits": {"wall_time": 5}})
         path = f"/v1/submissions/{r.json()['id']}"
@@ -442,6 +673,19 @@ def test_celery(start_server: Callable[..., Server], redis_url: str,
     finally:
         worker.stop()
         Boxes().reap()
+
+
+def test_rate_limit_shared_through_redis(start_server: Callable[..., Server],
+                                         redis_url: str) -> None:
+    """Two servers on one Redis count each token's requests together."""
+    config = f'tokens = ["{TOKEN}"]\nrate_limit = 5\n'
+    a, b = (start_server(config, "--broker", redis_url) for _ in range(2))
+    auth = {"X-Auth-Token": TOKEN}
+    codes = [s.client.get("/languages", headers=auth).status_code for s in (a, b, a, b, a)]
+    assert codes == [200] * 5
+    for s in (b, a):
+        r = s.client.get("/languages", headers=auth)
+        assert r.status_code == 429 and 1 <= int(r.headers["retry-after"]) <= 60, r.text
 
 
 # -- load -------------------------------------------------------------------------------------

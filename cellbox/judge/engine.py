@@ -90,11 +90,13 @@ class JudgeReport:
 
 @dataclass
 class ExecResult:
-    """One compile and run: ``run`` is None when compilation failed."""
+    """One compile and its runs: ``run`` (the last of ``runs``) is None when compilation
+    failed."""
 
     compilation: Compilation
     run: RunResult | None
-    verdict: Verdict  # CE, the run's own verdict, or AC when it ended well
+    verdict: Verdict  # CE, the last run's own verdict, or AC when every run ended well
+    runs: tuple[RunResult, ...] = ()
 
     def to_dict(self) -> dict[str, object]:
         return {"verdict": self.verdict.value, "compile": self.compilation.to_dict(),
@@ -103,16 +105,25 @@ class ExecResult:
 
 def compile_and_run(lang: Language, source: bytes, stdin: bytes = b"",
                     limits: JudgeLimits | None = None, files: Mapping[str, bytes] = {},
-                    share_net: bool = False, args: Sequence[str] = ()) -> ExecResult:
-    """``files``: more files in the run's box (not the compiler's); ``share_net``: the run
+                    share_net: bool = False, args: Sequence[str] = (),
+                    options: Sequence[str] = (), stderr_to_stdout: bool = False,
+                    runs: int = 1) -> ExecResult:
+    """``files``: more files in the compiler's box and the run's; ``share_net``: the run
     gets the host's network (the service allows it only when its admin does); ``args``: the
-    program's command-line arguments."""
-    compilation = compile_source(lang, source)
+    program's command-line arguments; ``options``: compiler options (profiles with
+    compiler_options only); ``runs``: run that many times, each in a fresh box, stopping at
+    the first run that does not end well (Judge0's number_of_runs)."""
+    compilation = compile_source(lang, source, files=files, options=options)
     if not compilation.ok:
         return ExecResult(compilation, None, Verdict.CE)
-    run = run_compiled(compilation, (limits or JudgeLimits()).limits(), stdin,
-                       {**files, INPUT_FILE: stdin}, args, share_net)
-    return ExecResult(compilation, run, run_verdict(run, lang) or Verdict.AC)
+    done: list[RunResult] = []
+    verdict = None
+    while len(done) < runs and verdict is None:
+        done.append(run_compiled(compilation, (limits or JudgeLimits()).limits(), stdin,
+                                 {**files, INPUT_FILE: stdin}, args, share_net,
+                                 stderr_to_stdout))
+        verdict = run_verdict(done[-1], lang)
+    return ExecResult(compilation, done[-1], verdict or Verdict.AC, tuple(done))
 
 
 def judge(lang: Language, source: bytes, tests: list[TestCase],

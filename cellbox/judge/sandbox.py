@@ -64,15 +64,20 @@ def _message(result: RunResult) -> str:
     return text.strip()
 
 
-def compile_source(lang: Language, source: bytes, limits: Limits | None = None) -> Compilation:
-    """Compile ``source`` in a box of its own; on success keep the artifacts (and the source)."""
+def compile_source(lang: Language, source: bytes, limits: Limits | None = None,
+                   files: Mapping[str, bytes] = {}, options: Sequence[str] = ()) -> Compilation:
+    """Compile ``source`` in a box of its own; on success keep the artifacts (and the source).
+    ``files``: more files beside the source (the source wins a clash); ``options``: compiler
+    options (argv elements, never a shell), for profiles that take them."""
+    limits = limits or lang.compile_limits()
+    argv = lang.compile_argv(limits, options)  # refuses options the profile cannot take
     with Box() as box:
+        for name, data in files.items():
+            box.write_file(name, data)
         box.write_file(lang.source, source)
         if not lang.compile:
             return Compilation(lang, True, artifacts=(Artifact(lang.source, source, 0o644),))
-        limits = limits or lang.compile_limits()
-        result = box.run(lang.compile_argv(limits), limits, env=_environment(lang),
-                         dirs=lang.dirs)
+        result = box.run(argv, limits, env=_environment(lang), dirs=lang.dirs)
         if not result.ok:
             return Compilation(lang, False, _message(result), result)
         return Compilation(lang, True, _message(result), result, _artifacts(box, lang))
@@ -94,20 +99,22 @@ def _artifacts(box: Box, lang: Language) -> tuple[Artifact, ...]:
 
 def run_compiled(compilation: Compilation, limits: Limits, stdin: bytes = b"",
                  files: Mapping[str, bytes] = {}, args: Sequence[str] = (),
-                 share_net: bool = False) -> RunResult:
-    """Run a successful compilation in a fresh box: artifacts and ``files`` written anew;
-    ``args`` follow the profile's run command; ``share_net`` gives it the host's network."""
+                 share_net: bool = False, stderr_to_stdout: bool = False) -> RunResult:
+    """Run a successful compilation in a fresh box: ``files`` and the artifacts written anew
+    (the artifacts win a clash); ``args`` follow the profile's run command; ``share_net``
+    gives it the host's network; ``stderr_to_stdout`` merges stderr into stdout."""
     if not compilation.ok:
         raise ValueError("run_compiled() needs a successful compilation")
     lang = compilation.language
     limits = lang.run_limits(limits)
     with Box() as box:
-        for a in compilation.artifacts:
-            box.write_file(a.name, a.data, a.mode)
         for name, data in files.items():
             box.write_file(name, data)
+        for a in compilation.artifacts:
+            box.write_file(a.name, a.data, a.mode)
         return box.run(lang.run_argv(limits) + list(args), limits, stdin=stdin,
-                       env=_environment(lang), dirs=lang.dirs + RUN_DIRS, share_net=share_net)
+                       env=_environment(lang), dirs=lang.dirs + RUN_DIRS, share_net=share_net,
+                       stderr_to_stdout=stderr_to_stdout)
 
 
 _versions: dict[str, str | None] = {}  # by language name, for the life of the process

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import tomllib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 
@@ -31,7 +32,7 @@ COMPILE_KEYS = {"time", "wall_time", "memory", "processes", "open_files", "outpu
 RUN_KEYS = {"processes", "open_files", "stack"}
 SIZE_KEYS = {"memory", "output", "file_size", "stack"}
 TOP_KEYS = {"name", "title", "version", "source", "compile", "run", "artifacts", "dirs", "env",
-            "oom_markers", "heap_reserve", "compile_limits", "run_limits"}
+            "oom_markers", "heap_reserve", "compile_limits", "run_limits", "compiler_options"}
 
 
 class ProfileError(UsageError):
@@ -53,9 +54,20 @@ class Language:
     heap_reserve: int = 0  # bytes of the memory limit kept out of {heap_mib}
     compile_changes: dict[str, float] = field(default_factory=dict)  # [compile_limits]
     run_changes: dict[str, float] = field(default_factory=dict)  # [run_limits]
+    compiler_options: bool = False  # the compile command takes user options (before source)
 
-    def compile_argv(self, limits: Limits) -> list[str]:
-        return self.fill(self.compile, limits)
+    def compile_argv(self, limits: Limits, options: Sequence[str] = ()) -> list[str]:
+        """The compile command; ``options`` go just before the source file, so that they
+        override the profile's own flags (gcc, javac and rustc let a later flag win)."""
+        argv = self.fill(self.compile, limits)
+        if not options:
+            return argv
+        if not self.compiler_options:
+            step = " ".join(self.compile) or "none"
+            raise UsageError(f"Language {self.name!r} takes no compiler options (its compile "
+                             f"step: {step})")
+        at = argv.index(self.source)
+        return argv[:at] + list(options) + argv[at:]
 
     def run_argv(self, limits: Limits) -> list[str]:
         return self.fill(self.run, limits)
@@ -130,6 +142,12 @@ def parse_profile(name: str, text: str) -> Language:
     if not isinstance(env, dict) or not all(isinstance(v, str) for v in env.values()):
         raise ProfileError(f"Language profile {name}: [env] must map names to strings")
     reserve = data.get("heap_reserve", "0")
+    options = data.get("compiler_options", False)
+    if not isinstance(options, bool) or (options and data["source"] not in data.get("compile",
+                                                                                  [])):
+        raise ProfileError(f"Language profile {name}: compiler_options must be true or false, "
+                           "and true needs the source file in the compile command (options "
+                           "go before it)")
     return Language(
         name=data["name"], title=data["title"], source=data["source"],
         version=_strings(name, "version", data.get("version")),
@@ -143,6 +161,7 @@ def parse_profile(name: str, text: str) -> Language:
         compile_changes=_limits(name, "compile_limits", data.get("compile_limits", {}),
                                COMPILE_KEYS),
         run_changes=_limits(name, "run_limits", data.get("run_limits", {}), RUN_KEYS),
+        compiler_options=options,
     )
 
 

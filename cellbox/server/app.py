@@ -3,15 +3,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
-from cellbox.server import errors, judge0, native
+from cellbox.server import callbacks, errors, judge0, native
 from cellbox.server.backends import (
     Backend,
     CeleryBackend,
@@ -25,27 +25,43 @@ from cellbox.server.config import ServiceConfig
 from cellbox.server.errors import ApiError
 from cellbox.server.jobs import Job
 from cellbox.server.metrics import Metrics
+from cellbox.server.ratelimit import LocalRateLimit, RateLimit, RedisRateLimit
 
 OPEN_PATHS = {"/healthz"}  # no token needed: load balancers probe it
-RATE_WINDOW = 60.0  # seconds; rate_limit counts requests per window
-RATE_CLIENTS = 10_000  # windows kept before the expired ones are dropped
+ADMIN_HEADER = "x-auth-user"  # Judge0's authorization header (AUTHZ_HEADER)
 
 
 class Service:
-    """What the routes share: the config, the backend and the metrics."""
+    """What the routes share: the config, the backend, the rate limit and the metrics."""
 
     def __init__(self, cfg: ServiceConfig) -> None:
         self.cfg = cfg
         self.metrics = Metrics()
         self.backend: Backend | None = None
-        self._windows: dict[str, tuple[float, int]] = {}  # client -> (window start, count)
+        self.rate_limit: RateLimit | None = None
+        self._callbacks: set[asyncio.Task[bool]] = set()
 
     def start(self) -> None:
-        on_done = self.metrics.finished
-        if self.cfg.broker:
-            self.backend = CeleryBackend(self.cfg.broker, self.cfg.max_queue, on_done)
+        cfg = self.cfg
+        if cfg.broker:
+            celery = CeleryBackend(cfg.broker, cfg.max_queue, self.metrics.finished)
+            self.backend = celery
+            if cfg.rate_limit:
+                self.rate_limit = RedisRateLimit(cfg.rate_limit, celery.redis)
         else:
-            self.backend = EmbeddedBackend(self.cfg.workers, self.cfg.max_queue, on_done)
+            self.backend = EmbeddedBackend(cfg.workers, cfg.max_queue, self._finished,
+                                           cfg.state_dir)
+            if cfg.rate_limit:
+                self.rate_limit = LocalRateLimit(cfg.rate_limit)
+
+    def _finished(self, rec: Record) -> None:
+        """Embedded mode: count the run, and send its callback (a worker sends it when there
+        is a broker)."""
+        self.metrics.finished(rec)
+        if rec.request.get("callback_url"):
+            task = asyncio.create_task(asyncio.to_thread(callbacks.deliver, rec))
+            self._callbacks.add(task)
+            task.add_done_callback(self._callbacks.discard)
 
     def _backend(self) -> Backend:
         if self.backend is None:
@@ -67,6 +83,12 @@ class Service:
     async def get(self, id: str) -> Record | None:
         return await self._backend().get(id)
 
+    async def page(self, offset: int, count: int) -> tuple[list[Record], int]:
+        return await self._backend().page(offset, count)
+
+    async def delete(self, id: str) -> None:
+        await self._backend().delete(id)
+
     async def wait(self, id: str) -> Record:
         rec = await wait(self._backend(), id, self.cfg.wait_timeout)
         assert rec is not None  # the caller just submitted it
@@ -81,29 +103,33 @@ class Service:
             token = auth[7:].strip()
         if not self.cfg.tokens:
             return token or (request.client.host if request.client else "-")
-        # Compare with every token in constant time: the timing tells nothing.
-        if token is None or not any(hmac.compare_digest(token.encode(), t.encode())
-                                    for t in self.cfg.tokens):
+        if token is None or not _known(token, self.cfg.tokens):
             raise ApiError(401, "a valid API token is required: send X-Auth-Token: TOKEN or "
                            "Authorization: Bearer TOKEN", {"WWW-Authenticate": "Bearer"})
         return token
 
-    def rate(self, client: str) -> None:
-        if not self.cfg.rate_limit:
+    def authorise_admin(self, request: Request) -> None:
+        """Judge0's authorization: listing and deleting submissions need an admin token in
+        X-Auth-User; with no admin token configured they are refused (403), as in Judge0."""
+        if not self.cfg.admin_tokens:
+            raise ApiError(403, "listing and deleting submissions need an admin token: the "
+                           "admin sets admin_tokens in the service config")
+        if not _known(request.headers.get(ADMIN_HEADER, ""), self.cfg.admin_tokens):
+            raise ApiError(403, "a valid admin token is required in X-Auth-User")
+
+    async def rate(self, client: str) -> None:
+        if self.rate_limit is None or self.backend is None:
             return
-        now = time.monotonic()
-        start, count = self._windows.get(client, (now, 0))
-        if now - start >= RATE_WINDOW:
-            start, count = now, 0
-        if count >= self.cfg.rate_limit:
+        retry = await self.rate_limit.hit(client)
+        if retry is not None:
             self.metrics.rejected.labels("rate_limit").inc()
-            retry = max(1, int(RATE_WINDOW - (now - start)))
             raise ApiError(429, f"rate limit: {self.cfg.rate_limit} requests a minute; retry "
                            f"in {retry} s", {"Retry-After": str(retry)})
-        self._windows[client] = (start, count + 1)
-        if len(self._windows) > RATE_CLIENTS:  # many addresses: forget the finished windows
-            self._windows = {c: w for c, w in self._windows.items()
-                             if now - w[0] < RATE_WINDOW}
+
+
+def _known(token: str, tokens: tuple[str, ...]) -> bool:
+    """Compared with every token in constant time: the timing tells nothing."""
+    return any([hmac.compare_digest(token.encode(), t.encode()) for t in tokens])
 
 
 def create_app(cfg: ServiceConfig) -> FastAPI:
@@ -129,7 +155,7 @@ def create_app(cfg: ServiceConfig) -> FastAPI:
         try:
             _check_body_size(request, cfg)
             if request.url.path not in OPEN_PATHS:
-                service.rate(service.authorise(request))
+                await service.rate(service.authorise(request))
         except ApiError as e:
             return JSONResponse({"error": e.message}, e.status, headers=e.headers)
         return await call_next(request)

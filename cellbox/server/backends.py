@@ -13,14 +13,14 @@ import json
 import multiprocessing
 import time
 import uuid
-from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from cellbox.server.jobs import Job, execute, internal_error
+from cellbox.server.records import Record, SqliteRecords
 
 DIED_TWICE = "the worker running this submission died twice (killed, or out of memory)"
 MAX_ATTEMPTS = 2  # a run whose worker died is retried once
@@ -34,17 +34,6 @@ class NoWorker(Exception):
     """No worker can take the job (HTTP 503)."""
 
 
-@dataclass
-class Record:
-    id: str
-    label: str  # the language name, or "command": the metrics' label
-    state: str = "queued"  # queued | running | done
-    created: float = field(default_factory=time.time)
-    finished: float | None = None
-    outcome: dict[str, object] | None = None
-    request: dict[str, object] = field(default_factory=dict)  # what the API keeps to answer
-
-
 @dataclass(frozen=True)
 class PoolStats:
     workers: int  # processes that can run jobs (embedded) or that answered a ping (Celery)
@@ -55,6 +44,9 @@ class PoolStats:
 class Backend(Protocol):
     async def submit(self, job: Job, request: dict[str, object]) -> Record: ...
     async def get(self, id: str) -> Record | None: ...
+    async def page(self, offset: int, count: int) -> tuple[list[Record], int]:
+        """Judge0 submissions, newest first, and their total."""
+    async def delete(self, id: str) -> None: ...
     async def stats(self) -> PoolStats: ...
     async def close(self) -> None: ...
 
@@ -73,19 +65,23 @@ async def wait(backend: Backend, id: str, timeout: float, poll: float = 0.02) ->
 
 class EmbeddedBackend:
     """A ``ProcessPoolExecutor`` whose processes come from a forkserver: a fresh,
-    single-threaded interpreter, so no worker inherits the server's threads. Records live in
-    this process (at most ``max_records`` finished ones are kept)."""
+    single-threaded interpreter, so no worker inherits the server's threads. Records are in
+    a ``SqliteRecords`` store (at most ``max_records`` finished ones are kept); the jobs a
+    stopped server left unfinished there are run again when it starts."""
 
     def __init__(self, workers: int, max_queue: int, on_done: Callable[[Record], None],
-                 max_records: int = 100_000) -> None:
-        self.on_done = on_done  # called once per finished record (metrics)
+                 state_dir: str | None = None, max_records: int = 100_000) -> None:
+        self.on_done = on_done  # called once per finished record (metrics, callbacks)
         self.workers = workers
         self.max_queue = max_queue
-        self.max_records = max_records
-        self._records: OrderedDict[str, Record] = OrderedDict()
+        self.store = SqliteRecords(state_dir, max_records)
+        self._live: dict[str, Record] = {}  # queued or running
         self._futures: dict[str, Future[dict[str, object]]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._pool = self._new_pool()
+        for rec, job in self.store.unfinished():  # a restart loses no submission
+            rec.state = "queued"
+            self._start(rec, job)
 
     def _new_pool(self) -> ProcessPoolExecutor:
         ctx = multiprocessing.get_context("forkserver")
@@ -93,17 +89,20 @@ class EmbeddedBackend:
         return ProcessPoolExecutor(self.workers, mp_context=ctx)
 
     async def submit(self, job: Job, request: dict[str, object]) -> Record:
-        if len(self._futures) >= self.workers + self.max_queue:
-            raise Overloaded(f"{len(self._futures)} submissions are queued or running, the "
+        if len(self._live) >= self.workers + self.max_queue:
+            raise Overloaded(f"{len(self._live)} submissions are queued or running, the "
                              "most this server takes; retry later")
         rec = Record(uuid.uuid4().hex, job.language or "command", request=request)
-        self._records[rec.id] = rec
-        task = asyncio.create_task(self._run(rec, job.to_dict()))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        self._trim()
+        self.store.add(rec, job.to_dict())
+        self._start(rec, job.to_dict())
         await asyncio.sleep(0)  # let the task hand the job to the pool
         return rec
+
+    def _start(self, rec: Record, job: dict[str, object]) -> None:
+        self._live[rec.id] = rec
+        task = asyncio.create_task(self._run(rec, job))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _run(self, rec: Record, job: dict[str, object]) -> None:
         outcome = internal_error(DIED_TWICE).to_dict()
@@ -125,6 +124,8 @@ class EmbeddedBackend:
             finally:
                 self._futures.pop(rec.id, None)
         rec.state, rec.outcome, rec.finished = "done", outcome, time.time()
+        self.store.finish(rec)
+        self._live.pop(rec.id, None)
         self.on_done(rec)
 
     def _replace(self, broken: ProcessPoolExecutor) -> None:
@@ -132,20 +133,22 @@ class EmbeddedBackend:
             self._pool = self._new_pool()
             broken.shutdown(wait=False, cancel_futures=True)
 
-    def _trim(self) -> None:
-        while len(self._records) > self.max_records:
-            oldest = next(iter(self._records.values()))
-            if oldest.state != "done":
-                break
-            self._records.popitem(last=False)
-
     async def get(self, id: str) -> Record | None:
-        rec = self._records.get(id)
-        if rec is not None and rec.state == "queued":
+        rec = self._live.get(id)
+        if rec is None:
+            return self.store.get(id)
+        if rec.state == "queued":
             fut = self._futures.get(id)
             if fut is not None and fut.running():
                 rec.state = "running"
         return rec
+
+    async def page(self, offset: int, count: int) -> tuple[list[Record], int]:
+        recs, total = self.store.page(offset, count)
+        return [self._live.get(r.id, r) for r in recs], total
+
+    async def delete(self, id: str) -> None:
+        self.store.delete(id)
 
     async def stats(self) -> PoolStats:
         running = sum(f.running() for f in self._futures.values())
@@ -155,12 +158,14 @@ class EmbeddedBackend:
         for task in list(self._tasks):
             task.cancel()
         self._pool.shutdown(wait=True, cancel_futures=True)
+        self.store.close()
 
 
 # -- Celery with Redis ------------------------------------------------------------------------
 
 RECORD_KEY = "cellbox:sub:{}"
 RECORD_TTL = 24 * 3600  # seconds a record is kept in Redis
+JUDGE0_INDEX = "cellbox:judge0"  # sorted set of Judge0 tokens by creation time (GET /submissions)
 QUEUE = "cellbox"  # the Celery queue (a Redis list of that name)
 
 
@@ -220,6 +225,8 @@ class CeleryBackend:
                                             "created": str(rec.created),
                                             "request": json.dumps(request)})
         await self.redis.expire(key, RECORD_TTL)
+        if rec.judge0:
+            await self.redis.zadd(JUDGE0_INDEX, {rec.id: rec.created})
         await asyncio.to_thread(self.app.send_task, "cellbox.run", (rec.id, job.to_dict()),
                                 task_id=rec.id, queue=QUEUE)
         return rec
@@ -232,6 +239,18 @@ class CeleryBackend:
         if rec is not None and rec.state == "done" and await self.redis.hsetnx(key, "counted", 1):
             self.on_done(rec)
         return rec
+
+    async def page(self, offset: int, count: int) -> tuple[list[Record], int]:
+        # Records expire on their own; drop their index entries first.
+        await self.redis.zremrangebyscore(JUDGE0_INDEX, 0, time.time() - RECORD_TTL)
+        raw = await self.redis.zrevrange(JUDGE0_INDEX, offset, offset + count - 1)
+        ids = [bytes(i).decode() for i in raw]  # type: ignore[arg-type]
+        recs = [await self.get(i) for i in ids]
+        return [r for r in recs if r is not None], int(await self.redis.zcard(JUDGE0_INDEX))
+
+    async def delete(self, id: str) -> None:
+        await self.redis.delete(RECORD_KEY.format(id))
+        await self.redis.zrem(JUDGE0_INDEX, id)
 
     async def stats(self) -> PoolStats:
         workers = await self._alive()

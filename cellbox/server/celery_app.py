@@ -1,5 +1,5 @@
 """The Celery side: the app both ``cellbox serve --broker`` and ``cellbox worker`` build, and
-the task workers run.
+the task workers run. A worker also sends a finished Judge0 submission's callback.
 
 Acks late with reject-on-worker-lost: a worker process killed in the middle of a run leaves
 its message unacknowledged, so the broker hands it out again. The task counts its attempts in
@@ -23,6 +23,7 @@ from cellbox.server.backends import (
     RECORD_TTL,
     RedisRecords,
 )
+from cellbox.server.callbacks import deliver
 from cellbox.server.jobs import execute, internal_error
 
 
@@ -54,6 +55,9 @@ def _run_task(task, id: str, job: dict[str, object]) -> None:  # noqa: ANN001 - 
         outcome = execute(job)
     client.hset(key, mapping=RedisRecords.done_fields(outcome))
     client.expire(key, RECORD_TTL)
+    rec = RedisRecords.decode(client.hgetall(key), id)
+    if rec is not None and rec.request.get("callback_url"):
+        deliver(rec)
 
 
 @functools.cache

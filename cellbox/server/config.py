@@ -11,6 +11,7 @@ from typing import Any
 from cellbox.errors import ConfigError
 
 MIB = 1 << 20
+LIST_KEYS = ("tokens", "admin_tokens", "callback_hosts")
 
 
 @dataclass(frozen=True)
@@ -21,14 +22,22 @@ class ServiceConfig:
     broker: str | None = None  # redis://host:port/db: enqueue to Celery workers
     max_queue: int = 256  # jobs waiting for a worker before 429
     tokens: tuple[str, ...] = ()  # API tokens; required when set, and off loopback
+    # Judge0's authorization tokens (header X-Auth-User): GET /submissions and DELETE need one.
+    admin_tokens: tuple[str, ...] = ()
+    enable_submission_delete: bool = False  # DELETE /submissions/{token}, as Judge0's setting
+    state_dir: str | None = None  # embedded mode: records in STATE_DIR/records.sqlite
     rate_limit: int = 0  # requests per minute per token (or per client address); 0: none
     allow_network: bool = False  # may a submission ask for the network?
+    # Hosts (names or addresses, as written in the URL) a callback_url may name besides
+    # loopback: the server PUTs results there, so any other host is refused (no SSRF).
+    callback_hosts: tuple[str, ...] = ()
     # Caps on what a submission may ask for (413 for sizes, 422 for limits).
     max_source_bytes: int = 256 << 10
     max_files: int = 16
     max_files_bytes: int = 4 * MIB  # all extra files together
     max_stdin_bytes: int = 4 * MIB
     max_batch: int = 20  # Judge0's MAX_SUBMISSION_BATCH_SIZE
+    max_runs: int = 20  # Judge0's MAX_NUMBER_OF_RUNS
     max_body_bytes: int = 16 * MIB  # a request's body (refused from its Content-Length)
     max_time: float = 15.0  # CPU seconds
     max_wall_time: float = 30.0
@@ -41,8 +50,10 @@ class ServiceConfig:
     def __post_init__(self) -> None:
         if self.workers < 1 or self.max_queue < 0 or self.max_batch < 1:
             raise ConfigError("workers and max_batch must be at least 1, max_queue at least 0")
-        if any(not t or len(t) < 16 for t in self.tokens):
-            raise ConfigError("API tokens must be at least 16 characters long")
+        if any(not t or len(t) < 16 for t in self.tokens + self.admin_tokens):
+            raise ConfigError("API tokens and admin tokens must be at least 16 characters long")
+        if self.max_runs < 1:
+            raise ConfigError("max_runs must be at least 1")
         if not self.tokens and not _loopback(self.host):
             raise ConfigError(f"Binding to {self.host} (not a loopback address) needs API "
                               "tokens: set tokens = [\"...\"] in the service config "
@@ -74,11 +85,12 @@ def load_service_config(path: str | None, **overrides: Any) -> ServiceConfig:
     if unknown:
         raise ConfigError(f"Service config {path}: unknown key(s) {', '.join(sorted(unknown))};"
                           f" known keys: {', '.join(known)}")
-    if "tokens" in data:
-        tokens = data["tokens"]
-        if not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens):
-            raise ConfigError(f"Service config {path}: tokens must be a list of strings")
-        data["tokens"] = tuple(tokens)
+    for key in LIST_KEYS:
+        if key in data:
+            items = data[key]
+            if not isinstance(items, list) or not all(isinstance(t, str) for t in items):
+                raise ConfigError(f"Service config {path}: {key} must be a list of strings")
+            data[key] = tuple(items)
     for key, value in data.items():
         default = getattr(ServiceConfig, key, None)
         want = type(default) if default is not None else str

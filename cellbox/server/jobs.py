@@ -41,8 +41,10 @@ class JobLimits:
 
 @dataclass(frozen=True)
 class Job:
-    """Exactly one of ``language`` (a cellbox language name, with ``source``, and ``args``
-    for the program) or ``command`` (argv run in a box holding ``files``)."""
+    """Exactly one of ``language`` (a cellbox language name, with ``source``, ``args`` for
+    the program, compiler ``options`` and ``files`` beside the source when compiling and
+    running) or ``command`` (argv run in a box holding ``files``). ``runs``: language runs
+    only, Judge0's number_of_runs."""
 
     language: str | None = None
     source: bytes = b""
@@ -52,12 +54,16 @@ class Job:
     stdin: bytes = b""
     limits: JobLimits = JobLimits()
     network: bool = False
+    options: tuple[str, ...] = ()
+    stderr_to_stdout: bool = False
+    runs: int = 1
 
     def to_dict(self) -> dict[str, object]:
         d = asdict(self)
         d["source"], d["stdin"] = b64(self.source), b64(self.stdin)
         d["files"] = {k: b64(v) for k, v in self.files.items()}
         d["command"], d["args"] = list(self.command), list(self.args)
+        d["options"] = list(self.options)
         return d
 
     @classmethod
@@ -66,7 +72,8 @@ class Job:
                    args=tuple(d.get("args") or ()), command=tuple(d.get("command") or ()),
                    files={str(k): unb64(v) for k, v in (d.get("files") or {}).items()},
                    stdin=unb64(d.get("stdin", "")), limits=JobLimits(**d.get("limits") or {}),
-                   network=bool(d.get("network")))
+                   network=bool(d.get("network")), options=tuple(d.get("options") or ()),
+                   stderr_to_stdout=bool(d.get("stderr_to_stdout")), runs=int(d.get("runs", 1)))
 
 
 @dataclass
@@ -121,11 +128,12 @@ def _execute(job: Job) -> Outcome:
         return _run_command(job, limits)
     assert job.language is not None
     result = compile_and_run(get(job.language), job.source, job.stdin, limits, job.files,
-                             job.network, job.args)
+                             job.network, job.args, job.options, job.stderr_to_stdout,
+                             job.runs)
     out = Outcome(verdict=result.verdict.value, compile_output=result.compilation.message)
     if result.run is None:
         return out
-    return _with_run(out, result.run)
+    return _with_runs(out, result.runs)
 
 
 def _run_command(job: Job, limits: JudgeLimits) -> Outcome:
@@ -133,13 +141,20 @@ def _run_command(job: Job, limits: JudgeLimits) -> Outcome:
     with Box() as box:
         for name, data in job.files.items():
             box.write_file(name, data)
-        run = box.run(list(job.command), run_limits, stdin=job.stdin, share_net=job.network)
+        run = box.run(list(job.command), run_limits, stdin=job.stdin, share_net=job.network,
+                      stderr_to_stdout=job.stderr_to_stdout)
     verdict = run_verdict(run) or Verdict.AC
-    return _with_run(Outcome(verdict=verdict.value), run)
+    return _with_runs(Outcome(verdict=verdict.value), (run,))
 
 
-def _with_run(out: Outcome, run: RunResult) -> Outcome:
+def _with_runs(out: Outcome, runs: tuple[RunResult, ...]) -> Outcome:
+    """The last run's outputs and status; time, wall time and memory averaged over the runs
+    (as Judge0 reports number_of_runs)."""
+    run = runs[-1]
     out.status, out.stdout, out.stderr = run.status.name, run.stdout, run.stderr
     out.message, out.exit_code, out.signal = run.message, run.exit_code, run.signal
-    out.time, out.wall_time, out.memory = run.cpu_time, run.wall_time, run.peak_memory
+    out.time = sum(r.cpu_time for r in runs) / len(runs)
+    out.wall_time = sum(r.wall_time for r in runs) / len(runs)
+    peaks = [r.peak_memory for r in runs if r.peak_memory is not None]
+    out.memory = sum(peaks) // len(peaks) if peaks else None
     return out

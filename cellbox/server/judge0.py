@@ -14,11 +14,12 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from cellbox.languages import languages
-from cellbox.server.backends import Record
+from cellbox.server import archive, callbacks
 from cellbox.server.config import ServiceConfig
 from cellbox.server.errors import ApiError
 from cellbox.server.jobs import Job, JobLimits, Outcome
 from cellbox.server.native import check_job, iso
+from cellbox.server.records import Record
 
 VERSION = "1.13.1"  # the Judge0 CE version whose API this follows
 KB = 1024
@@ -47,8 +48,8 @@ ALL_FIELDS = ("source_code", "language_id", "stdin", "expected_output", "stdout"
               "command_line_arguments", "redirect_stderr_to_stdout", "callback_url",
               "additional_files", "enable_network", "status", "language")
 TEXT_FIELDS = ("source_code", "stdin", "expected_output")  # base64 in and out when asked
-OUTPUT_FIELDS = ("stdout", "stderr", "compile_output", "message")
-UNSUPPORTED = ("compiler_options", "additional_files", "callback_url")
+MAX_OPTIONS = 512  # characters of compiler_options and of command_line_arguments, as Judge0
+PER_PAGE = 20  # GET /submissions' default page size, as Judge0
 
 
 class SubmissionIn(BaseModel):
@@ -71,8 +72,8 @@ class SubmissionIn(BaseModel):
     redirect_stderr_to_stdout: bool | None = None
     enable_network: bool | None = None
     number_of_runs: int | None = Field(None, ge=1)
-    compiler_options: str | None = None
-    command_line_arguments: str | None = None
+    compiler_options: str | None = Field(None, max_length=MAX_OPTIONS)
+    command_line_arguments: str | None = Field(None, max_length=MAX_OPTIONS)
     additional_files: str | None = None
     callback_url: str | None = None
 
@@ -90,7 +91,7 @@ def _decode(text: str | None, b64: bool, what: str) -> bytes | None:
     try:
         return base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
-        raise ApiError(422, f"{what} is not valid base64 (base64_encoded=true)") from None
+        raise ApiError(422, f"{what} is not valid base64") from None
 
 
 def _encode(data: bytes | None, b64: bool) -> str | None:
@@ -104,29 +105,56 @@ def to_job(sub: SubmissionIn, b64: bool, cfg: ServiceConfig) -> tuple[Job, dict[
     if sub.language_id not in LANGUAGE_IDS:
         raise ApiError(422, f"language with id {sub.language_id} doesn't exist; cellbox "
                        f"has {', '.join(map(str, LANGUAGE_IDS))}")
-    given = [k for k in UNSUPPORTED if getattr(sub, k)]
-    if given:
-        raise ApiError(422, f"{', '.join(given)}: not supported by cellbox")
+    lang = languages()[LANGUAGE_IDS[sub.language_id]]
     texts = {k: _decode(getattr(sub, k), b64, k) for k in TEXT_FIELDS}
-    try:  # split as Judge0's shell would
-        args = tuple(shlex.split(sub.command_line_arguments or ""))
-    except ValueError as e:
-        raise ApiError(422, f"command_line_arguments: {e}") from None
+    options = _split(sub.compiler_options, "compiler_options")
+    if options and not lang.compiler_options:
+        raise ApiError(422, "compiler_options: setting compiler options is only allowed for "
+                       f"compiled languages; {lang.title}'s compile step "
+                       f"({' '.join(lang.compile) or 'none'}) takes none")
+    if sub.number_of_runs is not None and sub.number_of_runs > cfg.max_runs:
+        raise ApiError(422, f"number_of_runs={sub.number_of_runs} is above this server's "
+                       f"maximum {cfg.max_runs}")
+    if sub.callback_url:
+        callbacks.check_url(sub.callback_url, cfg.callback_hosts)
     limits = {k: getattr(sub, k) if getattr(sub, k) is not None else v
               for k, v in DEFAULTS.items()}
-    job = Job(language=LANGUAGE_IDS[sub.language_id], source=texts["source_code"] or b"",
-              args=args, stdin=texts["stdin"] or b"",
+    job = Job(language=lang.name, source=texts["source_code"] or b"",
+              args=_split(sub.command_line_arguments, "command_line_arguments"),
+              stdin=texts["stdin"] or b"", files=_files(sub.additional_files, cfg),
               limits=JobLimits(time=float(limits["cpu_time_limit"]),
                                wall_time=float(limits["wall_time_limit"]),
                                memory=int(limits["memory_limit"]) * KB,
                                file_size=int(limits["max_file_size"]) * KB),
-              network=bool(sub.enable_network))
+              network=bool(sub.enable_network), options=options,
+              stderr_to_stdout=bool(sub.redirect_stderr_to_stdout),
+              runs=int(limits["number_of_runs"]))
     check_job(job, cfg)
     echo: dict[str, object] = {k: v for k, v in sub.model_dump().items() if k not in TEXT_FIELDS}
     echo |= limits
     echo |= {k: base64.b64encode(v).decode() if v is not None else None
              for k, v in texts.items()}  # kept as base64 whatever the request's encoding
     return job, echo
+
+
+def _split(text: str | None, what: str) -> tuple[str, ...]:
+    """Split as Judge0's shell would; the words become argv elements (no shell runs)."""
+    try:
+        return tuple(shlex.split(text or ""))
+    except ValueError as e:
+        raise ApiError(422, f"{what}: {e}") from None
+
+
+def _files(text: str | None, cfg: ServiceConfig) -> dict[str, bytes]:
+    """additional_files: a zip archive, base64-encoded whatever base64_encoded says (as
+    Judge0)."""
+    if not text:
+        return {}
+    if len(text) > cfg.max_files_bytes * 4 // 3 + 4:
+        raise ApiError(413, f"additional_files is over {cfg.max_files_bytes} bytes")
+    data = _decode(text, True, "additional_files")
+    assert data is not None
+    return archive.extract(data, cfg.max_files, cfg.max_files_bytes)
 
 
 def _strip(text: bytes) -> bytes:
@@ -168,10 +196,8 @@ def to_json(rec: Record, b64: bool, fields: tuple[str, ...]) -> dict[str, object
              "time": None, "wall_time": None, "memory": None, "exit_code": None,
              "exit_signal": None}
     if o is not None:
-        stdout, stderr = o.stdout, o.stderr
-        if rec.request.get("redirect_stderr_to_stdout"):
-            stdout, stderr = stdout + stderr, b""
-        full |= {"stdout": _encode(stdout or None, b64), "stderr": _encode(stderr or None, b64),
+        full |= {"stdout": _encode(o.stdout or None, b64),
+                 "stderr": _encode(o.stderr or None, b64),
                  "compile_output": _encode(o.compile_output.encode() or None, b64),
                  "message": _encode(o.message.encode() or None, b64),
                  "exit_code": o.exit_code, "exit_signal": o.signal,
@@ -243,13 +269,44 @@ def router() -> APIRouter:
             out.append(to_json(rec, base64_encoded, wanted) if rec else None)
         return {"submissions": out}
 
+    @r.get("/submissions")
+    async def index(request: Request, base64_encoded: B64 = False, fields: str | None = None,
+                    page: Annotated[int, Query(ge=1)] = 1,
+                    per_page: Annotated[int, Query(ge=1, le=1000)] = PER_PAGE
+                    ) -> dict[str, object]:
+        """Judge0's paginated list, newest first; needs an admin token (X-Auth-User)."""
+        svc = request.app.state.service
+        svc.authorise_admin(request)
+        wanted = _fields(fields)
+        recs, total = await svc.page((page - 1) * per_page, per_page)
+        pages = -(-total // per_page)
+        return {"submissions": [to_json(rec, base64_encoded, wanted) for rec in recs],
+                "meta": {"current_page": page, "next_page": page + 1 if page < pages else None,
+                         "prev_page": page - 1 if page > 1 else None, "total_pages": pages,
+                         "total_count": total}}
+
     @r.get("/submissions/{token}")
     async def get(token: str, request: Request, base64_encoded: B64 = False,
                   fields: str | None = None) -> dict[str, object]:
-        rec = await request.app.state.service.get(token)
-        if rec is None or "language_id" not in rec.request:  # a native id is not a token
-            raise ApiError(404, f"no submission with token {token!r}")
-        return to_json(rec, base64_encoded, _fields(fields))
+        return to_json(await _judge0_record(request, token), base64_encoded, _fields(fields))
+
+    @r.delete("/submissions/{token}")
+    async def delete(token: str, request: Request,
+                     fields: str | None = None) -> dict[str, object]:
+        """As Judge0: an admin token, enable_submission_delete, and a finished submission;
+        answers what was deleted, base64-encoded (whatever base64_encoded says)."""
+        svc = request.app.state.service
+        svc.authorise_admin(request)
+        if not svc.cfg.enable_submission_delete:
+            raise ApiError(400, "delete not allowed: the admin has not set "
+                           "enable_submission_delete")
+        rec = await _judge0_record(request, token)
+        if rec.state != "done":
+            sid = status_id(rec)
+            raise ApiError(400, f"submission cannot be deleted because its status is {sid} "
+                           f"({STATUSES[sid]})")
+        await svc.delete(token)
+        return to_json(rec, True, _fields(fields))
 
     @r.get("/languages")
     async def langs() -> list[dict[str, object]]:
@@ -280,12 +337,23 @@ def router() -> APIRouter:
     return r
 
 
+async def _judge0_record(request: Request, token: str) -> Record:
+    rec = await request.app.state.service.get(token)
+    if rec is None or not rec.judge0:  # a native id is not a token
+        raise ApiError(404, f"no submission with token {token!r}")
+    return rec
+
+
 def _config_info(cfg: ServiceConfig) -> dict[str, object]:
     return {
         "maintenance_mode": False, "enable_wait_result": True,
-        "enable_compiler_options": False, "allowed_languages_for_compile_options": [],
-        "enable_command_line_arguments": True, "enable_submission_delete": False,
-        "enable_callbacks": False, "enable_additional_files": False,
+        "enable_compiler_options": True,
+        "allowed_languages_for_compile_options": [
+            lang.title for lang in languages().values() if lang.compiler_options],
+        "enable_command_line_arguments": True,
+        "enable_submission_delete": cfg.enable_submission_delete,
+        "enable_callbacks": True, "callbacks_max_tries": callbacks.CALLBACK_TRIES,
+        "callbacks_timeout": callbacks.CALLBACK_TIMEOUT, "enable_additional_files": True,
         "max_queue_size": cfg.max_queue,
         "cpu_time_limit": DEFAULTS["cpu_time_limit"], "max_cpu_time_limit": cfg.max_time,
         "cpu_extra_time": DEFAULTS["cpu_extra_time"], "max_cpu_extra_time": 0,
@@ -295,12 +363,14 @@ def _config_info(cfg: ServiceConfig) -> dict[str, object]:
         "stack_limit": DEFAULTS["stack_limit"], "max_stack_limit": DEFAULTS["stack_limit"],
         "max_processes_and_or_threads": DEFAULTS["max_processes_and_or_threads"],
         "max_max_processes_and_or_threads": cfg.max_processes,
+        # Accepted, but cellbox limits the whole run either way (docs/service.md).
         "enable_per_process_and_thread_time_limit": False,
-        "allow_enable_per_process_and_thread_time_limit": False,
+        "allow_enable_per_process_and_thread_time_limit": True,
         "enable_per_process_and_thread_memory_limit": False,
-        "allow_enable_per_process_and_thread_memory_limit": False,
+        "allow_enable_per_process_and_thread_memory_limit": True,
         "max_file_size": DEFAULTS["max_file_size"], "max_max_file_size": cfg.max_file_size // KB,
-        "number_of_runs": 1, "max_number_of_runs": 1,
+        "number_of_runs": 1, "max_number_of_runs": cfg.max_runs,
+        "max_extract_size": cfg.max_files_bytes // KB,
         "redirect_stderr_to_stdout": False, "enable_batched_submissions": True,
         "max_submission_batch_size": cfg.max_batch, "allow_enable_network": cfg.allow_network,
         "enable_network": False,

@@ -6,7 +6,8 @@ import asyncio
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from cellbox.server.backends import PoolStats, Record
+from cellbox.server.backends import PoolStats
+from cellbox.server.records import Record
 
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 

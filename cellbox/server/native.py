@@ -13,10 +13,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from cellbox.judge import TokensChecker
 from cellbox.languages import languages
-from cellbox.server.backends import Record
 from cellbox.server.config import ServiceConfig
 from cellbox.server.errors import ApiError
 from cellbox.server.jobs import MIB, Job, JobLimits, Outcome
+from cellbox.server.records import Record
 
 FILE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,99}$")  # plain names at the box's top
 
@@ -198,7 +198,7 @@ def router() -> APIRouter:
     @r.get("/submissions/{id}", response_model=SubmissionOut)
     async def get(id: str, request: Request) -> SubmissionOut:
         rec = await request.app.state.service.get(id)
-        if rec is None or "language_id" in rec.request:  # a Judge0 token is not a native id
+        if rec is None or rec.judge0:  # a Judge0 token is not a native id
             raise ApiError(404, f"no submission {id!r}")
         return to_out(rec)
 

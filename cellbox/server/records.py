@@ -1,0 +1,119 @@
+"""Submission records: ``Record`` and the embedded mode's store, ``SqliteRecords``.
+
+The embedded store is one SQLite database: in memory by default, or the file
+``STATE_DIR/records.sqlite`` when the service config sets ``state_dir``, so that records (and
+the jobs not yet finished) survive a restart of the server. With a broker the records are in
+Redis instead (``backends.RedisRecords``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from dataclasses import dataclass, field
+
+from cellbox.errors import ConfigError
+
+DB_NAME = "records.sqlite"
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS records (
+    id TEXT PRIMARY KEY, label TEXT NOT NULL, state TEXT NOT NULL, created REAL NOT NULL,
+    finished REAL, outcome TEXT, request TEXT NOT NULL, judge0 INTEGER NOT NULL,
+    job TEXT  -- the job, kept until it is done: a restart runs it again
+);
+CREATE INDEX IF NOT EXISTS records_judge0 ON records (judge0, created);
+"""
+
+
+@dataclass
+class Record:
+    id: str
+    label: str  # the language name, or "command": the metrics' label
+    state: str = "queued"  # queued | running | done
+    created: float = field(default_factory=time.time)
+    finished: float | None = None
+    outcome: dict[str, object] | None = None
+    request: dict[str, object] = field(default_factory=dict)  # what the API keeps to answer
+
+    @property
+    def judge0(self) -> bool:
+        """Made through the Judge0 API (its tokens and native ids are not interchangeable)."""
+        return "language_id" in self.request
+
+
+class SqliteRecords:
+    """Used from the server's event loop thread only. Keeps at most ``max_records`` finished
+    records: the oldest go first."""
+
+    def __init__(self, state_dir: str | None, max_records: int) -> None:
+        path = ":memory:"
+        if state_dir is not None:
+            try:
+                os.makedirs(state_dir, mode=0o700, exist_ok=True)
+            except OSError as e:
+                raise ConfigError(f"Cannot create the service's state_dir {state_dir}: "
+                                  f"{e.strerror}") from None
+            path = os.path.join(state_dir, DB_NAME)
+        try:
+            self.db = sqlite3.connect(path, isolation_level=None)  # autocommit
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")  # durable enough: WAL, no fsync each
+            self.db.executescript(SCHEMA)
+        except sqlite3.Error as e:
+            raise ConfigError(f"Cannot open the service's record store {path}: {e} (is "
+                              "another cellbox serve using this state_dir?)") from None
+        self.max_records = max_records
+        self._inserted = 0
+
+    def add(self, rec: Record, job: dict[str, object]) -> None:
+        self.db.execute("INSERT INTO records VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        (rec.id, rec.label, rec.state, rec.created, rec.finished, None,
+                         json.dumps(rec.request), int(rec.judge0), json.dumps(job)))
+        self._inserted += 1
+        if self._inserted % 1000 == 0:
+            self._trim()
+
+    def finish(self, rec: Record) -> None:
+        self.db.execute("UPDATE records SET state = ?, finished = ?, outcome = ?, job = NULL "
+                        "WHERE id = ?", (rec.state, rec.finished, json.dumps(rec.outcome),
+                                         rec.id))
+
+    def get(self, id: str) -> Record | None:
+        row = self.db.execute("SELECT * FROM records WHERE id = ?", (id,)).fetchone()
+        return _record(row) if row else None
+
+    def page(self, offset: int, count: int) -> tuple[list[Record], int]:
+        """Judge0 submissions, newest first, and how many there are."""
+        rows = self.db.execute("SELECT * FROM records WHERE judge0 = 1 ORDER BY created DESC "
+                               "LIMIT ? OFFSET ?", (count, offset)).fetchall()
+        total = self.db.execute("SELECT count(*) FROM records WHERE judge0 = 1").fetchone()[0]
+        return [_record(r) for r in rows], int(total)
+
+    def delete(self, id: str) -> None:
+        self.db.execute("DELETE FROM records WHERE id = ?", (id,))
+
+    def unfinished(self) -> list[tuple[Record, dict[str, object]]]:
+        """Records a stopped server left queued or running, with their jobs, oldest first."""
+        rows = self.db.execute("SELECT * FROM records WHERE state != 'done' ORDER BY created"
+                               ).fetchall()
+        return [(_record(r), json.loads(r[8])) for r in rows]
+
+    def _trim(self) -> None:
+        done = self.db.execute("SELECT count(*) FROM records WHERE state = 'done'").fetchone()[0]
+        if done > self.max_records:
+            self.db.execute("DELETE FROM records WHERE id IN (SELECT id FROM records WHERE "
+                            "state = 'done' ORDER BY created LIMIT ?)",
+                            (done - self.max_records,))
+
+    def close(self) -> None:
+        self.db.close()
+
+
+def _record(row: tuple[object, ...]) -> Record:
+    id, label, state, created, finished, outcome, request = row[:7]
+    return Record(str(id), str(label), str(state), float(str(created)),
+                  float(str(finished)) if finished is not None else None,
+                  json.loads(str(outcome)) if outcome is not None else None,
+                  json.loads(str(request)))
