@@ -393,8 +393,12 @@ ADMIN = "a" * 32
 
 
 def test_judge0_list_and_delete(start_server: Callable[..., Server]) -> None:
-    s = start_server(f'admin_tokens = ["{ADMIN}"]\nenable_submission_delete = true\n')
+    s = start_server(f'admin_tokens = ["{ADMIN}"]\nenable_submission_delete = true\n'
+                     'enable_callbacks = false\n')
     admin = {"X-Auth-User": ADMIN}
+    r = s.client.post("/submissions", json={"language_id": 71, "source_code": "",
+                                            "callback_url": "http://127.0.0.1:9/"})
+    assert r.status_code == 422 and "not allowed" in r.json()["error"], r.text
     tokens = [judge0(s, {"language_id": 71, "source_code": f"print({i})"},
                      "&fields=token")["token"] for i in range(3)]
     assert s.client.get("/submissions").status_code == 403

@@ -28,6 +28,7 @@ class ServiceConfig:
     state_dir: str | None = None  # embedded mode: records in STATE_DIR/records.sqlite
     rate_limit: int = 0  # requests per minute per token (or per client address); 0: none
     allow_network: bool = False  # may a submission ask for the network?
+    enable_callbacks: bool = True  # Judge0's callback_url (ENABLE_CALLBACKS)
     # Hosts (names or addresses, as written in the URL) a callback_url may name besides
     # loopback: the server PUTs results there, so any other host is refused (no SSRF).
     callback_hosts: tuple[str, ...] = ()

@@ -116,6 +116,9 @@ def to_job(sub: SubmissionIn, b64: bool, cfg: ServiceConfig) -> tuple[Job, dict[
         raise ApiError(422, f"number_of_runs={sub.number_of_runs} is above this server's "
                        f"maximum {cfg.max_runs}")
     if sub.callback_url:
+        if not cfg.enable_callbacks:
+            raise ApiError(422, "callback_url: setting callback is not allowed (the admin "
+                           "turned enable_callbacks off)")
         callbacks.check_url(sub.callback_url, cfg.callback_hosts)
     limits = {k: getattr(sub, k) if getattr(sub, k) is not None else v
               for k, v in DEFAULTS.items()}
@@ -352,7 +355,7 @@ def _config_info(cfg: ServiceConfig) -> dict[str, object]:
             lang.title for lang in languages().values() if lang.compiler_options],
         "enable_command_line_arguments": True,
         "enable_submission_delete": cfg.enable_submission_delete,
-        "enable_callbacks": True, "callbacks_max_tries": callbacks.CALLBACK_TRIES,
+        "enable_callbacks": cfg.enable_callbacks, "callbacks_max_tries": callbacks.CALLBACK_TRIES,
         "callbacks_timeout": callbacks.CALLBACK_TIMEOUT, "enable_additional_files": True,
         "max_queue_size": cfg.max_queue,
         "cpu_time_limit": DEFAULTS["cpu_time_limit"], "max_cpu_time_limit": cfg.max_time,
