@@ -499,6 +499,10 @@ def test_records_survive_a_restart(start_server: Callable[..., Server],
                       "redirect_stderr_to_stdout": "yes"}, 422, "redirect_stderr_to_stdout"),
     ("/submissions", {"language_id": 71, "source_code": "x" * 70000}, 413, "source"),
     ("/submissions?fields=bogus", {"language_id": 71, "source_code": "x"}, 422, "bogus"),
+    ("/submissions", b'{"language_id": 71, "source_code": "x", "cpu_time_limit": 1e999}', 422,
+     "cpu_time_limit=inf"),
+    ("/submissions/batch", {"submissions": []}, 422, "at least one"),
+    ("/v1/submissions/batch", {"submissions": []}, 422, "at least one"),
 ])
 def test_bad_input(server: Server, path: str, body: object, status: int, says: str) -> None:
     if isinstance(body, bytes):
@@ -513,6 +517,8 @@ def test_bad_list_queries(server: Server) -> None:
     for query in ("page=0", "per_page=0", "per_page=x", "page=-1"):
         r = server.client.get(f"/submissions?{query}")
         assert r.status_code == 422 and "page" in r.json()["error"], r.text
+    r = server.client.get("/submissions/batch?tokens=,")
+    assert r.status_code == 422 and "at least one" in r.json()["error"], r.text
 
 
 def test_unknown_ids_and_huge_body(server: Server) -> None:

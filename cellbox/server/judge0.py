@@ -18,7 +18,7 @@ from cellbox.server import archive, callbacks
 from cellbox.server.config import ServiceConfig
 from cellbox.server.errors import ApiError
 from cellbox.server.jobs import Job, JobLimits, Outcome
-from cellbox.server.native import check_job, iso
+from cellbox.server.native import check_batch, check_job, iso
 from cellbox.server.records import Record
 
 VERSION = "1.13.1"  # the Judge0 CE version whose API this follows
@@ -50,6 +50,9 @@ ALL_FIELDS = ("source_code", "language_id", "stdin", "expected_output", "stdout"
 TEXT_FIELDS = ("source_code", "stdin", "expected_output")  # base64 in and out when asked
 MAX_OPTIONS = 512  # characters of compiler_options and of command_line_arguments, as Judge0
 PER_PAGE = 20  # GET /submissions' default page size, as Judge0
+# The job's limits by their Judge0 names (values in the messages are in bytes and seconds).
+LIMIT_NAMES = {"time": "cpu_time_limit", "wall_time": "wall_time_limit",
+               "memory": "memory_limit (bytes)", "file_size": "max_file_size (bytes)"}
 
 
 class SubmissionIn(BaseModel):
@@ -132,7 +135,7 @@ def to_job(sub: SubmissionIn, b64: bool, cfg: ServiceConfig) -> tuple[Job, dict[
               network=bool(sub.enable_network), options=options,
               stderr_to_stdout=bool(sub.redirect_stderr_to_stdout),
               runs=int(limits["number_of_runs"]))
-    check_job(job, cfg)
+    check_job(job, cfg, LIMIT_NAMES)
     echo: dict[str, object] = {k: v for k, v in sub.model_dump().items() if k not in TEXT_FIELDS}
     echo |= limits
     echo |= {k: base64.b64encode(v).decode() if v is not None else None
@@ -244,9 +247,7 @@ def router() -> APIRouter:
     async def create_batch(batch: BatchIn, request: Request,
                            base64_encoded: B64 = False) -> list[dict[str, object]]:
         svc = request.app.state.service
-        if len(batch.submissions) > svc.cfg.max_batch:
-            raise ApiError(413, f"{len(batch.submissions)} submissions; a batch takes at "
-                           f"most {svc.cfg.max_batch}")
+        check_batch(len(batch.submissions), svc.cfg)
         out: list[dict[str, object]] = []
         for sub in batch.submissions:  # as Judge0: each item is accepted or has its error
             try:
@@ -264,8 +265,7 @@ def router() -> APIRouter:
         svc = request.app.state.service
         wanted = _fields(fields)
         ids = [t for t in tokens.split(",") if t]
-        if len(ids) > svc.cfg.max_batch:
-            raise ApiError(413, f"{len(ids)} tokens; at most {svc.cfg.max_batch}")
+        check_batch(len(ids), svc.cfg, "tokens")
         out = []
         for id in ids:
             rec = await svc.get(id)

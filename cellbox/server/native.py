@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Literal
 
@@ -88,19 +89,29 @@ def encode(data: bytes, encoding: str) -> str:
         "utf-8", "replace")
 
 
-def check_limits(lim: JobLimits, cfg: ServiceConfig) -> None:
-    """Limits beyond the admin's caps are refused, never silently lowered."""
+def check_batch(size: int, cfg: ServiceConfig, what: str = "submissions") -> None:
+    if size == 0:
+        raise ApiError(422, f"a batch needs at least one of its {what}")
+    if size > cfg.max_batch:
+        raise ApiError(413, f"{size} {what}; a batch takes at most {cfg.max_batch}")
+
+
+def check_limits(lim: JobLimits, cfg: ServiceConfig, names: Mapping[str, str] = {}) -> None:
+    """Limits beyond the admin's caps are refused, never silently lowered. ``names``: what
+    the request called them (Judge0's field names)."""
     caps = {"time": cfg.max_time, "wall_time": cfg.max_wall_time, "memory": cfg.max_memory,
             "output": cfg.max_output, "file_size": cfg.max_file_size,
             "processes": cfg.max_processes}
     for name, cap in caps.items():
         value = getattr(lim, name)
         if value is not None and value > cap:
-            raise ApiError(422, f"limit {name}={value} is above this server's maximum {cap}")
+            raise ApiError(422, f"limit {names.get(name, name)}={value} is above this "
+                           f"server's maximum {cap}")
 
 
-def check_job(job: Job, cfg: ServiceConfig) -> None:
-    """The admin's caps on sizes (413) and limits (422), and the network policy (403)."""
+def check_job(job: Job, cfg: ServiceConfig, names: Mapping[str, str] = {}) -> None:
+    """The admin's caps on sizes (413) and limits (422, ``names`` as in check_limits), and
+    the network policy (403)."""
     if job.language is not None and job.language not in languages():
         raise ApiError(422, f"unknown language {job.language!r}; known: "
                        f"{', '.join(languages())}")
@@ -115,7 +126,7 @@ def check_job(job: Job, cfg: ServiceConfig) -> None:
         raise ApiError(413, f"stdin is over {cfg.max_stdin_bytes} bytes")
     if job.network and not cfg.allow_network:
         raise ApiError(403, "this server gives submissions no network (allow_network is off)")
-    check_limits(job.limits, cfg)
+    check_limits(job.limits, cfg, names)
 
 
 def to_job(req: RunIn, cfg: ServiceConfig) -> Job:
@@ -189,9 +200,7 @@ def router() -> APIRouter:
     @r.post("/submissions/batch", status_code=201)
     async def batch(req: BatchIn, request: Request) -> list[dict[str, str]]:
         svc = request.app.state.service
-        if len(req.submissions) > svc.cfg.max_batch:
-            raise ApiError(413, f"{len(req.submissions)} submissions; a batch takes at most "
-                           f"{svc.cfg.max_batch}")
+        check_batch(len(req.submissions), svc.cfg)
         jobs = [(to_job(s, svc.cfg), request_echo(s)) for s in req.submissions]  # all valid
         return [{"id": (await svc.submit(job, echo)).id} for job, echo in jobs]
 
