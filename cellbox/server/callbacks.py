@@ -9,13 +9,13 @@ network (SSRF). Redirects are not followed, for the same reason.
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import logging
 from urllib.parse import urlsplit
 
 import httpx
 
+from cellbox.server.config import is_loopback
 from cellbox.server.errors import ApiError
 from cellbox.server.records import Record
 
@@ -37,19 +37,10 @@ def check_url(url: str, allowed_hosts: tuple[str, ...]) -> None:
     if len(url) > MAX_URL or parts.scheme not in ("http", "https") or not host:
         raise ApiError(422, f"callback_url must be an http or https URL with a host, at most "
                        f"{MAX_URL} characters")
-    if not (_loopback(host) or host in allowed_hosts):
+    if not (is_loopback(host) or host in allowed_hosts):
         raise ApiError(422, f"callback_url host {host!r} is not allowed: this server calls "
                        "back only to loopback and to the hosts its admin lists in "
                        "callback_hosts")
-
-
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def deliver(rec: Record) -> bool:

@@ -55,13 +55,14 @@ class ServiceConfig:
             raise ConfigError("API tokens and admin tokens must be at least 16 characters long")
         if self.max_runs < 1:
             raise ConfigError("max_runs must be at least 1")
-        if not self.tokens and not _loopback(self.host):
+        if not self.tokens and not is_loopback(self.host):
             raise ConfigError(f"Binding to {self.host} (not a loopback address) needs API "
                               "tokens: set tokens = [\"...\"] in the service config "
                               "(docs/service.md)")
 
 
-def _loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
+    """``localhost`` or a loopback address (names are not resolved)."""
     if host == "localhost":
         return True
     try:
