@@ -439,6 +439,8 @@ def test_records_survive_a_restart(start_server: Callable[..., Server],
     done = judge0(s, {"language_id": 71, "source_code": "print('kept')"}, "&fields=token")
     r = s.client.delete(f"/submissions/{done['token']}", headers={"X-Auth-User": ADMIN})
     assert r.status_code == 400 and "enable_submission_delete" in r.json()["error"]
+    with pytest.raises(AssertionError, match="Another cellbox serve uses the state_dir"):
+        start_server(config)
     sleep = s.client.post("/v1/submissions", json={"command": ["/bin/sleep", "1"],
                                                    "limits": {"wall_time": 5}}).json()["id"]
     s.stop()

@@ -11,6 +11,10 @@ import hashlib
 import time
 from typing import Any, Protocol
 
+from redis.exceptions import RedisError
+
+from cellbox.server.errors import ApiError
+
 WINDOW = 60  # seconds
 MAX_CLIENTS = 10_000  # local windows kept before the finished ones are dropped
 KEY = "cellbox:rate:{}"  # a digest of the client
@@ -49,7 +53,10 @@ class RedisRateLimit:
 
     async def hit(self, client: str) -> int | None:
         key = KEY.format(hashlib.sha256(client.encode()).hexdigest()[:32])
-        async with self.redis.pipeline(transaction=True) as pipe:
-            _, count, ttl = await pipe.set(key, 0, ex=WINDOW, nx=True).incr(key).ttl(
-                key).execute()
+        try:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                _, count, ttl = await pipe.set(key, 0, ex=WINDOW, nx=True).incr(key).ttl(
+                    key).execute()
+        except RedisError as e:  # fail closed: no count, no request
+            raise ApiError(503, f"the rate limit's Redis cannot be reached: {e}") from None
         return max(1, int(ttl)) if int(count) > self.limit else None

@@ -8,6 +8,7 @@ Redis instead (``backends.RedisRecords``).
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import sqlite3
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 from cellbox.errors import ConfigError
 
 DB_NAME = "records.sqlite"
+LOCK_NAME = "lock"  # held while a server uses the directory: two would run the same jobs
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS records (
     id TEXT PRIMARY KEY, label TEXT NOT NULL, state TEXT NOT NULL, created REAL NOT NULL,
@@ -49,12 +51,9 @@ class SqliteRecords:
 
     def __init__(self, state_dir: str | None, max_records: int) -> None:
         path = ":memory:"
+        self._lock: int | None = None
         if state_dir is not None:
-            try:
-                os.makedirs(state_dir, mode=0o700, exist_ok=True)
-            except OSError as e:
-                raise ConfigError(f"Cannot create the service's state_dir {state_dir}: "
-                                  f"{e.strerror}") from None
+            self._lock = _lock_dir(state_dir)
             path = os.path.join(state_dir, DB_NAME)
         try:
             self.db = sqlite3.connect(path, isolation_level=None)  # autocommit
@@ -62,8 +61,7 @@ class SqliteRecords:
             self.db.execute("PRAGMA synchronous=NORMAL")  # durable enough: WAL, no fsync each
             self.db.executescript(SCHEMA)
         except sqlite3.Error as e:
-            raise ConfigError(f"Cannot open the service's record store {path}: {e} (is "
-                              "another cellbox serve using this state_dir?)") from None
+            raise ConfigError(f"Cannot open the service's record store {path}: {e}") from None
         self.max_records = max_records
         self._inserted = 0
 
@@ -109,6 +107,26 @@ class SqliteRecords:
 
     def close(self) -> None:
         self.db.close()
+        if self._lock is not None:
+            os.close(self._lock)  # drops the flock
+
+
+def _lock_dir(state_dir: str) -> int:
+    """Create ``state_dir`` (0700) and hold its lock file's flock, or fail: one server."""
+    try:
+        os.makedirs(state_dir, mode=0o700, exist_ok=True)
+        fd = os.open(os.path.join(state_dir, LOCK_NAME),
+                     os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    except OSError as e:
+        raise ConfigError(f"Cannot use the service's state_dir {state_dir}: "
+                          f"{e.strerror}") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise ConfigError(f"Another cellbox serve uses the state_dir {state_dir}: give each "
+                          "server a state_dir of its own") from None
+    return fd
 
 
 def _record(row: tuple[object, ...]) -> Record:
