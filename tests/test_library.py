@@ -25,6 +25,13 @@ def test_run_with_stdin_and_captured_output():
     assert r.exit_code == 0 and r.cpu_time > 0 and r.wall_time > 0 and r.peak_memory
 
 
+def test_stderr_to_stdout_keeps_the_order_written():
+    with Box() as box:
+        r = box.run(["/bin/sh", "-c", "echo a; echo b >&2; echo c"], stderr_to_stdout=True,
+                    limits=Limits(processes=2))
+    assert (r.stdout, r.stderr) == (b"a\nb\nc\n", b"")
+
+
 def test_large_stdin_and_output_through_pipes():
     data = os.urandom(3 << 20)
     with Box() as box:
