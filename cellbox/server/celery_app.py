@@ -47,14 +47,18 @@ def make_app(broker: str) -> Celery:
 def _run_task(task, id: str, job: dict[str, object]) -> None:  # noqa: ANN001 - a Celery Task
     client = _redis(task.app.conf.broker_url)
     key = RECORD_KEY.format(id)
-    attempt = client.hincrby(key, "attempts", 1)
-    if attempt > MAX_ATTEMPTS:
-        outcome = internal_error(DIED_TWICE).to_dict()
-    else:
-        client.hset(key, mapping={"state": "running", "started": str(time.time())})
-        outcome = execute(job)
-    client.hset(key, mapping=RedisRecords.done_fields(outcome))
-    client.expire(key, RECORD_TTL)
+    state = client.hget(key, "state")
+    if state is None:  # deleted (DELETE /submissions) or expired: nothing to run for
+        return
+    if state != b"done":  # done: redelivered after a death while calling back; call again
+        attempt = client.hincrby(key, "attempts", 1)
+        if attempt > MAX_ATTEMPTS:
+            outcome = internal_error(DIED_TWICE).to_dict()
+        else:
+            client.hset(key, mapping={"state": "running", "started": str(time.time())})
+            outcome = execute(job)
+        client.hset(key, mapping=RedisRecords.done_fields(outcome))
+        client.expire(key, RECORD_TTL)
     rec = RedisRecords.decode(client.hgetall(key), id)
     if rec is not None and rec.request.get("callback_url"):
         deliver(rec)
