@@ -222,6 +222,9 @@ def judge0(server: Server, sub: dict[str, object], query: str = "") -> dict[str,
     ({"language_id": 50, "source_code": "int main( {"}, 6),
     ({"language_id": 50, "source_code": C_SEGV}, 7),
     ({"language_id": 71, "source_code": "import sys; sys.exit(4)"}, 11),
+    ({"language_id": 50, "max_file_size": 1, "source_code": "#include <stdio.h>\n"
+      "int main(void) { FILE *f = fopen(\"f\", \"w\"); for (int i = 0; i < 5000; i++) "
+      "fputc('x', f); return fclose(f); }\n"}, 8),
 ])
 def test_judge0_statuses(server: Server, sub: dict[str, object], status: int) -> None:
     body = judge0(server, sub)
