@@ -532,6 +532,9 @@ def test_unknown_ids_and_huge_body(server: Server) -> None:
     token = server.client.post("/submissions", json={"language_id": 71, "source_code": ""})
     token = token.json()["token"]
     assert server.client.get(f"/v1/submissions/{token}").status_code == 404
+    native = server.client.post("/v1/runs", json={"command": ["/bin/true"]}).json()["id"]
+    got = server.client.get(f"/submissions/batch?tokens={native},nope,{token}&fields=token")
+    assert got.json() == {"submissions": [None, None, {"token": token}]}, got.text
     wait_done(server.client, f"/submissions/{token}")  # leave no box behind
     assert server.client.get("/languages/1").status_code == 404
     r = server.client.post("/v1/runs", content=b"x" * (2 << 20),

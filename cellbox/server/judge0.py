@@ -269,7 +269,7 @@ def router() -> APIRouter:
         out = []
         for id in ids:
             rec = await svc.get(id)
-            out.append(to_json(rec, base64_encoded, wanted) if rec else None)
+            out.append(to_json(rec, base64_encoded, wanted) if rec and rec.judge0 else None)
         return {"submissions": out}
 
     @r.get("/submissions")
