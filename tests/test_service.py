@@ -540,6 +540,10 @@ def test_unknown_ids_and_huge_body(server: Server) -> None:
     r = server.client.post("/v1/runs", content=b"x" * (2 << 20),
                            headers={"content-type": "application/json"})
     assert r.status_code == 413 and "body" in r.json()["error"]
+    chunks = (b"x" * (64 << 10) for _ in range(32))  # chunked: no Content-Length to check
+    r = server.client.post("/v1/runs", content=chunks,
+                           headers={"content-type": "application/json"})
+    assert r.status_code == 413 and "body is over" in r.json()["error"], r.text
 
 
 # -- security and overload --------------------------------------------------------------------

@@ -10,6 +10,8 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cellbox.server import callbacks, errors, judge0, native
 from cellbox.server.backends import (
@@ -148,6 +150,7 @@ def create_app(cfg: ServiceConfig) -> FastAPI:
                   "under /v1 and a Judge0 CE 1.13-compatible API. See docs/service.md.")
     app.state.service = service
     errors.install(app)
+    app.add_middleware(BodyCap, cap=cfg.max_body_bytes)
 
     @app.middleware("http")
     async def guard(request: Request,
@@ -176,6 +179,28 @@ def create_app(cfg: ServiceConfig) -> FastAPI:
     app.include_router(native.router())
     app.include_router(judge0.router())
     return app
+
+
+class BodyCap:
+    """Counts the body as it arrives, for bodies without a Content-Length (chunked), which
+    would otherwise be read into memory whole. FastAPI lets the HTTPException raised from
+    ``receive`` through as the answer (413, as JSON by errors.install)."""
+
+    def __init__(self, app: ASGIApp, cap: int) -> None:
+        self.app, self.cap = app, cap
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        seen = 0
+
+        async def capped() -> Message:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.cap:
+                raise HTTPException(413, f"the request body is over {self.cap} bytes")
+            return message
+
+        await self.app(scope, capped if scope["type"] == "http" else receive, send)
 
 
 def _check_body_size(request: Request, cfg: ServiceConfig) -> None:
