@@ -18,8 +18,9 @@ def _validation_message(exc: RequestValidationError) -> tuple[int, str]:
     errors = exc.errors()
     if any(e.get("type") == "json_invalid" for e in errors):
         return 400, "the request body is not valid JSON"
-    if any(e.get("type") == "missing" and tuple(e.get("loc", ())) == ("body",) for e in errors):
-        return 422, "the request needs a JSON body (content-type: application/json)"
+    whole = [e for e in errors if tuple(e.get("loc", ())) == ("body",)]
+    if whole:  # no body, or not an object (a list, a string, a form)
+        return 422, "the request body must be a JSON object (content-type: application/json)"
     parts = []
     for e in errors[:5]:
         where = ".".join(str(x) for x in e.get("loc", ()) if x != "body")
