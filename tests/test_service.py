@@ -35,6 +35,9 @@ TOKEN = "t" * 32
 C_HELLO = '#include <stdio.h>\nint main(void) { puts("hi"); return 0; }\n'
 C_SEGV = "int main(void) { volatile int *p = 0; return *p; }\n"
 PY_DOUBLE = "print(int(input()) * 2)\n"
+C_DEFINE = '#include <stdio.h>\nint main(int c, char **v) { printf("%d %s\\n", VALUE, v[1]); }\n'
+PY_BOTH = ("import sys\nfor w in 'abc':\n    s = sys.stdout if w != 'b' else sys.stderr\n"
+           "    s.write(w + '\\n'); s.flush()\n")
 
 
 def free_port() -> int:
@@ -168,6 +171,17 @@ def test_native_run_language_and_command(server: Server) -> None:
         "limits": {"processes": 4}})
     body = r.json()
     assert (body["verdict"], body["exit_code"], body["stdout"]) == ("RE", 3, "x"), body
+    r = server.client.post("/v1/runs", json={
+        "command": ["/bin/sh", "-c", "echo a; echo b >&2"], "stderr_to_stdout": True,
+        "limits": {"processes": 2}})
+    assert (r.json()["stdout"], r.json()["stderr"]) == ("a\nb\n", ""), r.json()
+
+
+def test_native_compiler_options_and_files(server: Server) -> None:
+    r = server.client.post("/v1/runs", json={
+        "language": "c", "source": '#include "v.h"\n' + C_DEFINE, "args": ["x"],
+        "compiler_options": ["-DVALUE=V + 1"], "files": {"v.h": "#define V 6\n"}})
+    assert r.json()["stdout"] == "7 x\n", r.json()
 
 
 def test_native_base64_and_compile_error(server: Server) -> None:
@@ -267,11 +281,6 @@ def test_judge0_batch_and_metadata(server: Server) -> None:
 
 
 # -- Judge0's optional fields ----------------------------------------------------------------
-
-C_DEFINE = '#include <stdio.h>\nint main(int c, char **v) { printf("%d %s\\n", VALUE, v[1]); }\n'
-PY_BOTH = ("import sys\nfor w in 'abc':\n    s = sys.stdout if w != 'b' else sys.stderr\n"
-           "    s.write(w + '\\n'); s.flush()\n")
-
 
 def test_judge0_compiler_options_arguments_stderr_runs(server: Server) -> None:
     body = judge0(server, {"language_id": 50, "source_code": C_DEFINE,
@@ -470,6 +479,11 @@ def test_records_survive_a_restart(start_server: Callable[..., Server],
     ("/v1/runs", {"language": "python"}, 422, "source"),
     ("/v1/runs", {"language": "python", "source": "x", "command": ["ls"]}, 422, "either"),
     ("/v1/runs", {"language": "python", "source": "x", "bogus": 1}, 422, "bogus"),
+    ("/v1/runs", {"language": "python", "source": "x", "compiler_options": ["-O"]}, 422,
+     "only allowed for compiled languages"),
+    ("/v1/runs", {"command": ["ls"], "compiler_options": ["-O"]}, 422, "go with a language"),
+    ("/v1/runs", {"language": "c", "source": "x", "compiler_options": ["x" * 513]}, 422,
+     "at most 512"),
     ("/submissions", {"language_id": 999, "source_code": "x"}, 422, "999"),
     ("/submissions", {"language_id": "71", "source_code": "x"}, 422, "language_id"),
     ("/submissions", {"language_id": 71, "source_code": "x", "cpu_time_limit": 100}, 422,

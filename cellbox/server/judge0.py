@@ -18,7 +18,7 @@ from cellbox.server import archive, callbacks
 from cellbox.server.config import ServiceConfig
 from cellbox.server.errors import ApiError
 from cellbox.server.jobs import Job, JobLimits, Outcome
-from cellbox.server.native import check_batch, check_job, iso
+from cellbox.server.native import MAX_OPTIONS, check_batch, check_job, iso
 from cellbox.server.records import Record
 
 VERSION = "1.13.1"  # the Judge0 CE version whose API this follows
@@ -48,7 +48,6 @@ ALL_FIELDS = ("source_code", "language_id", "stdin", "expected_output", "stdout"
               "command_line_arguments", "redirect_stderr_to_stdout", "callback_url",
               "additional_files", "enable_network", "status", "language")
 TEXT_FIELDS = ("source_code", "stdin", "expected_output")  # base64 in and out when asked
-MAX_OPTIONS = 512  # characters of compiler_options and of command_line_arguments, as Judge0
 PER_PAGE = 20  # GET /submissions' default page size, as Judge0
 # The job's limits by their Judge0 names (values in the messages are in bytes and seconds).
 LIMIT_NAMES = {"time": "cpu_time_limit", "wall_time": "wall_time_limit",
@@ -108,13 +107,7 @@ def to_job(sub: SubmissionIn, b64: bool, cfg: ServiceConfig) -> tuple[Job, dict[
     if sub.language_id not in LANGUAGE_IDS:
         raise ApiError(422, f"language with id {sub.language_id} doesn't exist; cellbox "
                        f"has {', '.join(map(str, LANGUAGE_IDS))}")
-    lang = languages()[LANGUAGE_IDS[sub.language_id]]
     texts = {k: _decode(getattr(sub, k), b64, k) for k in TEXT_FIELDS}
-    options = _split(sub.compiler_options, "compiler_options")
-    if options and not lang.compiler_options:
-        raise ApiError(422, "compiler_options: setting compiler options is only allowed for "
-                       f"compiled languages; {lang.title}'s compile step "
-                       f"({' '.join(lang.compile) or 'none'}) takes none")
     if sub.number_of_runs is not None and sub.number_of_runs > cfg.max_runs:
         raise ApiError(422, f"number_of_runs={sub.number_of_runs} is above this server's "
                        f"maximum {cfg.max_runs}")
@@ -125,14 +118,15 @@ def to_job(sub: SubmissionIn, b64: bool, cfg: ServiceConfig) -> tuple[Job, dict[
         callbacks.check_url(sub.callback_url, cfg.callback_hosts)
     limits = {k: getattr(sub, k) if getattr(sub, k) is not None else v
               for k, v in DEFAULTS.items()}
-    job = Job(language=lang.name, source=texts["source_code"] or b"",
+    job = Job(language=LANGUAGE_IDS[sub.language_id], source=texts["source_code"] or b"",
               args=_split(sub.command_line_arguments, "command_line_arguments"),
               stdin=texts["stdin"] or b"", files=_files(sub.additional_files, cfg),
               limits=JobLimits(time=float(limits["cpu_time_limit"]),
                                wall_time=float(limits["wall_time_limit"]),
                                memory=int(limits["memory_limit"]) * KB,
                                file_size=int(limits["max_file_size"]) * KB),
-              network=bool(sub.enable_network), options=options,
+              network=bool(sub.enable_network),
+              options=_split(sub.compiler_options, "compiler_options"),
               stderr_to_stdout=bool(sub.redirect_stderr_to_stdout),
               runs=int(limits["number_of_runs"]))
     check_job(job, cfg, LIMIT_NAMES)

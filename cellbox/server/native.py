@@ -19,6 +19,7 @@ from cellbox.server.errors import ApiError
 from cellbox.server.jobs import MIB, Job, JobLimits, Outcome
 from cellbox.server.records import Record
 
+MAX_OPTIONS = 512  # characters of compiler options (Judge0's cap on its string)
 FILE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,99}$")  # plain names at the box's top
 
 
@@ -37,7 +38,8 @@ class LimitsIn(Strict):
 
 
 class RunIn(Strict):
-    """A language and a source, or a command; ``files`` are put in the run's box."""
+    """A language and a source, or a command; ``files`` are put beside the source (or in
+    the command's box)."""
 
     language: str | None = Field(None, description="a name from GET /v1/languages")
     source: str | None = None
@@ -50,6 +52,10 @@ class RunIn(Strict):
         "utf-8", description="of source, files, stdin, expected_output and of the outputs")
     limits: LimitsIn = Field(default_factory=lambda: LimitsIn.model_validate({}))
     network: bool = False
+    compiler_options: list[str] = Field([], description="argv elements put before the "
+                                        "source file in the compile command (c, cpp, java, "
+                                        "rust)")
+    stderr_to_stdout: bool = Field(False, description="stderr into stdout, in order written")
 
 
 class BatchIn(Strict):
@@ -115,6 +121,14 @@ def check_job(job: Job, cfg: ServiceConfig, names: Mapping[str, str] = {}) -> No
     if job.language is not None and job.language not in languages():
         raise ApiError(422, f"unknown language {job.language!r}; known: "
                        f"{', '.join(languages())}")
+    lang = languages().get(job.language or "")
+    if job.options and (lang is None or not lang.compiler_options):
+        what = f"{lang.title}'s compile step ({' '.join(lang.compile) or 'none'})" if lang \
+            else "a command"
+        raise ApiError(422, "compiler_options: setting compiler options is only allowed for "
+                       f"compiled languages; {what} takes none")
+    if sum(len(o) for o in job.options) > MAX_OPTIONS:
+        raise ApiError(422, f"compiler_options: at most {MAX_OPTIONS} characters")
     if len(job.source) > cfg.max_source_bytes:
         raise ApiError(413, f"the source is {len(job.source)} bytes; the most is "
                        f"{cfg.max_source_bytes}")
@@ -136,8 +150,9 @@ def to_job(req: RunIn, cfg: ServiceConfig) -> Job:
         raise ApiError(422, "a language needs a source")
     if req.command is not None and (not req.command or not all(req.command)):
         raise ApiError(422, "command must be a non-empty list of non-empty strings")
-    if req.command is not None and req.args:
-        raise ApiError(422, "args go with a language; a command carries its own")
+    if req.command is not None and (req.args or req.compiler_options):
+        raise ApiError(422, "args and compiler_options go with a language; a command carries "
+                       "its own")
     bad = [n for n in req.files if not FILE_NAME.match(n)]
     if bad:
         raise ApiError(422, f"file name {bad[0]!r} is not a plain name (letters, digits, "
@@ -147,7 +162,8 @@ def to_job(req: RunIn, cfg: ServiceConfig) -> Job:
               args=tuple(req.args), command=tuple(req.command or ()),
               files={n: decode(v, enc, f"file {n}") for n, v in req.files.items()},
               stdin=decode(req.stdin, enc, "stdin"),
-              limits=JobLimits(**req.limits.model_dump()), network=req.network)
+              limits=JobLimits(**req.limits.model_dump()), network=req.network,
+              options=tuple(req.compiler_options), stderr_to_stdout=req.stderr_to_stdout)
     check_job(job, cfg)
     return job
 
