@@ -27,7 +27,9 @@ import httpx
 import pytest
 
 from cellbox.box import Boxes
+from cellbox.errors import ConfigError
 from cellbox.server.backends import DIED_TWICE, RECORD_KEY
+from cellbox.server.config import load_service_config
 
 pytestmark = pytest.mark.service
 
@@ -572,6 +574,22 @@ def test_tokens_and_rate_limit(start_server: Callable[..., Server]) -> None:
     codes += [s.client.get("/languages", headers={"Authorization": f"Bearer {TOKEN}"}
                            ).status_code for _ in range(3)]
     assert codes == [200] * 5 + [429]
+
+
+@pytest.mark.parametrize(("text", "says"), [
+    ('state_dir = "relative/dir"\n', "absolute path"),
+    ('admin_tokens = ["short"]\n', "at least 16 characters"),
+    ('callback_hosts = "example.com"\n', "callback_hosts must be a list of strings"),
+    ("enable_callbacks = 1\n", "enable_callbacks must be a bool"),
+    ("max_runs = 0\n", "max_runs must be at least 1"),
+    ("bogus = 1\n", "unknown key(s) bogus"),
+])
+def test_bad_service_configs_are_refused(tmp_path: Path, text: str, says: str) -> None:
+    path = tmp_path / "service.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as e:
+        load_service_config(str(path))
+    assert says in str(e.value)
 
 
 def test_refuses_public_bind_without_tokens(tmp_path: Path) -> None:

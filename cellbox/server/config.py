@@ -4,6 +4,7 @@ optional, validated into a frozen dataclass. Command-line options override the f
 from __future__ import annotations
 
 import ipaddress
+import os
 import tomllib
 from dataclasses import dataclass, fields, replace
 from typing import Any
@@ -55,6 +56,8 @@ class ServiceConfig:
             raise ConfigError("API tokens and admin tokens must be at least 16 characters long")
         if self.max_runs < 1:
             raise ConfigError("max_runs must be at least 1")
+        if self.state_dir is not None and not os.path.isabs(self.state_dir):
+            raise ConfigError(f"state_dir must be an absolute path, not {self.state_dir!r}")
         if not self.tokens and not is_loopback(self.host):
             raise ConfigError(f"Binding to {self.host} (not a loopback address) needs API "
                               "tokens: set tokens = [\"...\"] in the service config "
