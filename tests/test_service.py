@@ -333,6 +333,13 @@ def test_judge0_additional_files(server: Server) -> None:
     body = judge0(server, {"language_id": 50, "source_code": C_FILES,
                            "additional_files": files})
     assert body["stdout"] == "42 from zip\n", body
+    # Several C files: the others come in the archive and are named as compiler options.
+    files = zip_of(("util.c", b"int twice(int x) { return 2 * x; }\n"))
+    body = judge0(server, {"language_id": 50, "additional_files": files,
+                           "compiler_options": "util.c", "source_code":
+                           "#include <stdio.h>\nint twice(int);\n"
+                           "int main(void) { printf(\"%d\\n\", twice(4)); }\n"})
+    assert body["stdout"] == "8\n", body
 
 
 @pytest.mark.parametrize(("archive", "status", "says"), [
