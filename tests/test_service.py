@@ -454,7 +454,8 @@ def test_list_and_delete_need_admin_tokens(server: Server) -> None:
 def test_records_survive_a_restart(start_server: Callable[..., Server],
                                    tmp_path: Path) -> None:
     """With state_dir, a finished submission is still there after a restart, and one still
-    running when the server stopped runs again and ends."""
+    running when the server stopped (or was killed with all its workers, kill -9) runs again
+    and ends."""
     config = f'state_dir = "{tmp_path / "state"}"\nadmin_tokens = ["{ADMIN}"]\n'
     s = start_server(config)
     done = judge0(s, {"language_id": 71, "source_code": "print('kept')"}, "&fields=token")
@@ -469,6 +470,14 @@ def test_records_survive_a_restart(start_server: Callable[..., Server],
     got = s.client.get(f"/submissions/{done['token']}?fields=stdout,status").json()
     assert got == {"stdout": "kept\n", "status": {"id": 3, "description": "Accepted"}}
     assert wait_done(s.client, f"/v1/submissions/{sleep}")["verdict"] == "AC"
+    sleep = s.client.post("/v1/submissions", json={"command": ["/bin/sleep", "1"],
+                                                   "limits": {"wall_time": 5}}).json()["id"]
+    _running_worker(s.proc.popen.pid)
+    os.killpg(s.proc.popen.pid, signal.SIGKILL)  # its own group: the server and its workers
+    s.proc.popen.wait(10)
+    s = start_server(config)
+    assert wait_done(s.client, f"/v1/submissions/{sleep}")["verdict"] == "AC"
+    Boxes().reap()  # the killed run's box, if no later run took (and so repaired) it
 
 
 # -- bad input --------------------------------------------------------------------------------
