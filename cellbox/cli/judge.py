@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from cellbox.cli.progress import Advance, progress_bars
 from cellbox.cli.subcommands import parser as _parser
 from cellbox.errors import UsageError
 
@@ -163,12 +165,18 @@ def judge_main(argv: list[str]) -> int:
     lang, limits = get(args.lang), _judge_limits(args)
     source = _read(args.source, "source")
     tests = load_tests(args.tests)
-    report = judge(lang, source, tests, limits, _checker(args), args.fail_fast)
+    with progress_bars() as bars:
+        report = judge(lang, source, tests, limits, _checker(args), args.fail_fast,
+                       on_test=_ignore_result(bars.task("tests", len(tests))))
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
     else:
         _judge_table(report)
     return 0 if report.verdict is Verdict.AC else 1
+
+
+def _ignore_result(advance: Advance) -> Callable[[object], None]:
+    return lambda _result: advance()
 
 
 def _checker(args: argparse.Namespace) -> Checker:

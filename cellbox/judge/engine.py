@@ -7,7 +7,7 @@ files) reaches the checker or the next test.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from cellbox.errors import UsageError
@@ -117,9 +117,10 @@ def compile_and_run(lang: Language, source: bytes, stdin: bytes = b"",
 
 def judge(lang: Language, source: bytes, tests: list[TestCase],
           limits: JudgeLimits | None = None, checker: Checker | None = None,
-          fail_fast: bool = False) -> JudgeReport:
+          fail_fast: bool = False,
+          on_test: Callable[[TestResult], None] | None = None) -> JudgeReport:
     """Compile ``source`` and run it on every test in order; ``fail_fast`` stops at the first
-    test that is not AC."""
+    test that is not AC; ``on_test`` is called after each test (a progress display)."""
     limits = limits or JudgeLimits()
     report = JudgeReport(lang.name, compile_source(lang, source), limits)
     if not report.compilation.ok:
@@ -129,6 +130,8 @@ def judge(lang: Language, source: bytes, tests: list[TestCase],
     for test in tests:
         result = judge_one(report.compilation, test, run_limits, checker)
         report.tests.append(result)
+        if on_test is not None:
+            on_test(result)
         if fail_fast and result.verdict is not Verdict.AC:
             break
     return report
