@@ -83,7 +83,8 @@ def load_config(path: str | None = None) -> Config:
         raise ConfigError(f"Config file {path} is not valid TOML: {e}; fix that line "
                           "(docs/config.md has an example)") from None
     except OSError as e:
-        raise ConfigError(f"Cannot read config file {path}: {e.strerror}") from None
+        raise ConfigError(f"Cannot read config file {path}: {e.strerror}; run cellbox as "
+                          "root (sudo), or make the file readable") from None
     known = {f.name: f for f in fields(Config)}
     unknown = sorted(set(data) - set(known))
     if unknown:

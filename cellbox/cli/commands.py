@@ -220,6 +220,12 @@ def isolate_main(argv: list[str]) -> int:
     values, program = parse(argv)
     p = Parsed(values, program)
     chosen = [c for c in COMMANDS if c in values]
+    if not chosen and program:
+        from cellbox.cli.subcommands import SUBCOMMANDS
+
+        raise UsageError(f"Unknown command {program[0]!r}: use --init, --run or --cleanup "
+                         f"(isolate's grammar), or one of: run, {', '.join(SUBCOMMANDS)} "
+                         "(see --help)")
     if not chosen:
         raise UsageError("No command given: use --init, --run, --cleanup (see --help)")
     if len(chosen) > 1:

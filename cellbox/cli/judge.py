@@ -127,13 +127,15 @@ def languages_main(argv: list[str]) -> int:
 
 def exec_main(argv: list[str]) -> int:
     args = exec_parser().parse_args(argv)
-    from cellbox.judge import Verdict, compile_and_run
+    from cellbox.judge import Verdict, compile_and_run, require_toolchain
     from cellbox.languages import get
 
     lang, limits = get(args.lang), _judge_limits(args)
     source = _read(args.source, "source")
     stdin = _read(args.stdin, "--stdin file") if args.stdin else b""
     result = compile_and_run(lang, source, stdin, limits)
+    if result.verdict is Verdict.IE:
+        require_toolchain(lang)  # a missing toolchain is the likely cause: say what to do
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
     else:
@@ -159,7 +161,7 @@ def _exec_summary(result) -> None:  # noqa: ANN001 - ExecResult, imported lazily
 
 def judge_main(argv: list[str]) -> int:
     args = judge_parser().parse_args(argv)
-    from cellbox.judge import Verdict, judge, load_tests
+    from cellbox.judge import Verdict, judge, load_tests, require_toolchain
     from cellbox.languages import get
 
     lang, limits = get(args.lang), _judge_limits(args)
@@ -168,6 +170,8 @@ def judge_main(argv: list[str]) -> int:
     with progress_bars() as bars:
         report = judge(lang, source, tests, limits, _checker(args), args.fail_fast,
                        on_test=_ignore_result(bars.task("tests", len(tests))))
+    if report.verdict is Verdict.IE:
+        require_toolchain(lang)
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
     else:

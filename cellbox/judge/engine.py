@@ -72,9 +72,9 @@ class JudgeReport:
 
     @property
     def verdict(self) -> Verdict:
-        """CE if it did not compile, else the first failing test's verdict, else AC."""
-        if not self.compilation.ok:
-            return Verdict.CE
+        """CE (or IE) if it did not compile, else the first failing test's verdict, else AC."""
+        if self.compilation.verdict is not None:
+            return self.compilation.verdict
         return next((t.verdict for t in self.tests if t.verdict is not Verdict.AC), Verdict.AC)
 
     def to_dict(self) -> dict[str, object]:
@@ -108,8 +108,8 @@ def compile_and_run(lang: Language, source: bytes, stdin: bytes = b"",
     gets the host's network (the service allows it only when its admin does); ``args``: the
     program's command-line arguments."""
     compilation = compile_source(lang, source)
-    if not compilation.ok:
-        return ExecResult(compilation, None, Verdict.CE)
+    if compilation.verdict is not None:
+        return ExecResult(compilation, None, compilation.verdict)
     run = run_compiled(compilation, (limits or JudgeLimits()).limits(), stdin,
                        {**files, INPUT_FILE: stdin}, args, share_net)
     return ExecResult(compilation, run, run_verdict(run, lang) or Verdict.AC)
