@@ -17,6 +17,7 @@ DEFAULT_PATH = "/usr/local/etc/cellbox.toml"
 ENV_VAR = "CELLBOX_CONFIG"
 MAX_ID = 2**32 - 2  # (uid_t)-1 means "no change" to the kernel
 PREFIX = "Config: "  # on errors of a Config built in code; a file's name replaces it
+TOML_TYPES = {str: "string", int: "integer", bool: "boolean"}
 
 
 @dataclass(frozen=True)
@@ -96,15 +97,13 @@ def load_config(path: str | None = None) -> Config:
     for key, value in data.items():
         default = known[key].default
         if type(value) is not type(default):
+            kind = TOML_TYPES.get(type(default), type(default).__name__)
             raise ConfigError(f"Config file {path}: {key} = {_toml(value)} must be a TOML "
-                              f"{TOML_TYPES[type(default)]}, e.g. {key} = {_toml(default)}")
+                              f"{kind}, e.g. {key} = {_toml(default)}")
     try:
         return Config(**data)
     except ConfigError as e:
         raise ConfigError(f"Config file {path}: {str(e).removeprefix(PREFIX)}") from None
-
-
-TOML_TYPES = {str: "string", int: "integer", bool: "boolean"}
 
 
 def _toml(value: object) -> str:

@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from cellbox.cli.progress import Advance, progress_bars
+from cellbox.cli.progress import progress_bars
 from cellbox.cli.subcommands import parser as _parser
 from cellbox.errors import UsageError
 
@@ -168,8 +167,9 @@ def judge_main(argv: list[str]) -> int:
     source = _read(args.source, "source")
     tests = load_tests(args.tests)
     with progress_bars() as bars:
+        advance = bars.task("tests", len(tests))
         report = judge(lang, source, tests, limits, _checker(args), args.fail_fast,
-                       on_test=_ignore_result(bars.task("tests", len(tests))))
+                       on_test=lambda _result: advance())
     if report.verdict is Verdict.IE:
         require_toolchain(lang)
     if args.json:
@@ -177,10 +177,6 @@ def judge_main(argv: list[str]) -> int:
     else:
         _judge_table(report)
     return 0 if report.verdict is Verdict.AC else 1
-
-
-def _ignore_result(advance: Advance) -> Callable[[object], None]:
-    return lambda _result: advance()
 
 
 def _checker(args: argparse.Namespace) -> Checker:
