@@ -90,7 +90,9 @@ def test_missing_toolchain_is_ie_and_says_install() -> None:
     """A compiler the box cannot see is the judge's fault (IE), never the submission's (CE);
     the command line then says which toolchain to install."""
     c = get("c")
-    broken = dataclasses.replace(c, compile=("/nonexistent/cc", *c.compile[1:]),
+    # A name of its own: toolchain_version() remembers each language by name for the process.
+    broken = dataclasses.replace(c, name="c-broken",
+                                 compile=("/nonexistent/cc", *c.compile[1:]),
                                  version=("/nonexistent/cc", "--version"))
     result = compile_and_run(broken, b"int main(void) { return 0; }\n")
     assert result.verdict is Verdict.IE and result.run is None
