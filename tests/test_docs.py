@@ -6,11 +6,13 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import tomllib
 from pathlib import Path
 
 import pytest
 
 from cellbox.cli import options, subcommands
+from cellbox.config import load_config
 from cellbox.errors import CellboxError
 
 pytestmark = pytest.mark.operations
@@ -125,3 +127,28 @@ def test_every_doc_is_in_the_index() -> None:
         if page.name != "README.md":
             assert f"]({page.name})" in index, f"docs/README.md does not link {page.name}"
     assert "](docs/README.md)" in (ROOT / "README.md").read_text()
+
+
+def _blocks(lang: str) -> list[tuple[str, str]]:
+    return [(page.name, block) for page in PAGES
+            for fence, block in FENCE.findall(page.read_text()) if fence == lang]
+
+
+def test_python_examples_compile() -> None:
+    """Examples compile; a signature (``Box(box_id: int | None = None, ...)``) compiles as a
+    def. A SyntaxError names the page."""
+    for page, block in _blocks("python"):
+        signature = re.match(r"[\w.]+\(", block)
+        if signature and block.rstrip().endswith(")"):
+            block = f"def _({block[signature.end():].rstrip()}: ..."
+        compile(block, page, "exec")
+
+
+def test_config_examples_load(tmp_path: Path) -> None:
+    """A TOML example of the box configuration is a valid configuration."""
+    for page, block in _blocks("toml"):
+        if page == "config.md":
+            (tmp_path / "cellbox.toml").write_text(block)
+            load_config(str(tmp_path / "cellbox.toml"))
+        else:
+            tomllib.loads(block)
