@@ -180,16 +180,18 @@ class Boxes:
 
     def reap(self) -> list[BoxState]:
         """Repair every box that needs it and is not held. Returns what was repaired."""
-        repaired = []
-        for st in self.states():
-            if st.state != "needs-repair":
-                continue
-            try:
-                self.lock(st.box_id).release()  # taking the lock repairs
-            except BoxBusyError:
-                continue  # someone took it meanwhile, and repaired it themselves
-            repaired.append(st)
-        return repaired
+        return [st for st in self.needing_repair() if self.reap_one(st)]
+
+    def needing_repair(self) -> list[BoxState]:
+        return [st for st in self.states() if st.state == "needs-repair"]
+
+    def reap_one(self, st: BoxState) -> bool:
+        """Repair one box; False if someone took it meanwhile (and repaired it themselves)."""
+        try:
+            self.lock(st.box_id).release()  # taking the lock repairs
+        except BoxBusyError:
+            return False
+        return True
 
     # -- the three operations -------------------------------------------------------------
 

@@ -25,6 +25,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 from cellbox.box import Boxes
@@ -167,8 +168,10 @@ def uid_processes(first: int, count: int) -> list[str]:
 
 class Chaos:
     def __init__(self, boxes: int = 4, workers: int = 2, first_uid: int = 61000,
-                 seed: int | None = None) -> None:
+                 seed: int | None = None, on_kill: Callable[[], None] | None = None) -> None:
+        """``on_kill`` is called (from a worker thread) after each kill: a progress display."""
         self.n_boxes = boxes
+        self.on_kill = on_kill
         self.n_workers = workers
         self.first_uid = first_uid
         self.seed = seed if seed is not None else random.SystemRandom().randrange(1 << 32)
@@ -283,6 +286,8 @@ class Chaos:
             self.report.kills += 1
             self.report.kills_by_op[op] = self.report.kills_by_op.get(op, 0) + 1
             self.report.deaths.append(waited)
+        if self.on_kill is not None:
+            self.on_kill()
         if alive or waited > DEATH_LIMIT:
             self._fail(f"box {box}: processes of a killed {op} lived {waited:.3f} s: {alive}")
 

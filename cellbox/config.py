@@ -6,6 +6,7 @@ default file means the built-in defaults below; a file named by $CELLBOX_CONFIG 
 
 from __future__ import annotations
 
+import difflib
 import os
 import tomllib
 from dataclasses import dataclass, fields
@@ -14,6 +15,9 @@ from cellbox.errors import ConfigError
 
 DEFAULT_PATH = "/usr/local/etc/cellbox.toml"
 ENV_VAR = "CELLBOX_CONFIG"
+MAX_ID = 2**32 - 2  # (uid_t)-1 means "no change" to the kernel
+PREFIX = "Config: "  # on errors of a Config built in code; a file's name replaces it
+TOML_TYPES = {str: "string", int: "integer", bool: "boolean"}
 
 
 @dataclass(frozen=True)
@@ -31,18 +35,28 @@ class Config:
     def __post_init__(self) -> None:
         for name in ("box_root", "lock_root"):
             if not os.path.isabs(getattr(self, name)):
-                raise ConfigError(f"Config {name}={getattr(self, name)!r} must be an absolute path")
-        if self.cg_root != "auto" and not self.cg_root.strip("/"):
-            raise ConfigError("Config cg_root must be 'auto' or a cgroup path such as 'cellbox' "
-                              "(never the root cgroup)")
+                raise _invalid(name, getattr(self, name), "must be an absolute path, e.g. "
+                               f"{_toml(getattr(Config, name))}")
+        parts = self.cg_root.strip("/").split("/")
+        if self.cg_root != "auto" and (parts == [""] or "." in parts or ".." in parts):
+            raise _invalid("cg_root", self.cg_root, "must be 'auto' or a cgroup path below "
+                           "the cgroup mount, such as 'cellbox': never the root cgroup, and "
+                           "without '.' or '..'")
         if self.num_boxes < 1:
-            raise ConfigError(f"Config num_boxes={self.num_boxes} must be at least 1")
-        if self.first_uid < 1 or self.first_gid < 1:
-            raise ConfigError("Config first_uid and first_gid must be above 0 (never root)")
-        if self.first_uid + self.num_boxes > 2**32 - 2:
-            raise ConfigError("Config first_uid + num_boxes overflows the uid range")
-        if self.box_size_kb < 64 or self.box_inodes < 16:
-            raise ConfigError("Config box_size_kb must be >= 64 and box_inodes >= 16")
+            raise _invalid("num_boxes", self.num_boxes, "must be at least 1, e.g. 1000")
+        for name in ("first_uid", "first_gid"):
+            first = getattr(self, name)
+            if first < 1:
+                raise _invalid(name, first, "must be above 0 (a box never runs as root), "
+                               "e.g. 60000")
+            if first + self.num_boxes > MAX_ID:
+                raise _invalid(name, first, f"is too high: {name} + num_boxes "
+                               f"({self.num_boxes}) passes the largest id, {MAX_ID}; lower "
+                               f"{name} or num_boxes")
+        if self.box_size_kb < 64:
+            raise _invalid("box_size_kb", self.box_size_kb, "must be at least 64 (KiB)")
+        if self.box_inodes < 16:
+            raise _invalid("box_inodes", self.box_inodes, "must be at least 16")
 
     def box_uid(self, box_id: int) -> int:
         return self.first_uid + box_id
@@ -67,21 +81,91 @@ def load_config(path: str | None = None) -> Config:
                               "create it or unset the variable") from None
         return Config()
     except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"Config file {path} is not valid TOML: {e}") from None
-    known = {f.name: f.type for f in fields(Config)}
-    unknown = set(data) - set(known)
+        raise ConfigError(f"Config file {path} is not valid TOML: {e}; fix that line "
+                          "(docs/config.md has an example)") from None
+    except OSError as e:
+        raise ConfigError(f"Cannot read config file {path}: {e.strerror}; run cellbox as "
+                          "root (sudo), or make the file readable") from None
+    known = {f.name: f for f in fields(Config)}
+    unknown = sorted(set(data) - set(known))
     if unknown:
-        raise ConfigError(f"Config file {path}: unknown key(s) {', '.join(sorted(unknown))}; "
-                          f"known keys: {', '.join(known)}")
+        key = unknown[0]
+        close = difflib.get_close_matches(key, known, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise ConfigError(f"Config file {path}: unknown key {key!r}; {hint}remove it or fix "
+                          f"its name. Known keys: {', '.join(known)} (docs/config.md)")
     for key, value in data.items():
-        want = {"str": str, "int": int, "bool": bool}[str(known[key])]
-        if type(value) is not want:
-            raise ConfigError(f"Config file {path}: {key} must be a {want.__name__}, "
-                              f"not {value!r}")
+        default = known[key].default
+        if type(value) is not type(default):
+            kind = TOML_TYPES.get(type(default), type(default).__name__)
+            raise ConfigError(f"Config file {path}: {key} = {_toml(value)} must be a TOML "
+                              f"{kind}, e.g. {key} = {_toml(default)}")
     try:
         return Config(**data)
     except ConfigError as e:
-        raise ConfigError(f"Config file {path}: {e}") from None
+        raise ConfigError(f"Config file {path}: {str(e).removeprefix(PREFIX)}") from None
+
+
+def _toml(value: object) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    return f'"{value}"' if isinstance(value, str) else str(value)
+
+
+def _invalid(key: str, value: object, rule: str) -> ConfigError:
+    return ConfigError(f"{PREFIX}{key} = {_toml(value)} {rule}")
+
+
+def host_problems(config: Config, path: str) -> list[str]:
+    """What on this host makes ``config`` (read from ``path``) unsafe or unusable, beyond
+    the file itself: box ids that belong to real users or groups, and box or lock roots that
+    cannot be created. Read-only; for ``cellbox --check-config`` and ``cellbox doctor``."""
+    problems = [f"Config file {path}: {p}" for p in _id_clashes(config)]
+    for key in ("box_root", "lock_root"):
+        problem = _directory_problem(getattr(config, key))
+        if problem:
+            problems.append(f"Config file {path}: {key} = {_toml(getattr(config, key))} "
+                            f"{problem}")
+    return problems
+
+
+def _id_clashes(config: Config) -> list[str]:
+    """A box whose uid or gid a real user or group has would share that user's files and
+    processes: name each one, with how to move the range."""
+    import grp
+    import pwd
+
+    clashes = []
+    for key, first, entries in (("first_uid", config.first_uid,
+                                 [(u.pw_name, u.pw_uid) for u in pwd.getpwall()]),
+                                ("first_gid", config.first_gid,
+                                 [(g.gr_name, g.gr_gid) for g in grp.getgrall()])):
+        last = first + config.num_boxes - 1
+        taken = sorted((i, name) for name, i in entries if first <= i <= last)
+        if taken:
+            names = ", ".join(f"{name} ({i})" for i, name in taken)
+            kind = "user" if key == "first_uid" else "group"
+            clashes.append(f"{key} = {first} with num_boxes = {config.num_boxes}: box ids "
+                           f"{first}..{last} include the {kind}(s) {names}; a box would run "
+                           f"as that {kind}. Move {key} to a range no {kind} has, or lower "
+                           "num_boxes")
+    return clashes
+
+
+def _directory_problem(path: str) -> str | None:
+    """None if ``path`` is a directory or can be created (cellbox creates it when needed)."""
+    if os.path.isdir(path):
+        return None
+    if os.path.lexists(path):
+        return "exists and is not a directory; remove it or name another path"
+    parent = os.path.dirname(path)
+    while not os.path.lexists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        return f"cannot be created: {parent} is not a directory; name another path"
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return f"cannot be created: {parent} is not writable; create it or name another path"
+    return None
 
 
 def write_private_config(top: str, name: str, num_boxes: int, first_uid: int,

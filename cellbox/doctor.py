@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 
-from cellbox.config import load_config
+from cellbox.config import config_path, host_problems, load_config
 from cellbox.errors import CellboxError
 
 
@@ -64,6 +64,22 @@ def check_cgroups() -> Check:
                      "cgroups: mount the controllers, or run under a delegated cgroup "
                      "(docs/config.md)")
     return Check("cgroups", Level.PASS, backend.describe())
+
+
+def check_config() -> Check:
+    path = config_path()
+    try:
+        config = load_config()
+    except CellboxError as e:
+        return Check("configuration", Level.FAIL, str(e), "fix the file: cellbox "
+                     "--check-config checks it (docs/config.md)")
+    problems = host_problems(config, path)
+    if problems:
+        return Check("configuration", Level.FAIL, "; ".join(problems),
+                     "fix the file: cellbox --check-config checks it (docs/config.md)")
+    found = "built-in defaults" if not os.path.exists(path) else path
+    return Check("configuration", Level.PASS, f"{found}: boxes 0..{config.num_boxes - 1}, "
+                 f"uids {config.first_uid}..{config.first_uid + config.num_boxes - 1}")
 
 
 def check_swap() -> Check:
@@ -220,8 +236,8 @@ def check_kernel_features() -> Check:
 
 
 CHECKS: tuple[Callable[[], Check], ...] = (
-    check_cgroups, check_swap, check_thp, check_aslr, check_smt, check_governor, check_boost,
-    check_protected_links, check_user_namespaces, check_seccomp, check_kernel_features,
+    check_config, check_cgroups, check_swap, check_thp, check_aslr, check_smt, check_governor,
+    check_boost, check_protected_links, check_user_namespaces, check_seccomp, check_kernel_features,
 )
 
 

@@ -133,7 +133,9 @@ class BoxLock:
         record = read_record(self.record_path)
         doing = " (running a program)" if record.run else (
             " (a library lease)" if record.lease else "")
-        hint = "use --wait to wait for it" if not wait else f"gave up after waiting {wait:g} s"
+        hint = ("use --wait to wait for it" if not wait else
+                f"gave up after waiting {wait:g} s; wait longer (--wait=SECONDS, or --wait "
+                "for no limit), or see what holds it with 'cellbox boxes'")
         return f"Box {self.box_id} is busy: {who} holds it{doing}; {hint}"
 
     def release(self) -> None:

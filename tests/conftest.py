@@ -24,8 +24,9 @@ from cellbox.cgroup import detect
 from cellbox.chaos import uid_processes
 
 NUM_BOXES = 200
-# Per session, like CG_ROOT: concurrent test runs get disjoint box uids (all in 60000-69999).
-FIRST_UID = 60000 + NUM_BOXES * (os.getpid() % 50)
+# Per session, like CG_ROOT: concurrent test runs get disjoint box uids, all in 60000-64999,
+# below nobody's 65534 (cellbox --check-config and doctor refuse a range with a real user).
+FIRST_UID = 60000 + NUM_BOXES * (os.getpid() % 25)
 CG_ROOT = f"cellbox/test-{os.getpid()}"  # per session: parallel runs never meet
 PROGRAMS = Path(__file__).parent / "programs"
 

@@ -12,6 +12,7 @@ import sys
 import time
 from typing import TYPE_CHECKING
 
+from cellbox.cli.progress import progress_bars
 from cellbox.cli.subcommands import parser as _parser
 from cellbox.errors import UsageError
 
@@ -103,7 +104,15 @@ def reap_main(argv: list[str]) -> int:
     args = reap_parser().parse_args(argv)
     from cellbox.box import Boxes
 
-    repaired = Boxes().reap()
+    boxes = Boxes()
+    broken = boxes.needing_repair()
+    repaired = []
+    with progress_bars() as bars:
+        advance = bars.task("repairing boxes", len(broken))
+        for st in broken:
+            if boxes.reap_one(st):
+                repaired.append(st)
+            advance()
     if args.json:
         print(json.dumps([s.to_dict() for s in repaired], indent=2))
     elif not repaired:
@@ -118,8 +127,10 @@ def chaos_main(argv: list[str]) -> int:
     if args.boxes < 1 or args.workers < 1 or args.boxes < args.workers or args.kills < 0:
         raise UsageError("--boxes and --workers must be at least 1, with at least one box "
                          "per worker, and --kills must not be negative")
-    report = Chaos(boxes=args.boxes, workers=args.workers, first_uid=args.first_uid,
-                   seed=args.seed).run(args.kills, args.seconds)
+    with progress_bars() as bars:
+        report = Chaos(boxes=args.boxes, workers=args.workers, first_uid=args.first_uid,
+                       seed=args.seed, on_kill=bars.task("kills", args.kills),
+                       ).run(args.kills, args.seconds)
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
     else:
@@ -167,21 +178,18 @@ def bench_main(argv: list[str]) -> int:
     if args.rounds < 1 or args.warmup < 0 or args.throughput_seconds < 0:
         raise UsageError("--rounds must be at least 1; --warmup and --throughput-seconds must "
                          "not be negative")
-    from rich.progress import Progress
-
     from cellbox.bench import report
     from cellbox.bench.suite import Bench
 
     bench = Bench(first_uid=args.first_uid)
-    with Progress(transient=True, disable=not sys.stderr.isatty()) as progress:
+    with progress_bars() as bars:
         try:
             bench.setup()
             cases = bench.cases(langs=args.langs)
-            task = progress.add_task("latency", total=args.warmup + args.rounds)
-            bench.latency(cases, args.rounds, args.warmup, lambda: progress.advance(task))
+            bench.latency(cases, args.rounds, args.warmup,
+                          bars.task("latency", args.warmup + args.rounds))
             if args.throughput_seconds > 0:
-                task = progress.add_task("throughput", total=4)
-                bench.throughput(args.throughput_seconds, lambda: progress.advance(task))
+                bench.throughput(args.throughput_seconds, bars.task("throughput", 4))
         finally:
             bench.close()
     results = bench.results

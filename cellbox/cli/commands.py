@@ -220,6 +220,12 @@ def isolate_main(argv: list[str]) -> int:
     values, program = parse(argv)
     p = Parsed(values, program)
     chosen = [c for c in COMMANDS if c in values]
+    if not chosen and program:
+        from cellbox.cli.subcommands import SUBCOMMANDS
+
+        raise UsageError(f"Unknown command {program[0]!r}: use --init, --run or --cleanup "
+                         f"(isolate's grammar), or one of: run, {', '.join(SUBCOMMANDS)} "
+                         "(see --help)")
     if not chosen:
         raise UsageError("No command given: use --init, --run, --cleanup (see --help)")
     if len(chosen) > 1:
@@ -295,15 +301,19 @@ def _info(command: str) -> int:
     if command == "print-cg-root":
         print(backend.describe())
         return 0
-    from cellbox.config import config_path
+    from cellbox.config import config_path, host_problems
 
     path = config_path()
-    state = "OK" if os.path.exists(path) else "not present, built-in defaults in use"
+    problems = host_problems(boxes.config, path)
+    state = ("not present, built-in defaults in use" if not os.path.exists(path)
+             else "has problems" if problems else "OK")
     print(f"config {path}: {state}")
     for key, value in boxes.config.__dict__.items():
         print(f"  {key} = {value!r}")
     print(backend.describe())
-    return 0
+    for problem in problems:
+        print(f"cellbox: {problem}", file=sys.stderr)
+    return 2 if problems else 0
 
 
 def oneshot_main(argv: list[str]) -> int:

@@ -179,7 +179,7 @@ def render() -> str:
     add("")
     add(f"Configuration: `${ENV_VAR}` if set, else `{DEFAULT_PATH}`; see "
         "[config.md](config.md). How each isolate option maps to cellbox: "
-        "[isolate-compat.md](isolate-compat.md).")
+        "[migrating-from-isolate.md](migrating-from-isolate.md).")
     for group, title in GROUPS.items():
         opts = [o for o in OPTIONS if o.group == group]
         if not opts:

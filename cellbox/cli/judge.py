@@ -8,6 +8,7 @@ import json
 import sys
 from typing import TYPE_CHECKING
 
+from cellbox.cli.progress import progress_bars
 from cellbox.cli.subcommands import parser as _parser
 from cellbox.errors import UsageError
 
@@ -125,13 +126,15 @@ def languages_main(argv: list[str]) -> int:
 
 def exec_main(argv: list[str]) -> int:
     args = exec_parser().parse_args(argv)
-    from cellbox.judge import Verdict, compile_and_run
+    from cellbox.judge import Verdict, compile_and_run, require_toolchain
     from cellbox.languages import get
 
     lang, limits = get(args.lang), _judge_limits(args)
     source = _read(args.source, "source")
     stdin = _read(args.stdin, "--stdin file") if args.stdin else b""
     result = compile_and_run(lang, source, stdin, limits)
+    if result.verdict is Verdict.IE:
+        require_toolchain(lang)  # a missing toolchain is the likely cause: say what to do
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
     else:
@@ -157,13 +160,18 @@ def _exec_summary(result) -> None:  # noqa: ANN001 - ExecResult, imported lazily
 
 def judge_main(argv: list[str]) -> int:
     args = judge_parser().parse_args(argv)
-    from cellbox.judge import Verdict, judge, load_tests
+    from cellbox.judge import Verdict, judge, load_tests, require_toolchain
     from cellbox.languages import get
 
     lang, limits = get(args.lang), _judge_limits(args)
     source = _read(args.source, "source")
     tests = load_tests(args.tests)
-    report = judge(lang, source, tests, limits, _checker(args), args.fail_fast)
+    with progress_bars() as bars:
+        advance = bars.task("tests", len(tests))
+        report = judge(lang, source, tests, limits, _checker(args), args.fail_fast,
+                       on_test=lambda _result: advance())
+    if report.verdict is Verdict.IE:
+        require_toolchain(lang)
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
     else:

@@ -42,8 +42,8 @@ OPTIONS: tuple[Opt, ...] = (
         group="command"),
     Opt("version", None, N, "Print the version and the configuration in use", group="command"),
     Opt("print-cg-root", None, N, "Print the cgroup root cellbox uses", group="command"),
-    Opt("check-config", None, N, "Validate the configuration file and the cgroup setup",
-        group="command"),
+    Opt("check-config", None, N, "Validate the configuration file against this host (box "
+        "ids, directories, cgroups)", group="command"),
     Opt("help", "h", N, "Show this help", group="command"),
     # box selection and reporting
     Opt("box-id", "b", R, "Box to use (default 0)", "ID", group="box"),

@@ -28,6 +28,7 @@ from cellbox.judge.sandbox import (
     Artifact,
     Compilation,
     compile_source,
+    require_toolchain,
     run_compiled,
     toolchain_version,
 )
@@ -37,6 +38,6 @@ from cellbox.judge.verdict import Verdict, run_verdict
 __all__ = [
     "Artifact", "Check", "Checker", "Compilation", "ExactChecker", "ExecResult", "FloatChecker",
     "JudgeLimits", "JudgeReport", "ProgramChecker", "TestCase", "TestResult", "TokensChecker",
-    "Verdict", "compile_and_run", "compile_source", "judge", "load_tests", "run_compiled",
-    "run_verdict", "toolchain_version",
+    "Verdict", "compile_and_run", "compile_source", "judge", "load_tests", "require_toolchain",
+    "run_compiled", "run_verdict", "toolchain_version",
 ]

@@ -7,7 +7,7 @@ files) reaches the checker or the next test.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from cellbox.errors import UsageError
@@ -72,9 +72,9 @@ class JudgeReport:
 
     @property
     def verdict(self) -> Verdict:
-        """CE if it did not compile, else the first failing test's verdict, else AC."""
-        if not self.compilation.ok:
-            return Verdict.CE
+        """CE (or IE) if it did not compile, else the first failing test's verdict, else AC."""
+        if self.compilation.verdict is not None:
+            return self.compilation.verdict
         return next((t.verdict for t in self.tests if t.verdict is not Verdict.AC), Verdict.AC)
 
     def to_dict(self) -> dict[str, object]:
@@ -114,8 +114,8 @@ def compile_and_run(lang: Language, source: bytes, stdin: bytes = b"",
     compiler_options only); ``runs``: run that many times, each in a fresh box, stopping at
     the first run that does not end well (Judge0's number_of_runs)."""
     compilation = compile_source(lang, source, files=files, options=options)
-    if not compilation.ok:
-        return ExecResult(compilation, None, Verdict.CE)
+    if compilation.verdict is not None:
+        return ExecResult(compilation, None, compilation.verdict)
     done: list[RunResult] = []
     verdict = None
     while len(done) < runs and verdict is None:
@@ -128,9 +128,10 @@ def compile_and_run(lang: Language, source: bytes, stdin: bytes = b"",
 
 def judge(lang: Language, source: bytes, tests: list[TestCase],
           limits: JudgeLimits | None = None, checker: Checker | None = None,
-          fail_fast: bool = False) -> JudgeReport:
+          fail_fast: bool = False,
+          on_test: Callable[[TestResult], None] | None = None) -> JudgeReport:
     """Compile ``source`` and run it on every test in order; ``fail_fast`` stops at the first
-    test that is not AC."""
+    test that is not AC; ``on_test`` is called after each test (a progress display)."""
     limits = limits or JudgeLimits()
     report = JudgeReport(lang.name, compile_source(lang, source), limits)
     if not report.compilation.ok:
@@ -140,6 +141,8 @@ def judge(lang: Language, source: bytes, tests: list[TestCase],
     for test in tests:
         result = judge_one(report.compilation, test, run_limits, checker)
         report.tests.append(result)
+        if on_test is not None:
+            on_test(result)
         if fail_fast and result.verdict is not Verdict.AC:
             break
     return report

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from cellbox.api import DEFAULT_PATH, Box
 from cellbox.errors import UsageError
+from cellbox.judge.verdict import Verdict
 from cellbox.languages import Language
 from cellbox.limits import Limits
 from cellbox.result import RunResult, Status
@@ -41,6 +42,16 @@ class Compilation:
     message: str = ""  # the compiler's output (stdout then stderr), capped at MESSAGE_CAP
     result: RunResult | None = None
     artifacts: tuple[Artifact, ...] = ()
+
+    @property
+    def verdict(self) -> Verdict | None:
+        """None if it compiled; CE when the compiler failed or hit a compile limit; IE when
+        the compiler could not start at all (a toolchain the box cannot see), which is never
+        the submission's fault."""
+        if self.ok:
+            return None
+        r = self.result
+        return Verdict.IE if r is not None and r.status is Status.INTERNAL_ERROR else Verdict.CE
 
     def to_dict(self) -> dict[str, object]:
         r = self.result
@@ -115,6 +126,15 @@ def run_compiled(compilation: Compilation, limits: Limits, stdin: bytes = b"",
         return box.run(lang.run_argv(limits) + list(args), limits, stdin=stdin,
                        env=_environment(lang), dirs=lang.dirs + RUN_DIRS, share_net=share_net,
                        stderr_to_stdout=stderr_to_stdout)
+
+
+def require_toolchain(lang: Language) -> None:
+    """Raise, saying what to do, if the language's toolchain does not work in a box here."""
+    if toolchain_version(lang) is None:
+        raise UsageError(f"The {lang.title} toolchain does not work in a box here: its version "
+                         f"command ({' '.join(lang.version)}) fails inside the box. Install "
+                         "it (scripts/bootstrap.sh installs every shipped language's), then "
+                         "check with 'cellbox languages'")
 
 
 _versions: dict[str, str | None] = {}  # by language name, for the life of the process
