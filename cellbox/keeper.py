@@ -1,7 +1,8 @@
 """The keeper supervises one run: spawn, timers, I/O, accounting, kill, result.
 
     keeper (host namespaces, root)
-      └─ clone(new pid/mount/net/ipc/uts namespaces) → init (pid 1 of the box, inside.init_main)
+      └─ clone(new pid/mount/net/ipc/uts namespaces) → init (pid 1 of the box, inside.init_main,
+         │  builds the root, then execs the C init, cellbox/spawn/init.c, and sends it the run)
             └─ fork → program (joins the cgroup, drops privileges, execve)
 
 Killing init makes the kernel kill every process of the box's pid namespace, so ending a
@@ -22,6 +23,7 @@ from cellbox.errors import SandboxSetupError
 from cellbox.inside import ChildFds, init_main
 from cellbox.linux import namespaces, seccomp, syscalls
 from cellbox.result import RunResult, Status
+from cellbox.spawn import init_binary, request
 from cellbox.spec import RunSpec
 
 POLL_INTERVAL = 0.02  # seconds between CPU-time checks (the issue asks for <= 50 ms)
@@ -50,6 +52,28 @@ class _Capture:
 
 
 @dataclass
+class _Feed:
+    """Data for a pipe to the box (the request, stdin), written as the pipe takes it."""
+
+    fd: int
+    data: bytes = b""
+    sent: int = 0
+
+    def write(self) -> bool:
+        """Write what the pipe takes; at the end (or if the reader is gone) close the pipe,
+        so the reader sees EOF, and return False."""
+        try:
+            self.sent += os.write(self.fd, self.data[self.sent:self.sent + CHUNK])
+        except BrokenPipeError:
+            self.sent = len(self.data)
+        if self.sent < len(self.data):
+            return True
+        os.close(self.fd)
+        self.fd = -1
+        return False
+
+
+@dataclass
 class _Outcome:
     messages: list[dict[str, object]] = field(default_factory=list)
     killed_for: Status | None = None
@@ -61,6 +85,7 @@ def run(spec: RunSpec, cgroup: BoxCgroup) -> RunResult:
         raise SandboxSetupError("cellbox cannot start a run from a multi-threaded process "
                                 "(fork hazards); start runs from a single-threaded process")
     filters = seccomp.compile_filters(spec.seccomp)  # once per policy and process
+    init_path = init_binary()
     join = tuple(cgroup.start_run(spec.limits.memory, spec.limits.processes))
     parent_ends: list[int] = []
     child_ends: list[int] = []
@@ -71,10 +96,11 @@ def run(spec: RunSpec, cgroup: BoxCgroup) -> RunResult:
 
     status_r, status_w = pipe()
     life_r, life_w = pipe()
+    req_r, req_w = pipe()
     parent_ends += [status_r, life_w]
-    child_ends += [status_w, life_r]
+    child_ends += [status_w, life_r, req_r]
+    feeds = [_Feed(req_w)]  # the request: its data once the run's fds are known
     cap_out = cap_err = None
-    in_w = None
     fds_in = fds_out = fds_err = None
     if spec.capture_output:
         limit = spec.limits.output if spec.limits.output is not None else DEFAULT_CAPTURE
@@ -86,25 +112,27 @@ def run(spec: RunSpec, cgroup: BoxCgroup) -> RunResult:
         child_ends += [fds_out, fds_err]
     if spec.stdin_data is not None:
         fds_in, in_w = pipe()
-        parent_ends.append(in_w)
+        feeds.append(_Feed(in_w, spec.stdin_data))
         child_ends.append(fds_in)
-    fds = ChildFds(status_w, life_r, join, fds_in, fds_out, fds_err)
+    run_fds = request.RunFds(fds_in, fds_out, fds_err, join)
+    fds = ChildFds(status_w, life_r, req_r, run_fds)
     try:
+        feeds[0].data = request.encode(spec, run_fds, filters)
         started = time.monotonic()
         pid = syscalls.clone(namespaces.clone_flags(spec.share_net) | signal.SIGCHLD)
         if pid == 0:
-            init_main(spec, fds, filters)  # never returns
+            init_main(spec, fds, init_path)  # never returns
         for fd in child_ends:
             os.close(fd)
         child_ends = []
-        outcome = _supervise(spec, cgroup, pid, started, status_r, cap_out, cap_err, in_w)
+        outcome = _supervise(spec, cgroup, pid, started, status_r, cap_out, cap_err, feeds)
         _, wstatus, _ = os.wait4(pid, 0)
         wall_fallback = time.monotonic() - started
         if cgroup.pids():  # cannot happen while pid namespaces hold; never leave any
             cgroup.kill_all()
         stats = cgroup.stats()
     finally:
-        for fd in child_ends + parent_ends:
+        for fd in child_ends + parent_ends + [f.fd for f in feeds if f.fd >= 0]:
             try:
                 os.close(fd)
             except OSError:
@@ -120,8 +148,9 @@ def run(spec: RunSpec, cgroup: BoxCgroup) -> RunResult:
 
 def _supervise(spec: RunSpec, cgroup: BoxCgroup, pid: int, started: float, status_r: int,
                cap_out: _Capture | None, cap_err: _Capture | None,
-               in_w: int | None) -> _Outcome:
-    """Pump I/O and watch the limits until init has reported and every output pipe is shut."""
+               feeds: list[_Feed]) -> _Outcome:
+    """Feed the request and stdin, pump output and watch the limits until init has reported
+    and every output pipe is shut."""
     lim = spec.limits
     cpu_cap = None if lim.time is None else int((lim.time + lim.extra_time) * 1e9)
     wall_cap = lim.wall_time  # isolate grants --extra-time to the CPU limit only
@@ -133,24 +162,18 @@ def _supervise(spec: RunSpec, cgroup: BoxCgroup, pid: int, started: float, statu
             readers[cap.fd] = cap
     for fd in readers:
         poller.register(fd, select.POLLIN)
-    stdin_left = memoryview(spec.stdin_data or b"")
-    if in_w is not None:
-        os.set_blocking(in_w, False)
-        poller.register(in_w, select.POLLOUT)
+    writers = {feed.fd: feed for feed in feeds}
+    for feed in feeds:
+        os.set_blocking(feed.fd, False)
+        poller.register(feed.fd, select.POLLOUT)
     status_buf = bytearray()
     init_deadline: float | None = None
     while readers:
         for fd, _ in poller.poll(POLL_INTERVAL * 1000):
-            if fd == in_w:
-                try:
-                    n = os.write(in_w, stdin_left[:CHUNK]) if stdin_left else 0
-                except BrokenPipeError:
-                    n, stdin_left = 0, memoryview(b"")
-                stdin_left = stdin_left[n:]
-                if not stdin_left:
-                    poller.unregister(in_w)
-                    os.close(in_w)
-                    in_w = None
+            if fd in writers:
+                if not writers[fd].write():
+                    poller.unregister(fd)
+                    del writers[fd]
                 continue
             cap = readers[fd]
             more = cap.read() if cap else _read_status(fd, status_buf, outcome)
@@ -175,8 +198,6 @@ def _supervise(spec: RunSpec, cgroup: BoxCgroup, pid: int, started: float, statu
         elif init_deadline is not None and time.monotonic() > init_deadline:
             os.kill(pid, signal.SIGKILL)
             init_deadline = None
-    if in_w is not None:
-        os.close(in_w)
     return outcome
 
 
