@@ -224,7 +224,25 @@ class Boxes:
 
     def run(self, lock: BoxLock, caller: Caller, spec: RunSpec,
             keep_special_files: bool = False) -> RunResult:
+        return self.run_many([(lock, spec)], caller, keep_special_files)[0]
+
+    def run_many(self, jobs: list[tuple[BoxLock, RunSpec]], caller: Caller,
+                 keep_special_files: bool = False) -> list[RunResult]:
+        """One run in each box, all at once, supervised by this one process."""
         from cellbox import keeper  # the run path only
+
+        prepared: list[tuple[BoxLock, BoxRecord, RunSpec]] = []
+        try:
+            for lock, spec in jobs:
+                prepared.append(self._before_run(lock, caller, spec))
+            return keeper.run_many([(spec, self.cgroups.box(lock.box_id))
+                                    for lock, _, spec in prepared])
+        finally:
+            for lock, record, _ in prepared:
+                self._after_run(lock, record, keep_special_files)
+
+    def _before_run(self, lock: BoxLock, caller: Caller, spec: RunSpec
+                    ) -> tuple[BoxLock, BoxRecord, RunSpec]:
         from cellbox.rules import resolve_sources
 
         box_id = lock.box_id
@@ -233,22 +251,21 @@ class Boxes:
         self._require_initialised(record, box_id, caller)
         spec = replace(spec, rules=resolve_sources(spec.rules, box_dir), box_dir=box_dir,
                        uid=self.config.box_uid(box_id), gid=self.config.box_gid(box_id))
-        box = os.path.join(box_dir, "box")
         storage.empty_dir(os.path.join(box_dir, "tmp"))
         os.chmod(os.path.join(box_dir, "tmp"), 0o1777)
-        storage.chown_tree(box, spec.uid, spec.gid)
+        storage.chown_tree(os.path.join(box_dir, "box"), spec.uid, spec.gid)
         record.run = {"pid": os.getpid(), "since": time.time()}
         lock.write(record)
-        try:
-            result = keeper.run(spec, self.cgroups.box(box_id))
-        finally:
-            if not keep_special_files:
-                storage.remove_special_files(box)
-            storage.chown_tree(box, record.owner_uid, record.owner_gid)
-            record.run = None
-            record.runs += 1
-            lock.write(record)
-        return result
+        return lock, record, spec
+
+    def _after_run(self, lock: BoxLock, record: BoxRecord, keep_special_files: bool) -> None:
+        box = os.path.join(self.box_dir(lock.box_id), "box")
+        if not keep_special_files:
+            storage.remove_special_files(box)
+        storage.chown_tree(box, record.owner_uid, record.owner_gid)
+        record.run = None
+        record.runs += 1
+        lock.write(record)
 
     def cleanup(self, lock: BoxLock, caller: Caller) -> bool:
         """Remove the box's cgroups and storage. False if there was nothing to clean."""

@@ -58,7 +58,9 @@ def init_main(spec: RunSpec, fds: ChildFds, init_path: str) -> NoReturn:
     try:
         step = "arming the parent-death signal"
         privileges.die_with_parent()  # kept across execve
-        if select.select([fds.lifeline_r], [], [], 0)[0]:
+        lifeline = select.poll()  # not select(): a keeper of many runs has fds over 1024
+        lifeline.register(fds.lifeline_r, select.POLLIN)
+        if lifeline.poll(0):
             os._exit(1)  # the keeper died before the death signal was armed
         if not spec.inherit_fds:
             _close_fds_except(fds.keep())

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import select
 import signal
 import time
@@ -81,124 +82,224 @@ class _Outcome:
 
 
 def run(spec: RunSpec, cgroup: BoxCgroup) -> RunResult:
-    if len(os.listdir("/proc/self/task")) > 1:  # any thread, Python's or a C library's
-        raise SandboxSetupError("cellbox cannot start a run from a multi-threaded process "
-                                "(fork hazards); start runs from a single-threaded process")
-    filters = seccomp.compile_filters(spec.seccomp)  # once per policy and process
-    init_path = init_binary()
-    join = tuple(cgroup.start_run(spec.limits.memory, spec.limits.processes))
-    parent_ends: list[int] = []
-    child_ends: list[int] = []
+    """One run, start to result."""
+    return run_many([(spec, cgroup)])[0]
 
-    def pipe() -> tuple[int, int]:
+
+def run_many(jobs: list[tuple[RunSpec, BoxCgroup]]) -> list[RunResult]:
+    """Start every run, supervise them all in this one process, and return their results in
+    order. If a start fails, the runs already started are killed and ended first."""
+    _raise_fd_limit(len(jobs))
+    runs: list[Run] = []
+    try:
+        for spec, cgroup in jobs:
+            runs.append(Run(spec, cgroup))
+            runs[-1].start()
+        supervise(runs)
+    except BaseException:
+        for r in runs:
+            r.abort()
+        raise
+    results = []
+    try:
+        for r in runs:
+            results.append(r.finish())
+    except BaseException:
+        for r in runs[len(results) + 1:]:
+            r.abort()
+        raise
+    return results
+
+
+def _raise_fd_limit(runs: int) -> None:
+    """Each run holds up to ~8 pipe and cgroup fds in the keeper: raise the soft open-file
+    limit towards the hard one when many runs go at once (only this process's)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = 64 + 16 * runs
+    if soft != resource.RLIM_INFINITY and soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want if hard == resource.RLIM_INFINITY
+                                                    else min(want, hard), hard))
+
+
+class Run:
+    """One run under supervision: ``start`` clones its init, a poll loop (``supervise``)
+    drives it through ``watched``, ``handle`` and ``tick``, and ``finish`` (or ``abort``)
+    ends it. Many runs share one single-threaded process: nothing here blocks but the final
+    reap of an init that has already reported."""
+
+    def __init__(self, spec: RunSpec, cgroup: BoxCgroup) -> None:
+        self.spec, self.cgroup = spec, cgroup
+        lim = spec.limits
+        self._cpu_cap = None if lim.time is None else int((lim.time + lim.extra_time) * 1e9)
+        self.outcome = _Outcome()
+        self.pid: int | None = None
+        self._started = 0.0
+        self._parent_ends: list[int] = []
+        self._feeds: dict[int, _Feed] = {}
+        self._readers: dict[int, _Capture | None] = {}
+        self._captures: tuple[_Capture, _Capture] | None = None
+        self._status_buf = bytearray()
+        self._init_deadline: float | None = None
+        self._cgroup_started = False
+
+    def start(self) -> None:
+        """Prepare the cgroup and pipes and clone init. Raises on failure (then ``abort``)."""
+        if len(os.listdir("/proc/self/task")) > 1:  # any thread, Python's or a C library's
+            raise SandboxSetupError("cellbox cannot start a run from a multi-threaded process "
+                                    "(fork hazards); start runs from a single-threaded process")
+        spec = self.spec
+        filters = seccomp.compile_filters(spec.seccomp)  # once per policy and process
+        init_path = init_binary()
+        join = tuple(self.cgroup.start_run(spec.limits.memory, spec.limits.processes))
+        self._cgroup_started = True
+        child_ends: list[int] = []
+        try:
+            status_r, status_w = self._pipe(child_ends, parent_reads=True)
+            life_r, _ = self._pipe(child_ends, parent_reads=False)
+            req_r, req_w = self._pipe(child_ends, parent_reads=False)
+            self._readers[status_r] = None
+            out = err = stdin = None
+            if spec.capture_output:
+                limit = spec.limits.output if spec.limits.output is not None else DEFAULT_CAPTURE
+                r, out = self._pipe(child_ends, parent_reads=True)
+                r2, err = self._pipe(child_ends, parent_reads=True)
+                self._captures = (_Capture(r, limit), _Capture(r2, limit))
+                self._readers.update({r: self._captures[0], r2: self._captures[1]})
+            if spec.stdin_data is not None:
+                stdin, in_w = self._pipe(child_ends, parent_reads=False)
+                self._feed(in_w, spec.stdin_data)
+            run_fds = request.RunFds(stdin, out, err, join)
+            self._feed(req_w, request.encode(spec, run_fds, filters))
+            fds = ChildFds(status_w, life_r, req_r, run_fds)
+            self._started = time.monotonic()
+            pid = syscalls.clone(namespaces.clone_flags(spec.share_net) | signal.SIGCHLD)
+            if pid == 0:
+                init_main(spec, fds, init_path)  # never returns
+            self.pid = pid
+        finally:
+            for fd in child_ends:
+                os.close(fd)
+
+    def _pipe(self, child_ends: list[int], parent_reads: bool) -> tuple[int, int]:
         r, w = os.pipe2(os.O_CLOEXEC)
+        child_ends.append(w if parent_reads else r)
+        self._parent_ends.append(r if parent_reads else w)
         return r, w
 
-    status_r, status_w = pipe()
-    life_r, life_w = pipe()
-    req_r, req_w = pipe()
-    parent_ends += [status_r, life_w]
-    child_ends += [status_w, life_r, req_r]
-    feeds = [_Feed(req_w)]  # the request: its data once the run's fds are known
-    cap_out = cap_err = None
-    fds_in = fds_out = fds_err = None
-    if spec.capture_output:
-        limit = spec.limits.output if spec.limits.output is not None else DEFAULT_CAPTURE
-        r, fds_out = pipe()
-        cap_out = _Capture(r, limit)
-        r2, fds_err = pipe()
-        cap_err = _Capture(r2, limit)
-        parent_ends += [r, r2]
-        child_ends += [fds_out, fds_err]
-    if spec.stdin_data is not None:
-        fds_in, in_w = pipe()
-        feeds.append(_Feed(in_w, spec.stdin_data))
-        child_ends.append(fds_in)
-    run_fds = request.RunFds(fds_in, fds_out, fds_err, join)
-    fds = ChildFds(status_w, life_r, req_r, run_fds)
-    try:
-        feeds[0].data = request.encode(spec, run_fds, filters)
-        started = time.monotonic()
-        pid = syscalls.clone(namespaces.clone_flags(spec.share_net) | signal.SIGCHLD)
-        if pid == 0:
-            init_main(spec, fds, init_path)  # never returns
-        for fd in child_ends:
-            os.close(fd)
-        child_ends = []
-        outcome = _supervise(spec, cgroup, pid, started, status_r, cap_out, cap_err, feeds)
-        _, wstatus, _ = os.wait4(pid, 0)
-        wall_fallback = time.monotonic() - started
-        if cgroup.pids():  # cannot happen while pid namespaces hold; never leave any
-            cgroup.kill_all()
-        stats = cgroup.stats()
-    finally:
-        for fd in child_ends + parent_ends + [f.fd for f in feeds if f.fd >= 0]:
-            try:
-                os.close(fd)
-            except OSError:
-                pass
-        cgroup.end_run()
-    result = _result(spec, outcome, stats, wall_fallback)
-    result.seccomp_weakened = list(spec.seccomp.weakened)
-    if cap_out and cap_err:
-        result.stdout, result.stdout_truncated = bytes(cap_out.data), cap_out.truncated
-        result.stderr, result.stderr_truncated = bytes(cap_err.data), cap_err.truncated
-    return result
+    def _feed(self, fd: int, data: bytes) -> None:
+        os.set_blocking(fd, False)
+        self._feeds[fd] = _Feed(fd, data)
+        self._parent_ends.remove(fd)  # the feed closes it
 
+    @property
+    def done(self) -> bool:
+        """init has reported and every output pipe is shut."""
+        return not self._readers
 
-def _supervise(spec: RunSpec, cgroup: BoxCgroup, pid: int, started: float, status_r: int,
-               cap_out: _Capture | None, cap_err: _Capture | None,
-               feeds: list[_Feed]) -> _Outcome:
-    """Feed the request and stdin, pump output and watch the limits until init has reported
-    and every output pipe is shut."""
-    lim = spec.limits
-    cpu_cap = None if lim.time is None else int((lim.time + lim.extra_time) * 1e9)
-    wall_cap = lim.wall_time  # isolate grants --extra-time to the CPU limit only
-    outcome = _Outcome()
-    poller = select.poll()
-    readers: dict[int, _Capture | None] = {status_r: None}
-    for cap in (cap_out, cap_err):
-        if cap:
-            readers[cap.fd] = cap
-    for fd in readers:
-        poller.register(fd, select.POLLIN)
-    writers = {feed.fd: feed for feed in feeds}
-    for feed in feeds:
-        os.set_blocking(feed.fd, False)
-        poller.register(feed.fd, select.POLLOUT)
-    status_buf = bytearray()
-    init_deadline: float | None = None
-    while readers:
-        for fd, _ in poller.poll(POLL_INTERVAL * 1000):
-            if fd in writers:
-                if not writers[fd].write():
-                    poller.unregister(fd)
-                    del writers[fd]
-                continue
-            cap = readers[fd]
-            more = cap.read() if cap else _read_status(fd, status_buf, outcome)
-            if not more:
-                poller.unregister(fd)
-                del readers[fd]
-                if cap and cap.truncated and lim.output is not None:
-                    outcome.killed_for = outcome.killed_for or Status.OUTPUT_LIMIT
+    def watched(self) -> dict[int, int]:
+        """The fds to poll and for what."""
+        return {**{fd: select.POLLIN for fd in self._readers},
+                **{fd: select.POLLOUT for fd in self._feeds}}
+
+    def handle(self, fd: int) -> bool:
+        """Serve one ready fd; False once it is finished with (stop polling it)."""
+        if fd in self._feeds:
+            if self._feeds[fd].write():
+                return True
+            del self._feeds[fd]
+            return False
+        cap = self._readers[fd]
+        if cap.read() if cap else _read_status(fd, self._status_buf, self.outcome):
+            return True
+        del self._readers[fd]
+        if cap and cap.truncated and self.spec.limits.output is not None:
+            self.outcome.killed_for = self.outcome.killed_for or Status.OUTPUT_LIMIT
+        return False
+
+    def tick(self, now: float) -> None:
+        """Check the limits; at one, kill the run."""
+        lim, outcome = self.spec.limits, self.outcome
         if outcome.killed_for is None:
-            if cpu_cap is not None and cgroup.cpu_ns() > cpu_cap:
+            if self._cpu_cap is not None and self.cgroup.cpu_ns() > self._cpu_cap:
                 outcome.killed_for = Status.TIME_LIMIT
-            elif (wall_cap is not None
-                  and time.monotonic() - (outcome.program_started or started) > wall_cap):
+            elif (lim.wall_time is not None  # isolate grants --extra-time to CPU time only
+                  and now - (outcome.program_started or self._started) > lim.wall_time):
                 outcome.killed_for = Status.WALL_TIME_LIMIT
-            elif lim.output is not None and any(c and c.truncated for c in (cap_out, cap_err)):
+            elif lim.output is not None and any(c.truncated for c in self._captures or ()):
                 outcome.killed_for = Status.OUTPUT_LIMIT
             if outcome.killed_for is not None:
                 # Kill through the cgroup so init survives to report the program's rusage;
                 # init itself goes too if it has not reported soon after.
-                cgroup.kill_all()
-                init_deadline = time.monotonic() + INIT_GRACE
-        elif init_deadline is not None and time.monotonic() > init_deadline:
-            os.kill(pid, signal.SIGKILL)
-            init_deadline = None
-    return outcome
+                self.cgroup.kill_all()
+                self._init_deadline = now + INIT_GRACE
+        elif self._init_deadline is not None and now > self._init_deadline:
+            assert self.pid is not None
+            os.kill(self.pid, signal.SIGKILL)
+            self._init_deadline = None
+
+    def finish(self) -> RunResult:
+        """Reap init, collect the stats and build the result (after ``done``)."""
+        assert self.pid is not None
+        try:
+            os.wait4(self.pid, 0)
+            self.pid = None
+            wall_fallback = time.monotonic() - self._started
+            if self.cgroup.pids():  # cannot happen while pid namespaces hold; never leave any
+                self.cgroup.kill_all()
+            stats = self.cgroup.stats()
+        finally:
+            self._close()
+        result = _result(self.spec, self.outcome, stats, wall_fallback)
+        result.seccomp_weakened = list(self.spec.seccomp.weakened)
+        if self._captures:
+            out, err = self._captures
+            result.stdout, result.stdout_truncated = bytes(out.data), out.truncated
+            result.stderr, result.stderr_truncated = bytes(err.data), err.truncated
+        return result
+
+    def abort(self) -> None:
+        """End a run that will not be finished: kill it, reap init, release everything."""
+        if self.pid is not None:
+            os.kill(self.pid, signal.SIGKILL)  # the kernel kills its whole pid namespace
+            os.waitpid(self.pid, 0)
+            self.pid = None
+        self._close()
+
+    def _close(self) -> None:
+        for fd in self._parent_ends + list(self._feeds):
+            os.close(fd)
+        self._parent_ends, self._feeds = [], {}
+        if self._cgroup_started:
+            self._cgroup_started = False
+            self.cgroup.end_run()
+
+
+def supervise(runs: list[Run]) -> None:
+    """Drive every run until each is done, from one poll loop: feed the requests and stdin,
+    pump output, and check the limits of every run every POLL_INTERVAL."""
+    poller = select.poll()
+    owner: dict[int, Run] = {}
+    for r in runs:
+        for fd, events in r.watched().items():
+            poller.register(fd, events)
+            owner[fd] = r
+    active = list(runs)
+    next_tick = time.monotonic()
+    while active:
+        for fd, _ in poller.poll(max(0.0, next_tick - time.monotonic()) * 1000):
+            if fd in owner and not owner[fd].handle(fd):
+                poller.unregister(fd)
+                del owner[fd]
+        for r in [r for r in active if r.done]:
+            active.remove(r)
+            for fd in r.watched():  # stdin the program never read: finish() closes it
+                poller.unregister(fd)
+                del owner[fd]
+        now = time.monotonic()
+        if now >= next_tick:
+            for r in active:
+                r.tick(now)
+            next_tick = now + POLL_INTERVAL
 
 
 def _read_status(fd: int, buf: bytearray, outcome: _Outcome) -> bool:

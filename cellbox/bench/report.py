@@ -53,6 +53,10 @@ def targets(results: Results) -> list[tuple[str, float | None, str, bool | None]
     add("CLI --run <= 20 ms", m.get(CLI_RUN), "ms", 20)
     add("CLI init+run+cleanup <= 1.5x isolate --cg cycle", _ratio(m.get(CLI_CYCLE), iso),
         "x", 1.5)
+    many = results.many_boxes
+    if many:
+        add(f"{many['boxes']} boxes at once: host memory <= 512 KiB per live box",
+            many["total_kib_per_box"], "KiB", 512)
     for lang in LANGS:
         if f"{lang}, cellbox library" in m:
             over = _ratio(m.get(f"{lang}, cellbox library"), m.get(f"{lang}, bare"))
@@ -97,6 +101,17 @@ def print_tables(results: Results) -> None:
         for name, rate in results.throughput.items():
             tt.add_row(name, f"{rate:.0f}")
         console.print(tt)
+    if results.many_boxes:
+        many = results.many_boxes
+        tm = Table(title=f"{many['boxes']} boxes running sleep 1 under one keeper: "
+                         f"{many['ok']} OK in {many['elapsed_s']:.1f} s, at most "
+                         f"{many['live_at_once']} live at once; KiB of host memory per live box")
+        for col in ("C inits (USS)", "kernel (Slab, PageTables, KernelStack)",
+                    "keeper's growth (USS)", "total"):
+            tm.add_column(col, justify="right")
+        tm.add_row(*(f"{many[k]:.0f}" for k in ("init_uss_kib_per_box", "kernel_kib_per_box",
+                                                "keeper_kib_per_box", "total_kib_per_box")))
+        console.print(tm)
     tg = Table(title="targets (issue 7) this run can check")
     for col in ("target", "measured", "met"):
         tg.add_column(col)

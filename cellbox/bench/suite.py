@@ -13,7 +13,9 @@ Cases:
 - cellbox: the library from fresh namespaces (a leased box, one ``Box.run`` per round, in a
   worker process), the CLI ``--run`` on an initialised box, and the CLI init + run + cleanup;
 - with ``langs``: ``python3 -c pass`` and a C hello world, bare and in the cellbox library.
-Then runs/s with 2 workers for the floor, the peers and the cellbox library.
+Then runs/s with 2 workers for the floor, the peers and the cellbox library, and the
+many-boxes case (``cellbox.bench.many``): N boxes running ``sleep 1`` at once under one
+keeper, with the host memory per live box.
 
 The suite has a configuration of its own (temporary box and lock roots, cgroup directory
 ``cellbox/bench-<pid>``, box uids from ``first_uid``) and checks at the end that it left
@@ -77,6 +79,7 @@ class Results:
     skipped: list[str] = field(default_factory=list)
     latency: dict[str, CaseResult] = field(default_factory=dict)
     throughput: dict[str, float] = field(default_factory=dict)  # runs/s with 2 workers
+    many_boxes: dict[str, Any] = field(default_factory=dict)  # cellbox.bench.many.measure
     failures: list[str] = field(default_factory=list)
 
 
@@ -112,6 +115,14 @@ class LibraryWorker:
         self.proc.stdin.flush()
         return self._reply()
 
+    def many_boxes(self, count: int, seconds: float = 1.0) -> None:
+        """``count`` boxes running ``sleep`` at once under one keeper (after the other cases:
+        it takes boxes the CLI cases use)."""
+        from cellbox.bench.many import measure
+
+        self.results.many_boxes = measure(count, seconds, self.env)
+        self.results.failures += self.results.many_boxes["failed"]
+
     def close(self) -> None:
         assert self.proc.stdin is not None
         self.proc.stdin.close()
@@ -119,13 +130,15 @@ class LibraryWorker:
 
 
 class Bench:
-    def __init__(self, first_uid: int = 73000, cli: list[str] | None = None) -> None:
+    def __init__(self, first_uid: int = 73000, cli: list[str] | None = None,
+                 many_boxes: int = 0) -> None:
         self.first_uid = first_uid
+        self.num_boxes = NUM_BOXES + many_boxes  # the many-boxes case leases its own
         self.top = tempfile.mkdtemp(prefix="cellbox-bench-")
         # Locks and records on tmpfs, as with the default lock_root (/run/cellbox): on a disk
         # file system every rename of the record can cost a journal write.
         self.lock_root = tempfile.mkdtemp(prefix="cellbox-bench-locks-", dir="/run")
-        self.config, cfg = write_private_config(self.top, "bench", NUM_BOXES, first_uid,
+        self.config, cfg = write_private_config(self.top, "bench", self.num_boxes, first_uid,
                                                 lock_root=self.lock_root)
         self.env = {**os.environ, ENV_VAR: cfg}
         self.cli = cli or default_cli()
@@ -254,6 +267,14 @@ class Bench:
             self.results.failures += r["failed"]
         tick()
 
+    def many_boxes(self, count: int, seconds: float = 1.0) -> None:
+        """``count`` boxes running ``sleep`` at once under one keeper (after the other cases:
+        it takes boxes the CLI cases use)."""
+        from cellbox.bench.many import measure
+
+        self.results.many_boxes = measure(count, seconds, self.env)
+        self.results.failures += self.results.many_boxes["failed"]
+
     def close(self) -> None:
         """End the leases, clean the CLI's boxes, then check that nothing is left."""
         for w in self.workers:
@@ -263,7 +284,7 @@ class Bench:
         if shutil.which("isolate"):
             spawn_wait(["isolate", ISOLATE_RUN_BOX, "--cleanup"])
         self.results.load_after = os.getloadavg()
-        left = uid_processes(self.first_uid, NUM_BOXES)
+        left = uid_processes(self.first_uid, self.num_boxes)
         with open("/proc/self/mountinfo") as f:
             left += [line.split()[4] for line in f
                      if line.split()[4].startswith(self.config.box_root + "/")]

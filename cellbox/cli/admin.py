@@ -154,25 +154,29 @@ def bench_parser() -> argparse.ArgumentParser:
     p.add_argument("--langs", action="store_true",
                    help="also time python3 -c pass and a C hello world, bare and in the cellbox "
                         "library (needs gcc)")
+    p.add_argument("--many-boxes", type=int, default=500, metavar="COUNT",
+                   help="boxes running sleep 1 at once under one keeper, for the host memory "
+                        "per live box; 0 skips the case (default 500)")
     p.add_argument("--out", default="cellbox-bench",
                    help="directory for bench.json and bench.png (default ./cellbox-bench)")
     p.add_argument("--first-uid", type=int, default=73000,
-                   help="first box uid/gid of the bench's 4 boxes; must be used by nothing "
-                        "else (default 73000)")
+                   help="first box uid/gid of the bench's 4 + COUNT boxes; must be used by "
+                        "nothing else (default 73000)")
     return p
 
 
 def bench_main(argv: list[str]) -> int:
     args = bench_parser().parse_args(argv)
-    if args.rounds < 1 or args.warmup < 0 or args.throughput_seconds < 0:
-        raise UsageError("--rounds must be at least 1; --warmup and --throughput-seconds must "
-                         "not be negative")
+    if (args.rounds < 1 or args.warmup < 0 or args.throughput_seconds < 0
+            or args.many_boxes < 0):
+        raise UsageError("--rounds must be at least 1; --warmup, --throughput-seconds and "
+                         "--many-boxes must not be negative")
     from rich.progress import Progress
 
     from cellbox.bench import report
     from cellbox.bench.suite import Bench
 
-    bench = Bench(first_uid=args.first_uid)
+    bench = Bench(first_uid=args.first_uid, many_boxes=args.many_boxes)
     with Progress(transient=True, disable=not sys.stderr.isatty()) as progress:
         try:
             bench.setup()
@@ -182,6 +186,9 @@ def bench_main(argv: list[str]) -> int:
             if args.throughput_seconds > 0:
                 task = progress.add_task("throughput", total=4)
                 bench.throughput(args.throughput_seconds, lambda: progress.advance(task))
+            if args.many_boxes:
+                progress.add_task(f"{args.many_boxes} boxes at once", total=None)
+                bench.many_boxes(args.many_boxes)
         finally:
             bench.close()
     results = bench.results
