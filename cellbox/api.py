@@ -119,17 +119,30 @@ def run_many(jobs: Sequence[tuple[Box, Sequence[str]]], limits: Limits | None = 
     must be distinct open boxes of one configuration."""
     if not jobs:
         return []
-    if any(not argv for _, argv in jobs):
-        raise BoxStateError("run() needs a program: argv is empty")
     if len({id(box) for box, _ in jobs}) < len(jobs):
         raise BoxStateError("run_many() runs one program per box: a box appears twice")
+    base = run_spec([], limits, stdin=stdin, capture_output=capture_output, env=env,
+                    dirs=dirs, default_dirs=default_dirs, chdir=chdir, share_net=share_net,
+                    syscalls=syscalls, seccomp_policy=seccomp_policy)
+    leases = [(box._leased(), with_argv(base, argv)) for box, argv in jobs]
+    first = jobs[0][0]
+    return first._boxes.run_many(leases, first._caller)
+
+
+def run_spec(argv: Sequence[str], limits: Limits | None = None, *,
+             stdin: bytes | str | Path | None = None, capture_output: bool = True,
+             env: Mapping[str, str] | None = None, dirs: Sequence[str] = (),
+             default_dirs: bool = True, chdir: str = "/box",
+             share_net: bool = False, syscalls: Sequence[str] = (),
+             seccomp_policy: str = DEFAULT_POLICY) -> RunSpec:
+    """The library's options (see ``Box.run``) as a RunSpec for the box layer."""
     if isinstance(stdin, Path):
         stdin = stdin.read_bytes()
     elif isinstance(stdin, str):
         stdin = stdin.encode()
     environment = dict(env) if env is not None else {"PATH": DEFAULT_PATH}
-    base = RunSpec(
-        argv=[],
+    return RunSpec(
+        argv=list(argv),
         env=build_env([], False, {}) | environment,
         rules=build_dir_rules(dirs, defaults=default_dirs),
         limits=limits or Limits(),
@@ -139,6 +152,9 @@ def run_many(jobs: Sequence[tuple[Box, Sequence[str]]], limits: Limits | None = 
         capture_output=capture_output,
         stdin_data=stdin if stdin is not None else (b"" if capture_output else None),
     )
-    leases = [(box._leased(), replace(base, argv=list(argv))) for box, argv in jobs]
-    first = jobs[0][0]
-    return first._boxes.run_many(leases, first._caller)
+
+
+def with_argv(spec: RunSpec, argv: Sequence[str]) -> RunSpec:
+    if not argv:
+        raise BoxStateError("run() needs a program: argv is empty")
+    return replace(spec, argv=list(argv))

@@ -2,8 +2,9 @@
 
 ``init_main`` runs in the process the keeper cloned into the new namespaces and never returns:
 it builds the box's root, then execs the C init (``cellbox/spawn/init.c``), which reads the
-run's request and forks, confines and execs the program. Any failure is reported to the keeper
-over the status pipe and becomes an XX result naming the step that failed (see ``keeper``).
+run's request (or, for a warm box, one request per run) and forks, confines and execs the
+program. Any failure is reported to the keeper over the status pipe and becomes an XX result
+naming the step that failed (see ``keeper``).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import select
 from dataclasses import dataclass
 from typing import NoReturn
 
-from cellbox.linux import mounts, namespaces, privileges
+from cellbox.linux import mounts, privileges
 from cellbox.spawn.request import RunFds
 from cellbox.spec import RunSpec
 
@@ -27,14 +28,19 @@ class ChildFds:
 
     status_w: int  # child -> keeper: JSON messages, one per line
     lifeline_r: int  # EOF here means the keeper is gone
-    request_r: int  # keeper -> C init: the run's request
-    run: RunFds  # what the program gets: stdio pipes, cgroup join files
+    request: int  # keeper -> C init: the run's request (a pipe), or a warm box's socket
+    run: RunFds | None  # what the program gets (stdio pipes, cgroup join files); None: a
+    # warm box, whose runs bring their own fds with each request
+
+    @property
+    def pool(self) -> bool:
+        return self.run is None
 
     def for_init(self) -> list[int]:
         """What the C init inherits across execve."""
-        return [self.status_w, self.request_r, *self.run.join,
-                *(fd for fd in (self.run.stdin, self.run.stdout, self.run.stderr)
-                  if fd is not None)]
+        run = self.run
+        return [self.status_w, self.request] + ([] if run is None else [
+            *run.join, *(fd for fd in (run.stdin, run.stdout, run.stderr) if fd is not None)])
 
     def keep(self) -> set[int]:
         return {0, 1, 2, self.lifeline_r, *self.for_init()}
@@ -71,15 +77,11 @@ def init_main(spec: RunSpec, fds: ChildFds, init_path: str) -> NoReturn:
         step = "building the box's root filesystem"
         mounts.build_root(os.path.join(spec.box_dir, "root"), spec.rules, spec.box_dir,
                           os.path.join(spec.box_dir, "tmp"))
-        if not spec.share_net:
-            step = "bringing up the loopback interface"
-            namespaces.bring_loopback_up()
-        step = "setting the hostname"
-        namespaces.set_hostname("cellbox")
         step = "starting the box's init"
         for fd in fds.for_init():
             os.set_inheritable(fd, True)
-        os.execve(init_fd, ["cellbox-init", str(fds.request_r), str(fds.status_w)], {})
+        mode = ["--pool"] if fds.pool else []
+        os.execve(init_fd, ["cellbox-init", *mode, str(fds.request), str(fds.status_w)], {})
     except BaseException as e:  # noqa: BLE001 - a child must never unwind into the caller
         _report_and_exit(fds.status_w, step, e)
 

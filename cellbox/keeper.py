@@ -16,14 +16,16 @@ import os
 import resource
 import select
 import signal
+import socket
 import time
 from dataclasses import dataclass, field
 
 from cellbox.cgroup import BoxCgroup, CgroupStats
 from cellbox.errors import SandboxSetupError
 from cellbox.inside import ChildFds, init_main
-from cellbox.linux import namespaces, seccomp, syscalls
+from cellbox.linux import mounts, namespaces, seccomp, syscalls
 from cellbox.result import RunResult, Status
+from cellbox.rules import Kind
 from cellbox.spawn import init_binary, request
 from cellbox.spec import RunSpec
 
@@ -83,17 +85,96 @@ class _Outcome:
 
 def run(spec: RunSpec, cgroup: BoxCgroup) -> RunResult:
     """One run, start to result."""
-    return run_many([(spec, cgroup)])[0]
+    return run_many([(spec, cgroup, None)])[0]
 
 
-def run_many(jobs: list[tuple[RunSpec, BoxCgroup]]) -> list[RunResult]:
-    """Start every run, supervise them all in this one process, and return their results in
-    order. If a start fails, the runs already started are killed and ended first."""
+def _require_single_thread() -> None:
+    if len(os.listdir("/proc/self/task")) > 1:  # any thread, Python's or a C library's
+        raise SandboxSetupError("cellbox cannot start a run from a multi-threaded process "
+                                "(fork hazards); start runs from a single-threaded process")
+
+
+class Slot:
+    """A warm box: its init cloned once into the box's namespaces, with the root built, and
+    kept alive between runs (the C init in --pool mode). It takes one run at a time, each
+    with fresh IPC and network namespaces, hostname and tmpfs mounts; the box layer empties
+    the box's files and the run its cgroup. ``spec`` gives the root (rules, box, network)."""
+
+    def __init__(self, spec: RunSpec) -> None:
+        self.spec = spec
+        self.renew = tuple((r.inside, mounts.SHM_OPTIONS) for r in spec.rules
+                           if r.kind is Kind.SHM)
+        self.pid: int | None = None
+        self._sock: socket.socket | None = None
+        self._lifeline: int | None = None
+
+    def start(self) -> None:
+        """Clone the init and wait until it is ready; raises SandboxSetupError if it fails."""
+        _require_single_thread()
+        init_path = init_binary()
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        status_r, status_w = os.pipe2(os.O_CLOEXEC)
+        life_r, self._lifeline = os.pipe2(os.O_CLOEXEC)
+        try:
+            fds = ChildFds(status_w, life_r, theirs.fileno(), None)
+            pid = syscalls.clone(namespaces.clone_flags(self.spec.share_net) | signal.SIGCHLD)
+            if pid == 0:
+                init_main(self.spec, fds, init_path)  # never returns
+            self.pid, self._sock = pid, ours
+        finally:
+            for fd in (status_w, life_r):
+                os.close(fd)
+            theirs.close()
+        with os.fdopen(status_r, "rb") as status:  # "ready", then EOF; or an error, then EOF
+            messages = [json.loads(line) for line in status]
+        if messages != [{"kind": "ready"}]:
+            self.close()
+            errors = [m for m in messages if m.get("kind") == "error"]
+            raise SandboxSetupError(
+                "Sandbox setup failed while " + (f"{errors[0]['step']}: {errors[0]['error']}"
+                                                 if errors else "starting a warm box's init"))
+
+    @property
+    def alive(self) -> bool:
+        """False once the init has died (it is then reaped and the slot closed)."""
+        if self.pid is None:
+            return False
+        if os.waitpid(self.pid, os.WNOHANG)[0] == 0:
+            return True
+        self.pid = None
+        self.close()
+        return False
+
+    def send(self, data: bytes, fds: list[int]) -> None:
+        """One run's request, its fds attached to the first bytes."""
+        if self._sock is None:
+            raise SandboxSetupError("This warm box was closed; start it again")
+        socket.send_fds(self._sock, [data[:4]], fds)
+        self._sock.sendall(data[4:])
+
+    def close(self) -> None:
+        """Kill the init (and with it the box's pid namespace) and reap it."""
+        if self.pid is not None:
+            os.kill(self.pid, signal.SIGKILL)
+            os.waitpid(self.pid, 0)
+            self.pid = None
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+        if self._lifeline is not None:
+            os.close(self._lifeline)
+            self._lifeline = None
+
+
+def run_many(jobs: list[tuple[RunSpec, BoxCgroup, Slot | None]]) -> list[RunResult]:
+    """Start every run (in fresh namespaces, or in the warm box given), supervise them all in
+    this one process, and return their results in order. If a start fails, the runs already
+    started are killed and ended first."""
     _raise_fd_limit(len(jobs))
     runs: list[Run] = []
     try:
-        for spec, cgroup in jobs:
-            runs.append(Run(spec, cgroup))
+        for spec, cgroup, slot in jobs:
+            runs.append(Run(spec, cgroup, slot))
             runs[-1].start()
         supervise(runs)
     except BaseException:
@@ -127,8 +208,10 @@ class Run:
     ends it. Many runs share one single-threaded process: nothing here blocks but the final
     reap of an init that has already reported."""
 
-    def __init__(self, spec: RunSpec, cgroup: BoxCgroup) -> None:
-        self.spec, self.cgroup = spec, cgroup
+    def __init__(self, spec: RunSpec, cgroup: BoxCgroup, slot: Slot | None = None) -> None:
+        """``slot``: run in that warm box (its init and root already there) instead of
+        cloning a fresh init."""
+        self.spec, self.cgroup, self.slot = spec, cgroup, slot
         lim = spec.limits
         self._cpu_cap = None if lim.time is None else int((lim.time + lim.extra_time) * 1e9)
         self.outcome = _Outcome()
@@ -143,20 +226,16 @@ class Run:
         self._cgroup_started = False
 
     def start(self) -> None:
-        """Prepare the cgroup and pipes and clone init. Raises on failure (then ``abort``)."""
-        if len(os.listdir("/proc/self/task")) > 1:  # any thread, Python's or a C library's
-            raise SandboxSetupError("cellbox cannot start a run from a multi-threaded process "
-                                    "(fork hazards); start runs from a single-threaded process")
+        """Prepare the cgroup and pipes, and clone init (or send the run to the warm box's
+        init). Raises on failure (then ``abort``)."""
+        _require_single_thread()
         spec = self.spec
         filters = seccomp.compile_filters(spec.seccomp)  # once per policy and process
-        init_path = init_binary()
         join = tuple(self.cgroup.start_run(spec.limits.memory, spec.limits.processes))
         self._cgroup_started = True
         child_ends: list[int] = []
         try:
             status_r, status_w = self._pipe(child_ends, parent_reads=True)
-            life_r, _ = self._pipe(child_ends, parent_reads=False)
-            req_r, req_w = self._pipe(child_ends, parent_reads=False)
             self._readers[status_r] = None
             out = err = stdin = None
             if spec.capture_output:
@@ -168,17 +247,42 @@ class Run:
             if spec.stdin_data is not None:
                 stdin, in_w = self._pipe(child_ends, parent_reads=False)
                 self._feed(in_w, spec.stdin_data)
-            run_fds = request.RunFds(stdin, out, err, join)
-            self._feed(req_w, request.encode(spec, run_fds, filters))
-            fds = ChildFds(status_w, life_r, req_r, run_fds)
-            self._started = time.monotonic()
-            pid = syscalls.clone(namespaces.clone_flags(spec.share_net) | signal.SIGCHLD)
-            if pid == 0:
-                init_main(spec, fds, init_path)  # never returns
-            self.pid = pid
+            if self.slot is None:
+                self._clone(child_ends, request.RunFds(status_w, stdin, out, err, join),
+                            filters)
+            else:
+                self._send(request.RunFds(status_w, stdin, out, err, join), filters)
         finally:
             for fd in child_ends:
                 os.close(fd)
+
+    def _clone(self, child_ends: list[int], run_fds: request.RunFds,
+               filters: tuple[bytes, ...]) -> None:
+        init_path = init_binary()
+        life_r, _ = self._pipe(child_ends, parent_reads=False)
+        req_r, req_w = self._pipe(child_ends, parent_reads=False)
+        self._feed(req_w, request.encode(self.spec, run_fds, filters))
+        fds = ChildFds(run_fds.status, life_r, req_r, run_fds)
+        self._started = time.monotonic()
+        pid = syscalls.clone(namespaces.clone_flags(self.spec.share_net) | signal.SIGCHLD)
+        if pid == 0:
+            init_main(self.spec, fds, init_path)  # never returns
+        self.pid = pid
+
+    def _send(self, run_fds: request.RunFds, filters: tuple[bytes, ...]) -> None:
+        """To a warm box: the request, with the run's fds attached (numbered by position)."""
+        assert self.slot is not None
+        passed = [fd for fd in (run_fds.status, run_fds.stdin, run_fds.stdout, run_fds.stderr)
+                  if fd is not None] + list(run_fds.join)
+
+        def index(fd: int | None) -> int | None:
+            return None if fd is None else passed.index(fd)
+
+        numbered = request.RunFds(0, index(run_fds.stdin), index(run_fds.stdout),
+                                  index(run_fds.stderr),
+                                  tuple(range(len(passed) - len(run_fds.join), len(passed))))
+        self._started = time.monotonic()
+        self.slot.send(request.encode(self.spec, numbered, filters, self.slot.renew), passed)
 
     def _pipe(self, child_ends: list[int], parent_reads: bool) -> tuple[int, int]:
         r, w = os.pipe2(os.O_CLOEXEC)
@@ -216,6 +320,13 @@ class Run:
             self.outcome.killed_for = self.outcome.killed_for or Status.OUTPUT_LIMIT
         return False
 
+    def _sweep(self) -> None:
+        if self.cgroup.pids():
+            self.cgroup.kill_all()
+
+    def _init_pid(self) -> int | None:
+        return self.slot.pid if self.slot is not None else self.pid
+
     def tick(self, now: float) -> None:
         """Check the limits; at one, kill the run."""
         lim, outcome = self.spec.limits, self.outcome
@@ -233,19 +344,20 @@ class Run:
                 self.cgroup.kill_all()
                 self._init_deadline = now + INIT_GRACE
         elif self._init_deadline is not None and now > self._init_deadline:
-            assert self.pid is not None
-            os.kill(self.pid, signal.SIGKILL)
+            pid = self._init_pid()
+            if pid is not None:
+                os.kill(pid, signal.SIGKILL)  # a warm box's init too: its slot is then dead
             self._init_deadline = None
 
     def finish(self) -> RunResult:
-        """Reap init, collect the stats and build the result (after ``done``)."""
-        assert self.pid is not None
+        """Reap init (a fresh one), collect the stats and build the result (after ``done``)."""
         try:
-            os.wait4(self.pid, 0)
-            self.pid = None
+            if self.pid is not None:
+                os.wait4(self.pid, 0)
+                self.pid = None
             wall_fallback = time.monotonic() - self._started
-            if self.cgroup.pids():  # cannot happen while pid namespaces hold; never leave any
-                self.cgroup.kill_all()
+            # A fresh run cannot leave any while pid namespaces hold; a warm box's must not.
+            self._sweep()
             stats = self.cgroup.stats()
         finally:
             self._close()
@@ -258,11 +370,16 @@ class Run:
         return result
 
     def abort(self) -> None:
-        """End a run that will not be finished: kill it, reap init, release everything."""
+        """End a run that will not be finished: kill it, reap init, release everything. A
+        warm box's init goes too: what state the run left it in is unknown."""
         if self.pid is not None:
             os.kill(self.pid, signal.SIGKILL)  # the kernel kills its whole pid namespace
             os.waitpid(self.pid, 0)
             self.pid = None
+        if self.slot is not None:
+            self.slot.close()
+        if self._cgroup_started:
+            self._sweep()
         self._close()
 
     def _close(self) -> None:

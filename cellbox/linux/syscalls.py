@@ -50,7 +50,6 @@ _libc.syscall.restype = ctypes.c_long
 _libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong,
                         ctypes.c_char_p]
 _libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
-_libc.sethostname.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
 _libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong,
                         ctypes.c_ulong]
 _libc.setfsuid.argtypes = [ctypes.c_uint]
@@ -106,11 +105,6 @@ def mount_setattr(path: str, attr_set: int, attr_clr: int = 0, recursive: bool =
                          ctypes.c_uint(flags), ctypes.byref(attr),
                          ctypes.c_size_t(ctypes.sizeof(attr))),
            f"mount_setattr {path}")
-
-
-def sethostname(name: str) -> None:
-    raw = name.encode()
-    _check(_libc.sethostname(raw, len(raw)), "sethostname")
 
 
 def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:

@@ -1,17 +1,27 @@
 /* cellbox's init: pid 1 of a box, and the only per-run spawner.
  *
  * The Python init (cellbox.inside) builds the box's root in the new namespaces, then execs
- * this program, which reads one request (cellbox/spawn/request.py writes it) and does the
- * run: fork the program, confine it step by step, exec it; report "started", reap orphans
- * until the program ends, report "exit". A failed step in the program reaches the keeper as
- *     {"kind":"error","step":"<step>","error":"<reason>"}
- * on the status fd and becomes "Sandbox setup failed while <step>: <reason>".
+ * this program, which reads a request (cellbox/spawn/request.py writes it) and does the run:
+ * finish the namespaces (loopback up, hostname), fork the program, confine it step by step,
+ * exec it; report "started", reap orphans until the program ends, report "exit". A failed
+ * step reaches the keeper as
+ *     {"kind": "error", "step": "<step>", "error": "<reason>"}
+ * on the run's status fd and becomes "Sandbox setup failed while <step>: <reason>".
  *
- * Usage: init REQUEST_FD STATUS_FD.  The request is length-prefixed binary, little-endian:
- *   u32 size, then: u32 uid, gid, last_cap, flags; i32 pipe stdin, stdout, stderr (-1: none);
- *   str chdir, stdin, stdout, stderr (empty: none); u32 n × {u32 resource, u32 has_value,
- *   u64 value, str name} rlimits; u32 n × i32 cgroup join fds; u32 n × blob seccomp BPF;
- *   u32 n × str argv; u32 n × str env.   str = u32 length, bytes, NUL; blob = u32 length, bytes.
+ *   init REQUEST_FD STATUS_FD         one run (fresh namespaces), then exit
+ *   init --pool SOCKET_FD STATUS_FD   a warm box: report {"kind": "ready"} on STATUS_FD and
+ *       close it, then one run per request on the unix stream socket, each with its fds
+ *       attached (SCM_RIGHTS). After each run, init kills every process left in the box and
+ *       makes fresh IPC and network namespaces, hostname and tmpfs mounts for the next; it
+ *       exits at EOF. The keeper empties the box's files and resets its cgroup.
+ *
+ * The request is length-prefixed binary, little-endian: u32 size, then: u32 uid, gid,
+ * last_cap, flags; i32 fds status, stdin, stdout, stderr (-1: none); str chdir, stdin, stdout,
+ * stderr (empty: none); u32 n × {u32 resource, u32 has_value, u64 value, str name} rlimits;
+ * u32 n × i32 cgroup join fds; u32 n × blob seccomp BPF; u32 n × {str path, str options}
+ * tmpfs mounts to renew; u32 n × str argv; u32 n × str env.
+ * str = u32 length, bytes, NUL; blob = u32 length, bytes. With --pool, the fds are indices
+ * into the fds attached to the request.
  * pid 1 has no signal handlers: the kernel then drops every signal sent to it from inside.
  */
 #define _GNU_SOURCE
@@ -22,6 +32,8 @@
 #include <linux/capability.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
+#include <net/if.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -29,8 +41,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/fsuid.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -40,8 +55,11 @@
 
 #define FLAG_TTY_HACK 1u
 #define FLAG_STDERR_TO_STDOUT 2u
+#define FLAG_SHARE_NET 4u
 #define MAX_REQUEST (256u << 20)
 #define MAX_ITEMS 65536u
+#define MAX_PASSED_FDS 64
+#define HOSTNAME "cellbox"
 
 /* The same securebits as before the Python init became this program: NOROOT and every lock,
  * with the setuid fix-up left on (it is what clears the capabilities at setresuid). */
@@ -66,14 +84,20 @@ struct blob {
     const unsigned char *data;
 };
 
+struct tmpfs {
+    const char *path, *options;
+};
+
 struct request {
+    unsigned char *buf; /* everything below points into it */
     uint32_t uid, gid, last_cap, flags;
-    int32_t pipe_fd[3];
+    int32_t status_fd, pipe_fd[3];
     const char *chdir, *path[3];
-    uint32_t n_rlimits, n_join, n_filters;
+    uint32_t n_rlimits, n_join, n_filters, n_tmpfs;
     struct rlim *rlimits;
     int32_t *join;
     struct blob *filters;
+    struct tmpfs *tmpfs;
     char **argv, **env;
 };
 
@@ -202,19 +226,20 @@ static void read_fully(int fd, void *buf, size_t n) {
     }
 }
 
-static void read_request(int fd, struct request *q) {
-    uint32_t size;
-    read_fully(fd, &size, 4);
+/* The body of a request of ``size`` bytes (the size already read). */
+static void read_request(int fd, uint32_t size, struct request *q) {
     if (size > MAX_REQUEST)
         fail("the request is %u bytes long", size);
     struct reader r = {malloc(size ? size : 1), size, 0};
     if (!r.buf)
         fail_errno();
+    q->buf = r.buf;
     read_fully(fd, r.buf, size);
     q->uid = u32(&r);
     q->gid = u32(&r);
     q->last_cap = u32(&r);
     q->flags = u32(&r);
+    q->status_fd = (int32_t)u32(&r);
     for (int i = 0; i < 3; i++)
         q->pipe_fd[i] = (int32_t)u32(&r);
     q->chdir = str(&r);
@@ -238,6 +263,12 @@ static void read_request(int fd, struct request *q) {
         q->filters[i].size = u32(&r);
         q->filters[i].data = take(&r, q->filters[i].size);
     }
+    q->n_tmpfs = count(&r);
+    q->tmpfs = items(q->n_tmpfs, sizeof *q->tmpfs);
+    for (uint32_t i = 0; i < q->n_tmpfs; i++) {
+        q->tmpfs[i].path = str(&r);
+        q->tmpfs[i].options = str(&r);
+    }
     uint32_t n = count(&r);
     if (n == 0)
         fail("the request has no command");
@@ -250,6 +281,16 @@ static void read_request(int fd, struct request *q) {
         q->env[i] = (char *)str(&r);
     if (r.pos != r.size)
         fail("the request has %zu bytes left over", r.size - r.pos);
+}
+
+static void free_request(struct request *q) {
+    free(q->rlimits);
+    free(q->join);
+    free(q->filters);
+    free(q->tmpfs);
+    free(q->argv);
+    free(q->env);
+    free(q->buf);
 }
 
 /* ---- init's own set-up ----------------------------------------------------------------- */
@@ -268,6 +309,57 @@ static void reset_signals(void) {
     for (int sig = 1; sig < NSIG; sig++)
         if (sig != SIGKILL && sig != SIGSTOP)
             signal(sig, SIG_DFL); /* EINVAL for the libc-reserved ones: they stay default */
+}
+
+/* ---- the box's namespaces, finished (or renewed) before each run ----------------------- */
+
+/* A fresh network namespace has only ``lo``, and it is down. */
+static void bring_loopback_up(void) {
+    int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (s < 0)
+        fail_errno();
+    struct ifreq ifr;
+    memset(&ifr, 0, sizeof ifr);
+    snprintf(ifr.ifr_name, sizeof ifr.ifr_name, "lo");
+    if (ioctl(s, SIOCGIFFLAGS, &ifr) < 0)
+        fail_errno();
+    ifr.ifr_flags |= IFF_UP;
+    if (ioctl(s, SIOCSIFFLAGS, &ifr) < 0)
+        fail_errno();
+    close(s);
+}
+
+/* A warm box's tmpfs mounts (/dev/shm) are mounted again, empty; the box's own files (/box,
+ * /tmp) are the keeper's to empty. The mount point itself is unmounted: nothing the last run
+ * left inside it is followed. */
+static void renew_tmpfs(const struct request *q) {
+    for (uint32_t i = 0; i < q->n_tmpfs; i++) {
+        const struct tmpfs *t = &q->tmpfs[i];
+        if (umount2(t->path, MNT_DETACH | UMOUNT_NOFOLLOW) < 0
+            || mount("cellbox-tmpfs", t->path, "tmpfs", MS_NOSUID | MS_NODEV, t->options) < 0)
+            fail("%s: %s", t->path, strerror(errno));
+    }
+}
+
+/* Before each run of a warm box: no SysV IPC object, message queue, socket or route of the
+ * last run survives (new namespaces: init is root in the box's user namespace), the
+ * hostname is ours again, and /dev/shm is empty. */
+static void renew_namespaces(const struct request *q) {
+    step = "giving the run fresh IPC and network namespaces";
+    if (unshare(CLONE_NEWIPC | (q->flags & FLAG_SHARE_NET ? 0 : CLONE_NEWNET)) < 0)
+        fail_errno();
+    step = "renewing the box's tmpfs mounts";
+    renew_tmpfs(q);
+}
+
+static void finish_namespaces(const struct request *q) {
+    if (!(q->flags & FLAG_SHARE_NET)) {
+        step = "bringing up the loopback interface";
+        bring_loopback_up();
+    }
+    step = "setting the hostname";
+    if (sethostname(HOSTNAME, strlen(HOSTNAME)) < 0)
+        fail_errno();
 }
 
 /* ---- the program's steps, in order (see program()) ------------------------------------- */
@@ -509,45 +601,40 @@ static int to_fd(const char *s) {
     return (int)v;
 }
 
-int main(int argc, char **argv) {
-    int request_fd = argc == 3 ? to_fd(argv[1]) : -1;
-    status_fd = argc == 3 ? to_fd(argv[2]) : -1;
-    if (request_fd < 0 || status_fd < 0) {
-        fprintf(stderr, "usage: %s REQUEST_FD STATUS_FD (cellbox starts this program)\n",
-                argv[0]);
-        return 2;
-    }
-    /* First: no one in the box may trace init or open its /proc files and fds. */
-    if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
-        fail_errno();
-    reset_signals(); /* the Python init ignored SIGPIPE and SIGXFSZ; exec keeps that */
-    keep_from_program(request_fd);
-    keep_from_program(status_fd);
-    step = "reading the run's request";
-    struct request q;
-    read_request(request_fd, &q);
-    close(request_fd);
-    step = "starting the box's init";
+/* The fds of one run: close-on-exec (the program gets stdio only), and closed by init once
+ * the run is over. */
+static void own_run_fds(struct request *q) {
+    keep_from_program(q->status_fd);
     for (int i = 0; i < 3; i++)
-        keep_from_program(q.pipe_fd[i]);
-    for (uint32_t i = 0; i < q.n_join; i++)
-        keep_from_program(q.join[i]);
+        keep_from_program(q->pipe_fd[i]);
+    for (uint32_t i = 0; i < q->n_join; i++)
+        keep_from_program(q->join[i]);
+}
 
+/* (run() closed the stdio pipes when the program started.) */
+static void close_run_fds(const struct request *q) {
+    for (uint32_t i = 0; i < q->n_join; i++)
+        close(q->join[i]);
+    close(q->status_fd);
+}
+
+/* Fork the program, report its start, reap until it ends, report its end. */
+static void run(const struct request *q) {
     step = "forking the program";
     double started = monotonic();
     pid_t pid = fork();
     if (pid < 0)
         fail_errno();
     if (pid == 0)
-        program(&q);
+        program(q);
     /* The wall clock limit counts from here, not from the keeper's clone: building the root
      * is the sandbox's time, and the reported wall time starts here too. */
     char line[256];
     send_line(line, (size_t)snprintf(line, sizeof line,
                                      "{\"kind\": \"started\", \"at\": %.9f}\n", started));
     for (int i = 0; i < 3; i++)
-        if (q.pipe_fd[i] >= 0)
-            close(q.pipe_fd[i]);
+        if (q->pipe_fd[i] >= 0)
+            close(q->pipe_fd[i]);
     int status;
     struct rusage ru;
     for (;;) { /* reap orphans until the program itself ends */
@@ -563,5 +650,122 @@ int main(int argc, char **argv) {
         "\"nvcsw\": %ld, \"nivcsw\": %ld}\n",
         status, monotonic() - started, (long long)ru.ru_maxrss * 1024, ru.ru_nvcsw,
         ru.ru_nivcsw));
+}
+
+static int one_run(int request_fd) {
+    step = "reading the run's request";
+    uint32_t size;
+    read_fully(request_fd, &size, 4);
+    struct request q;
+    read_request(request_fd, size, &q);
+    close(request_fd);
+    own_run_fds(&q);
+    finish_namespaces(&q);
+    run(&q);
     return 0;
+}
+
+/* Receive the next request's size and its fds; false at EOF (the pool is closing). */
+static int next_request(int sock, uint32_t *size, int *fds, int *n_fds) {
+    union {
+        char buf[CMSG_SPACE(MAX_PASSED_FDS * sizeof(int))];
+        struct cmsghdr align;
+    } control;
+    struct iovec iov = {size, 4};
+    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buf,
+                         .msg_controllen = sizeof control.buf};
+    ssize_t got;
+    do
+        got = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC | MSG_WAITALL);
+    while (got < 0 && errno == EINTR);
+    if (got == 0)
+        return 0;
+    if (got < 0)
+        fail_errno();
+    *n_fds = 0;
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c))
+        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
+            *n_fds = (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+            memcpy(fds, CMSG_DATA(c), (size_t)*n_fds * sizeof(int));
+        }
+    if (got != 4 || (msg.msg_flags & MSG_CTRUNC))
+        fail("a request came with a truncated header or too many fds");
+    return 1;
+}
+
+static int32_t passed(int32_t index, const int *fds, int n_fds) {
+    if (index < 0)
+        return -1;
+    if (index >= n_fds)
+        fail("the request names fd %d of the %d passed", index, n_fds);
+    return fds[index];
+}
+
+/* After a warm box's run: nothing of it may live on (pid 1's kill(-1) reaches every other
+ * process of the box's pid namespace, and only those), then the next run's namespaces are
+ * made now, off the next request's path. */
+static void end_run(const struct request *q) {
+    step = "killing what the run left";
+    if (kill(-1, SIGKILL) < 0 && errno != ESRCH)
+        fail_errno();
+    while (waitpid(-1, NULL, 0) > 0 || errno == EINTR)
+        ;
+    if (errno != ECHILD)
+        fail_errno();
+    renew_namespaces(q);
+    finish_namespaces(q);
+}
+
+/* A warm box: one run per request until the keeper closes the socket. */
+static int pool(int sock) {
+    keep_from_program(sock);
+    int first = 1;
+    for (;;) {
+        step = "reading the run's request";
+        uint32_t size;
+        int fds[MAX_PASSED_FDS], n_fds;
+        if (!next_request(sock, &size, fds, &n_fds))
+            return 0;
+        struct request q;
+        read_request(sock, size, &q);
+        q.status_fd = status_fd = passed(q.status_fd, fds, n_fds);
+        if (status_fd < 0)
+            fail("the request has no status fd");
+        for (int i = 0; i < 3; i++)
+            q.pipe_fd[i] = passed(q.pipe_fd[i], fds, n_fds);
+        for (uint32_t i = 0; i < q.n_join; i++)
+            q.join[i] = passed(q.join[i], fds, n_fds);
+        own_run_fds(&q);
+        if (first) /* later runs find theirs made by the end of the run before */
+            finish_namespaces(&q);
+        first = 0;
+        run(&q);
+        close_run_fds(&q);
+        status_fd = -1; /* the keeper has the result: what fails from here ends the slot */
+        end_run(&q);
+        free_request(&q);
+    }
+}
+
+int main(int argc, char **argv) {
+    int pool_mode = argc == 4 && strcmp(argv[1], "--pool") == 0;
+    int in_fd = argc == 3 + pool_mode ? to_fd(argv[1 + pool_mode]) : -1;
+    status_fd = argc == 3 + pool_mode ? to_fd(argv[2 + pool_mode]) : -1;
+    if (in_fd < 0 || status_fd < 0) {
+        fprintf(stderr, "usage: %s [--pool] REQUEST_FD STATUS_FD (cellbox starts this program)"
+                "\n", argv[0]);
+        return 2;
+    }
+    /* First: no one in the box may trace init or open its /proc files and fds. */
+    if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
+        fail_errno();
+    reset_signals(); /* the Python init ignored SIGPIPE and SIGXFSZ; exec keeps that */
+    keep_from_program(in_fd);
+    keep_from_program(status_fd);
+    if (!pool_mode)
+        return one_run(in_fd);
+    send_line("{\"kind\": \"ready\"}\n", 18);
+    close(status_fd); /* the keeper reads up to EOF */
+    status_fd = -1;
+    return pool(in_fd);
 }

@@ -11,13 +11,16 @@ from cellbox.spec import RunSpec
 
 FLAG_TTY_HACK = 1
 FLAG_STDERR_TO_STDOUT = 2
+FLAG_SHARE_NET = 4
 
 
 @dataclass(frozen=True)
 class RunFds:
-    """The fds the program needs, by their numbers in init: captured stdio pipe ends (or
-    None) and the cgroup files it writes b"0" to, to join."""
+    """The fds of a run, by their numbers in init (for a warm box: their indices among the
+    fds sent with the request): init's status pipe, the captured stdio pipe ends (or None)
+    and the cgroup files the program writes b"0" to, to join."""
 
+    status: int
     stdin: int | None
     stdout: int | None
     stderr: int | None
@@ -63,19 +66,23 @@ def _fd(fd: int | None) -> int:
     return -1 if fd is None else fd
 
 
-def encode(spec: RunSpec, fds: RunFds, filters: tuple[bytes, ...]) -> bytes:
-    """The request for one run of ``spec``; ``filters``: the compiled seccomp BPF."""
+def encode(spec: RunSpec, fds: RunFds, filters: tuple[bytes, ...],
+           renew: tuple[tuple[str, str], ...] = ()) -> bytes:
+    """The request for one run of ``spec``; ``filters``: the compiled seccomp BPF; ``renew``:
+    (path, options) of the tmpfs mounts a warm box mounts again before the run."""
     flags = (FLAG_TTY_HACK if spec.tty_hack else 0) | (
-        FLAG_STDERR_TO_STDOUT if spec.stderr_to_stdout else 0)
+        FLAG_STDERR_TO_STDOUT if spec.stderr_to_stdout else 0) | (
+        FLAG_SHARE_NET if spec.share_net else 0)
     body = b"".join([
-        struct.pack("<IIIIiii", spec.uid, spec.gid, LAST_CAP, flags, _fd(fds.stdin),
-                    _fd(fds.stdout), _fd(fds.stderr)),
+        struct.pack("<IIIIiiii", spec.uid, spec.gid, LAST_CAP, flags, fds.status,
+                    _fd(fds.stdin), _fd(fds.stdout), _fd(fds.stderr)),
         _str(spec.chdir), _str(spec.stdin or ""), _str(spec.stdout or ""),
         _str(spec.stderr or ""),
         _list([struct.pack("<IIQ", res, value is not None, value or 0) + _str(name)
                for name, res, value in _rlimits(spec)]),
         _list([struct.pack("<i", fd) for fd in fds.join]),
         _list([struct.pack("<I", len(code)) + code for code in filters]),
+        _list([_str(path) + _str(options) for path, options in renew]),
         _list([_str(a) for a in spec.argv]),
         _list([_str(f"{k}={v}") for k, v in spec.env.items()]),
     ])
