@@ -44,15 +44,17 @@ from cellbox.spec import RunSpec
 
 
 class Pool:
-    def __init__(self, size: int = 2, *, config: Config | None = None,
-                 dirs: Sequence[str] = (), default_dirs: bool = True, share_net: bool = False,
+    def __init__(self, size: int = 2, *, box_ids: Sequence[int] | None = None,
+                 config: Config | None = None, dirs: Sequence[str] = (),
+                 default_dirs: bool = True, share_net: bool = False,
                  quota: tuple[int, int] | None = None) -> None:
-        """``size`` warm boxes. ``dirs``, ``default_dirs``, ``share_net``: the boxes' root and
-        network, fixed for the pool's life (see ``Box.run``); ``quota``: (KiB, inodes) of
-        each box's storage."""
-        if size < 1:
-            raise BoxStateError(f"A pool needs at least one box, not {size}")
-        self._size, self._config, self._quota = size, config, quota
+        """``size`` warm boxes: the first free ones, or those of ``box_ids``. ``dirs``,
+        ``default_dirs``, ``share_net``: the boxes' root and network, fixed for the pool's
+        life (see ``Box.run``); ``quota``: (KiB, inodes) of each box's storage."""
+        ids: list[int | None] = list(box_ids) if box_ids is not None else [None] * size
+        if not ids:
+            raise BoxStateError("A pool needs at least one box")
+        self._ids, self._config, self._quota = ids, config, quota
         self._root = run_spec([], dirs=dirs, default_dirs=default_dirs, share_net=share_net)
         self._stack = contextlib.ExitStack()
         self._slots: list[tuple[Box, Slot, RunSpec]] = []  # the box's root, resolved
@@ -60,8 +62,9 @@ class Pool:
 
     def __enter__(self) -> Pool:
         try:
-            for _ in range(self._size):
-                box = self._stack.enter_context(Box(config=self._config, quota=self._quota))
+            for box_id in self._ids:
+                box = self._stack.enter_context(Box(box_id, config=self._config,
+                                                    quota=self._quota))
                 root = box._boxes.resolve(box._leased(), box._caller, self._root)
                 slot = Slot(root)
                 self._stack.callback(slot.close)

@@ -11,9 +11,10 @@ Cases:
 - isolate (only when ``isolate`` is on PATH): ``--run`` on an initialised box, and a full
   ``--cg`` init + run + cleanup cycle;
 - cellbox: the library from fresh namespaces (a leased box, one ``Box.run`` per round, in a
-  worker process), the CLI ``--run`` on an initialised box, and the CLI init + run + cleanup;
+  worker process), the library's warm pool (``Pool.run`` on a one-box pool, in a worker
+  process), the CLI ``--run`` on an initialised box, and the CLI init + run + cleanup;
 - with ``langs``: ``python3 -c pass`` and a C hello world, bare and in the cellbox library.
-Then runs/s with 2 workers for the floor, the peers and the cellbox library, and the
+Then runs/s with 2 workers for the floor, the peers, the cellbox library and the pool, and the
 many-boxes case (``cellbox.bench.many``): N boxes running ``sleep 1`` at once under one
 keeper, with the host memory per live box.
 
@@ -43,8 +44,9 @@ from cellbox.config import ENV_VAR, write_private_config
 TRUE = ["/bin/true"]
 PYTHON = ["/usr/bin/python3", "-c", "pass"]
 HELLO_C = '#include <stdio.h>\nint main(void) { puts("hello"); return 0; }\n'
-NUM_BOXES = 4  # 0: CLI --run, 1: CLI cycle, 2 and 3: library workers
-CLI_RUN_BOX, CLI_CYCLE_BOX, LIB_BOXES = 0, 1, (2, 3)
+NUM_BOXES = 6  # 0: CLI --run, 1: CLI cycle, 2 and 3: library workers, 4 and 5: pool workers
+CLI_RUN_BOX, CLI_CYCLE_BOX, LIB_BOXES, POOL_BOXES = 0, 1, (2, 3), (4, 5)
+LIB, POOL = "cellbox library, fresh namespaces", "cellbox pool, warm box"
 UNSHARE = ["unshare", "--pid", "--fork", "--mount", "--net", "--ipc", "--uts"]
 # The same kind of root as a cellbox run: read-only system dirs, fresh proc, dev and tmp.
 BWRAP = ["bwrap", "--unshare-all", "--die-with-parent", "--ro-bind", "/usr", "/usr",
@@ -93,10 +95,12 @@ def spawn_wait(argv: list[str], env: dict[str, str] | None = None) -> int:
 
 
 class LibraryWorker:
-    """A ``cellbox.bench.worker`` process holding a lease on one box."""
+    """A ``cellbox.bench.worker`` process holding a lease on one box (``pool``: keeping it
+    warm)."""
 
-    def __init__(self, box_id: int, env: dict[str, str]) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-m", "cellbox.bench.worker", str(box_id)],
+    def __init__(self, box_id: int, env: dict[str, str], pool: bool = False) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-m", "cellbox.bench.worker", str(box_id),
+                                      *(["pool"] if pool else [])],
                                      env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      text=True)
         self._reply()  # ready
@@ -114,14 +118,6 @@ class LibraryWorker:
         self.proc.stdin.write(json.dumps(request) + "\n")
         self.proc.stdin.flush()
         return self._reply()
-
-    def many_boxes(self, count: int, seconds: float = 1.0) -> None:
-        """``count`` boxes running ``sleep`` at once under one keeper (after the other cases:
-        it takes boxes the CLI cases use)."""
-        from cellbox.bench.many import measure
-
-        self.results.many_boxes = measure(count, seconds, self.env)
-        self.results.failures += self.results.many_boxes["failed"]
 
     def close(self) -> None:
         assert self.proc.stdin is not None
@@ -144,6 +140,7 @@ class Bench:
         self.cli = cli or default_cli()
         self.results = Results(load_before=os.getloadavg())
         self.workers: list[LibraryWorker] = []
+        self.pool_workers: list[LibraryWorker] = []
 
     # -- cases ---------------------------------------------------------------------------
 
@@ -166,9 +163,9 @@ class Bench:
                 self.results.failures.append(f"cellbox {cmd[0]} exited {code}")
         return time.perf_counter() - start
 
-    def _library(self, argv: list[str]) -> Callable[[], float]:
+    def _library(self, argv: list[str], pool: bool = False) -> Callable[[], float]:
         def once() -> float:
-            reply = self.workers[0].ask(argv=argv, runs=1)
+            reply = (self.pool_workers if pool else self.workers)[0].ask(argv=argv, runs=1)
             self.results.failures += reply["failed"]
             return float(reply["ns"][0]) / 1e9
         return once
@@ -189,7 +186,8 @@ class Bench:
         else:
             self.results.skipped.append("isolate: not on PATH (Debian does not package it)")
         cases += [
-            Case("cellbox library, fresh namespaces", "cellbox", self._library(TRUE)),
+            Case(LIB, "cellbox", self._library(TRUE)),
+            Case(POOL, "cellbox", self._library(TRUE, pool=True)),
             Case("cellbox --run (CLI)", "cellbox", self._timed(cli_run, self.env)),
             Case("cellbox --init, --run, --cleanup (CLI)", "cellbox", self._cli_cycle),
         ]
@@ -232,6 +230,7 @@ class Bench:
         if shutil.which("isolate"):
             spawn_wait(["isolate", ISOLATE_RUN_BOX, "--init"])
         self.workers = [LibraryWorker(b, self.env) for b in LIB_BOXES]
+        self.pool_workers = [LibraryWorker(b, self.env, pool=True) for b in POOL_BOXES]
 
     def latency(self, cases: list[Case], rounds: int, warmup: int,
                 tick: Callable[[], None]) -> None:
@@ -248,24 +247,24 @@ class Bench:
 
     def throughput(self, seconds: float, tick: Callable[[], None]) -> None:
         """Runs/s with 2 workers: 2 spawning processes for the floor and peers, the 2 library
-        workers for cellbox."""
+        workers, then the 2 pool workers, for cellbox."""
         for name, argv in (("floor: posix_spawn + wait", TRUE),
                            ("unshare (pid, mnt, net, ipc, uts)", UNSHARE + TRUE),
                            ("bwrap --unshare-all", BWRAP + TRUE)):
             self.results.throughput[name] = _processes_rate(argv, seconds)
             tick()
-        replies: list[dict[str, Any]] = []
-        threads = [threading.Thread(target=lambda w=w: replies.append(
-            w.ask(argv=TRUE, seconds=seconds))) for w in self.workers]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        self.results.throughput["cellbox library, fresh namespaces"] = sum(
-            r["runs"] / r["elapsed"] for r in replies)
-        for r in replies:
-            self.results.failures += r["failed"]
-        tick()
+        for name, workers in ((LIB, self.workers), (POOL, self.pool_workers)):
+            replies: list[dict[str, Any]] = []
+            threads = [threading.Thread(target=lambda w=w, out=replies: out.append(
+                w.ask(argv=TRUE, seconds=seconds))) for w in workers]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            self.results.throughput[name] = sum(r["runs"] / r["elapsed"] for r in replies)
+            for r in replies:
+                self.results.failures += r["failed"]
+            tick()
 
     def many_boxes(self, count: int, seconds: float = 1.0) -> None:
         """``count`` boxes running ``sleep`` at once under one keeper (after the other cases:
@@ -277,7 +276,7 @@ class Bench:
 
     def close(self) -> None:
         """End the leases, clean the CLI's boxes, then check that nothing is left."""
-        for w in self.workers:
+        for w in self.workers + self.pool_workers:
             w.close()
         for box in (CLI_RUN_BOX, CLI_CYCLE_BOX):
             spawn_wait(self.cli + [f"--box-id={box}", "--cleanup"], self.env)

@@ -160,7 +160,7 @@ def bench_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="cellbox-bench",
                    help="directory for bench.json and bench.png (default ./cellbox-bench)")
     p.add_argument("--first-uid", type=int, default=73000,
-                   help="first box uid/gid of the bench's 4 + COUNT boxes; must be used by "
+                   help="first box uid/gid of the bench's 6 + COUNT boxes; must be used by "
                         "nothing else (default 73000)")
     return p
 
@@ -184,7 +184,7 @@ def bench_main(argv: list[str]) -> int:
             task = progress.add_task("latency", total=args.warmup + args.rounds)
             bench.latency(cases, args.rounds, args.warmup, lambda: progress.advance(task))
             if args.throughput_seconds > 0:
-                task = progress.add_task("throughput", total=4)
+                task = progress.add_task("throughput", total=5)
                 bench.throughput(args.throughput_seconds, lambda: progress.advance(task))
             if args.many_boxes:
                 progress.add_task(f"{args.many_boxes} boxes at once", total=None)
