@@ -47,6 +47,7 @@ def test_runs_go_at_the_same_time_and_keep_their_own_results():
     assert most == n  # all the programs were alive at once
 
 
+@pytest.mark.cgroup2
 def test_one_run_hitting_a_limit_or_failing_leaves_the_others_alone():
     with contextlib.ExitStack() as stack:
         a, b, c = (stack.enter_context(Box()) for _ in range(3))

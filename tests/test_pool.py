@@ -44,6 +44,7 @@ def test_no_channel_keeps_a_marker_for_the_next_run(leftovers: str):
         assert again.stderr == b""
 
 
+@pytest.mark.cgroup2
 def test_a_background_process_does_not_outlive_its_run():
     with Pool(size=1) as pool:
         r = pool.run(["/bin/sh", "-c", "sleep 1000 & sleep 1000 & echo started"],
@@ -56,6 +57,7 @@ def test_a_background_process_does_not_outlive_its_run():
         assert int(r.stdout) <= 3, r.stdout
 
 
+@pytest.mark.cgroup2
 def test_memory_and_cpu_of_a_run_are_not_charged_to_the_next():
     with Pool(size=1) as pool:
         hog = pool.run(["python3", "-c", "b = bytearray(100 << 20); import time\n"
