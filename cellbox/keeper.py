@@ -1,4 +1,4 @@
-"""The keeper supervises one run: spawn, timers, I/O, accounting, kill, result.
+"""The keeper supervises runs: spawn, timers, I/O, accounting, kill, result.
 
     keeper (host namespaces, root)
       └─ clone(new pid/mount/net/ipc/uts namespaces) → init (pid 1 of the box, inside.init_main,
@@ -6,17 +6,22 @@
             └─ fork → program (joins the cgroup, drops privileges, execve)
 
 Killing init makes the kernel kill every process of the box's pid namespace, so ending a
-run needs one signal; init dies with the keeper too (PR_SET_PDEATHSIG).
+run needs one signal; init dies with the keeper too (PR_SET_PDEATHSIG). One keeper process
+drives any number of runs from one poll loop (``Run``, ``supervise``, ``run_many``). A warm
+box (``Slot``, for the pool) keeps its init between runs and gets one request per run.
 """
 
 from __future__ import annotations
 
+# _socket, the C module: socket.py imports selectors, array and enum helpers (a few ms of
+# every command's start-up) for a socketpair and one sendmsg.
+import _socket
 import json
 import os
 import resource
 import select
 import signal
-import socket
+import struct
 import time
 from dataclasses import dataclass, field
 
@@ -105,14 +110,14 @@ class Slot:
         self.renew = tuple((r.inside, mounts.SHM_OPTIONS) for r in spec.rules
                            if r.kind is Kind.SHM)
         self.pid: int | None = None
-        self._sock: socket.socket | None = None
+        self._sock: _socket.socket | None = None
         self._lifeline: int | None = None
 
     def start(self) -> None:
         """Clone the init and wait until it is ready; raises SandboxSetupError if it fails."""
         _require_single_thread()
         init_path = init_binary()
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        ours, theirs = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM)
         status_r, status_w = os.pipe2(os.O_CLOEXEC)
         life_r, self._lifeline = os.pipe2(os.O_CLOEXEC)
         try:
@@ -149,7 +154,8 @@ class Slot:
         """One run's request, its fds attached to the first bytes."""
         if self._sock is None:
             raise SandboxSetupError("This warm box was closed; start it again")
-        socket.send_fds(self._sock, [data[:4]], fds)
+        rights = (_socket.SOL_SOCKET, _socket.SCM_RIGHTS, struct.pack(f"{len(fds)}i", *fds))
+        self._sock.sendmsg([data[:4]], [rights])
         self._sock.sendall(data[4:])
 
     def close(self) -> None:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
-import subprocess
 
 from cellbox.errors import SandboxSetupError
 
@@ -38,6 +37,8 @@ def _check_root_only(path: str) -> None:
 
 
 def _build(target: str) -> None:
+    import subprocess  # once per machine and source: not on every run's import path
+
     tmp = f"{target}.tmp{os.getpid()}"
     try:
         subprocess.run(["gcc", *CFLAGS, "-o", tmp, SOURCE], check=True, capture_output=True,
