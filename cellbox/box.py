@@ -252,15 +252,25 @@ class Boxes:
         return replace(spec, rules=resolve_sources(spec.rules, box_dir), box_dir=box_dir,
                        uid=self.config.box_uid(box_id), gid=self.config.box_gid(box_id))
 
-    def run_warm(self, lock: BoxLock, caller: Caller, spec: RunSpec, slot: Slot) -> RunResult:
-        """A pool's run in its leased box's warm init (``slot``): ``spec`` is resolved
-        already (``resolve``). No record is written: the lease's record stands for the pool's
-        life, and whoever takes the lock after the pool died repairs the box."""
+    def warm(self, lock: BoxLock, caller: Caller, root: RunSpec) -> Slot:
+        """A warm init for a leased box (the pool's): started, with the root of ``root``
+        (its rules and network); its ``spec`` is ``root`` resolved for this box."""
+        from cellbox import keeper  # the run path only
+
+        slot = keeper.Slot(self.resolve(lock, caller, root), self.cgroups.box(lock.box_id))
+        slot.start()
+        return slot
+
+    def run_warm(self, caller: Caller, spec: RunSpec, slot: Slot) -> RunResult:
+        """A pool's run in its leased box's warm init (``slot``); ``spec`` is the slot's,
+        with the run's argv, environment and limits. No record is written: the lease's record
+        stands for the pool's life, and whoever takes the lock after the pool died repairs
+        the box."""
         from cellbox import keeper  # the run path only
 
         self._prepare_files(spec)
         try:
-            return keeper.run_many([(spec, self.cgroups.box(lock.box_id), slot)])[0]
+            return keeper.run_many([(spec, slot.cgroup, slot)])[0]
         finally:
             self._restore_files(spec.box_dir, caller.uid, caller.gid, False)
 

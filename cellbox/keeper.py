@@ -103,10 +103,11 @@ class Slot:
     """A warm box: its init cloned once into the box's namespaces, with the root built, and
     kept alive between runs (the C init in --pool mode). It takes one run at a time, each
     with fresh IPC and network namespaces, hostname and tmpfs mounts; the box layer empties
-    the box's files and the run its cgroup. ``spec`` gives the root (rules, box, network)."""
+    the box's files and the run its cgroup. ``spec`` gives the root (rules, box, network);
+    ``cgroup`` is the box's, for its runs."""
 
-    def __init__(self, spec: RunSpec) -> None:
-        self.spec = spec
+    def __init__(self, spec: RunSpec, cgroup: BoxCgroup) -> None:
+        self.spec, self.cgroup = spec, cgroup
         self.renew = tuple((r.inside, mounts.SHM_OPTIONS) for r in spec.rules
                            if r.kind is Kind.SHM)
         self.pid: int | None = None

@@ -32,15 +32,17 @@ import contextlib
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cellbox import storage
 from cellbox.api import DEFAULT_POLICY, Box, run_spec, with_argv
 from cellbox.config import Config
 from cellbox.errors import BoxStateError
-from cellbox.keeper import Slot
 from cellbox.limits import Limits
 from cellbox.result import RunResult
-from cellbox.spec import RunSpec
+
+if TYPE_CHECKING:
+    from cellbox.keeper import Slot
 
 
 class Pool:
@@ -57,7 +59,7 @@ class Pool:
         self._ids, self._config, self._quota = ids, config, quota
         self._root = run_spec([], dirs=dirs, default_dirs=default_dirs, share_net=share_net)
         self._stack = contextlib.ExitStack()
-        self._slots: list[tuple[Box, Slot, RunSpec]] = []  # the box's root, resolved
+        self._slots: list[tuple[Box, Slot]] = []
         self._next = 0
 
     def __enter__(self) -> Pool:
@@ -65,11 +67,9 @@ class Pool:
             for box_id in self._ids:
                 box = self._stack.enter_context(Box(box_id, config=self._config,
                                                     quota=self._quota))
-                root = box._boxes.resolve(box._leased(), box._caller, self._root)
-                slot = Slot(root)
+                slot = box._boxes.warm(box._leased(), box._caller, self._root)
                 self._stack.callback(slot.close)
-                slot.start()
-                self._slots.append((box, slot, root))
+                self._slots.append((box, slot))
         except BaseException:
             self._stack.close()
             raise
@@ -81,7 +81,7 @@ class Pool:
 
     @property
     def box_ids(self) -> list[int]:
-        return [box.box_id for box, _, _ in self._slots]
+        return [box.box_id for box, _ in self._slots]
 
     def run(self, argv: Sequence[str], limits: Limits | None = None, *,
             files: Mapping[str, bytes | str] | None = None,
@@ -92,12 +92,12 @@ class Pool:
         /box: contents). The other options are ``Box.run``'s."""
         if not self._slots:
             raise BoxStateError("The pool is not open: use 'with Pool() as pool:'")
-        box, slot, root = self._slots[self._next]
+        box, slot = self._slots[self._next]
         self._next = (self._next + 1) % len(self._slots)
         run = with_argv(run_spec([], limits, stdin=stdin, capture_output=capture_output,
                                  env=env, chdir=chdir, syscalls=syscalls,
                                  seccomp_policy=seccomp_policy), argv)
-        spec = replace(root, argv=run.argv, env=run.env, limits=run.limits, chdir=run.chdir,
+        spec = replace(slot.spec, argv=run.argv, env=run.env, limits=run.limits, chdir=run.chdir,
                        seccomp=run.seccomp, capture_output=run.capture_output,
                        stdin_data=run.stdin_data)
         if not slot.alive:
@@ -105,4 +105,4 @@ class Pool:
         storage.empty_dir(box._workdir())
         for name, data in (files or {}).items():
             box.write_file(name, data)
-        return box._boxes.run_warm(box._leased(), box._caller, spec, slot)
+        return box._boxes.run_warm(box._caller, spec, slot)
