@@ -38,7 +38,8 @@ def test_bench_runs_every_case_and_leaves_nothing(tmp_path: Path) -> None:
     names = set(report["latency"])
     assert {"floor: posix_spawn + wait", "bwrap --unshare-all",
             "cellbox library, fresh namespaces", "cellbox pool, warm box", "cellbox --run (CLI)",
-            "python3 -c pass, cellbox library", "C hello, cellbox library"} <= names
+            "python3 -c pass, cellbox library", "C hello, cellbox library",
+            "Java hello, cellbox library"} <= names
     assert all(len(case["samples_ms"]) == 2 for case in report["latency"].values())
     assert report["throughput"]["cellbox library, fresh namespaces"] > 0
     assert report["throughput"]["cellbox pool, warm box"] > 0

@@ -18,7 +18,7 @@ LIB = "cellbox library, fresh namespaces"
 POOL = "cellbox pool, warm box"
 CLI_RUN = "cellbox --run (CLI)"
 CLI_CYCLE = "cellbox --init, --run, --cleanup (CLI)"
-LANGS = ("python3 -c pass", "C hello")  # "<lang>, bare" and "<lang>, cellbox library"
+LANGS = ("python3 -c pass", "C hello", "Java hello")  # "<lang>, bare" and "<lang>, cellbox library"
 
 
 def percentile(samples: list[float], q: float) -> float:

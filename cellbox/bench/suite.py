@@ -13,7 +13,8 @@ Cases:
 - cellbox: the library from fresh namespaces (a leased box, one ``Box.run`` per round, in a
   worker process), the library's warm pool (``Pool.run`` on a one-box pool, in a worker
   process), the CLI ``--run`` on an initialised box, and the CLI init + run + cleanup;
-- with ``langs``: ``python3 -c pass`` and a C hello world, bare and in the cellbox library.
+- with ``langs``: ``python3 -c pass``, a C hello world and a Java hello world, bare and in the
+  cellbox library (Java with 64 processes allowed: the JVM starts a dozen threads).
 Then runs/s with 2 workers for the floor, the peers, the cellbox library and the pool, and the
 many-boxes case (``cellbox.bench.many``): N boxes running ``sleep 1`` at once under one
 keeper, with the host memory per live box.
@@ -44,6 +45,9 @@ from cellbox.config import ENV_VAR, write_private_config
 TRUE = ["/bin/true"]
 PYTHON = ["/usr/bin/python3", "-c", "pass"]
 HELLO_C = '#include <stdio.h>\nint main(void) { puts("hello"); return 0; }\n'
+HELLO_JAVA = ('public class Hello { public static void main(String[] a) '
+              '{ System.out.println("hello"); } }\n')
+JAVA_PROCESSES = 64
 NUM_BOXES = 6  # 0: CLI --run, 1: CLI cycle, 2 and 3: library workers, 4 and 5: pool workers
 CLI_RUN_BOX, CLI_CYCLE_BOX, LIB_BOXES, POOL_BOXES = 0, 1, (2, 3), (4, 5)
 LIB, POOL = "cellbox library, fresh namespaces", "cellbox pool, warm box"
@@ -163,9 +167,11 @@ class Bench:
                 self.results.failures.append(f"cellbox {cmd[0]} exited {code}")
         return time.perf_counter() - start
 
-    def _library(self, argv: list[str], pool: bool = False) -> Callable[[], float]:
+    def _library(self, argv: list[str], pool: bool = False,
+                 processes: int = 1) -> Callable[[], float]:
         def once() -> float:
-            reply = (self.pool_workers if pool else self.workers)[0].ask(argv=argv, runs=1)
+            worker = (self.pool_workers if pool else self.workers)[0]
+            reply = worker.ask(argv=argv, runs=1, processes=processes)
             self.results.failures += reply["failed"]
             return float(reply["ns"][0]) / 1e9
         return once
@@ -199,6 +205,15 @@ class Bench:
                 Case("C hello, bare", "floor", self._timed([hello])),
                 Case("C hello, cellbox library", "cellbox", self._library(["/box/hello"])),
             ]
+            classes = self._hello_java()
+            # The JDK's own path: /usr/bin/java links through /etc/alternatives, which the
+            # default rules do not bind.
+            java = os.path.realpath(shutil.which("java") or "java")
+            cases += [
+                Case("Java hello, bare", "floor", self._timed([java, "-cp", classes, "Hello"])),
+                Case("Java hello, cellbox library", "cellbox",
+                     self._library([java, "-cp", "/box", "Hello"], processes=JAVA_PROCESSES)),
+            ]
         return cases
 
     def _hello_c(self) -> str:
@@ -210,6 +225,16 @@ class Bench:
         subprocess.run(["gcc", "-O2", "-o", binary, source], check=True)
         self.workers[0].ask(copy=binary, name="hello")
         return binary
+
+    def _hello_java(self) -> str:
+        """Compile the Java hello world on the host and copy the class into the library
+        worker's box; returns the host directory that holds the class."""
+        source = os.path.join(self.top, "Hello.java")
+        with open(source, "w") as f:
+            f.write(HELLO_JAVA)
+        subprocess.run(["javac", "-d", self.top, source], check=True)
+        self.workers[0].ask(copy=os.path.join(self.top, "Hello.class"), name="Hello.class")
+        return self.top
 
     def _isolate_cycle(self) -> float:
         start = time.perf_counter()

@@ -7,6 +7,7 @@ threads (progress bar, throughput), which the keeper refuses (fork hazards), and
 
 Protocol, one JSON object per line on stdin, one reply per line on stdout:
     {"argv": [...], "runs": N}         -> {"ns": [N durations], "failed": [statuses]}
+      (either form may add "processes": P, the run's process limit; default 1)
     {"argv": [...], "seconds": S}      -> {"runs": n, "elapsed": seconds, "failed": [...]}
     {"copy": HOST_PATH, "name": NAME}  -> {"failed": []}  (an executable into the box)
 EOF on stdin ends the lease (the box is cleaned up).
@@ -22,11 +23,11 @@ import sys
 import time
 from typing import Protocol
 
-from cellbox import Box, Pool, RunResult, Status
+from cellbox import Box, Limits, Pool, RunResult, Status
 
 
 class _Runner(Protocol):
-    def run(self, argv: list[str]) -> RunResult: ...
+    def run(self, argv: list[str], limits: Limits | None = None) -> RunResult: ...
 
 
 def _serve(box: _Runner) -> None:
@@ -40,22 +41,23 @@ def _serve(box: _Runner) -> None:
             print(json.dumps({"failed": failed}), flush=True)
             continue
         argv = req["argv"]
+        limits = Limits(processes=int(req.get("processes", 1)))
         if "seconds" in req:
             runs, start = 0, time.monotonic()
             deadline = start + float(req["seconds"])
             while time.monotonic() < deadline:
-                _run(box, argv, failed)
+                _run(box, argv, limits, failed)
                 runs += 1
             reply: dict[str, object] = {"runs": runs, "elapsed": time.monotonic() - start}
         else:
-            reply = {"ns": [_run(box, argv, failed) for _ in range(int(req["runs"]))]}
+            reply = {"ns": [_run(box, argv, limits, failed) for _ in range(int(req["runs"]))]}
         reply["failed"] = failed[:5]
         print(json.dumps(reply), flush=True)
 
 
-def _run(box: _Runner, argv: list[str], failed: list[str]) -> int:
+def _run(box: _Runner, argv: list[str], limits: Limits, failed: list[str]) -> int:
     start = time.perf_counter_ns()
-    result = box.run(argv)
+    result = box.run(argv, limits)
     took = time.perf_counter_ns() - start
     if result.status is not Status.OK:
         failed.append(f"{result.status.name}: {result.message}")

@@ -152,8 +152,8 @@ def bench_parser() -> argparse.ArgumentParser:
     p.add_argument("--throughput-seconds", type=float, default=2.0,
                    help="seconds per throughput case; 0 skips throughput (default 2)")
     p.add_argument("--langs", action="store_true",
-                   help="also time python3 -c pass and a C hello world, bare and in the cellbox "
-                        "library (needs gcc)")
+                   help="also time python3 -c pass, a C hello world and a Java hello world, "
+                        "bare and in the cellbox library (needs gcc and a JDK)")
     p.add_argument("--many-boxes", type=int, default=500, metavar="COUNT",
                    help="boxes running sleep 1 at once under one keeper, for the host memory "
                         "per live box; 0 skips the case (default 500)")
