@@ -207,12 +207,12 @@ class Bench:
             ]
             classes = self._hello_java()
             # The JDK's own path: /usr/bin/java links through /etc/alternatives, which the
-            # default rules do not bind.
-            java = os.path.realpath(shutil.which("java") or "java")
+            # default rules do not bind. No perf data: no /tmp/hsperfdata_* left behind.
+            java = [os.path.realpath(shutil.which("java") or "java"), "-XX:-UsePerfData", "-cp"]
             cases += [
-                Case("Java hello, bare", "floor", self._timed([java, "-cp", classes, "Hello"])),
+                Case("Java hello, bare", "floor", self._timed([*java, classes, "Hello"])),
                 Case("Java hello, cellbox library", "cellbox",
-                     self._library([java, "-cp", "/box", "Hello"], processes=JAVA_PROCESSES)),
+                     self._library([*java, "/box", "Hello"], processes=JAVA_PROCESSES)),
             ]
         return cases
 
