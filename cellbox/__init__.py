@@ -8,19 +8,24 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
-__all__ = ["Box", "Limits", "RunResult", "Status"]
+__all__ = ["Box", "Limits", "Pool", "RunResult", "Status", "run_many"]
 
 if TYPE_CHECKING:
-    from cellbox.api import Box
+    from cellbox.api import Box, run_many
     from cellbox.limits import Limits
+    from cellbox.pool import Pool
     from cellbox.result import RunResult, Status
 
 
 def __getattr__(name: str) -> object:
-    if name == "Box":
-        from cellbox.api import Box
+    if name in ("Box", "run_many"):
+        from cellbox import api
 
-        return Box
+        return getattr(api, name)
+    if name == "Pool":
+        from cellbox.pool import Pool
+
+        return Pool
     if name == "Limits":
         from cellbox.limits import Limits
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from cellbox import storage
@@ -46,9 +47,7 @@ class Box:
 
     @property
     def box_id(self) -> int:
-        if self._lock is None:
-            raise BoxStateError("The box is not open: use 'with Box() as box:'")
-        return self._lock.box_id
+        return self._leased().box_id
 
     def __enter__(self) -> Box:
         if self._box_id is None:
@@ -70,6 +69,11 @@ class Box:
             finally:
                 self._lock.release()
                 self._lock = None
+
+    def _leased(self) -> BoxLock:
+        if self._lock is None:
+            raise BoxStateError("The box is not open: use 'with Box() as box:'")
+        return self._lock
 
     def _workdir(self) -> str:
         self.box_id  # noqa: B018 - raises if not open
@@ -99,24 +103,62 @@ class Box:
         ``seccomp_policy``: a built-in policy name or a TOML file. What they allow beyond the
         default is listed in ``RunResult.seccomp_weakened``. ``stderr_to_stdout``: both go to
         one stream, in the order written (``RunResult.stdout``)."""
-        if not argv:
-            raise BoxStateError("run() needs a program: argv is empty")
-        if isinstance(stdin, Path):
-            stdin = stdin.read_bytes()
-        elif isinstance(stdin, str):
-            stdin = stdin.encode()
-        environment = dict(env) if env is not None else {"PATH": DEFAULT_PATH}
-        spec = RunSpec(
-            argv=list(argv),
-            env=build_env([], False, {}) | environment,
-            rules=build_dir_rules(dirs, defaults=default_dirs),
-            limits=limits or Limits(),
-            chdir=normalise_workdir(chdir),
-            share_net=share_net,
-            seccomp=load_policy(seccomp_policy, parse_changes(list(syscalls))),
-            capture_output=capture_output,
-            stderr_to_stdout=stderr_to_stdout,
-            stdin_data=stdin if stdin is not None else (b"" if capture_output else None),
-        )
-        assert self._lock is not None
-        return self._boxes.run(self._lock, self._caller, spec)
+        return run_many([(self, argv)], limits, stdin=stdin, capture_output=capture_output,
+                        env=env, dirs=dirs, default_dirs=default_dirs, chdir=chdir,
+                        share_net=share_net, syscalls=syscalls,
+                        seccomp_policy=seccomp_policy, stderr_to_stdout=stderr_to_stdout)[0]
+
+
+def run_many(jobs: Sequence[tuple[Box, Sequence[str]]], limits: Limits | None = None, *,
+             stdin: bytes | str | Path | None = None, capture_output: bool = True,
+             env: Mapping[str, str] | None = None, dirs: Sequence[str] = (),
+             default_dirs: bool = True, chdir: str = "/box",
+             share_net: bool = False, syscalls: Sequence[str] = (),
+             seccomp_policy: str = DEFAULT_POLICY,
+             stderr_to_stdout: bool = False) -> list[RunResult]:
+    """Run each ``(box, argv)`` at the same time, with the same options (see ``Box.run``),
+    all supervised by this process; the results come in the order of ``jobs``. The boxes
+    must be distinct open boxes of one configuration."""
+    if not jobs:
+        return []
+    if len({id(box) for box, _ in jobs}) < len(jobs):
+        raise BoxStateError("run_many() runs one program per box: a box appears twice")
+    base = run_spec([], limits, stdin=stdin, capture_output=capture_output, env=env,
+                    dirs=dirs, default_dirs=default_dirs, chdir=chdir, share_net=share_net,
+                    syscalls=syscalls, seccomp_policy=seccomp_policy,
+                    stderr_to_stdout=stderr_to_stdout)
+    leases = [(box._leased(), with_argv(base, argv)) for box, argv in jobs]
+    first = jobs[0][0]
+    return first._boxes.run_many(leases, first._caller)
+
+
+def run_spec(argv: Sequence[str], limits: Limits | None = None, *,
+             stdin: bytes | str | Path | None = None, capture_output: bool = True,
+             env: Mapping[str, str] | None = None, dirs: Sequence[str] = (),
+             default_dirs: bool = True, chdir: str = "/box",
+             share_net: bool = False, syscalls: Sequence[str] = (),
+             seccomp_policy: str = DEFAULT_POLICY, stderr_to_stdout: bool = False) -> RunSpec:
+    """The library's options (see ``Box.run``) as a RunSpec for the box layer."""
+    if isinstance(stdin, Path):
+        stdin = stdin.read_bytes()
+    elif isinstance(stdin, str):
+        stdin = stdin.encode()
+    environment = dict(env) if env is not None else {"PATH": DEFAULT_PATH}
+    return RunSpec(
+        argv=list(argv),
+        env=build_env([], False, {}) | environment,
+        rules=build_dir_rules(dirs, defaults=default_dirs),
+        limits=limits or Limits(),
+        chdir=normalise_workdir(chdir),
+        share_net=share_net,
+        seccomp=load_policy(seccomp_policy, parse_changes(list(syscalls))),
+        capture_output=capture_output,
+        stderr_to_stdout=stderr_to_stdout,
+        stdin_data=stdin if stdin is not None else (b"" if capture_output else None),
+    )
+
+
+def with_argv(spec: RunSpec, argv: Sequence[str]) -> RunSpec:
+    if not argv:
+        raise BoxStateError("run() needs a program: argv is empty")
+    return replace(spec, argv=list(argv))

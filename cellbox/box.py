@@ -21,6 +21,7 @@ from cellbox.lock import BoxLock, BoxRecord, flock_holders, read_record
 from cellbox.result import RunResult
 
 if TYPE_CHECKING:  # --init and --cleanup need neither (nor seccomp, which spec imports)
+    from cellbox.keeper import Slot
     from cellbox.spec import RunSpec
 
 
@@ -226,31 +227,85 @@ class Boxes:
 
     def run(self, lock: BoxLock, caller: Caller, spec: RunSpec,
             keep_special_files: bool = False) -> RunResult:
+        return self.run_many([(lock, spec)], caller, keep_special_files)[0]
+
+    def run_many(self, jobs: list[tuple[BoxLock, RunSpec]], caller: Caller,
+                 keep_special_files: bool = False) -> list[RunResult]:
+        """One run in each box, all at once, supervised by this one process."""
         from cellbox import keeper  # the run path only
+
+        prepared: list[tuple[BoxLock, BoxRecord, RunSpec]] = []
+        try:
+            for lock, spec in jobs:
+                prepared.append(self._before_run(lock, caller, spec))
+            return keeper.run_many([(spec, self.cgroups.box(lock.box_id), None)
+                                    for lock, _, spec in prepared])
+        finally:
+            for lock, record, _ in prepared:
+                self._after_run(lock, record, keep_special_files)
+
+    def resolve(self, lock: BoxLock, caller: Caller, spec: RunSpec) -> RunSpec:
+        """``spec`` for this box: rule sources resolved, the box's directory, uid and gid."""
         from cellbox.rules import resolve_sources
 
         box_id = lock.box_id
-        record = lock.read()
         box_dir = self.box_dir(box_id)
-        self._require_initialised(record, box_id, caller)
-        spec = replace(spec, rules=resolve_sources(spec.rules, box_dir), box_dir=box_dir,
+        self._require_initialised(lock.read(), box_id, caller)
+        return replace(spec, rules=resolve_sources(spec.rules, box_dir), box_dir=box_dir,
                        uid=self.config.box_uid(box_id), gid=self.config.box_gid(box_id))
-        box = os.path.join(box_dir, "box")
-        storage.empty_dir(os.path.join(box_dir, "tmp"))
-        os.chmod(os.path.join(box_dir, "tmp"), 0o1777)
-        storage.chown_tree(box, spec.uid, spec.gid)
+
+    def warm(self, lock: BoxLock, caller: Caller, root: RunSpec) -> Slot:
+        """A warm init for a leased box (the pool's): started, with the root of ``root``
+        (its rules and network); its ``spec`` is ``root`` resolved for this box."""
+        from cellbox import keeper  # the run path only
+
+        slot = keeper.Slot(self.resolve(lock, caller, root), self.cgroups.box(lock.box_id))
+        slot.start()
+        return slot
+
+    def run_warm(self, caller: Caller, spec: RunSpec, slot: Slot) -> RunResult:
+        """A pool's run in its leased box's warm init (``slot``); ``spec`` is the slot's,
+        with the run's argv, environment and limits. No record is written: the lease's record
+        stands for the pool's life, and whoever takes the lock after the pool died repairs
+        the box."""
+        from cellbox import keeper  # the run path only
+
+        self._prepare_files(spec)
+        try:
+            return keeper.run_many([(spec, slot.cgroup, slot)])[0]
+        finally:
+            self._restore_files(spec.box_dir, caller.uid, caller.gid, False)
+
+    def _before_run(self, lock: BoxLock, caller: Caller, spec: RunSpec
+                    ) -> tuple[BoxLock, BoxRecord, RunSpec]:
+        spec = self.resolve(lock, caller, spec)
+        record = lock.read()
+        self._prepare_files(spec)
         record.run = {"pid": os.getpid(), "since": time.time()}
         lock.write(record)
-        try:
-            result = keeper.run(spec, self.cgroups.box(box_id))
-        finally:
-            if not keep_special_files:
-                storage.remove_special_files(box)
-            storage.chown_tree(box, record.owner_uid, record.owner_gid)
-            record.run = None
-            record.runs += 1
-            lock.write(record)
-        return result
+        return lock, record, spec
+
+    def _after_run(self, lock: BoxLock, record: BoxRecord, keep_special_files: bool) -> None:
+        self._restore_files(self.box_dir(lock.box_id), record.owner_uid, record.owner_gid,
+                            keep_special_files)
+        record.run = None
+        record.runs += 1
+        lock.write(record)
+
+    @staticmethod
+    def _prepare_files(spec: RunSpec) -> None:
+        """An empty /tmp; the box's files become the box user's for the run."""
+        storage.empty_dir(os.path.join(spec.box_dir, "tmp"))
+        os.chmod(os.path.join(spec.box_dir, "tmp"), 0o1777)
+        storage.chown_tree(os.path.join(spec.box_dir, "box"), spec.uid, spec.gid)
+
+    @staticmethod
+    def _restore_files(box_dir: str, uid: int, gid: int, keep_special_files: bool) -> None:
+        """The box's files go back to their owner (no device, fifo or socket kept)."""
+        box = os.path.join(box_dir, "box")
+        if not keep_special_files:
+            storage.remove_special_files(box)
+        storage.chown_tree(box, uid, gid)
 
     def cleanup(self, lock: BoxLock, caller: Caller) -> bool:
         """Remove the box's cgroups and storage. False if there was nothing to clean."""

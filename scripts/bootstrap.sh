@@ -12,7 +12,9 @@
 #   4. replace pip's .venv/bin/cellbox with a launcher that starts Python with -I -S (no
 #      `site`, no .pth files, no PYTHON* variables) and puts the repository and the venv's
 #      site-packages on sys.path itself: `site` alone costs every run several ms;
-#   5. when ../shared/vm/run-in-vm is there (CI, the team's machines): its setup (qemu, a Debian
+#   5. build the box's C init (cellbox/spawn/init.c, statically linked: libc6-dev) into
+#      /var/cache/cellbox, where cellbox would otherwise build it on its first run;
+#   6. when ../shared/vm/run-in-vm is there (CI, the team's machines): its setup (qemu, a Debian
 #      kernel, busybox), so that scripts/test.sh can run the cgroup v2 tests in its VM.
 # Quiet when there is nothing to do; on a failure it says what failed and shows the log.
 set -euo pipefail
@@ -81,7 +83,7 @@ fi
 # removed package whose config files remain), or if the command is on PATH (e.g. a JDK that
 # came from another package than default-jdk-headless).
 # rustc has no command fallback: a rustup toolchain under a home directory is invisible in a box.
-REQUIRED=(gcc:gcc g++:g++ libseccomp2 default-jdk-headless:javac nodejs:node rustc
+REQUIRED=(gcc:gcc g++:g++ libc6-dev libseccomp2 default-jdk-headless:javac nodejs:node rustc
           bubblewrap:bwrap util-linux:unshare redis-server:redis-server)
 if [[ $NEED_VENV == 1 ]]; then
     if [[ -z $PYTHON ]]; then
@@ -138,6 +140,11 @@ if [[ ! -f $STAMP || $(cat "$STAMP") != "$WANT" ]] ||
         --config-settings editable_mode=compat -e ".[test,bench,service]"
     echo "$WANT" >"$STAMP"
 fi
+
+# ---- the box's C init ----------------------------------------------------------------------
+
+quietly "building the box's init (cellbox/spawn/init.c)" \
+    env PYTHONPATH="$REPO" "$VENV/bin/python" -I -c 'from cellbox.spawn import init_binary; init_binary()'
 
 # ---- the cgroup v2 VM (scripts/test.sh) ------------------------------------------------------
 

@@ -15,7 +15,8 @@ from tests.conftest import cellbox
 
 pytestmark = pytest.mark.bench
 
-FIRST_UID = 73100 + 4 * (os.getpid() % 50)  # away from the suite's and the chaos run's uids
+MANY = 20  # boxes of the many-boxes case
+FIRST_UID = 73100 + (6 + MANY) * (os.getpid() % 50)  # away from the suite's and chaos's uids
 
 
 def _bench_leftovers() -> set[str]:
@@ -27,7 +28,8 @@ def _bench_leftovers() -> set[str]:
 def test_bench_runs_every_case_and_leaves_nothing(tmp_path: Path) -> None:
     before = _bench_leftovers()
     proc = cellbox("bench", "--rounds", "2", "--warmup", "0", "--throughput-seconds", "0.2",
-                   "--langs", "--out", str(tmp_path), "--first-uid", str(FIRST_UID),
+                   "--langs", "--many-boxes", str(MANY), "--out", str(tmp_path),
+                   "--first-uid", str(FIRST_UID),
                    timeout=300)
     assert proc.returncode == 0, proc.stdout.decode() + proc.stderr.decode()
     report = json.loads((tmp_path / "bench.json").read_text())
@@ -35,12 +37,16 @@ def test_bench_runs_every_case_and_leaves_nothing(tmp_path: Path) -> None:
     assert report["failures"] == []
     names = set(report["latency"])
     assert {"floor: posix_spawn + wait", "bwrap --unshare-all",
-            "cellbox library, fresh namespaces", "cellbox --run (CLI)",
-            "python3 -c pass, cellbox library", "C hello, cellbox library"} <= names
+            "cellbox library, fresh namespaces", "cellbox pool, warm box", "cellbox --run (CLI)",
+            "python3 -c pass, cellbox library", "C hello, cellbox library",
+            "Java hello, cellbox library"} <= names
     assert all(len(case["samples_ms"]) == 2 for case in report["latency"].values())
     assert report["throughput"]["cellbox library, fresh namespaces"] > 0
+    assert report["throughput"]["cellbox pool, warm box"] > 0
+    many = report["many_boxes"]
+    assert many["ok"] == MANY and many["live_at_once"] > 0 and many["total_kib_per_box"] > 0
     assert _bench_leftovers() <= before
-    assert uid_processes(FIRST_UID, 4) == []
+    assert uid_processes(FIRST_UID, 6 + MANY) == []
 
 
 def test_bench_refuses_bad_arguments() -> None:

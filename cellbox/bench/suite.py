@@ -11,9 +11,13 @@ Cases:
 - isolate (only when ``isolate`` is on PATH): ``--run`` on an initialised box, and a full
   ``--cg`` init + run + cleanup cycle;
 - cellbox: the library from fresh namespaces (a leased box, one ``Box.run`` per round, in a
-  worker process), the CLI ``--run`` on an initialised box, and the CLI init + run + cleanup;
-- with ``langs``: ``python3 -c pass`` and a C hello world, bare and in the cellbox library.
-Then runs/s with 2 workers for the floor, the peers and the cellbox library.
+  worker process), the library's warm pool (``Pool.run`` on a one-box pool, in a worker
+  process), the CLI ``--run`` on an initialised box, and the CLI init + run + cleanup;
+- with ``langs``: ``python3 -c pass``, a C hello world and a Java hello world, bare and in the
+  cellbox library (Java with 64 processes allowed: the JVM starts a dozen threads).
+Then runs/s with 2 workers for the floor, the peers, the cellbox library and the pool, and the
+many-boxes case (``cellbox.bench.many``): N boxes running ``sleep 1`` at once under one
+keeper, with the host memory per live box.
 
 The suite has a configuration of its own (temporary box and lock roots, cgroup directory
 ``cellbox/bench-<pid>``, box uids from ``first_uid``) and checks at the end that it left
@@ -41,8 +45,12 @@ from cellbox.config import ENV_VAR, write_private_config
 TRUE = ["/bin/true"]
 PYTHON = ["/usr/bin/python3", "-c", "pass"]
 HELLO_C = '#include <stdio.h>\nint main(void) { puts("hello"); return 0; }\n'
-NUM_BOXES = 4  # 0: CLI --run, 1: CLI cycle, 2 and 3: library workers
-CLI_RUN_BOX, CLI_CYCLE_BOX, LIB_BOXES = 0, 1, (2, 3)
+HELLO_JAVA = ('public class Hello { public static void main(String[] a) '
+              '{ System.out.println("hello"); } }\n')
+JAVA_PROCESSES = 64
+NUM_BOXES = 6  # 0: CLI --run, 1: CLI cycle, 2 and 3: library workers, 4 and 5: pool workers
+CLI_RUN_BOX, CLI_CYCLE_BOX, LIB_BOXES, POOL_BOXES = 0, 1, (2, 3), (4, 5)
+LIB, POOL = "cellbox library, fresh namespaces", "cellbox pool, warm box"
 UNSHARE = ["unshare", "--pid", "--fork", "--mount", "--net", "--ipc", "--uts"]
 # The same kind of root as a cellbox run: read-only system dirs, fresh proc, dev and tmp.
 BWRAP = ["bwrap", "--unshare-all", "--die-with-parent", "--ro-bind", "/usr", "/usr",
@@ -77,6 +85,7 @@ class Results:
     skipped: list[str] = field(default_factory=list)
     latency: dict[str, CaseResult] = field(default_factory=dict)
     throughput: dict[str, float] = field(default_factory=dict)  # runs/s with 2 workers
+    many_boxes: dict[str, Any] = field(default_factory=dict)  # cellbox.bench.many.measure
     failures: list[str] = field(default_factory=list)
 
 
@@ -90,10 +99,12 @@ def spawn_wait(argv: list[str], env: dict[str, str] | None = None) -> int:
 
 
 class LibraryWorker:
-    """A ``cellbox.bench.worker`` process holding a lease on one box."""
+    """A ``cellbox.bench.worker`` process holding a lease on one box (``pool``: keeping it
+    warm)."""
 
-    def __init__(self, box_id: int, env: dict[str, str]) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-m", "cellbox.bench.worker", str(box_id)],
+    def __init__(self, box_id: int, env: dict[str, str], pool: bool = False) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-m", "cellbox.bench.worker", str(box_id),
+                                      *(["pool"] if pool else [])],
                                      env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      text=True)
         self._reply()  # ready
@@ -119,18 +130,21 @@ class LibraryWorker:
 
 
 class Bench:
-    def __init__(self, first_uid: int = 73000, cli: list[str] | None = None) -> None:
+    def __init__(self, first_uid: int = 73000, cli: list[str] | None = None,
+                 many_boxes: int = 0) -> None:
         self.first_uid = first_uid
+        self.num_boxes = NUM_BOXES + many_boxes  # the many-boxes case leases its own
         self.top = tempfile.mkdtemp(prefix="cellbox-bench-")
         # Locks and records on tmpfs, as with the default lock_root (/run/cellbox): on a disk
         # file system every rename of the record can cost a journal write.
         self.lock_root = tempfile.mkdtemp(prefix="cellbox-bench-locks-", dir="/run")
-        self.config, cfg = write_private_config(self.top, "bench", NUM_BOXES, first_uid,
+        self.config, cfg = write_private_config(self.top, "bench", self.num_boxes, first_uid,
                                                 lock_root=self.lock_root)
         self.env = {**os.environ, ENV_VAR: cfg}
         self.cli = cli or default_cli()
         self.results = Results(load_before=os.getloadavg())
         self.workers: list[LibraryWorker] = []
+        self.pool_workers: list[LibraryWorker] = []
 
     # -- cases ---------------------------------------------------------------------------
 
@@ -153,9 +167,11 @@ class Bench:
                 self.results.failures.append(f"cellbox {cmd[0]} exited {code}")
         return time.perf_counter() - start
 
-    def _library(self, argv: list[str]) -> Callable[[], float]:
+    def _library(self, argv: list[str], pool: bool = False,
+                 processes: int = 1) -> Callable[[], float]:
         def once() -> float:
-            reply = self.workers[0].ask(argv=argv, runs=1)
+            worker = (self.pool_workers if pool else self.workers)[0]
+            reply = worker.ask(argv=argv, runs=1, processes=processes)
             self.results.failures += reply["failed"]
             return float(reply["ns"][0]) / 1e9
         return once
@@ -176,7 +192,8 @@ class Bench:
         else:
             self.results.skipped.append("isolate: not on PATH (Debian does not package it)")
         cases += [
-            Case("cellbox library, fresh namespaces", "cellbox", self._library(TRUE)),
+            Case(LIB, "cellbox", self._library(TRUE)),
+            Case(POOL, "cellbox", self._library(TRUE, pool=True)),
             Case("cellbox --run (CLI)", "cellbox", self._timed(cli_run, self.env)),
             Case("cellbox --init, --run, --cleanup (CLI)", "cellbox", self._cli_cycle),
         ]
@@ -187,6 +204,15 @@ class Bench:
                 Case("python3 -c pass, cellbox library", "cellbox", self._library(PYTHON)),
                 Case("C hello, bare", "floor", self._timed([hello])),
                 Case("C hello, cellbox library", "cellbox", self._library(["/box/hello"])),
+            ]
+            classes = self._hello_java()
+            # The JDK's own path: /usr/bin/java links through /etc/alternatives, which the
+            # default rules do not bind. No perf data: no /tmp/hsperfdata_* left behind.
+            java = [os.path.realpath(shutil.which("java") or "java"), "-XX:-UsePerfData", "-cp"]
+            cases += [
+                Case("Java hello, bare", "floor", self._timed([*java, classes, "Hello"])),
+                Case("Java hello, cellbox library", "cellbox",
+                     self._library([*java, "/box", "Hello"], processes=JAVA_PROCESSES)),
             ]
         return cases
 
@@ -199,6 +225,16 @@ class Bench:
         subprocess.run(["gcc", "-O2", "-o", binary, source], check=True)
         self.workers[0].ask(copy=binary, name="hello")
         return binary
+
+    def _hello_java(self) -> str:
+        """Compile the Java hello world on the host and copy the class into the library
+        worker's box; returns the host directory that holds the class."""
+        source = os.path.join(self.top, "Hello.java")
+        with open(source, "w") as f:
+            f.write(HELLO_JAVA)
+        subprocess.run(["javac", "-J-XX:-UsePerfData", "-d", self.top, source], check=True)
+        self.workers[0].ask(copy=os.path.join(self.top, "Hello.class"), name="Hello.class")
+        return self.top
 
     def _isolate_cycle(self) -> float:
         start = time.perf_counter()
@@ -219,6 +255,7 @@ class Bench:
         if shutil.which("isolate"):
             spawn_wait(["isolate", ISOLATE_RUN_BOX, "--init"])
         self.workers = [LibraryWorker(b, self.env) for b in LIB_BOXES]
+        self.pool_workers = [LibraryWorker(b, self.env, pool=True) for b in POOL_BOXES]
 
     def latency(self, cases: list[Case], rounds: int, warmup: int,
                 tick: Callable[[], None]) -> None:
@@ -235,35 +272,43 @@ class Bench:
 
     def throughput(self, seconds: float, tick: Callable[[], None]) -> None:
         """Runs/s with 2 workers: 2 spawning processes for the floor and peers, the 2 library
-        workers for cellbox."""
+        workers, then the 2 pool workers, for cellbox."""
         for name, argv in (("floor: posix_spawn + wait", TRUE),
                            ("unshare (pid, mnt, net, ipc, uts)", UNSHARE + TRUE),
                            ("bwrap --unshare-all", BWRAP + TRUE)):
             self.results.throughput[name] = _processes_rate(argv, seconds)
             tick()
-        replies: list[dict[str, Any]] = []
-        threads = [threading.Thread(target=lambda w=w: replies.append(
-            w.ask(argv=TRUE, seconds=seconds))) for w in self.workers]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        self.results.throughput["cellbox library, fresh namespaces"] = sum(
-            r["runs"] / r["elapsed"] for r in replies)
-        for r in replies:
-            self.results.failures += r["failed"]
-        tick()
+        for name, workers in ((LIB, self.workers), (POOL, self.pool_workers)):
+            replies: list[dict[str, Any]] = []
+            threads = [threading.Thread(target=lambda w=w, out=replies: out.append(
+                w.ask(argv=TRUE, seconds=seconds))) for w in workers]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            self.results.throughput[name] = sum(r["runs"] / r["elapsed"] for r in replies)
+            for r in replies:
+                self.results.failures += r["failed"]
+            tick()
+
+    def many_boxes(self, count: int, seconds: float = 1.0) -> None:
+        """``count`` boxes running ``sleep`` at once under one keeper (after the other cases:
+        it takes boxes the CLI cases use)."""
+        from cellbox.bench.many import measure
+
+        self.results.many_boxes = measure(count, seconds, self.env)
+        self.results.failures += self.results.many_boxes["failed"]
 
     def close(self) -> None:
         """End the leases, clean the CLI's boxes, then check that nothing is left."""
-        for w in self.workers:
+        for w in self.workers + self.pool_workers:
             w.close()
         for box in (CLI_RUN_BOX, CLI_CYCLE_BOX):
             spawn_wait(self.cli + [f"--box-id={box}", "--cleanup"], self.env)
         if shutil.which("isolate"):
             spawn_wait(["isolate", ISOLATE_RUN_BOX, "--cleanup"])
         self.results.load_after = os.getloadavg()
-        left = uid_processes(self.first_uid, NUM_BOXES)
+        left = uid_processes(self.first_uid, self.num_boxes)
         with open("/proc/self/mountinfo") as f:
             left += [line.split()[4] for line in f
                      if line.split()[4].startswith(self.config.box_root + "/")]

@@ -163,25 +163,29 @@ def bench_parser() -> argparse.ArgumentParser:
     p.add_argument("--throughput-seconds", type=float, default=2.0,
                    help="seconds per throughput case; 0 skips throughput (default 2)")
     p.add_argument("--langs", action="store_true",
-                   help="also time python3 -c pass and a C hello world, bare and in the cellbox "
-                        "library (needs gcc)")
+                   help="also time python3 -c pass, a C hello world and a Java hello world, "
+                        "bare and in the cellbox library (needs gcc and a JDK)")
+    p.add_argument("--many-boxes", type=int, default=500, metavar="COUNT",
+                   help="boxes running sleep 1 at once under one keeper, for the host memory "
+                        "per live box; 0 skips the case (default 500)")
     p.add_argument("--out", default="cellbox-bench",
                    help="directory for bench.json and bench.png (default ./cellbox-bench)")
     p.add_argument("--first-uid", type=int, default=73000,
-                   help="first box uid/gid of the bench's 4 boxes; must be used by nothing "
-                        "else (default 73000)")
+                   help="first box uid/gid of the bench's 6 + COUNT boxes; must be used by "
+                        "nothing else (default 73000)")
     return p
 
 
 def bench_main(argv: list[str]) -> int:
     args = bench_parser().parse_args(argv)
-    if args.rounds < 1 or args.warmup < 0 or args.throughput_seconds < 0:
-        raise UsageError("--rounds must be at least 1; --warmup and --throughput-seconds must "
-                         "not be negative")
+    if (args.rounds < 1 or args.warmup < 0 or args.throughput_seconds < 0
+            or args.many_boxes < 0):
+        raise UsageError("--rounds must be at least 1; --warmup, --throughput-seconds and "
+                         "--many-boxes must not be negative")
     from cellbox.bench import report
     from cellbox.bench.suite import Bench
 
-    bench = Bench(first_uid=args.first_uid)
+    bench = Bench(first_uid=args.first_uid, many_boxes=args.many_boxes)
     with progress_bars() as bars:
         try:
             bench.setup()
@@ -189,7 +193,10 @@ def bench_main(argv: list[str]) -> int:
             bench.latency(cases, args.rounds, args.warmup,
                           bars.task("latency", args.warmup + args.rounds))
             if args.throughput_seconds > 0:
-                bench.throughput(args.throughput_seconds, bars.task("throughput", 4))
+                bench.throughput(args.throughput_seconds, bars.task("throughput", 5))
+            if args.many_boxes:
+                bars.task(f"{args.many_boxes} boxes at once", None)
+                bench.many_boxes(args.many_boxes)
         finally:
             bench.close()
     results = bench.results

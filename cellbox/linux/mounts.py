@@ -18,6 +18,9 @@ DEV_NODES = {"null": (1, 3), "zero": (1, 5), "full": (1, 7), "random": (1, 8),
              "urandom": (1, 9)}
 DEV_LINKS = {"fd": "/proc/self/fd", "stdin": "/proc/self/fd/0", "stdout": "/proc/self/fd/1",
              "stderr": "/proc/self/fd/2"}
+# /dev/shm: a tmpfs of its own per box (and, in a warm box, mounted again by the C init before
+# every run, with these options and MS_NOSUID | MS_NODEV).
+SHM_OPTIONS = "mode=1777,size=50%"
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 # Docker's masked and read-only paths. Masked files get /dev/null bound over them, masked
@@ -167,7 +170,7 @@ def _mount_rule(root: str, root_fd: int, rule: DirRule, box_dir: str, tmp_dir: s
             _minimal_dev(fd, at)
         elif rule.kind is Kind.SHM:
             sc.mount("cellbox-shm", _fd_path(fd), "tmpfs", sc.MS_NOSUID | sc.MS_NODEV,
-                     "mode=1777,size=50%")
+                     SHM_OPTIONS)
     finally:
         os.close(fd)
 

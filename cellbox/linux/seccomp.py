@@ -2,8 +2,8 @@
 
 Parent side: ``load_policy`` reads a policy (a TOML file, built-in or given by path) and applies
 ``--syscalls`` changes; ``compile_filters`` turns it into classic BPF once per policy and process
-(libseccomp, through pyseccomp), ready to load. Child side: ``install`` hands it to the kernel,
-the last step before execve: two syscalls, no libseccomp call.
+(libseccomp, through pyseccomp), ready to load. Child side: the C init
+(``cellbox/spawn/init.c``) hands the raw BPF to the kernel, the last step before execve.
 
 Two filters are stacked; for each syscall the kernel applies the stricter answer of the two:
 
@@ -237,7 +237,7 @@ def _export(f: object) -> bytes:
 
 def _policy_filter(policy: Policy) -> bytes:
     """Filter 2 (libseccomp): the policy's denials and the argument checks; the rest passes.
-    Exported, never loaded here: the child installs the BPF (``install``)."""
+    Exported, never loaded here: the C init installs the BPF."""
     lib = _lib()
     f = lib.SyscallFilter(lib.ALLOW)
     f.set_attr(lib.Attr.ACT_BADARCH, lib.ERRNO(errno.ENOSYS))  # never kill: runtimes probe
@@ -320,23 +320,11 @@ def _abi_filter(policy: Policy) -> bytes:
 
 
 @lru_cache(maxsize=8)
-def compile_filters(policy: Policy) -> tuple[sc.BpfProgram, ...]:
-    """The policy as BPF programs ready to install, in order. Parent side, cached per
-    process."""
+def compile_filters(policy: Policy) -> tuple[bytes, ...]:
+    """The policy as classic BPF programs, to be installed in this order (by the C init,
+    ``cellbox/spawn/init.c``). Cached per process."""
     try:
-        return (sc.BpfProgram(_abi_filter(policy)), sc.BpfProgram(_policy_filter(policy)))
+        return (_abi_filter(policy), _policy_filter(policy))
     except OSError as e:
         raise SandboxSetupError(f"libseccomp could not build the filter for {policy.name}: "
                                 f"{e}; check that libseccomp2 is installed") from None
-
-
-# -- installing (child) -----------------------------------------------------------------------
-
-def install(programs: tuple[sc.BpfProgram, ...]) -> None:
-    """Load the compiled filters into this process (needs no_new_privs or CAP_SYS_ADMIN)."""
-    if not programs:
-        raise OSError(errno.EINVAL, "no seccomp filter to load")
-    for program in programs:
-        sc.seccomp_set_filter(program)
-    if sc.seccomp_mode() != sc.SECCOMP_MODE_FILTER:
-        raise OSError(errno.EPERM, "the seccomp filter is not in force after loading it")

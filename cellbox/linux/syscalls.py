@@ -50,7 +50,6 @@ _libc.syscall.restype = ctypes.c_long
 _libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong,
                         ctypes.c_char_p]
 _libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
-_libc.sethostname.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
 _libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong,
                         ctypes.c_ulong]
 _libc.setfsuid.argtypes = [ctypes.c_uint]
@@ -108,96 +107,5 @@ def mount_setattr(path: str, attr_set: int, attr_clr: int = 0, recursive: bool =
            f"mount_setattr {path}")
 
 
-def sethostname(name: str) -> None:
-    raw = name.encode()
-    _check(_libc.sethostname(raw, len(raw)), "sethostname")
-
-
 def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:
     return _check(_libc.prctl(option, arg2, arg3, arg4, arg5), f"prctl({option})")
-
-
-def setfsuid(uid: int) -> int:
-    """Set the filesystem uid; returns the previous one (the call has no error return)."""
-    return int(_libc.setfsuid(uid))
-
-
-def setfsgid(gid: int) -> int:
-    return int(_libc.setfsgid(gid))
-
-
-# seccomp(2) and capabilities
-SYS_SECCOMP = 317
-SYS_CAPGET = 125
-SYS_CAPSET = 126
-SECCOMP_SET_MODE_FILTER = 1
-SECCOMP_MODE_FILTER = 2
-PR_GET_SECCOMP = 21
-_LINUX_CAPABILITY_VERSION_3 = 0x20080522
-_BPF_INSN = 8  # bytes in a struct sock_filter
-
-
-class _SockFprog(ctypes.Structure):
-    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
-
-
-class BpfProgram:
-    """A classic BPF program (as libseccomp exports it), ready for seccomp(2). Built in the
-    parent: in the forked child every Python object touched costs a copy-on-write fault, so
-    the child only makes the call (≈ 0.1 ms less per run than building it there)."""
-
-    def __init__(self, code: bytes) -> None:
-        if not code or len(code) % _BPF_INSN:
-            raise ValueError(f"{len(code)} bytes is not a BPF program")
-        self.instructions = len(code) // _BPF_INSN
-        self._code = ctypes.create_string_buffer(code, len(code))
-        self._fprog = _SockFprog(self.instructions, ctypes.addressof(self._code))
-        self.ref = ctypes.byref(self._fprog)
-
-
-_NR_SECCOMP = ctypes.c_long(SYS_SECCOMP)
-_SET_MODE_FILTER = ctypes.c_uint(SECCOMP_SET_MODE_FILTER)
-_NO_FLAGS = ctypes.c_uint(0)
-
-
-def seccomp_set_filter(program: BpfProgram) -> None:
-    """Install one prepared BPF program as a seccomp filter of this thread."""
-    _check(_libc.syscall(_NR_SECCOMP, _SET_MODE_FILTER, _NO_FLAGS, program.ref),
-           "seccomp(SET_MODE_FILTER)")
-
-
-def seccomp_mode() -> int:
-    return prctl(PR_GET_SECCOMP)
-
-
-class _CapHeader(ctypes.Structure):
-    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
-
-
-class _CapData(ctypes.Structure):
-    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32),
-                ("inheritable", ctypes.c_uint32)]
-
-
-# Made once, in the parent: in a freshly forked child, building ctypes types and objects costs
-# ~0.1-0.2 ms (copy-on-write faults), and these calls run there, just before execve.
-_CAP_HEADER = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
-_CAP_DATA = (_CapData * 2)()
-_CAP_HEADER_REF, _CAP_DATA_SIZE = ctypes.byref(_CAP_HEADER), ctypes.sizeof(_CAP_DATA)
-_NR_CAPGET, _NR_CAPSET = ctypes.c_long(SYS_CAPGET), ctypes.c_long(SYS_CAPSET)
-
-
-def capget() -> tuple[int, int, int]:
-    """This thread's (effective, permitted, inheritable) capability sets, 64 bits each."""
-    _CAP_HEADER.version = _LINUX_CAPABILITY_VERSION_3  # the kernel may rewrite it
-    _check(_libc.syscall(_NR_CAPGET, _CAP_HEADER_REF, _CAP_DATA), "capget")
-    low, high = _CAP_DATA
-    return (low.effective | high.effective << 32, low.permitted | high.permitted << 32,
-            low.inheritable | high.inheritable << 32)
-
-
-def capset_empty() -> None:
-    """Empty this thread's effective, permitted and inheritable sets (always allowed)."""
-    _CAP_HEADER.version = _LINUX_CAPABILITY_VERSION_3
-    ctypes.memset(_CAP_DATA, 0, _CAP_DATA_SIZE)
-    _check(_libc.syscall(_NR_CAPSET, _CAP_HEADER_REF, _CAP_DATA), "capset")

@@ -7,8 +7,9 @@ CAP_SYS_ADMIN, on top of the seccomp check).
 
 ``--tty-hack`` is isolate's option for interactive programs: the program stays in the caller's
 session, in its own process group, which is the terminal's foreground group while it runs;
-the caller takes the foreground back afterwards. Child side: ``detach``, ``take_foreground``.
-Parent side: ``foreground_restored``.
+the caller takes the foreground back afterwards. The child side (``setsid``, or ``setpgid`` and
+``tcsetpgrp``) is in the C init (``cellbox/spawn/init.c``); the parent side is
+``foreground_restored``.
 """
 
 from __future__ import annotations
@@ -32,20 +33,6 @@ def _sigttou_ignored() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTTOU, old)
-
-
-def detach() -> None:
-    """Child: a new session without a controlling terminal."""
-    os.setsid()
-
-
-def take_foreground() -> None:
-    """Child (--tty-hack): own process group, made the terminal's foreground group."""
-    os.setpgid(0, 0)
-    fd = _terminal_fd()
-    if fd is not None:
-        with _sigttou_ignored():
-            os.tcsetpgrp(fd, os.getpgrp())
 
 
 @contextmanager

@@ -1,0 +1,108 @@
+"""The warm pool: boxes kept ready, so that a run pays only fork, confinement and exec.
+
+    from cellbox import Pool, Limits
+
+    with Pool(size=2) as pool:
+        result = pool.run(["python3", "main.py"], files={"main.py": "print(input())"},
+                          stdin=b"hi", limits=Limits(time=1))
+
+Each slot of the pool is a leased box (``Box``: its lock held for the pool's life, so a pool
+process that dies leaves boxes that the next user of the lock repairs) and a warm init in the
+box's namespaces with its root built (``keeper.Slot``). A run sends that init a request; it
+forks, confines and execs the program. Every run starts clean:
+
+- the box's files: ``/box`` and ``/tmp`` are emptied by the keeper before the run, through
+  directory fds (never following the box's links), then ``files`` are written;
+- ``/dev/shm``: mounted again, empty, by the init;
+- SysV IPC and POSIX message queues, sockets and the loopback interface: new IPC and network
+  namespaces per run (with ``share_net``, the host's network, as for ``Box.run``);
+- the hostname: set again;
+- processes: whatever the program left is killed through the cgroup before the result;
+- counters: CPU time, peak memory and the pids count are the run's own (the box's cgroup is
+  reset for each run, as for ``Box.run``).
+
+What a pool keeps from run to run: the box's pid namespace (pids count up across runs) and its
+mounts, which no run can change (the program has no capabilities).
+Like ``Box``, a pool must be used from a single-threaded process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from cellbox import storage
+from cellbox.api import DEFAULT_POLICY, Box, run_spec, with_argv
+from cellbox.config import Config
+from cellbox.errors import BoxStateError
+from cellbox.limits import Limits
+from cellbox.result import RunResult
+
+if TYPE_CHECKING:
+    from cellbox.keeper import Slot
+
+
+class Pool:
+    def __init__(self, size: int = 2, *, box_ids: Sequence[int] | None = None,
+                 config: Config | None = None, dirs: Sequence[str] = (),
+                 default_dirs: bool = True, share_net: bool = False,
+                 quota: tuple[int, int] | None = None) -> None:
+        """``size`` warm boxes: the first free ones, or those of ``box_ids``. ``dirs``,
+        ``default_dirs``, ``share_net``: the boxes' root and network, fixed for the pool's
+        life (see ``Box.run``); ``quota``: (KiB, inodes) of each box's storage."""
+        ids: list[int | None] = list(box_ids) if box_ids is not None else [None] * size
+        if not ids:
+            raise BoxStateError("A pool needs at least one box")
+        self._ids, self._config, self._quota = ids, config, quota
+        self._root = run_spec([], dirs=dirs, default_dirs=default_dirs, share_net=share_net)
+        self._stack = contextlib.ExitStack()
+        self._slots: list[tuple[Box, Slot]] = []
+        self._next = 0
+
+    def __enter__(self) -> Pool:
+        try:
+            for box_id in self._ids:
+                box = self._stack.enter_context(Box(box_id, config=self._config,
+                                                    quota=self._quota))
+                slot = box._boxes.warm(box._leased(), box._caller, self._root)
+                self._stack.callback(slot.close)
+                self._slots.append((box, slot))
+        except BaseException:
+            self._stack.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._slots = []
+        self._stack.close()  # each slot's init, then each box's lease
+
+    @property
+    def box_ids(self) -> list[int]:
+        return [box.box_id for box, _ in self._slots]
+
+    def run(self, argv: Sequence[str], limits: Limits | None = None, *,
+            files: Mapping[str, bytes | str] | None = None,
+            stdin: bytes | str | Path | None = None, capture_output: bool = True,
+            env: Mapping[str, str] | None = None, chdir: str = "/box",
+            syscalls: Sequence[str] = (), seccomp_policy: str = DEFAULT_POLICY) -> RunResult:
+        """Run ``argv`` in the next warm box, which starts empty but for ``files`` (name in
+        /box: contents). The other options are ``Box.run``'s."""
+        if not self._slots:
+            raise BoxStateError("The pool is not open: use 'with Pool() as pool:'")
+        box, slot = self._slots[self._next]
+        self._next = (self._next + 1) % len(self._slots)
+        run = with_argv(run_spec([], limits, stdin=stdin, capture_output=capture_output,
+                                 env=env, chdir=chdir, syscalls=syscalls,
+                                 seccomp_policy=seccomp_policy), argv)
+        spec = replace(slot.spec, argv=run.argv, env=run.env, limits=run.limits, chdir=run.chdir,
+                       seccomp=run.seccomp, capture_output=run.capture_output,
+                       stdin_data=run.stdin_data)
+        if not slot.alive:
+            slot.start()  # its init died (a setup step failed, or it was killed): a new one
+        storage.empty_dir(box._workdir())
+        for name, data in (files or {}).items():
+            box.write_file(name, data)
+        return box._boxes.run_warm(box._caller, spec, slot)

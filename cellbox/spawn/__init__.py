@@ -1,0 +1,74 @@
+"""The box's C init (``init.c``): where to find it, how to build it, what to tell it.
+
+The Python init builds the box's root and then execs this small program, which forks,
+confines and execs the user's program. So a run forks the Python interpreter once (the
+keeper's clone), and a live box holds a C process, not a forked interpreter.
+
+The binary is built on first use, from ``init.c`` with the system's gcc, into
+``CACHE_DIR/init-<hash>``, the hash covering the source and the compiler flags, so a changed
+source never runs an old binary; ``scripts/bootstrap.sh`` builds it ahead of time. The build
+takes a lock, so concurrent first runs build it once. It is statically linked: after
+pivot_root the box may have no dynamic loader. Root runs it before dropping anything, so the
+cache must be root's alone: a binary or directory that another user could write is refused.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+
+from cellbox.errors import SandboxSetupError
+
+SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "init.c")
+CACHE_DIR = "/var/cache/cellbox"
+CFLAGS = ("-O2", "-Wall", "-Wextra", "-Werror", "-static", "-std=gnu11")
+
+_found: str | None = None
+
+
+def _check_root_only(path: str) -> None:
+    st = os.stat(path)
+    if st.st_uid != 0 or st.st_mode & 0o022:
+        raise SandboxSetupError(
+            f"{path} is not root's alone (owner uid {st.st_uid}, mode {st.st_mode & 0o777:o}); "
+            f"cellbox runs the box's init from there as root: remove {CACHE_DIR} and run "
+            "scripts/bootstrap.sh")
+
+
+def _build(target: str) -> None:
+    import subprocess  # once per machine and source: not on every run's import path
+
+    tmp = f"{target}.tmp{os.getpid()}"
+    try:
+        subprocess.run(["gcc", *CFLAGS, "-o", tmp, SOURCE], check=True, capture_output=True,
+                       text=True)
+    except FileNotFoundError:
+        raise SandboxSetupError("cellbox needs gcc to build its box init once; install it, or "
+                                "run scripts/bootstrap.sh") from None
+    except subprocess.CalledProcessError as e:
+        raise SandboxSetupError(f"building the box init from {SOURCE} failed: "
+                                f"{e.stderr.strip()}") from None
+    os.chmod(tmp, 0o755)
+    os.rename(tmp, target)
+
+
+def init_binary() -> str:
+    """The path of the built C init, building it first if needed (once per process)."""
+    global _found
+    if _found is not None:
+        return _found
+    with open(SOURCE, "rb") as f:
+        key = hashlib.sha256(f.read() + " ".join(CFLAGS).encode()).hexdigest()[:16]
+    target = os.path.join(CACHE_DIR, f"init-{key}")
+    if not os.path.exists(target):
+        os.makedirs(CACHE_DIR, mode=0o755, exist_ok=True)
+        _check_root_only(CACHE_DIR)
+        with open(os.path.join(CACHE_DIR, ".lock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not os.path.exists(target):  # another process may have built it meanwhile
+                _build(target)
+    _check_root_only(CACHE_DIR)
+    _check_root_only(target)
+    _found = target
+    return target

@@ -1,0 +1,122 @@
+"""The warm pool (``cellbox.Pool``): runs reuse a box's init and root, and still no state
+passes from one run to the next; a killed pool owner leaves boxes the repair path fixes."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from cellbox import Box, Limits, Pool, Status
+from cellbox.chaos import uid_processes
+from tests.conftest import FIRST_UID, NUM_BOXES
+
+pytestmark = pytest.mark.pool
+
+
+@pytest.fixture
+def leftovers(c_program) -> Iterator[str]:  # noqa: ANN001
+    """A directory rule that shows tests/programs/leftovers.c's binary at /progs (in a
+    directory the box user may enter: pytest's own are root's alone)."""
+    where = tempfile.mkdtemp(prefix="cellbox-test-progs-")
+    os.chmod(where, 0o755)
+    shutil.copy(c_program("leftovers"), where)
+    yield f"/progs={where}"
+    shutil.rmtree(where)
+
+
+def test_no_channel_keeps_a_marker_for_the_next_run(leftovers: str):
+    with Pool(size=1, dirs=[leftovers]) as pool:
+        made = pool.run(["/progs/leftovers", "make"], limits=Limits(processes=4))
+        assert made.status is Status.OK and made.stdout == b"made\n", made
+        assert uid_processes(FIRST_UID, NUM_BOXES) == []  # the listener child is gone
+        again = pool.run(["/progs/leftovers", "check"])
+        assert again.status is Status.OK, again
+        assert again.stdout.decode().split() == []  # no marker left in any channel
+        assert again.stderr == b""
+
+
+@pytest.mark.cgroup2
+def test_a_background_process_does_not_outlive_its_run():
+    with Pool(size=1) as pool:
+        r = pool.run(["/bin/sh", "-c", "sleep 1000 & sleep 1000 & echo started"],
+                     limits=Limits(processes=4))
+        assert r.status is Status.OK and r.stdout == b"started\n", r
+        assert uid_processes(FIRST_UID, NUM_BOXES) == []
+        r = pool.run(["/bin/sh", "-c", "ls /proc | grep -c '^[0-9]'"],
+                     limits=Limits(processes=4))
+        # init (pid 1, hidden: not the box user's), sh, and ls / grep: no sleep
+        assert int(r.stdout) <= 3, r.stdout
+
+
+@pytest.mark.cgroup2
+def test_memory_and_cpu_of_a_run_are_not_charged_to_the_next():
+    with Pool(size=1) as pool:
+        hog = pool.run(["python3", "-c", "b = bytearray(100 << 20); import time\n"
+                        "t = time.process_time()\nwhile time.process_time() - t < 0.5: pass"],
+                       limits=Limits(time=10, memory=512 << 20))
+        assert hog.status is Status.OK, hog
+        assert hog.peak_memory > 100 << 20 and hog.cpu_time >= 0.5
+        quiet = pool.run(["/bin/true"])
+        assert quiet.status is Status.OK
+        assert quiet.peak_memory < 20 << 20 and quiet.cpu_time < 0.2, quiet
+
+
+def test_runs_alternate_over_the_slots_and_limits_hold():
+    with Pool(size=2) as pool:
+        assert len(set(pool.box_ids)) == 2
+        results = [pool.run(["/bin/sh", "-c", "cat in; cat >&2"], files={"in": str(i)},
+                            stdin=f"e{i}", limits=Limits(processes=3)) for i in range(4)]
+        assert [(r.stdout, r.stderr) for r in results] == [
+            (str(i).encode(), f"e{i}".encode()) for i in range(4)]
+        r = pool.run(["/bin/sleep", "10"], limits=Limits(wall_time=0.3))
+        assert r.status is Status.WALL_TIME_LIMIT
+        r = pool.run(["no-such-program"])
+        assert r.status is Status.INTERNAL_ERROR and "executing no-such-program" in r.message
+        assert all(pool.run(["/bin/true"]).ok for _ in range(2))  # both slots still serve
+
+
+def test_a_dead_warm_init_is_replaced():
+    with Pool(size=1) as pool:
+        slot = pool._slots[0][1]
+        assert slot.pid is not None
+        os.kill(slot.pid, signal.SIGKILL)
+        while _state(slot.pid) != "Z":  # dead, not yet reaped
+            time.sleep(0.01)
+        assert pool.run(["/bin/true"]).status is Status.OK
+        assert slot.pid is not None and _state(slot.pid) != "Z"  # a new init
+
+
+def _state(pid: int) -> str:
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()[0]
+
+
+_OWNER = """
+import json, sys, time
+from cellbox import Pool
+with Pool(size=2) as pool:
+    pool.run(["/bin/true"])
+    print(json.dumps(pool.box_ids), flush=True)
+    time.sleep(120)
+"""
+
+
+def test_boxes_of_a_killed_pool_owner_are_repaired_and_reusable():
+    owner = subprocess.Popen([sys.executable, "-c", _OWNER], stdout=subprocess.PIPE, text=True)
+    assert owner.stdout is not None
+    ids = json.loads(owner.stdout.readline())
+    owner.kill()
+    owner.wait()
+    for box_id in ids:  # taking the lock repairs what the dead lease left
+        with Box(box_id, wait=10) as box:
+            assert box.run(["/bin/true"]).status is Status.OK
+    assert uid_processes(FIRST_UID, NUM_BOXES) == []
