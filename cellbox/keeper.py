@@ -160,7 +160,8 @@ class Slot:
         self._sock.sendall(data[4:])
 
     def close(self) -> None:
-        """Kill the init (and with it the box's pid namespace) and reap it."""
+        """Kill the init (and with it the box's pid namespace) and reap it; release the
+        cgroup files kept open between runs."""
         if self.pid is not None:
             os.kill(self.pid, signal.SIGKILL)
             os.waitpid(self.pid, 0)
@@ -171,6 +172,7 @@ class Slot:
         if self._lifeline is not None:
             os.close(self._lifeline)
             self._lifeline = None
+        self.cgroup.close()
 
 
 def run_many(jobs: list[tuple[RunSpec, BoxCgroup, Slot | None]]) -> list[RunResult]:
@@ -328,7 +330,7 @@ class Run:
         return False
 
     def _sweep(self) -> None:
-        if self.cgroup.pids():
+        if self.cgroup.populated():
             self.cgroup.kill_all()
 
     def _init_pid(self) -> int | None:
@@ -396,6 +398,8 @@ class Run:
         if self._cgroup_started:
             self._cgroup_started = False
             self.cgroup.end_run()
+        if self.slot is None:
+            self.cgroup.close()  # a warm box's cgroup keeps its files until the slot closes
 
 
 def supervise(runs: list[Run]) -> None:

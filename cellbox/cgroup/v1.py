@@ -58,38 +58,60 @@ def _cgroup_of(pid: int, controller: str) -> str:
 
 
 class BoxCgroupV1:
+    """One box's three cgroups. The cpuacct and pids cgroups live as long as the box: their
+    files stay open from the first run to ``close`` (a warm pool's slot runs many times on
+    one object). The memory cgroup is made again for every run (see
+    ``_fresh_memory_cgroup``)."""
+
     def __init__(self, dirs: dict[str, str]) -> None:
         self.dirs = dirs  # controller -> directory of this box
         self._pids_base = 0
-        self._cpu_fd: int | None = None
-        self._join_fds: list[int] = []
+        self._pids_max = ""  # the value last written to pids.max ("": none yet)
+        self._memsw: bool | None = None  # whether memory.memsw.* exists (the kernel's)
+        self._kept: dict[str, int] = {}  # path -> fd, open from the first run to close()
+        self._memory_fds: list[int] = []  # this run's memory cgroup: tasks, peak, oom_control
 
     def _p(self, controller: str, name: str) -> str:
         return os.path.join(self.dirs[controller], name)
 
+    def _fd(self, controller: str, name: str, flags: int) -> int:
+        """The kept fd of a cpuacct or pids file, opened on first use."""
+        path = self._p(controller, name)
+        if path not in self._kept:
+            self._kept[path] = os.open(path, flags | os.O_CLOEXEC)
+        return self._kept[path]
+
     def _fresh_memory_cgroup(self) -> None:
         """A new memory cgroup for every run: pages of files left in the box's tmpfs stay
-        charged to the cgroup that wrote them, and would count against the next run.
-        Removing the old one hands those charges to the parent."""
+        charged to the cgroup that wrote them, and would count against the next run. Nor can
+        v1 reset the old one exactly: after even /bin/true it still holds ~50 KiB of kernel
+        memory and the per-CPU charge stock (``memory.force_empty`` leaves the former and
+        costs ~1.3 ms here, ten times an rmdir + mkdir). Removing the old one hands its
+        charges to the parent."""
         d = self.dirs["memory"]
         rmdir_when_empty(d)
         os.mkdir(d)
 
     def _set_limits(self, memory: int | None, pids: int | None) -> None:
-        memsw = os.path.exists(self._p("memory", "memory.memsw.limit_in_bytes"))
+        """The run's limits. A new memory cgroup has none, so ``memory=None`` writes
+        nothing there; pids.max is written when it changes."""
+        if self._memsw is None:
+            self._memsw = os.path.exists(self._p("memory", "memory.memsw.limit_in_bytes"))
+        memsw = self._memsw
         if memory is not None and not memsw and swap_in_use():
             raise SandboxSetupError(
                 "A memory limit was asked for, but swap is on and the kernel does not account "
                 "swap in cgroups (no memory.memsw.*): the program could swap past the limit. "
                 "Boot with swapaccount=1, or turn swap off (swapoff -a).")
         try:
-            # memsw >= limit at every moment: lift memsw first, then set both.
-            if memsw:
-                write(self._p("memory", "memory.memsw.limit_in_bytes"), -1)
-            write(self._p("memory", "memory.limit_in_bytes"), -1 if memory is None else memory)
-            if memsw and memory is not None:
-                write(self._p("memory", "memory.memsw.limit_in_bytes"), memory)
-            write(self._p("pids", "pids.max"), "max" if pids is None else pids)
+            if memory is not None:
+                write(self._p("memory", "memory.limit_in_bytes"), memory)
+                if memsw:  # memsw >= limit at every moment: set after the limit
+                    write(self._p("memory", "memory.memsw.limit_in_bytes"), memory)
+            pids_max = "max" if pids is None else str(pids)
+            if pids_max != self._pids_max:
+                os.pwrite(self._fd("pids", "pids.max", os.O_WRONLY), pids_max.encode(), 0)
+                self._pids_max = pids_max
         except OSError as e:
             raise SandboxSetupError(f"Cannot set cgroup limits (memory={memory}, "
                                     f"pids={pids}): {e}") from e
@@ -97,35 +119,39 @@ class BoxCgroupV1:
     def start_run(self, memory: int | None, pids: int | None) -> list[int]:
         self._fresh_memory_cgroup()
         self._set_limits(memory, pids)
-        write(self._p("cpuacct", "cpuacct.usage"), 0)
+        os.pwrite(self._fd("cpuacct", "cpuacct.usage", os.O_RDWR), b"0", 0)
         self._pids_base = self._pids_max_events()
-        self._cpu_fd = os.open(self._p("cpuacct", "cpuacct.usage"), os.O_RDONLY | os.O_CLOEXEC)
+        self._memory_fds = [os.open(self._p("memory", name), flags | os.O_CLOEXEC)
+                            for name, flags in (("tasks", os.O_WRONLY),
+                                                ("memory.max_usage_in_bytes", os.O_RDONLY),
+                                                ("memory.oom_control", os.O_RDONLY))]
         # The program joins by writing "0" (itself) to ``tasks``: it has a single thread, so
         # that moves all of it. A write to ``cgroup.procs`` moves a whole thread group, which
         # takes the threadgroup rwsem for writing and waits for an RCU grace period: 10-14 ms
         # per controller here, against 0.04 ms for ``tasks`` (DESIGN.md, performance notes).
-        self._join_fds = [os.open(os.path.join(d, "tasks"), os.O_WRONLY | os.O_CLOEXEC)
-                          for d in self.dirs.values()]
-        return self._join_fds
+        # pids first: then every task of the box's cgroups is in the pids one, and an empty
+        # pids.current proves the box empty (``populated``).
+        return [self._fd("pids", "tasks", os.O_WRONLY),
+                self._fd("cpuacct", "tasks", os.O_WRONLY), self._memory_fds[0]]
 
     def exists(self) -> bool:
         return any(os.path.isdir(d) for d in self.dirs.values())
 
     def _pids_max_events(self) -> int:
         try:
-            return keyed(read(self._p("pids", "pids.events")), "max")
-        except FileNotFoundError:
+            return keyed(_pread(self._fd("pids", "pids.events", os.O_RDONLY)), "max")
+        except FileNotFoundError:  # before Linux 4.19
             return 0
 
     def cpu_ns(self) -> int:
-        assert self._cpu_fd is not None
-        return int(os.pread(self._cpu_fd, 64, 0))
+        return int(_pread(self._fd("cpuacct", "cpuacct.usage", os.O_RDWR)))
 
     def stats(self) -> CgroupStats:
+        _, peak, oom = self._memory_fds
         return CgroupStats(
-            cpu_ns=int(read(self._p("cpuacct", "cpuacct.usage"))),
-            peak_memory=int(read(self._p("memory", "memory.max_usage_in_bytes"))),
-            oom_kills=keyed(read(self._p("memory", "memory.oom_control")), "oom_kill"),
+            cpu_ns=self.cpu_ns(),
+            peak_memory=int(_pread(peak)),
+            oom_kills=keyed(_pread(oom), "oom_kill"),
             pids_limit_hits=self._pids_max_events() - self._pids_base,
         )
 
@@ -155,16 +181,35 @@ class BoxCgroupV1:
                                         f"{self.dirs['pids']} survived SIGKILL")
             time.sleep(0.001)
 
+    def populated(self) -> bool:
+        """Whether any task (a zombie too) of a run is in the box's cgroups: the pids one
+        holds them all, as the program joins it first (``start_run``)."""
+        try:
+            return int(_pread(self._fd("pids", "pids.current", os.O_RDONLY))) > 0
+        except FileNotFoundError:
+            return False
+
     def end_run(self) -> None:
-        for fd in [*self._join_fds, *([self._cpu_fd] if self._cpu_fd is not None else [])]:
+        for fd in self._memory_fds:
             os.close(fd)
-        self._join_fds, self._cpu_fd = [], None
+        self._memory_fds = []
+
+    def close(self) -> None:
+        self.end_run()
+        for fd in self._kept.values():
+            os.close(fd)
+        self._kept = {}
 
     def remove(self) -> None:
+        self.close()
         if self.pids():
             self.kill_all()
         for d in self.dirs.values():
             rmdir_when_empty(d)
+
+
+def _pread(fd: int) -> str:
+    return os.pread(fd, 4096, 0).decode()
 
 
 class CgroupV1:

@@ -188,7 +188,8 @@ class BoxCgroupV2:
         except FileNotFoundError:
             return []
 
-    def _populated(self) -> bool:
+    def populated(self) -> bool:
+        """Whether any process is in the box's cgroup."""
         try:
             return keyed(read(self._p("cgroup.events")), "populated") != 0
         except FileNotFoundError:
@@ -196,10 +197,10 @@ class BoxCgroupV2:
 
     def kill_all(self, timeout: float = 5.0) -> None:
         """SIGKILL every process of the cgroup at once, and wait until it is empty."""
-        if not self._populated():
+        if not self.populated():
             return
         write(self._p("cgroup.kill"), 1)
-        wait_until(lambda: not self._populated(), timeout,
+        wait_until(lambda: not self.populated(), timeout,
                    f"Processes of box cgroup {self.path} survived cgroup.kill")
 
     def end_run(self) -> None:
@@ -207,6 +208,9 @@ class BoxCgroupV2:
             if fd is not None:
                 os.close(fd)
         self._join_fd = self._cpu_fd = None
+
+    def close(self) -> None:
+        self.end_run()  # nothing is kept between runs: each has a new leaf
 
     def remove(self) -> None:
         self.kill_all()
