@@ -12,7 +12,8 @@
  *   init --pool SOCKET_FD STATUS_FD   a warm box: report {"kind": "ready"} on STATUS_FD and
  *       close it, then one run per request on the unix stream socket, each with its fds
  *       attached (SCM_RIGHTS). After each run, init kills every process left in the box and
- *       makes fresh IPC and network namespaces, hostname and tmpfs mounts for the next; it
+ *       makes fresh IPC and network namespaces, hostname and tmpfs mounts for the next (the
+ *       network namespace is kept when the run left no trace in it: see net_untouched); it
  *       exits at EOF. The keeper empties the box's files and resets its cgroup.
  *
  * The request is length-prefixed binary, little-endian: u32 size, then: u32 uid, gid,
@@ -56,6 +57,7 @@
 #define FLAG_TTY_HACK 1u
 #define FLAG_STDERR_TO_STDOUT 2u
 #define FLAG_SHARE_NET 4u
+#define FLAG_NET_REUSABLE 8u
 #define MAX_REQUEST (256u << 20)
 #define MAX_ITEMS 65536u
 #define MAX_PASSED_FDS 64
@@ -341,12 +343,81 @@ static void renew_tmpfs(const struct request *q) {
     }
 }
 
+/* What a program without capabilities can leave in a network namespace after all its
+ * processes are gone, and where each shows (docs/performance.md, "the pool's network
+ * namespace"). Everything that needs a packet (sockets in TIME_WAIT or orphaned, conntrack
+ * entries, route exceptions, TCP metrics, neighbours) moves the counters: of lo, the only
+ * device, for every packet sent or received, and of the protocols for one that never
+ * reached a device (dev, snmp, snmp6, netstat). Without a packet, a socket outlives its
+ * fds only in flight in a unix socket (unix) or as an IPv6 flow label left to linger
+ * (ip6_flowlabel); routes, addresses, devices, raw and packet sockets and sysctls need
+ * capabilities. Files are compared as raw bytes, so counters that a later run could read
+ * are state too. (The lists of TCP, UDP and conntrack entries walk the host's global hash
+ * tables, 3.5 ms for tcp here, and add nothing: their entries need packets or fds.) */
+static const char *const NET_STATE[] = {"dev", "snmp", "snmp6", "netstat", "unix",
+                                        "ip6_flowlabel"};
+
+struct snapshot {
+    char *data;
+    size_t len, cap;
+};
+
+static struct snapshot net_fresh; /* the namespace as the next run gets it */
+
+static void append(struct snapshot *s, const char *data, size_t n) {
+    if (s->len + n > s->cap) {
+        s->cap = 2 * (s->len + n);
+        s->data = realloc(s->data, s->cap);
+        if (!s->data)
+            fail_errno();
+    }
+    memcpy(s->data + s->len, data, n);
+    s->len += n;
+}
+
+/* Every NET_STATE file of init's network namespace, each with its name (a file the kernel
+ * lacks is named with nothing after it, both times). */
+static void read_net_state(struct snapshot *s) {
+    char path[64], buf[8192];
+    s->len = 0;
+    for (size_t i = 0; i < sizeof NET_STATE / sizeof *NET_STATE; i++) {
+        append(s, NET_STATE[i], strlen(NET_STATE[i]) + 1);
+        snprintf(path, sizeof path, "/proc/self/net/%s", NET_STATE[i]);
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0 && errno == ENOENT)
+            continue;
+        if (fd < 0)
+            fail("%s: %s", path, strerror(errno));
+        ssize_t got;
+        while ((got = read(fd, buf, sizeof buf)) > 0)
+            append(s, buf, (size_t)got);
+        if (got < 0)
+            fail("%s: %s", path, strerror(errno));
+        close(fd);
+    }
+}
+
+/* Whether the run that just ended (every process of it reaped) left the network namespace
+ * byte for byte as it got it. Only asked when the keeper allows it (FLAG_NET_REUSABLE: the
+ * seccomp policy refuses io_uring, whose rings drop their files after their owner's exit,
+ * so a socket could still be bound, unlisted, when init looks). */
+static int net_untouched(const struct request *q) {
+    if ((q->flags & (FLAG_SHARE_NET | FLAG_NET_REUSABLE)) != FLAG_NET_REUSABLE)
+        return 0;
+    struct snapshot now = {0};
+    read_net_state(&now);
+    int same = now.len == net_fresh.len && memcmp(now.data, net_fresh.data, now.len) == 0;
+    free(now.data);
+    return same;
+}
+
 /* Before each run of a warm box: no SysV IPC object, message queue, socket or route of the
- * last run survives (new namespaces: init is root in the box's user namespace), the
- * hostname is ours again, and /dev/shm is empty. */
-static void renew_namespaces(const struct request *q) {
+ * last run survives (new namespaces: init is root in the box's user namespace; the network
+ * one is kept if the last run left it untouched), the hostname is ours again, and /dev/shm
+ * is empty. */
+static void renew_namespaces(const struct request *q, int keep_net) {
     step = "giving the run fresh IPC and network namespaces";
-    if (unshare(CLONE_NEWIPC | (q->flags & FLAG_SHARE_NET ? 0 : CLONE_NEWNET)) < 0)
+    if (unshare(CLONE_NEWIPC | (q->flags & FLAG_SHARE_NET || keep_net ? 0 : CLONE_NEWNET)) < 0)
         fail_errno();
     step = "renewing the box's tmpfs mounts";
     renew_tmpfs(q);
@@ -360,6 +431,16 @@ static void finish_namespaces(const struct request *q) {
     step = "setting the hostname";
     if (sethostname(HOSTNAME, strlen(HOSTNAME)) < 0)
         fail_errno();
+}
+
+/* A warm box's namespaces for its next run (lo is up already in a kept network namespace:
+ * setting IFF_UP again changes nothing), and, in a new network namespace, its state then. */
+static void finish_pool_namespaces(const struct request *q, int kept_net) {
+    finish_namespaces(q);
+    if (!(q->flags & FLAG_SHARE_NET) && !kept_net) {
+        step = "reading the network namespace's state";
+        read_net_state(&net_fresh);
+    }
 }
 
 /* ---- the program's steps, in order (see program()) ------------------------------------- */
@@ -712,8 +793,10 @@ static void end_run(const struct request *q) {
         ;
     if (errno != ECHILD)
         fail_errno();
-    renew_namespaces(q);
-    finish_namespaces(q);
+    step = "reading the network namespace's state";
+    int keep_net = net_untouched(q);
+    renew_namespaces(q, keep_net);
+    finish_pool_namespaces(q, keep_net);
 }
 
 /* A warm box: one run per request until the keeper closes the socket. */
@@ -737,7 +820,7 @@ static int pool(int sock) {
             q.join[i] = passed(q.join[i], fds, n_fds);
         own_run_fds(&q);
         if (first) /* later runs find theirs made by the end of the run before */
-            finish_namespaces(&q);
+            finish_pool_namespaces(&q, 0);
         first = 0;
         run(&q);
         close_run_fds(&q);

@@ -12,6 +12,7 @@ from cellbox.spec import RunSpec
 FLAG_TTY_HACK = 1
 FLAG_STDERR_TO_STDOUT = 2
 FLAG_SHARE_NET = 4
+FLAG_NET_REUSABLE = 8  # a warm box may keep its network namespace (init.c, net_untouched)
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,8 @@ def encode(spec: RunSpec, fds: RunFds, filters: tuple[bytes, ...],
     (path, options) of the tmpfs mounts a warm box mounts again before the run."""
     flags = (FLAG_TTY_HACK if spec.tty_hack else 0) | (
         FLAG_STDERR_TO_STDOUT if spec.stderr_to_stdout else 0) | (
-        FLAG_SHARE_NET if spec.share_net else 0)
+        FLAG_SHARE_NET if spec.share_net else 0) | (
+        FLAG_NET_REUSABLE if "io_uring_setup" in dict(spec.seccomp.denied) else 0)
     body = b"".join([
         struct.pack("<IIIIiiii", spec.uid, spec.gid, LAST_CAP, flags, fds.status,
                     _fd(fds.stdin), _fd(fds.stdout), _fd(fds.stderr)),
