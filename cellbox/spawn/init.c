@@ -331,15 +331,39 @@ static void bring_loopback_up(void) {
     close(s);
 }
 
-/* A warm box's tmpfs mounts (/dev/shm) are mounted again, empty; the box's own files (/box,
- * /tmp) are the keeper's to empty. The mount point itself is unmounted: nothing the last run
- * left inside it is followed. */
+/* The root of each tmpfs as init last mounted it: a run that left it so, to the
+ * nanosecond of its atime, mtime and ctime, created nothing in it, removed nothing, and did
+ * not even list it or touch its attributes (each would change a time), so the mount is as
+ * fresh as a new one and is kept. */
+#define KEPT_TMPFS 4
+static struct {
+    char *path;
+    struct stat st;
+} tmpfs_fresh[KEPT_TMPFS];
+
+static int tmpfs_untouched(uint32_t i, const struct tmpfs *t) {
+    struct stat now;
+    return i < KEPT_TMPFS && tmpfs_fresh[i].path && strcmp(tmpfs_fresh[i].path, t->path) == 0
+           && lstat(t->path, &now) == 0 && memcmp(&now, &tmpfs_fresh[i].st, sizeof now) == 0;
+}
+
+/* A warm box's tmpfs mounts (/dev/shm) are mounted again, empty, unless the last run left
+ * them untouched; the box's own files (/box, /tmp) are the keeper's to empty. The mount
+ * point itself is unmounted: nothing the last run left inside it is followed. */
 static void renew_tmpfs(const struct request *q) {
     for (uint32_t i = 0; i < q->n_tmpfs; i++) {
         const struct tmpfs *t = &q->tmpfs[i];
+        if (tmpfs_untouched(i, t))
+            continue;
         if (umount2(t->path, MNT_DETACH | UMOUNT_NOFOLLOW) < 0
             || mount("cellbox-tmpfs", t->path, "tmpfs", MS_NOSUID | MS_NODEV, t->options) < 0)
             fail("%s: %s", t->path, strerror(errno));
+        if (i < KEPT_TMPFS) {
+            free(tmpfs_fresh[i].path);
+            tmpfs_fresh[i].path = strdup(t->path);
+            if (!tmpfs_fresh[i].path || lstat(t->path, &tmpfs_fresh[i].st) < 0)
+                fail("%s: %s", t->path, strerror(errno));
+        }
     }
 }
 
