@@ -156,8 +156,10 @@ class Slot:
         if self._sock is None:
             raise SandboxSetupError("This warm box was closed; start it again")
         rights = (_socket.SOL_SOCKET, _socket.SCM_RIGHTS, struct.pack(f"{len(fds)}i", *fds))
-        self._sock.sendmsg([data[:4]], [rights])
-        self._sock.sendall(data[4:])
+        # One message, so init wakes once: it takes the fds with the size (the first 4
+        # bytes), then reads the rest, which a large request sends in more writes.
+        sent = self._sock.sendmsg([data], [rights])
+        self._sock.sendall(data[sent:])
 
     def close(self) -> None:
         """Kill the init (and with it the box's pid namespace) and reap it; release the

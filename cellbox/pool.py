@@ -95,7 +95,8 @@ class Pool:
         box, slot = self._slots[self._next]
         self._next = (self._next + 1) % len(self._slots)
         run = with_argv(run_spec([], limits, stdin=stdin, capture_output=capture_output,
-                                 env=env, chdir=chdir, syscalls=syscalls,
+                                 env=env, default_dirs=False,  # the slot's root stands
+                                 chdir=chdir, syscalls=syscalls,
                                  seccomp_policy=seccomp_policy), argv)
         spec = replace(slot.spec, argv=run.argv, env=run.env, limits=run.limits, chdir=run.chdir,
                        seccomp=run.seccomp, capture_output=run.capture_output,

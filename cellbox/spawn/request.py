@@ -6,7 +6,9 @@ from __future__ import annotations
 import resource
 import struct
 from dataclasses import dataclass
+from functools import lru_cache
 
+from cellbox.linux.seccomp import Policy
 from cellbox.spec import RunSpec
 
 FLAG_TTY_HACK = 1
@@ -67,6 +69,13 @@ def _fd(fd: int | None) -> int:
     return -1 if fd is None else fd
 
 
+@lru_cache(maxsize=8)
+def _net_reusable(policy: Policy) -> bool:
+    """An io_uring ring drops its files after its owner's exit, so a socket could outlive a
+    run unseen: a warm box keeps its network namespace only under a policy refusing them."""
+    return "io_uring_setup" in dict(policy.denied)
+
+
 def encode(spec: RunSpec, fds: RunFds, filters: tuple[bytes, ...],
            renew: tuple[tuple[str, str], ...] = ()) -> bytes:
     """The request for one run of ``spec``; ``filters``: the compiled seccomp BPF; ``renew``:
@@ -74,7 +83,7 @@ def encode(spec: RunSpec, fds: RunFds, filters: tuple[bytes, ...],
     flags = (FLAG_TTY_HACK if spec.tty_hack else 0) | (
         FLAG_STDERR_TO_STDOUT if spec.stderr_to_stdout else 0) | (
         FLAG_SHARE_NET if spec.share_net else 0) | (
-        FLAG_NET_REUSABLE if "io_uring_setup" in dict(spec.seccomp.denied) else 0)
+        FLAG_NET_REUSABLE if _net_reusable(spec.seccomp) else 0)
     body = b"".join([
         struct.pack("<IIIIiiii", spec.uid, spec.gid, LAST_CAP, flags, fds.status,
                     _fd(fds.stdin), _fd(fds.stdout), _fd(fds.stderr)),
