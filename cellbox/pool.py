@@ -13,9 +13,13 @@ forks, confines and execs the program. Every run starts clean:
 
 - the box's files: ``/box`` and ``/tmp`` are emptied by the keeper before the run, through
   directory fds (never following the box's links), then ``files`` are written;
-- ``/dev/shm``: mounted again, empty, by the init;
-- SysV IPC and POSIX message queues, sockets and the loopback interface: new IPC and network
-  namespaces per run (with ``share_net``, the host's network, as for ``Box.run``);
+- ``/dev/shm``: mounted again, empty, by the init (kept when the run left its root untouched,
+  to the nanosecond of its times);
+- SysV IPC and POSIX message queues: a new IPC namespace per run;
+- sockets and the loopback interface: a new network namespace after each run that left a
+  trace in it (a packet, a socket in flight, a flow label: init compares its counters and
+  lists, docs/performance.md, "The pool's network namespace"), or with a seccomp policy that
+  allows io_uring; with ``share_net``, the host's network, as for ``Box.run``;
 - the hostname: set again;
 - processes: whatever the program left is killed through the cgroup before the result;
 - counters: CPU time, peak memory and the pids count are the run's own (the box's cgroup is
