@@ -204,7 +204,7 @@ def run_many(jobs: list[tuple[RunSpec, BoxCgroup, Slot | None]]) -> list[RunResu
 
 
 def _raise_fd_limit(runs: int) -> None:
-    """Each run holds up to ~8 pipe and cgroup fds in the keeper: raise the soft open-file
+    """Each run holds up to ~15 pipe and cgroup fds in the keeper: raise the soft open-file
     limit towards the hard one when many runs go at once (only this process's)."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     want = 64 + 16 * runs
