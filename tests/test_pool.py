@@ -198,3 +198,20 @@ def test_no_network_state_passes_to_the_next_run(trace: str):
             # sockets the unix garbage collector may have freed before init looked, leave
             # nothing to renew the namespace for; the others always do
             assert pool.run(netns).stdout != first
+
+
+def test_dev_shm_is_mounted_again_after_a_run_that_touched_it():
+    """/dev/shm is kept only while runs leave its root as mounted (init.c, renew_tmpfs): a
+    run's first file there is numbered as in a new mount, whatever the run before did."""
+    mounted_at = ["stat", "-c", "%z", "/dev/shm"]  # its ctime, to the ns: when it was mounted
+    new_file = ["/bin/sh", "-c", "touch /dev/shm/y && stat -c %i /dev/shm/y && rm /dev/shm/y"]
+    with Pool(size=1) as pool:
+        pool.run(["/bin/true"])  # after it, init mounts /dev/shm itself (the first is Python's)
+        first = pool.run(mounted_at).stdout
+        assert first and pool.run(mounted_at).stdout == first  # a quiet run keeps it
+        inodes = [pool.run(new_file, limits=Limits(processes=3)).stdout for _ in range(2)]
+        assert inodes[0] == inodes[1] != b"", inodes  # not one more than the run before's
+        listed = pool.run(mounted_at).stdout
+        assert listed != first
+        assert pool.run(["ls", "/dev/shm"]).stdout == b""
+        assert pool.run(mounted_at).stdout != listed  # listed (its atime moved): new too
