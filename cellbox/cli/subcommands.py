@@ -27,6 +27,7 @@ SUBCOMMANDS: dict[str, str] = {
     "judge": "cellbox.cli.judge",
     "serve": "cellbox.cli.service",
     "worker": "cellbox.cli.service",
+    "keeperd": "cellbox.cli.keeperd",
 }
 HELP_WIDTH = 100  # fixed, so docs/cli.md does not depend on the terminal
 
