@@ -97,6 +97,10 @@ def _warm() -> None:
     from cellbox.linux import mounts, namespaces, seccomp, terminal  # noqa: F401
     from cellbox.spawn import request  # noqa: F401
 
+    # The built-in seccomp policy, compiled once (the package's own file: restart the daemon
+    # after an upgrade, as any process that has imported cellbox).
+    seccomp.compile_filters(seccomp.default_policy())
+
     # Descriptors 0-2 must be taken, so that no client's descriptor is received as one.
     while (fd := os.open(os.devnull, os.O_RDWR)) <= 2:
         pass
