@@ -215,3 +215,16 @@ def test_the_client_imports_nothing_but_itself_and_os() -> None:
                       "_collections_abc", "__future__"}
     assert set(proc.stdout.split()) - os_and_its_own == {"cellbox", "cellbox.cli",
                                                          "cellbox.cli.client"}
+
+
+def test_the_callers_resource_limits_reach_the_run_as_in_process(through: Daemon,
+                                                                 box: InitBox) -> None:
+    # An unset limit (here the stack) is as high as the keeper's hard limit: the caller's.
+    outputs = []
+    for env in ({client.NO_DAEMON_ENV: "1"}, {}):
+        proc = subprocess.run(["prlimit", "--stack=4194304:8388608", sys.executable, "-m",
+                               "cellbox", "-b", str(box.id), "--run", "--", "/bin/sh", "-c",
+                               "ulimit -Hs"], capture_output=True, timeout=60,
+                              env=dict(os.environ, **env))
+        outputs.append((proc.returncode, proc.stdout))
+    assert outputs[0] == outputs[1] == (0, b"8192\n")

@@ -48,6 +48,7 @@ class Request:
     argv: list[str]
     env: list[tuple[bytes, bytes]]
     umask: int
+    pid: int  # the client's, from SO_PEERCRED
     gid: int
     fds: list[int]  # FDS of them
 
@@ -140,14 +141,18 @@ class Daemon:
         try:
             request = _receive(conn)
         except (Refused, OSError, ValueError) as e:
-            _reply(conn, b"refused %s" % str(e).encode())
-            conn.close()
+            _refuse(conn, e)
             return
-        pid = os.fork()
-        if pid == 0:
-            self._worker(conn, request)
-        for fd in request.fds:
-            os.close(fd)
+        try:
+            pid = os.fork()
+            if pid == 0:
+                self._worker(conn, request)
+        except OSError as e:  # out of processes or memory: a CLI could not start either
+            _refuse(conn, e)
+            return
+        finally:
+            for fd in request.fds:
+                os.close(fd)
         pidfd = os.pidfd_open(pid)
         self.jobs[pidfd] = Job(conn, pid, pidfd)
         self.selector.register(conn, selectors.EVENT_READ, self._from_client)
@@ -253,7 +258,7 @@ def _receive(conn: socket.socket) -> Request:
 
 def _parse(conn: socket.socket, msg: bytes, flags: int, fds: list[int]) -> Request:
     # The uid is checked after the read, so that the client gets the refusal, not a reset.
-    _, uid, gid = CREDS.unpack(conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
+    pid, uid, gid = CREDS.unpack(conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
                                                CREDS.size))
     if uid != os.geteuid():
         raise Refused(f"uid {uid} is not the daemon's uid {os.geteuid()}: run your own "
@@ -265,7 +270,12 @@ def _parse(conn: socket.socket, msg: bytes, flags: int, fds: list[int]) -> Reque
     argc = int(fields[2])
     env = [tuple(item.split(b"=", 1)) for item in fields[3 + argc:] if b"=" in item]
     return Request(argv=[os.fsdecode(a) for a in fields[3:3 + argc]],
-                   env=env, umask=int(fields[1]), gid=gid, fds=fds)  # type: ignore[arg-type]
+                   env=env, umask=int(fields[1]), pid=pid, gid=gid, fds=fds)  # type: ignore[arg-type]
+
+
+def _refuse(conn: socket.socket, why: Exception) -> None:
+    _reply(conn, b"refused %s" % str(why).encode())
+    conn.close()
 
 
 def _reply(conn: socket.socket, data: bytes) -> None:
@@ -291,13 +301,12 @@ def _run_command(request: Request) -> int:
              encoding="utf-8", errors="backslashreplace" if fd == 2 else "strict",
              closefd=False) for fd in (0, 1, 2))
     sys.argv = ["cellbox", *request.argv]
-    if request.gid != os.getgid():
-        try:
-            os.setresgid(request.gid, request.gid, request.gid)
-        except PermissionError:
-            print(f"cellbox: this keeper daemon cannot take your gid {request.gid}: set "
-                  f"{client.NO_DAEMON_ENV}=1", file=sys.stderr)
-            return 2
+    try:
+        _take_identity(request)
+    except OSError as e:
+        print(f"cellbox: this keeper daemon cannot run as your process would ({e}): set "
+              f"{client.NO_DAEMON_ENV}=1", file=sys.stderr)
+        return 2
     try:
         from cellbox.cli.commands import run_cli
 
@@ -315,6 +324,21 @@ def _run_command(request: Request) -> int:
         code = 1
     _flush()
     return code
+
+
+def _take_identity(request: Request) -> None:
+    """The client's gid and resource limits: the run's unset limits are its keeper's."""
+    import resource
+
+    if request.gid != os.getgid():
+        os.setresgid(request.gid, request.gid, request.gid)
+    for name in dir(resource):
+        if name.startswith("RLIMIT_"):
+            which = getattr(resource, name)
+            try:
+                resource.setrlimit(which, resource.prlimit(request.pid, which))
+            except ValueError as e:  # a hard limit above the daemon's, which it may not raise
+                raise PermissionError(f"{name}: {e}") from None
 
 
 def _flush() -> None:
