@@ -264,8 +264,10 @@ class Bench:
     def setup(self) -> None:
         """Initialise the CLI's box, start the keeper daemon and the library workers (each
         leases a box)."""
+        # setpriv: the daemon (and so its runs) dies with the bench, even with a SIGKILLed one.
         self.keeper = subprocess.Popen(
-            self.cli + ["keeperd", "--socket", self.keeper_env[client.SOCKET_ENV]],
+            ["setpriv", "--pdeathsig", "KILL", *self.cli, "keeperd", "--socket",
+             self.keeper_env[client.SOCKET_ENV]],
             env=self.env, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE)
         assert self.keeper.stderr is not None
         if b"listening on" not in self.keeper.stderr.readline():

@@ -28,6 +28,7 @@ import struct
 import sys
 import traceback
 from dataclasses import dataclass
+from functools import partial
 
 from cellbox.cli import client
 from cellbox.cli.subcommands import parser
@@ -111,6 +112,7 @@ def _warm() -> None:
 class Daemon:
     def __init__(self, path: str) -> None:
         self.path = path
+        self.pid = os.getpid()
         self.selector = selectors.DefaultSelector()
         self.jobs: dict[int, Job] = {}  # by pidfd
         self.listener: socket.socket | None = _listen(path)
@@ -126,9 +128,10 @@ class Daemon:
         """Until stopped, then until the commands in progress have ended."""
         while self.listener is not None or self.jobs:
             for key, _ in self.selector.select():
-                key.data(key.fileobj)
+                if self.selector.get_map().get(key.fd) is key:  # not closed by an earlier one
+                    key.data()
 
-    def _stop(self, _: object) -> None:
+    def _stop(self) -> None:
         os.read(self.wake_r, 64)
         if self.listener is not None:
             self.selector.unregister(self.listener)
@@ -136,8 +139,9 @@ class Daemon:
             self.listener = None
             os.unlink(self.path)
 
-    def _accept(self, listener: socket.socket) -> None:
-        conn, _ = listener.accept()
+    def _accept(self) -> None:
+        assert self.listener is not None  # registered only while it is open
+        conn, _ = self.listener.accept()
         try:
             request = _receive(conn)
         except (Refused, OSError, ValueError) as e:
@@ -153,31 +157,30 @@ class Daemon:
         finally:
             for fd in request.fds:
                 os.close(fd)
-        pidfd = os.pidfd_open(pid)
-        self.jobs[pidfd] = Job(conn, pid, pidfd)
-        self.selector.register(conn, selectors.EVENT_READ, self._from_client)
-        self.selector.register(pidfd, selectors.EVENT_READ, self._reap)
+        job = Job(conn, pid, os.pidfd_open(pid))
+        self.jobs[job.pidfd] = job
+        self.selector.register(conn, selectors.EVENT_READ, partial(self._from_client, job))
+        self.selector.register(job.pidfd, selectors.EVENT_READ, partial(self._reap, job))
 
-    def _from_client(self, conn: socket.socket) -> None:
-        job = next(j for j in self.jobs.values() if j.conn is conn)
+    def _from_client(self, job: Job) -> None:
         try:
-            data = conn.recv(64)
+            data = job.conn.recv(64)
         except OSError:
             data = b""
         if not data:  # the client is gone, as if a CLI process had been SIGKILLed
             job.client_gone = True
-            self.selector.unregister(conn)
+            self.selector.unregister(job.conn)
             signal.pidfd_send_signal(job.pidfd, signal.SIGKILL)
             return
         kind, _, value = data.partition(b" ")
         if kind == b"kill" and value.isdigit() and int(value) in client.FORWARDED:
             signal.pidfd_send_signal(job.pidfd, int(value))
 
-    def _reap(self, pidfd: int) -> None:
-        job = self.jobs.pop(pidfd)
-        self.selector.unregister(pidfd)
+    def _reap(self, job: Job) -> None:
+        del self.jobs[job.pidfd]
+        self.selector.unregister(job.pidfd)
         _, status = os.waitpid(job.pid, 0)
-        os.close(pidfd)
+        os.close(job.pidfd)
         code = os.waitstatus_to_exitcode(status)
         if not job.client_gone:
             self.selector.unregister(job.conn)
@@ -189,9 +192,8 @@ class Daemon:
         returns."""
         code = 2
         try:
-            daemon = os.getppid()
             privileges.die_with_parent()
-            if os.getppid() != daemon:  # it died before the line above: end now
+            if os.getppid() != self.pid:  # it died before the line above: end now
                 os._exit(code)
             conn.close()
             self._close_daemon_fds()
