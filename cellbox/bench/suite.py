@@ -268,7 +268,8 @@ class Bench:
         self.keeper = subprocess.Popen(
             ["setpriv", "--pdeathsig", "KILL", *self.cli, "keeperd", "--socket",
              self.keeper_env[client.SOCKET_ENV]],
-            env=self.env, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            env=self.env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE)
         assert self.keeper.stderr is not None
         if b"listening on" not in self.keeper.stderr.readline():
             raise RuntimeError("cellbox keeperd did not start; try "
