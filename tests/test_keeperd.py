@@ -97,6 +97,7 @@ def test_init_run_cleanup_run_in_a_worker_of_the_daemon(through: Daemon) -> None
     ("--stdin=in.txt", "--stdout=out.txt", "--run", "--", "/bin/cat"),
     ("--stdin=missing.txt", "--run", "--", "/bin/cat"),
     ("--version",),
+    ("--wait", "--run", "--", "/bin/echo", "waited"),
 ])
 def test_exit_code_output_and_meta_file_are_the_same_as_in_process(
         through: Daemon, box: InitBox, tmp_path: Path, args: tuple[str, ...]) -> None:
