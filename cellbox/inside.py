@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 from typing import NoReturn
 
-from cellbox.linux import mounts, namespaces, privileges, rlimits, seccomp, terminal
+from cellbox.linux import mounts, namespaces, privileges, rlimits, seccomp, terminal, userns
 from cellbox.linux.syscalls import BpfProgram
 from cellbox.spec import RunSpec
 
@@ -57,6 +57,9 @@ def init_main(spec: RunSpec, fds: ChildFds, filters: tuple[BpfProgram, ...]) -> 
     ``filters``: the seccomp BPF the keeper compiled, for the program to load."""
     step = "starting"
     try:
+        if spec.id_map is not None:
+            step = "waiting for the user namespace's uid/gid maps"
+            userns.wait_for_id_maps(fds.lifeline_r)
         step = "arming the parent-death signal"
         privileges.die_with_parent()
         if select.select([fds.lifeline_r], [], [], 0)[0]:
@@ -88,7 +91,8 @@ def init_main(spec: RunSpec, fds: ChildFds, filters: tuple[BpfProgram, ...]) -> 
             if wpid == pid:
                 break
         _send(fds.status_w, kind="exit", status=status, wall=time.monotonic() - started,
-              maxrss=ru.ru_maxrss * 1024, nvcsw=ru.ru_nvcsw, nivcsw=ru.ru_nivcsw)
+              maxrss=ru.ru_maxrss * 1024, nvcsw=ru.ru_nvcsw, nivcsw=ru.ru_nivcsw,
+              cpu=ru.ru_utime + ru.ru_stime)
         os._exit(0)
     except BaseException as e:  # noqa: BLE001 - a child must never unwind into the caller
         _report_and_exit(fds.status_w, step, e)
@@ -108,7 +112,7 @@ def _open_stdio(path: str, write: bool) -> int:
 
 def _redirect_stdio(spec: RunSpec, fds: ChildFds) -> None:
     """Open the stdio files inside the new root with the box user's permissions."""
-    with privileges.file_identity(spec.uid, spec.gid):
+    with privileges.file_identity(spec.uid, spec.gid, groups=spec.id_map is None):
         os.chdir(spec.chdir)
         new = {
             0: fds.stdin if fds.stdin is not None else (
@@ -127,10 +131,11 @@ def _redirect_stdio(spec: RunSpec, fds: ChildFds) -> None:
 
 def _rlimits(spec: RunSpec) -> dict[str, int | None]:
     lim = spec.limits
-    return {
+    nproc: dict[str, int | None] = {} if spec.nproc is None else {"nproc": spec.nproc}
+    return {**nproc,
         "as": lim.address_space, "stack": lim.stack, "fsize": lim.file_size,
         # Processes are limited by the pids cgroup, which counts the hits; RLIMIT_NPROC
-        # would refuse the fork first and hide them.
+        # would refuse the fork first and hide them. It serves only without a cgroup.
         "core": lim.core,
         # RLIM_INFINITY is not a valid open-file limit: "unlimited" is the hard limit we have.
         "nofile": lim.open_files or resource.getrlimit(resource.RLIMIT_NOFILE)[1],
@@ -155,7 +160,7 @@ def program_main(spec: RunSpec, fds: ChildFds, filters: tuple[BpfProgram, ...]) 
         step = "dropping capabilities"
         privileges.drop_capabilities()
         step = f"switching to uid {spec.uid} / gid {spec.gid}"
-        privileges.become(spec.uid, spec.gid)
+        privileges.become(spec.uid, spec.gid, groups=spec.id_map is None)
         step = "checking that no capability is left"
         privileges.check_unprivileged()
         step = "setting no_new_privs"

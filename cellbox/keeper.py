@@ -1,7 +1,8 @@
 """The keeper supervises one run: spawn, timers, I/O, accounting, kill, result.
 
-    keeper (host namespaces, root)
-      └─ clone(new pid/mount/net/ipc/uts namespaces) → init (pid 1 of the box, inside.init_main)
+    keeper (host namespaces, root; or any user: rootless mode, see linux/userns)
+      └─ clone(new pid/mount/net/ipc/uts [+user] namespaces) → init (pid 1 of the box,
+         inside.init_main)
             └─ fork → program (joins the cgroup, drops privileges, execve)
 
 Killing init makes the kernel kill every process of the box's pid namespace, so ending a
@@ -20,7 +21,7 @@ from dataclasses import dataclass, field
 from cellbox.cgroup import BoxCgroup, CgroupStats
 from cellbox.errors import SandboxSetupError
 from cellbox.inside import ChildFds, init_main
-from cellbox.linux import namespaces, seccomp, syscalls
+from cellbox.linux import namespaces, seccomp, syscalls, userns
 from cellbox.result import RunResult, Status
 from cellbox.spec import RunSpec
 
@@ -91,9 +92,11 @@ def run(spec: RunSpec, cgroup: BoxCgroup) -> RunResult:
     fds = ChildFds(status_w, life_r, join, fds_in, fds_out, fds_err)
     try:
         started = time.monotonic()
-        pid = syscalls.clone(namespaces.clone_flags(spec.share_net) | signal.SIGCHLD)
+        pid = _clone(spec)
         if pid == 0:
             init_main(spec, fds, filters)  # never returns
+        if spec.id_map is not None:
+            userns.write_id_maps(pid, (spec.uid, spec.gid), spec.id_map, life_w)
         for fd in child_ends:
             os.close(fd)
         child_ends = []
@@ -116,6 +119,19 @@ def run(spec: RunSpec, cgroup: BoxCgroup) -> RunResult:
         result.stdout, result.stdout_truncated = bytes(cap_out.data), cap_out.truncated
         result.stderr, result.stderr_truncated = bytes(cap_err.data), cap_err.truncated
     return result
+
+
+def _clone(spec: RunSpec) -> int:
+    rootless = spec.id_map is not None
+    try:
+        return syscalls.clone(namespaces.clone_flags(spec.share_net, rootless) | signal.SIGCHLD)
+    except OSError as e:
+        if not rootless:
+            raise
+        raise SandboxSetupError(f"Cannot create the box's user namespace ({e.strerror}): this "
+                                "machine does not let unprivileged users create one. Run "
+                                "'cellbox doctor' (user namespaces) for the fix, or run "
+                                "cellbox as root") from e
 
 
 def _supervise(spec: RunSpec, cgroup: BoxCgroup, pid: int, started: float, status_r: int,
@@ -171,7 +187,7 @@ def _supervise(spec: RunSpec, cgroup: BoxCgroup, pid: int, started: float, statu
                 # Kill through the cgroup so init survives to report the program's rusage;
                 # init itself goes too if it has not reported soon after.
                 cgroup.kill_all()
-                init_deadline = time.monotonic() + INIT_GRACE
+                init_deadline = time.monotonic() + (INIT_GRACE if cgroup.kills else 0)
         elif init_deadline is not None and time.monotonic() > init_deadline:
             os.kill(pid, signal.SIGKILL)
             init_deadline = None
@@ -200,7 +216,7 @@ _SIGNAL_STATUS = {signal.SIGXFSZ: Status.FILE_SIZE_LIMIT}
 
 def _result(spec: RunSpec, outcome: _Outcome, stats: CgroupStats, wall: float) -> RunResult:
     lim = spec.limits
-    r = RunResult(status=Status.OK, cpu_time=stats.cpu_ns / 1e9, wall_time=wall,
+    r = RunResult(status=Status.OK, cpu_time=(stats.cpu_ns or 0) / 1e9, wall_time=wall,
                   peak_memory=stats.peak_memory, oom_killed=stats.oom_kills > 0,
                   processes_limit_hit=stats.pids_limit_hits > 0)
     errors = [m for m in outcome.messages if m.get("kind") == "error"]
@@ -210,6 +226,8 @@ def _result(spec: RunSpec, outcome: _Outcome, stats: CgroupStats, wall: float) -
         r.wall_time = float(e["wall"])  # type: ignore[arg-type]
         r.max_rss = int(e["maxrss"])  # type: ignore[call-overload]
         r.csw_voluntary, r.csw_forced = int(e["nvcsw"]), int(e["nivcsw"])  # type: ignore
+        if stats.cpu_ns is None:  # no cgroup: the program and the children it waited for
+            r.cpu_time = float(e["cpu"])  # type: ignore[arg-type]
         ws = int(e["status"])  # type: ignore[call-overload]
         if os.WIFEXITED(ws):
             r.exit_code = os.WEXITSTATUS(ws)

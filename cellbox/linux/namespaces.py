@@ -1,4 +1,4 @@
-"""PID, mount, network, IPC and UTS namespaces.
+"""PID, mount, network, IPC and UTS namespaces (and the user namespace's flag; see userns).
 
 Parent side: ``clone_flags`` picks the namespaces for a run. Child side: ``bring_loopback_up``
 and ``set_hostname`` finish the network and UTS namespaces from inside.
@@ -20,8 +20,12 @@ SIOCSIFFLAGS = 0x8914
 IFF_UP = 0x1
 
 
-def clone_flags(share_net: bool) -> int:
+def clone_flags(share_net: bool, user: bool = False) -> int:
+    """``user``: rootless mode; the kernel creates the user namespace first and makes it the
+    owner of the others, so the child holds every capability over them and none outside."""
     flags = sc.CLONE_NEWNS | sc.CLONE_NEWPID | sc.CLONE_NEWIPC | sc.CLONE_NEWUTS
+    if user:
+        flags |= sc.CLONE_NEWUSER
     if not share_net:
         flags |= sc.CLONE_NEWNET
     return flags

@@ -53,9 +53,12 @@ def drop_capabilities() -> None:
              | SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED)
 
 
-def become(uid: int, gid: int) -> None:
-    """Switch every uid and gid to the box's; from root this clears all capabilities."""
-    os.setgroups([])
+def become(uid: int, gid: int, groups: bool = True) -> None:
+    """Switch every uid and gid to the box's; from root this clears all capabilities.
+    ``groups=False``: leave the supplementary groups, which a user namespace with setgroups
+    denied (rootless mode) forbids changing."""
+    if groups:
+        os.setgroups([])
     os.setresgid(gid, gid, gid)
     os.setresuid(uid, uid, uid)
     if os.getuid() == 0 or os.geteuid() == 0:
@@ -83,13 +86,15 @@ def check_unprivileged() -> None:
 
 
 @contextmanager
-def file_identity(uid: int, gid: int) -> Iterator[None]:
+def file_identity(uid: int, gid: int, groups: bool = True) -> Iterator[None]:
     """Open files with the permissions of ``uid``/``gid`` while staying root otherwise.
 
     The caller's supplementary groups (e.g. group 0 under sudo) go too: the kernel checks
-    them alongside the fs ids, so keeping them would grant the box user their access."""
+    them alongside the fs ids, so keeping them would grant the box user their access.
+    ``groups=False``: as in ``become``."""
     old_groups = os.getgroups()
-    os.setgroups([])
+    if groups:
+        os.setgroups([])
     old_gid = sc.setfsgid(gid)
     old_uid = sc.setfsuid(uid)
     try:
@@ -97,4 +102,5 @@ def file_identity(uid: int, gid: int) -> Iterator[None]:
     finally:
         sc.setfsuid(old_uid)
         sc.setfsgid(old_gid)
-        os.setgroups(old_groups)
+        if groups:
+            os.setgroups(old_groups)
