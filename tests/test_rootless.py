@@ -12,6 +12,7 @@ systemd's Delegate=yes does it (the VM; marker cgroup2).
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import shutil
 import subprocess
@@ -150,8 +151,16 @@ def rbox(user_env: UserEnv) -> Iterator[RootlessBox]:
 
 # -- the run itself, without a cgroup --------------------------------------------------------
 
+def _doctor_says(env: UserEnv) -> dict[str, str]:
+    proc = env.cellbox("doctor", "--json")
+    checks = {c["name"]: c for c in json.loads(proc.stdout)["checks"]}
+    return checks["rootless mode"]
+
+
 def test_runs_as_the_user_and_reports_what_no_cgroup_did(rbox: RootlessBox) -> None:
     assert "no cgroup (rootless mode)" in rbox.env.cellbox("--print-cg-root").stdout.decode()
+    doctor = _doctor_says(rbox.env)
+    assert doctor["level"] == "warn" and "user namespaces allowed" in doctor["found"], doctor
     proc, meta = rbox.run("/bin/sh", "-c", "id -u; echo made > out", opts=("-p4",))
     assert meta["cellbox-status"] == "OK", (proc.stderr, meta)
     assert proc.stdout.decode().split() == [str(FIRST_UID + rbox.id)]  # the box uid inside
@@ -257,6 +266,8 @@ def test_no_further_user_namespace_inside(rbox: RootlessBox, sys_program) -> Non
 
 def _limits_hold(box: RootlessBox, c_program) -> None:  # noqa: ANN001
     assert "no cgroup" not in box.env.cellbox("--print-cg-root").stdout.decode()
+    doctor = _doctor_says(box.env)
+    assert doctor["level"] == "pass" and "delegated to this user" in doctor["found"], doctor
     shutil.copy(c_program("forker"), box.work / "forker")
     shutil.copy(c_program("alloc"), box.work / "alloc")
     proc, meta = box.run("./forker", "10", opts=("--processes=3",))
