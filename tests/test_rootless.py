@@ -210,6 +210,12 @@ def test_cpu_rlimit_still_ends_a_busy_loop_without_a_cgroup(rbox: RootlessBox) -
     assert meta["cellbox-cgroup-weakened"] == "time,accounting"
 
 
+def test_wall_time_limit_ends_the_run_at_once_without_a_cgroup(rbox: RootlessBox) -> None:
+    proc, meta = rbox.run("/bin/sleep", "10", opts=("--wall-time=0.3",))
+    assert meta["cellbox-status"] == "WALL_TIME_LIMIT", (proc.stderr, meta)
+    assert float(meta["time-wall"]) < 1.0, meta  # no grace for a cgroup kill that cannot be
+
+
 def test_quota_needs_root(user_env: UserEnv) -> None:
     proc = user_env.cellbox("-b", "279", "--quota=1024,100", "--init")
     assert proc.returncode == 2 and b"--quota needs root" in proc.stderr

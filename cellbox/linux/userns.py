@@ -29,7 +29,8 @@ def _write(path: str, text: str) -> None:
 def write_id_maps(pid: int, inside: tuple[int, int], outside: tuple[int, int],
                   ready_fd: int) -> None:
     """Map ``inside`` (uid, gid) to ``outside`` in the user namespace of child ``pid``, then
-    release the child by writing a byte to ``ready_fd``. On failure the child is killed."""
+    release the child by writing a byte to ``ready_fd``. On failure the child is killed and
+    reaped."""
     try:
         _write(f"/proc/{pid}/setgroups", "deny")
         _write(f"/proc/{pid}/uid_map", f"{inside[0]} {outside[0]} 1\n")
@@ -37,6 +38,7 @@ def write_id_maps(pid: int, inside: tuple[int, int], outside: tuple[int, int],
         os.write(ready_fd, b"\0")
     except OSError as e:
         os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
         raise SandboxSetupError(f"Cannot write the uid/gid maps of the box's user namespace: "
                                 f"{e}") from e
 
