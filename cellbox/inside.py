@@ -112,7 +112,7 @@ def _open_stdio(path: str, write: bool) -> int:
 
 def _redirect_stdio(spec: RunSpec, fds: ChildFds) -> None:
     """Open the stdio files inside the new root with the box user's permissions."""
-    with privileges.file_identity(spec.uid, spec.gid, groups=spec.id_map is None):
+    with privileges.file_identity(spec.uid, spec.gid, rootless=spec.id_map is not None):
         os.chdir(spec.chdir)
         new = {
             0: fds.stdin if fds.stdin is not None else (
@@ -160,7 +160,7 @@ def program_main(spec: RunSpec, fds: ChildFds, filters: tuple[BpfProgram, ...]) 
         step = "dropping capabilities"
         privileges.drop_capabilities()
         step = f"switching to uid {spec.uid} / gid {spec.gid}"
-        privileges.become(spec.uid, spec.gid, groups=spec.id_map is None)
+        privileges.become(spec.uid, spec.gid, rootless=spec.id_map is not None)
         step = "checking that no capability is left"
         privileges.check_unprivileged()
         step = "setting no_new_privs"

@@ -255,6 +255,18 @@ def test_the_users_files_are_out_of_reach(rbox: RootlessBox) -> None:
     assert list(mine.iterdir()) == [] and (mine.stat().st_mode & 0o777) == 0o755
 
 
+# The program opens its stdio files while it still holds init's capabilities in the box's user
+# namespace: links the box planted to the host or to init's /proc files must lead nowhere.
+
+def test_stdout_links_the_box_planted_write_nothing(rbox: RootlessBox, tmp_path: Path) -> None:
+    iso.test_stdout_symlink_planted_by_the_box_cannot_write_host_files(rbox, tmp_path)
+
+
+def test_stdin_links_the_box_planted_read_nothing(rbox: RootlessBox, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    iso.test_stdin_symlink_cannot_read_host_or_init_data(rbox, tmp_path, monkeypatch)
+
+
 def test_setuid_binaries_raise_nothing(rbox: RootlessBox, sys_program) -> None:  # noqa: ANN001,F811
     priv.test_setuid_binary_made_in_the_box_raises_nothing(rbox, sys_program)
     host = Path(tempfile.mkdtemp(dir=rbox.env.top))  # a path the user may reach, to bind

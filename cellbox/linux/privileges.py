@@ -53,11 +53,11 @@ def drop_capabilities() -> None:
              | SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED)
 
 
-def become(uid: int, gid: int, groups: bool = True) -> None:
+def become(uid: int, gid: int, rootless: bool = False) -> None:
     """Switch every uid and gid to the box's; from root this clears all capabilities.
-    ``groups=False``: leave the supplementary groups, which a user namespace with setgroups
-    denied (rootless mode) forbids changing."""
-    if groups:
+    ``rootless``: the supplementary groups stay, as a user namespace with setgroups denied
+    forbids changing them (linux/userns.py)."""
+    if not rootless:
         os.setgroups([])
     os.setresgid(gid, gid, gid)
     os.setresuid(uid, uid, uid)
@@ -86,15 +86,24 @@ def check_unprivileged() -> None:
 
 
 @contextmanager
-def file_identity(uid: int, gid: int, groups: bool = True) -> Iterator[None]:
+def file_identity(uid: int, gid: int, rootless: bool = False) -> Iterator[None]:
     """Open files with the permissions of ``uid``/``gid`` while staying root otherwise.
 
     The caller's supplementary groups (e.g. group 0 under sudo) go too: the kernel checks
     them alongside the fs ids, so keeping them would grant the box user their access.
-    ``groups=False``: as in ``become``."""
+    ``rootless``: the fs ids are already the box's, and the groups cannot change; what must
+    go for the while are the effective capabilities held in the box's user namespace (DAC
+    override, and the ptrace access that would open init's /proc files)."""
+    if rootless:
+        effective, permitted, inheritable = sc.capget()
+        sc.capset(0, permitted, inheritable)
+        try:
+            yield
+        finally:
+            sc.capset(effective, permitted, inheritable)
+        return
     old_groups = os.getgroups()
-    if groups:
-        os.setgroups([])
+    os.setgroups([])
     old_gid = sc.setfsgid(gid)
     old_uid = sc.setfsuid(uid)
     try:
@@ -102,5 +111,4 @@ def file_identity(uid: int, gid: int, groups: bool = True) -> Iterator[None]:
     finally:
         sc.setfsuid(old_uid)
         sc.setfsgid(old_gid)
-        if groups:
-            os.setgroups(old_groups)
+        os.setgroups(old_groups)

@@ -196,8 +196,17 @@ def capget() -> tuple[int, int, int]:
             low.inheritable | high.inheritable << 32)
 
 
+def capset(effective: int, permitted: int, inheritable: int) -> None:
+    """Set this thread's capability sets (64 bits each; within what the kernel allows)."""
+    _CAP_HEADER.version = _LINUX_CAPABILITY_VERSION_3
+    for i, part in enumerate(_CAP_DATA):
+        shift = 32 * i
+        part.effective = effective >> shift & 0xFFFFFFFF
+        part.permitted = permitted >> shift & 0xFFFFFFFF
+        part.inheritable = inheritable >> shift & 0xFFFFFFFF
+    _check(_libc.syscall(_NR_CAPSET, _CAP_HEADER_REF, _CAP_DATA), "capset")
+
+
 def capset_empty() -> None:
     """Empty this thread's effective, permitted and inheritable sets (always allowed)."""
-    _CAP_HEADER.version = _LINUX_CAPABILITY_VERSION_3
-    ctypes.memset(_CAP_DATA, 0, _CAP_DATA_SIZE)
-    _check(_libc.syscall(_NR_CAPSET, _CAP_HEADER_REF, _CAP_DATA), "capset")
+    capset(0, 0, 0)
