@@ -267,6 +267,31 @@ def test_stdin_links_the_box_planted_read_nothing(rbox: RootlessBox, tmp_path: P
     iso.test_stdin_symlink_cannot_read_host_or_init_data(rbox, tmp_path, monkeypatch)
 
 
+def test_the_users_other_processes_are_out_of_reach(rbox: RootlessBox) -> None:
+    """The program is the user outside, so only its pid namespace keeps it from the user's
+    other processes: SIGKILL by their host pid, and kill(-1), reach none of them."""
+    canary = subprocess.Popen(["setpriv", f"--reuid={RL_UID}", f"--regid={RL_UID}",
+                               "--clear-groups", "sleep", "60"])
+    try:
+        proc, meta = rbox.run(iso.PY, "-c", f"""
+import os, signal
+for target in ({canary.pid}, -1):
+    try:
+        os.kill(target, signal.SIGKILL); print(target, "sent")
+    except OSError as e:
+        print(target, e.errno)
+""")
+        assert meta["cellbox-status"] == "OK", (proc.stderr, meta)
+        assert canary.poll() is None, proc.stdout  # alive
+        # Control: the same uid outside a box does kill it.
+        subprocess.run(["setpriv", f"--reuid={RL_UID}", f"--regid={RL_UID}", "--clear-groups",
+                        "kill", "-KILL", str(canary.pid)], check=True)
+        assert canary.wait(timeout=5) == -9
+    finally:
+        canary.kill()
+        canary.wait()
+
+
 def test_setuid_binaries_raise_nothing(rbox: RootlessBox, sys_program) -> None:  # noqa: ANN001,F811
     priv.test_setuid_binary_made_in_the_box_raises_nothing(rbox, sys_program)
     host = Path(tempfile.mkdtemp(dir=rbox.env.top))  # a path the user may reach, to bind
