@@ -19,6 +19,7 @@ import subprocess
 import sys
 import sysconfig
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -51,16 +52,22 @@ class UserEnv:
     pythonpath: str
     cgroup: Path | None = None  # v2: the delegated cgroup its commands start in
 
-    def cellbox(self, *args: str, timeout: float = 60, config: Path | None = None
-                ) -> subprocess.CompletedProcess[bytes]:
+    def command(self, *args: str) -> list[str]:
         cmd = ["setpriv", f"--reuid={RL_UID}", f"--regid={RL_UID}", "--clear-groups",
                self.python, "-m", "cellbox", *args]
         if self.cgroup is not None:  # start where a delegated service's processes are
             cmd = ["sh", "-c", 'echo $$ > "$0" && exec "$@"',
                    str(self.cgroup / "supervisor" / "cgroup.procs"), *cmd]
-        env = {"PATH": os.environ["PATH"], "PYTHONPATH": self.pythonpath,
-               "CELLBOX_CONFIG": str(config or self.top / "cellbox.toml")}
-        return subprocess.run(cmd, env=env, capture_output=True, timeout=timeout, cwd="/")
+        return cmd
+
+    def environ(self, config: Path | None = None) -> dict[str, str]:
+        return {"PATH": os.environ["PATH"], "PYTHONPATH": self.pythonpath,
+                "CELLBOX_CONFIG": str(config or self.top / "cellbox.toml")}
+
+    def cellbox(self, *args: str, timeout: float = 60, config: Path | None = None,
+                env: dict[str, str] | None = None) -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run(self.command(*args), env={**self.environ(config), **(env or {})},
+                              capture_output=True, timeout=timeout, cwd="/")
 
 
 def _user_python(top: Path) -> tuple[str, str]:
@@ -214,6 +221,43 @@ def test_wall_time_limit_ends_the_run_at_once_without_a_cgroup(rbox: RootlessBox
     proc, meta = rbox.run("/bin/sleep", "10", opts=("--wall-time=0.3",))
     assert meta["cellbox-status"] == "WALL_TIME_LIMIT", (proc.stderr, meta)
     assert float(meta["time-wall"]) < 1.0, meta  # no grace for a cgroup kill that cannot be
+
+
+def test_state_dirs_default_to_the_users_runtime_dir(user_env: UserEnv) -> None:
+    config = user_env.top / "bare.toml"  # no box_root, no lock_root
+    config.write_text("num_boxes = 280\n")
+    runtime = user_env.top / "run"
+    runtime.mkdir(mode=0o700)
+    os.chown(runtime, RL_UID, RL_UID)
+    proc = user_env.cellbox("-b", "278", "--init", config=config,
+                            env={"XDG_RUNTIME_DIR": str(runtime)})
+    assert proc.stdout.decode().strip() == f"{runtime}/cellbox/boxes/278", proc.stderr
+    assert (runtime / "cellbox" / "locks" / "278.lock").exists()
+    proc = user_env.cellbox("-b", "278", "--cleanup", config=config,
+                            env={"XDG_RUNTIME_DIR": str(runtime)})
+    assert proc.returncode == 0 and not (runtime / "cellbox" / "boxes" / "278").exists()
+    proc = user_env.cellbox("-b", "278", "--init", config=config)  # no XDG_RUNTIME_DIR
+    assert proc.returncode == 2 and b"$XDG_RUNTIME_DIR is not set" in proc.stderr
+
+
+def test_a_killed_rootless_run_leaves_nothing_and_is_repaired(rbox: RootlessBox) -> None:
+    """SIGKILL to the user's cellbox mid-run: the box's processes die with it (init's
+    parent-death signal takes the pid namespace), and the next operation repairs the box."""
+    keeper = subprocess.Popen(rbox.env.command("-b", str(rbox.id), "--run", "--",
+                                               "/bin/sleep", "60"),
+                              env=rbox.env.environ(), cwd="/")
+    deadline = time.monotonic() + 10
+    while not any("sleep" in p for p in uid_processes(RL_UID, 1)):
+        assert time.monotonic() < deadline, "the run never started"
+        time.sleep(0.05)
+    keeper.kill()
+    keeper.wait()
+    deadline = time.monotonic() + 1
+    while uid_processes(RL_UID, 1):
+        assert time.monotonic() < deadline, uid_processes(RL_UID, 1)
+        time.sleep(0.01)
+    proc, meta = rbox.run("/bin/true")
+    assert meta["cellbox-status"] == "OK" and b"repaired" in proc.stderr, proc.stderr
 
 
 def test_quota_needs_root(user_env: UserEnv) -> None:
