@@ -2,8 +2,8 @@
 
     keeper (host namespaces, root; or any user: rootless mode, see linux/userns)
       └─ clone(new pid/mount/net/ipc/uts [+user] namespaces) → init (pid 1 of the box,
-         │  inside.init_main,
-         │  builds the root, then execs the C init, cellbox/spawn/init.c, and sends it the run)
+         │  inside.init_main, builds the root, then execs the C init, cellbox/spawn/init.c,
+         │  and sends it the run)
             └─ fork → program (joins the cgroup, drops privileges, execve)
 
 Killing init makes the kernel kill every process of the box's pid namespace, so ending a
@@ -187,7 +187,7 @@ def _clone_init(spec: RunSpec, fds: ChildFds, init_path: str, lifeline_w: int) -
                                 "cellbox as root") from e
     if pid == 0:
         init_main(spec, fds, init_path)  # never returns
-    if spec.id_map is not None:
+    if rootless:
         userns.write_id_maps(pid, (spec.uid, spec.gid), spec.id_map, lifeline_w)
     return pid
 
