@@ -22,6 +22,7 @@ SUBCOMMANDS: dict[str, str] = {
     "chaos": "cellbox.cli.admin",
     "bench": "cellbox.cli.admin",
     "doctor": "cellbox.cli.admin",
+    "delegate": "cellbox.cli.delegate",
     "languages": "cellbox.cli.judge",
     "exec": "cellbox.cli.judge",
     "judge": "cellbox.cli.judge",
