@@ -261,6 +261,37 @@ def test_a_killed_rootless_run_leaves_nothing_and_is_repaired(rbox: RootlessBox)
     assert meta["cellbox-status"] == "OK" and b"repaired" in proc.stderr, proc.stderr
 
 
+def test_a_users_own_keeper_daemon_serves_that_user_only(rbox: RootlessBox) -> None:
+    """cellbox keeperd run by the user, at its default path under $XDG_RUNTIME_DIR: the
+    user's commands run in its workers; root's are refused (not the daemon's uid)."""
+    env = {**rbox.env.environ(), "XDG_RUNTIME_DIR": str(rbox.env.top)}
+    socket = rbox.env.top / "cellbox" / "keeper.sock"
+    daemon = subprocess.Popen(rbox.env.command("keeperd"), env=env, cwd="/",
+                              stderr=subprocess.PIPE)
+    try:
+        assert daemon.stderr is not None
+        assert f"listening on {socket}".encode() in daemon.stderr.readline()
+        runner = subprocess.Popen(rbox.env.command("-b", str(rbox.id), "--run", "--",
+                                                   "/bin/sleep", "0.5"),
+                                  env=env, cwd="/", stderr=subprocess.PIPE)
+        children = f"/proc/{daemon.pid}/task/{daemon.pid}/children"
+        deadline = time.monotonic() + 10
+        while not Path(children).read_text().split():
+            assert time.monotonic() < deadline, "the run did not go through the daemon"
+            time.sleep(0.01)
+        _, err = runner.communicate(timeout=30)
+        assert runner.returncode == 0 and err.startswith(b"OK ("), err
+        proc = subprocess.run([sys.executable, "-m", "cellbox", "--version"], cwd=REPO,
+                              env={**os.environ, "CELLBOX_KEEPER_SOCKET": str(socket)},
+                              capture_output=True, timeout=30)
+        assert proc.returncode == 2
+        assert f"uid 0 is not the daemon's uid {RL_UID}".encode() in proc.stderr
+    finally:
+        daemon.terminate()
+        daemon.wait(timeout=30)
+    assert not socket.exists()
+
+
 def test_the_user_builds_the_box_init_when_root_has_not(rbox: RootlessBox) -> None:
     """Without root's build in /var/cache/cellbox (a fresh machine, a changed source), the
     user builds a copy of their own in ~/.cache/cellbox, theirs alone, and runs with it."""

@@ -22,7 +22,14 @@ FORWARDED = (1, 2, 3, 15)  # SIGHUP, SIGINT, SIGQUIT, SIGTERM
 
 
 def socket_path() -> str:
-    return os.environ.get(SOCKET_ENV) or DEFAULT_SOCKET
+    """$CELLBOX_KEEPER_SOCKET, else root's daemon's, else (rootless mode) the user's own next
+    to their boxes, as cellbox.config places those."""
+    runtime = os.environ.get("XDG_RUNTIME_DIR", "")
+    if os.environ.get(SOCKET_ENV):
+        return os.environ[SOCKET_ENV]
+    if os.getuid() != 0 and os.path.isabs(runtime):
+        return os.path.join(runtime, "cellbox", "keeper.sock")
+    return DEFAULT_SOCKET
 
 
 def wanted(argv: list[str]) -> bool:

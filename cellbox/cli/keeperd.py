@@ -72,8 +72,10 @@ def keeperd_parser():  # noqa: ANN201 - argparse, imported lazily
                "commands in progress first.")
     p.add_argument("--socket", metavar="PATH",
                    help=f"the socket to listen on (default: ${client.SOCKET_ENV}, else "
-                        f"{client.DEFAULT_SOCKET}; clients look in the same place); it is "
-                        "made mode 0600 and only clients with the daemon's uid are served")
+                        f"{client.DEFAULT_SOCKET} for root and "
+                        "$XDG_RUNTIME_DIR/cellbox/keeper.sock for other users; clients look in "
+                        "the same place); it is made mode 0600 and only clients with the "
+                        "daemon's uid are served")
     return p
 
 
