@@ -61,6 +61,9 @@ def run(argv: list[str]) -> int | None:
         cwd = os.open(".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
             sock.connect(path)
+            peer = sock.getsockopt(_socket.SOL_SOCKET, _socket.SO_PEERCRED, 12)  # pid, uid, gid
+            if int.from_bytes(peer[4:8], sys.byteorder) != os.geteuid():
+                raise PermissionError("another user's socket: it gets neither fds nor env")
             fds = b"".join(fd.to_bytes(4, sys.byteorder) for fd in (0, 1, 2, cwd))
             sock.sendmsg([request(argv)], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, fds)])
         finally:
