@@ -5,7 +5,7 @@ The library's names are imported lazily, so the command line starts without them
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+TYPE_CHECKING = False  # typing's own costs every command ~14 ms of imports
 
 __version__ = "0.1.0"
 __all__ = ["Box", "Limits", "Pool", "RunResult", "Status", "run_many"]

@@ -14,7 +14,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING
 
 from cellbox import storage
-from cellbox.cgroup import CgroupBackend, detect
+from cellbox.cgroup import CgroupBackend, detect, detect_rootless
 from cellbox.config import Config, load_config
 from cellbox.errors import BoxBusyError, BoxStateError, SandboxSetupError, UsageError
 from cellbox.lock import BoxLock, BoxRecord, flock_holders, read_record
@@ -61,9 +61,14 @@ class Boxes:
 
     def __init__(self, config: Config | None = None) -> None:
         self.config = config or load_config()
+        # Rootless mode (docs/security.md): a user namespace, plain directories for storage,
+        # and cgroups only if some were delegated to the user. It follows the euid.
+        self.rootless = os.geteuid() != 0
 
     @cached_property
     def cgroups(self) -> CgroupBackend:
+        if self.rootless:
+            return detect_rootless(self.config.cg_root)
         return detect(self.config.cg_root)
 
     def check_box_id(self, box_id: int) -> None:
@@ -78,7 +83,6 @@ class Boxes:
         """Take the box's lock, then repair whatever a previous holder left: once we hold
         the lock, any holder named in the record is dead."""
         self.check_box_id(box_id)
-        _require_root()
         lock = BoxLock(self.config.lock_root, box_id).acquire(wait)
         try:
             record = lock.read()
@@ -100,7 +104,7 @@ class Boxes:
     def damage(self, box_id: int, record: BoxRecord) -> str | None:
         """What a dead holder left in this box, or None if it is consistent. Only meaningful
         under the lock, or when /proc/locks shows that nobody holds it."""
-        mounted = storage.is_mounted(self.box_dir(box_id))
+        mounted = self._has_storage(box_id)
         if record.extra.get("corrupt"):
             return "its record was unreadable"
         if record.run is not None:
@@ -127,11 +131,12 @@ class Boxes:
                 cg.kill_all()
         box_dir = self.box_dir(box_id)
         interrupted_run = (record.run is not None and record.lease is None and record.initialised
-                           and not record.extra.get("corrupt") and storage.is_mounted(box_dir))
+                           and not record.extra.get("corrupt") and self._has_storage(box_id))
         if interrupted_run:
             box = os.path.join(box_dir, "box")
             storage.remove_special_files(box)
-            storage.chown_tree(box, record.owner_uid, record.owner_gid)
+            if not self.rootless:
+                storage.chown_tree(box, record.owner_uid, record.owner_gid)
             record.run = None
         else:
             self._remove(box_id)
@@ -142,6 +147,10 @@ class Boxes:
         print(f"cellbox: box {box_id}: repaired: {damage}"
               + (f"; killed {orphans} leftover processes" if orphans else ""), file=sys.stderr)
         return record
+
+    def _has_storage(self, box_id: int) -> bool:
+        box_dir = self.box_dir(box_id)
+        return os.path.isdir(box_dir) if self.rootless else storage.is_mounted(box_dir)
 
     def _cg_exists(self, box_id: int) -> bool:
         return self.cgroups.box(box_id, create=False).exists()
@@ -208,14 +217,20 @@ class Boxes:
         if record.initialised:  # (lock() repaired any inconsistency)
             raise BoxStateError(f"Box {box_id} is already initialised (by uid "
                                 f"{record.owner_uid}); run --cleanup first")
+        if quota is not None and self.rootless:
+            raise UsageError("--quota needs root (box storage is a tmpfs); in rootless mode a "
+                             "box is a plain directory of yours, without a quota")
         size, inodes = quota or (self.config.box_size_kb, self.config.box_inodes)
         cg = self.cgroups.box(box_id, create=True)
         try:
-            storage.mount_storage(box_dir, size, inodes)
-            os.chown(os.path.join(box_dir, "box"), caller.uid, caller.gid)
+            if self.rootless:
+                storage.make_plain_storage(box_dir)
+            else:
+                storage.mount_storage(box_dir, size, inodes)
+                os.chown(os.path.join(box_dir, "box"), caller.uid, caller.gid)
         except OSError as e:
             cg.remove()
-            storage.unmount_storage(box_dir)
+            self._remove_storage(box_id)
             raise SandboxSetupError(f"Cannot create box storage at {box_dir}: {e}") from e
         record = record.reset()
         record.initialised, record.owner_uid, record.owner_gid = True, caller.uid, caller.gid
@@ -235,11 +250,17 @@ class Boxes:
         from cellbox import keeper  # the run path only
 
         prepared: list[tuple[BoxLock, BoxRecord, RunSpec]] = []
+        weakened: list[list[str]] = []
         try:
             for lock, spec in jobs:
+                spec, missing = self._without_cgroup(spec)
                 prepared.append(self._before_run(lock, caller, spec))
-            return keeper.run_many([(spec, self.cgroups.box(lock.box_id), None)
-                                    for lock, _, spec in prepared])
+                weakened.append(missing)
+            results = keeper.run_many([(spec, self.cgroups.box(lock.box_id), None)
+                                       for lock, _, spec in prepared])
+            for result, missing in zip(results, weakened, strict=True):
+                result.cgroup_weakened = missing
+            return results
         finally:
             for lock, record, _ in prepared:
                 self._after_run(lock, record, keep_special_files)
@@ -252,7 +273,9 @@ class Boxes:
         box_dir = self.box_dir(box_id)
         self._require_initialised(lock.read(), box_id, caller)
         return replace(spec, rules=resolve_sources(spec.rules, box_dir), box_dir=box_dir,
-                       uid=self.config.box_uid(box_id), gid=self.config.box_gid(box_id))
+                       uid=self.config.box_uid(box_id), gid=self.config.box_gid(box_id),
+                       # the user's files are the box uid's inside: no chown either way
+                       id_map=(os.geteuid(), os.getegid()) if self.rootless else None)
 
     def warm(self, lock: BoxLock, caller: Caller, root: RunSpec) -> Slot:
         """A warm init for a leased box (the pool's): started, with the root of ``root``
@@ -270,11 +293,14 @@ class Boxes:
         the box."""
         from cellbox import keeper  # the run path only
 
+        spec, weakened = self._without_cgroup(spec)
         self._prepare_files(spec)
         try:
-            return keeper.run_many([(spec, slot.cgroup, slot)])[0]
+            result = keeper.run_many([(spec, slot.cgroup, slot)])[0]
         finally:
             self._restore_files(spec.box_dir, caller.uid, caller.gid, False)
+        result.cgroup_weakened = weakened
+        return result
 
     def _before_run(self, lock: BoxLock, caller: Caller, spec: RunSpec
                     ) -> tuple[BoxLock, BoxRecord, RunSpec]:
@@ -292,27 +318,45 @@ class Boxes:
         record.runs += 1
         lock.write(record)
 
-    @staticmethod
-    def _prepare_files(spec: RunSpec) -> None:
-        """An empty /tmp; the box's files become the box user's for the run."""
+    def _prepare_files(self, spec: RunSpec) -> None:
+        """An empty /tmp; the box's files become the box user's for the run (rootless: they
+        are already, through the user namespace's map)."""
         storage.empty_dir(os.path.join(spec.box_dir, "tmp"))
         os.chmod(os.path.join(spec.box_dir, "tmp"), 0o1777)
-        storage.chown_tree(os.path.join(spec.box_dir, "box"), spec.uid, spec.gid)
+        if not self.rootless:
+            storage.chown_tree(os.path.join(spec.box_dir, "box"), spec.uid, spec.gid)
 
-    @staticmethod
-    def _restore_files(box_dir: str, uid: int, gid: int, keep_special_files: bool) -> None:
+    def _restore_files(self, box_dir: str, uid: int, gid: int,
+                       keep_special_files: bool) -> None:
         """The box's files go back to their owner (no device, fifo or socket kept)."""
         box = os.path.join(box_dir, "box")
         if not keep_special_files:
             storage.remove_special_files(box)
-        storage.chown_tree(box, uid, gid)
+        if not self.rootless:
+            storage.chown_tree(box, uid, gid)
+
+    def _without_cgroup(self, spec: RunSpec) -> tuple[RunSpec, list[str]]:
+        """Rootless mode without a cgroup: ``spec`` with RLIMIT_NPROC for its processes limit,
+        and what no cgroup will do for this run; or an error if it asked for a limit that
+        needs one and did not opt out. Otherwise ``spec`` as it is, and nothing."""
+        if self.cgroups.version != 0:
+            return spec, []
+        from cellbox.cgroup import none
+
+        missing = none.unenforced(spec.limits)
+        if missing and not (spec.allow_no_cgroup or self.config.allow_no_cgroup):
+            raise SandboxSetupError(
+                f"The {' and '.join(missing)} limit(s) need a cgroup, which this rootless run "
+                f"lacks ({self.cgroups.describe()}). Or run without (--no-cgroups, or "
+                "allow_no_cgroup = true in the config): the meta file then lists them under "
+                "cellbox-cgroup-weakened (docs/security.md, rootless mode)")
+        return replace(spec, nproc=none.nproc(spec.limits)), [*missing, none.ACCOUNTING]
 
     def cleanup(self, lock: BoxLock, caller: Caller) -> bool:
         """Remove the box's cgroups and storage. False if there was nothing to clean."""
         box_id = lock.box_id
         record = lock.read()
-        box_dir = self.box_dir(box_id)
-        if not record.initialised and not storage.is_mounted(box_dir):
+        if not record.initialised and not self._has_storage(box_id):
             if self._cg_exists(box_id):
                 self.cgroups.box(box_id, create=False).remove()
             return False
@@ -323,10 +367,16 @@ class Boxes:
 
     def _remove(self, box_id: int) -> None:
         self.cgroups.box(box_id, create=False).remove()
-        storage.unmount_storage(self.box_dir(box_id))
+        self._remove_storage(box_id)
+
+    def _remove_storage(self, box_id: int) -> None:
+        if self.rootless:
+            storage.remove_plain_storage(self.box_dir(box_id))
+        else:
+            storage.unmount_storage(self.box_dir(box_id))
 
     def _require_initialised(self, record: BoxRecord, box_id: int, caller: Caller) -> None:
-        if not record.initialised or not storage.is_mounted(self.box_dir(box_id)):
+        if not record.initialised or not self._has_storage(box_id):
             raise BoxStateError(f"Box {box_id} is not initialised; run --init first")
         self._check_owner(record, box_id, caller)
 
@@ -345,7 +395,7 @@ class Boxes:
                 except BoxBusyError:
                     continue
                 record = lock.read()
-                if not record.initialised and not storage.is_mounted(self.box_dir(box_id)):
+                if not record.initialised and not self._has_storage(box_id):
                     return lock
                 lock.release()
             if deadline is not None and time.monotonic() >= deadline:
@@ -353,8 +403,3 @@ class Boxes:
                                         "initialised; clean some up or raise num_boxes")
             time.sleep(0.05)
 
-
-def _require_root() -> None:
-    if os.geteuid() != 0:
-        raise SandboxSetupError("cellbox must run as root: it creates namespaces, mounts and "
-                                "cgroups. Rootless mode is not available yet; use sudo.")

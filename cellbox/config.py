@@ -2,6 +2,8 @@
 
 Looked up at ``$CELLBOX_CONFIG`` if set, else ``/usr/local/etc/cellbox.toml``. A missing
 default file means the built-in defaults below; a file named by $CELLBOX_CONFIG must exist.
+For a user who is not root (rootless mode), box_root and lock_root that the file does not set
+default to ``$XDG_RUNTIME_DIR/cellbox/boxes`` and ``.../locks`` instead.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ class Config:
     restricted_init: bool = False  # only root may --init
     box_size_kb: int = 1048576  # default box storage (tmpfs) size when --quota is not given
     box_inodes: int = 65536
+    allow_no_cgroup: bool = False  # rootless without a delegated cgroup: run anyway, weakened
 
     def __post_init__(self) -> None:
         for name in ("box_root", "lock_root"):
@@ -69,6 +72,20 @@ def config_path() -> str:
     return os.environ.get(ENV_VAR) or DEFAULT_PATH
 
 
+def _user_state_dirs(path: str, data: dict[str, object]) -> dict[str, str]:
+    """Rootless defaults for the state directories the file leaves out."""
+    if "box_root" in data and "lock_root" in data:
+        return {}
+    runtime = os.environ.get("XDG_RUNTIME_DIR", "")
+    if not os.path.isabs(runtime):
+        raise ConfigError(f"As a user who is not root, cellbox keeps its boxes under "
+                          f"$XDG_RUNTIME_DIR/cellbox, and $XDG_RUNTIME_DIR is not set: set it, "
+                          f"or set box_root and lock_root in the config file ({path}, or the "
+                          f"file ${ENV_VAR} names)")
+    return {"box_root": os.path.join(runtime, "cellbox", "boxes"),
+            "lock_root": os.path.join(runtime, "cellbox", "locks")}
+
+
 def load_config(path: str | None = None) -> Config:
     explicit = path is not None or ENV_VAR in os.environ
     path = path or config_path()
@@ -79,13 +96,15 @@ def load_config(path: str | None = None) -> Config:
         if explicit:
             raise ConfigError(f"Config file {path} does not exist (named by ${ENV_VAR}); "
                               "create it or unset the variable") from None
-        return Config()
+        data = {}
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"Config file {path} is not valid TOML: {e}; fix that line "
                           "(docs/config.md has an example)") from None
     except OSError as e:
         raise ConfigError(f"Cannot read config file {path}: {e.strerror}; run cellbox as "
                           "root (sudo), or make the file readable") from None
+    if os.geteuid() != 0:
+        data = {**_user_state_dirs(path, data), **data}
     known = {f.name: f for f in fields(Config)}
     unknown = sorted(set(data) - set(known))
     if unknown:

@@ -184,6 +184,47 @@ def check_user_namespaces() -> Check:
     return Check("user namespaces", Level.PASS, found + ", unprivileged use allowed")
 
 
+def _can_create_user_namespace() -> str | None:
+    """None if this process may create a user namespace, else why not (tried for real)."""
+    import signal
+
+    from cellbox.linux import syscalls as sc
+
+    try:
+        pid = sc.clone(sc.CLONE_NEWUSER | signal.SIGCHLD)
+    except OSError as e:
+        return e.strerror or str(e)
+    if pid == 0:
+        os._exit(0)
+    os.waitpid(pid, 0)
+    return None
+
+
+def check_rootless() -> Check:
+    """Whether the current user can use rootless mode, and with which cgroups."""
+    name = "rootless mode"
+    if os.geteuid() == 0:
+        return Check(name, Level.PASS, "running as root: the full mode, not rootless")
+    denied = _can_create_user_namespace()
+    if denied is not None:
+        return Check(name, Level.FAIL, f"cannot create a user namespace: {denied}",
+                     "rootless mode needs unprivileged user namespaces: see the user "
+                     "namespaces check (as root), or run cellbox as root")
+    from cellbox.cgroup import detect_rootless
+
+    try:
+        config = load_config()
+        backend = detect_rootless(config.cg_root)
+    except CellboxError as e:
+        return Check(name, Level.FAIL, str(e), "fix the configuration (docs/config.md)")
+    found = f"user namespaces allowed; boxes in {config.box_root}; {backend.describe()}"
+    if backend.version == 0:
+        return Check(name, Level.WARN, found, "without a delegated cgroup, runs with a memory "
+                     "or time limit fail unless --no-cgroups (then they are not enforced; "
+                     "docs/security.md, rootless mode)")
+    return Check(name, Level.PASS, found)
+
+
 def check_seccomp() -> Check:
     status = _read("/proc/self/status") or ""
     if "Seccomp:" not in status:
@@ -237,7 +278,8 @@ def check_kernel_features() -> Check:
 
 CHECKS: tuple[Callable[[], Check], ...] = (
     check_config, check_cgroups, check_swap, check_thp, check_aslr, check_smt, check_governor,
-    check_boost, check_protected_links, check_user_namespaces, check_seccomp, check_kernel_features,
+    check_boost, check_protected_links, check_user_namespaces, check_rootless, check_seccomp,
+    check_kernel_features,
 )
 
 

@@ -15,7 +15,7 @@ import select
 from dataclasses import dataclass
 from typing import NoReturn
 
-from cellbox.linux import mounts, privileges
+from cellbox.linux import mounts, privileges, userns
 from cellbox.spawn.request import RunFds
 from cellbox.spec import RunSpec
 
@@ -62,6 +62,9 @@ def init_main(spec: RunSpec, fds: ChildFds, init_path: str) -> NoReturn:
     """pid 1 of the box: build the root, then become the C init at ``init_path``."""
     step = "starting"
     try:
+        if spec.id_map is not None:
+            step = "waiting for the user namespace's uid/gid maps"
+            userns.wait_for_id_maps(fds.lifeline_r)
         step = "arming the parent-death signal"
         privileges.die_with_parent()  # kept across execve
         lifeline = select.poll()  # not select(): a keeper of many runs has fds over 1024
@@ -78,6 +81,8 @@ def init_main(spec: RunSpec, fds: ChildFds, init_path: str) -> NoReturn:
         mounts.build_root(os.path.join(spec.box_dir, "root"), spec.rules, spec.box_dir,
                           os.path.join(spec.box_dir, "tmp"))
         step = "starting the box's init"
+        if spec.id_map is not None:
+            privileges.keep_capabilities_across_exec()
         for fd in fds.for_init():
             os.set_inheritable(fd, True)
         mode = ["--pool"] if fds.pool else []

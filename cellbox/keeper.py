@@ -1,8 +1,9 @@
 """The keeper supervises runs: spawn, timers, I/O, accounting, kill, result.
 
-    keeper (host namespaces, root)
-      └─ clone(new pid/mount/net/ipc/uts namespaces) → init (pid 1 of the box, inside.init_main,
-         │  builds the root, then execs the C init, cellbox/spawn/init.c, and sends it the run)
+    keeper (host namespaces, root; or any user: rootless mode, see linux/userns)
+      └─ clone(new pid/mount/net/ipc/uts [+user] namespaces) → init (pid 1 of the box,
+         │  inside.init_main, builds the root, then execs the C init, cellbox/spawn/init.c,
+         │  and sends it the run)
             └─ fork → program (joins the cgroup, drops privileges, execve)
 
 Killing init makes the kernel kill every process of the box's pid namespace, so ending a
@@ -28,7 +29,7 @@ from dataclasses import dataclass, field
 from cellbox.cgroup import BoxCgroup, CgroupStats
 from cellbox.errors import SandboxSetupError
 from cellbox.inside import ChildFds, init_main
-from cellbox.linux import mounts, namespaces, seccomp, syscalls
+from cellbox.linux import mounts, namespaces, seccomp, syscalls, userns
 from cellbox.result import RunResult, Status
 from cellbox.rules import Kind
 from cellbox.spawn import init_binary, request
@@ -123,10 +124,8 @@ class Slot:
         life_r, self._lifeline = os.pipe2(os.O_CLOEXEC)
         try:
             fds = ChildFds(status_w, life_r, theirs.fileno(), None)
-            pid = syscalls.clone(namespaces.clone_flags(self.spec.share_net) | signal.SIGCHLD)
-            if pid == 0:
-                init_main(self.spec, fds, init_path)  # never returns
-            self.pid, self._sock = pid, ours
+            self.pid = _clone_init(self.spec, fds, init_path, self._lifeline)
+            self._sock = ours
         finally:
             for fd in (status_w, life_r):
                 os.close(fd)
@@ -175,6 +174,26 @@ class Slot:
             os.close(self._lifeline)
             self._lifeline = None
         self.cgroup.close()
+
+
+def _clone_init(spec: RunSpec, fds: ChildFds, init_path: str, lifeline_w: int) -> int:
+    """Clone the box's init into its new namespaces; in rootless mode, with a user namespace
+    whose id maps are written before init is released (through the lifeline)."""
+    rootless = spec.id_map is not None
+    try:
+        pid = syscalls.clone(namespaces.clone_flags(spec.share_net, rootless) | signal.SIGCHLD)
+    except OSError as e:
+        if not rootless:
+            raise
+        raise SandboxSetupError(f"Cannot create the box's user namespace ({e.strerror}): this "
+                                "machine does not let unprivileged users create one. Run "
+                                "'cellbox doctor' (user namespaces) for the fix, or run "
+                                "cellbox as root") from e
+    if pid == 0:
+        init_main(spec, fds, init_path)  # never returns
+    if rootless:
+        userns.write_id_maps(pid, (spec.uid, spec.gid), spec.id_map, lifeline_w)
+    return pid
 
 
 def run_many(jobs: list[tuple[RunSpec, BoxCgroup, Slot | None]]) -> list[RunResult]:
@@ -270,15 +289,12 @@ class Run:
     def _clone(self, child_ends: list[int], run_fds: request.RunFds,
                filters: tuple[bytes, ...]) -> None:
         init_path = init_binary()
-        life_r, _ = self._pipe(child_ends, parent_reads=False)
+        life_r, life_w = self._pipe(child_ends, parent_reads=False)
         req_r, req_w = self._pipe(child_ends, parent_reads=False)
         self._feed(req_w, request.encode(self.spec, run_fds, filters))
         fds = ChildFds(run_fds.status, life_r, req_r, run_fds)
         self._started = time.monotonic()
-        pid = syscalls.clone(namespaces.clone_flags(self.spec.share_net) | signal.SIGCHLD)
-        if pid == 0:
-            init_main(self.spec, fds, init_path)  # never returns
-        self.pid = pid
+        self.pid = _clone_init(self.spec, fds, init_path, life_w)
 
     def _send(self, run_fds: request.RunFds, filters: tuple[bytes, ...]) -> None:
         """To a warm box: the request, with the run's fds attached (numbered by position)."""
@@ -335,9 +351,6 @@ class Run:
         if self.cgroup.populated():
             self.cgroup.kill_all()
 
-    def _init_pid(self) -> int | None:
-        return self.slot.pid if self.slot is not None else self.pid
-
     def tick(self, now: float) -> None:
         """Check the limits; at one, kill the run."""
         lim, outcome = self.spec.limits, self.outcome
@@ -353,11 +366,14 @@ class Run:
                 # Kill through the cgroup so init survives to report the program's rusage;
                 # init itself goes too if it has not reported soon after.
                 self.cgroup.kill_all()
-                self._init_deadline = now + INIT_GRACE
+                self._init_deadline = now + (INIT_GRACE if self.cgroup.kills else 0)
         elif self._init_deadline is not None and now > self._init_deadline:
-            pid = self._init_pid()
-            if pid is not None:
-                os.kill(pid, signal.SIGKILL)  # a warm box's init too: its slot is then dead
+            if self.slot is not None:
+                # Reaped now: the slot must read as dead before the pool's next run (rootless
+                # without a cgroup, every wall-time kill comes here)
+                self.slot.close()
+            elif self.pid is not None:
+                os.kill(self.pid, signal.SIGKILL)
             self._init_deadline = None
 
     def finish(self) -> RunResult:
@@ -452,7 +468,7 @@ _SIGNAL_STATUS = {signal.SIGXFSZ: Status.FILE_SIZE_LIMIT}
 
 def _result(spec: RunSpec, outcome: _Outcome, stats: CgroupStats, wall: float) -> RunResult:
     lim = spec.limits
-    r = RunResult(status=Status.OK, cpu_time=stats.cpu_ns / 1e9, wall_time=wall,
+    r = RunResult(status=Status.OK, cpu_time=(stats.cpu_ns or 0) / 1e9, wall_time=wall,
                   peak_memory=stats.peak_memory, oom_killed=stats.oom_kills > 0,
                   processes_limit_hit=stats.pids_limit_hits > 0)
     errors = [m for m in outcome.messages if m.get("kind") == "error"]
@@ -462,6 +478,8 @@ def _result(spec: RunSpec, outcome: _Outcome, stats: CgroupStats, wall: float) -
         r.wall_time = float(e["wall"])  # type: ignore[arg-type]
         r.max_rss = int(e["maxrss"])  # type: ignore[call-overload]
         r.csw_voluntary, r.csw_forced = int(e["nvcsw"]), int(e["nivcsw"])  # type: ignore
+        if stats.cpu_ns is None:  # no cgroup: the program and the children it waited for
+            r.cpu_time = float(e["cpu"])  # type: ignore[arg-type]
         ws = int(e["status"])  # type: ignore[call-overload]
         if os.WIFEXITED(ws):
             r.exit_code = os.WEXITSTATUS(ws)

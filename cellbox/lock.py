@@ -18,7 +18,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from cellbox.errors import BoxBusyError
+from cellbox.errors import BoxBusyError, ConfigError
 
 
 @dataclass
@@ -105,8 +105,15 @@ class BoxLock:
 
     def acquire(self, wait: float | None = 0.0) -> BoxLock:
         """Take the lock. ``wait``: 0 fails at once if busy, None waits forever, else seconds."""
-        os.makedirs(self.lock_root, mode=0o700, exist_ok=True)
-        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            os.makedirs(self.lock_root, mode=0o700, exist_ok=True)
+            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except PermissionError:
+            raise ConfigError(
+                f"Cannot use lock_root {self.lock_root}: permission denied. It belongs to "
+                "another user (root's boxes need root: use sudo); as a user of your own, "
+                "use your own box_root and lock_root (rootless mode, docs/security.md)"
+            ) from None
         start = time.monotonic()
         delay = 0.001
         while True:

@@ -58,6 +58,9 @@ class RunResult:
     stderr_truncated: bool = False
     warnings: list[str] = field(default_factory=list)
     seccomp_weakened: list[str] = field(default_factory=list)  # syscalls the default denies
+    # Rootless mode without a cgroup: the limits asked for that no cgroup enforced, and
+    # "accounting" (docs/security.md, rootless mode)
+    cgroup_weakened: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -92,6 +95,8 @@ class RunResult:
             m["processes-limit-hit"] = 1
         if self.seccomp_weakened:
             m["cellbox-seccomp-weakened"] = ",".join(self.seccomp_weakened)
+        if self.cgroup_weakened:
+            m["cellbox-cgroup-weakened"] = ",".join(self.cgroup_weakened)
         m["cellbox-status"] = self.status.name
         return m
 

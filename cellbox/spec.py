@@ -27,7 +27,15 @@ class RunSpec:
     tty_hack: bool = False  # isolate's --tty-hack: stay in the caller's terminal session
     capture_output: bool = False  # stdout/stderr into RunResult (library)
     stdin_data: bytes | None = None  # fed through a pipe (library)
+    # Rootless mode without a delegated cgroup: run anyway, with the limits that need a
+    # cgroup reported in RunResult.limits_weakened (docs/security.md, "Rootless mode")
+    allow_no_cgroup: bool = False
     # Filled in by the box layer:
     box_dir: str = ""  # <box_root>/<id>
-    uid: int = -1
+    uid: int = -1  # the program's uid/gid (inside the user namespace in rootless mode)
     gid: int = -1
+    # Rootless mode: the (uid, gid) outside that uid/gid map to, in a new user namespace
+    id_map: tuple[int, int] | None = None
+    # Rootless mode without a cgroup: RLIMIT_NPROC, which counts the tasks of the box uid in
+    # the box's own user namespace (init's included), so it is a per-box processes limit
+    nproc: int | None = None

@@ -31,6 +31,19 @@ def mount_storage(box_dir: str, size_kb: int, inodes: int) -> None:
     os.mkdir(os.path.join(box_dir, "box"), 0o700)
 
 
+def make_plain_storage(box_dir: str) -> None:
+    """Rootless mode: a plain directory of the user's, without a quota (a tmpfs needs root)."""
+    os.makedirs(box_dir, mode=0o700)
+    for name in ("root", "tmp", "box"):
+        os.mkdir(os.path.join(box_dir, name), 0o700)
+
+
+def remove_plain_storage(box_dir: str) -> None:
+    if os.path.isdir(box_dir):
+        empty_dir(box_dir)
+        os.rmdir(box_dir)
+
+
 def is_mounted(box_dir: str) -> bool:
     return os.path.ismount(box_dir)
 
@@ -156,6 +169,7 @@ def _walk(top: str, visit: Callable[[int, str, os.stat_result], None],
                     visit(fd, name, st)
                     if not stat.S_ISDIR(st.st_mode):
                         continue
+                    _let_owner_in(fd, name, st)
                     sub = os.open(name, _DIR, dir_fd=fd)
                 except FileNotFoundError:
                     continue
@@ -174,6 +188,13 @@ def _walk(top: str, visit: Callable[[int, str, os.stat_result], None],
                     leave(fd, dirname)
     finally:
         os.close(fd)
+
+
+def _let_owner_in(dfd: int, name: str, st: os.stat_result) -> None:
+    """Rootless mode: a directory the program made unreadable (it runs as the user) must
+    still be walked; root needs no permission."""
+    if (st.st_mode & 0o700) != 0o700 and st.st_uid == os.geteuid() != 0:
+        os.chmod(name, stat.S_IMODE(st.st_mode) | 0o700, dir_fd=dfd, follow_symlinks=False)
 
 
 def _ident(st: os.stat_result) -> tuple[int, int]:

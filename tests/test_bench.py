@@ -38,6 +38,8 @@ def test_bench_runs_every_case_and_leaves_nothing(tmp_path: Path) -> None:
     names = set(report["latency"])
     assert {"floor: posix_spawn + wait", "bwrap --unshare-all",
             "cellbox library, fresh namespaces", "cellbox pool, warm box", "cellbox --run (CLI)",
+            "cellbox --run via the resident keeper",
+            "cellbox --init, --run, --cleanup via the resident keeper",
             "python3 -c pass, cellbox library", "C hello, cellbox library",
             "Java hello, cellbox library"} <= names
     assert all(len(case["samples_ms"]) == 2 for case in report["latency"].values())

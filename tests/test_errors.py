@@ -63,7 +63,9 @@ def readable_copy() -> Iterator[Path]:
     shutil.rmtree(top)
 
 
-def test_not_root_says_use_sudo(readable_copy: Path) -> None:
+def test_root_boxes_as_a_user_say_use_sudo(readable_copy: Path) -> None:
+    """A user whose config names root's state directories is told to use sudo or their own
+    directories (rootless mode), not just 'permission denied'."""
     # The system's python3 (the test venv's may sit under root's home); nobody can run it.
     proc = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
                            "/usr/bin/python3", "-m", "cellbox", "-b", "0", "--init"],
@@ -71,7 +73,8 @@ def test_not_root_says_use_sudo(readable_copy: Path) -> None:
                           env={"PYTHONPATH": str(readable_copy), "PATH": "/usr/bin:/bin",
                                "CELLBOX_CONFIG": str(readable_copy / "cellbox.toml")})
     assert proc.returncode == 2, proc.stderr
-    assert b"must run as root" in proc.stderr and b"sudo" in proc.stderr
+    assert b"permission denied" in proc.stderr and b"sudo" in proc.stderr
+    assert b"rootless mode" in proc.stderr
 
 
 def test_bad_test_set_says_what_it_needs(tmp_path: Path) -> None:

@@ -32,7 +32,8 @@ def _commands(tmp: Path) -> dict[str, tuple[list[str], str]]:
         "chaos": (["chaos", "--kills", "2", "--boxes", "1", "--workers", "1", "--first-uid",
                    str(FIRST_UID), "--seconds", "60"], "kills"),
         "bench": (["bench", "--rounds", "1", "--warmup", "0", "--throughput-seconds", "0",
-                   "--out", str(tmp / "bench"), "--first-uid", str(FIRST_UID + 4)], "latency"),
+                   "--many-boxes", "0", "--out", str(tmp / "bench"), "--first-uid",
+                   str(FIRST_UID + 4)], "latency"),
     }
 
 

@@ -72,3 +72,10 @@ def test_units_verify(tmp_path: Path) -> None:
     problems = [line for line in (proc.stdout + proc.stderr).splitlines()
                 if line.strip() and KNOWN_WARNING not in line]
     assert proc.returncode == 0 and not problems, problems
+
+
+def test_keeperd_unit_runs_cellbox_keeperd_with_real_options() -> None:
+    argvs = _cellbox_argvs(UNITS / "cellbox-keeperd.service")
+    assert argvs == [["keeperd"]]
+    _, parser = subcommands.resolve("keeperd")
+    parser().parse_args(argvs[0][1:])

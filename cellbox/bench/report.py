@@ -9,7 +9,7 @@ import platform
 import statistics
 from dataclasses import asdict
 
-from cellbox.bench.suite import Results
+from cellbox.bench.suite import KEEPER_CYCLE, KEEPER_RUN, Results
 
 FLOOR = "floor: posix_spawn + wait"
 BWRAP = "bwrap --unshare-all"
@@ -57,8 +57,11 @@ def targets(results: Results) -> list[tuple[str, float | None, str, bool | None]
     add("library, fresh namespaces <= 6x floor", _ratio(lib, floor), "x", 6)
     add("library, fresh namespaces <= 0.75x bwrap", _ratio(lib, bwrap), "x", 0.75)
     add("CLI --run <= 20 ms", m.get(CLI_RUN), "ms", 20)
+    add("CLI --run via the keeper <= 20 ms", m.get(KEEPER_RUN), "ms", 20)
     add("CLI init+run+cleanup <= 1.5x isolate --cg cycle", _ratio(m.get(CLI_CYCLE), iso),
         "x", 1.5)
+    add("CLI init+run+cleanup via the keeper <= 1.5x isolate --cg cycle",
+        _ratio(m.get(KEEPER_CYCLE), iso), "x", 1.5)
     many = results.many_boxes
     if many:
         add(f"{many['boxes']} boxes at once: host memory <= 512 KiB per live box",

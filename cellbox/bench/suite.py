@@ -12,7 +12,9 @@ Cases:
   ``--cg`` init + run + cleanup cycle;
 - cellbox: the library from fresh namespaces (a leased box, one ``Box.run`` per round, in a
   worker process), the library's warm pool (``Pool.run`` on a one-box pool, in a worker
-  process), the CLI ``--run`` on an initialised box, and the CLI init + run + cleanup;
+  process), the CLI ``--run`` on an initialised box, and the CLI init + run + cleanup, each
+  both in-process and through a resident keeper daemon (``cellbox keeperd``, started for the
+  run);
 - with ``langs``: ``python3 -c pass``, a C hello world and a Java hello world, bare and in the
   cellbox library (Java with 64 processes allowed: the JVM starts a dozen threads).
 Then runs/s with 2 workers for the floor, the peers, the cellbox library and the pool, and the
@@ -40,6 +42,7 @@ from typing import Any
 
 from cellbox.box import Boxes
 from cellbox.chaos import uid_processes
+from cellbox.cli import client
 from cellbox.config import ENV_VAR, write_private_config
 
 TRUE = ["/bin/true"]
@@ -51,6 +54,8 @@ JAVA_PROCESSES = 64
 NUM_BOXES = 6  # 0: CLI --run, 1: CLI cycle, 2 and 3: library workers, 4 and 5: pool workers
 CLI_RUN_BOX, CLI_CYCLE_BOX, LIB_BOXES, POOL_BOXES = 0, 1, (2, 3), (4, 5)
 LIB, POOL = "cellbox library, fresh namespaces", "cellbox pool, warm box"
+KEEPER_RUN = "cellbox --run via the resident keeper"
+KEEPER_CYCLE = "cellbox --init, --run, --cleanup via the resident keeper"
 UNSHARE = ["unshare", "--pid", "--fork", "--mount", "--net", "--ipc", "--uts"]
 # The same kind of root as a cellbox run: read-only system dirs, fresh proc, dev and tmp.
 BWRAP = ["bwrap", "--unshare-all", "--die-with-parent", "--ro-bind", "/usr", "/usr",
@@ -140,7 +145,12 @@ class Bench:
         self.lock_root = tempfile.mkdtemp(prefix="cellbox-bench-locks-", dir="/run")
         self.config, cfg = write_private_config(self.top, "bench", self.num_boxes, first_uid,
                                                 lock_root=self.lock_root)
-        self.env = {**os.environ, ENV_VAR: cfg}
+        # The CLI cases in-process, whatever daemon the machine runs; the keeper cases
+        # through the suite's own daemon.
+        self.env = {**os.environ, ENV_VAR: cfg, client.NO_DAEMON_ENV: "1"}
+        self.keeper_env = {**os.environ, ENV_VAR: cfg,
+                           client.SOCKET_ENV: os.path.join(self.lock_root, "keeper.sock")}
+        self.keeper: subprocess.Popen[bytes] | None = None
         self.cli = cli or default_cli()
         self.results = Results(load_before=os.getloadavg())
         self.workers: list[LibraryWorker] = []
@@ -158,14 +168,16 @@ class Bench:
             return took
         return once
 
-    def _cli_cycle(self) -> float:
-        box = f"--box-id={CLI_CYCLE_BOX}"
-        start = time.perf_counter()
-        for cmd in (["--init"], ["--run", "--", *TRUE], ["--cleanup"]):
-            code = spawn_wait(self.cli + [box, *cmd], self.env)
-            if code != 0:
-                self.results.failures.append(f"cellbox {cmd[0]} exited {code}")
-        return time.perf_counter() - start
+    def _cli_cycle(self, env: dict[str, str]) -> Callable[[], float]:
+        def once() -> float:
+            box = f"--box-id={CLI_CYCLE_BOX}"
+            start = time.perf_counter()
+            for cmd in (["--init"], ["--run", "--", *TRUE], ["--cleanup"]):
+                code = spawn_wait(self.cli + [box, *cmd], env)
+                if code != 0:
+                    self.results.failures.append(f"cellbox {cmd[0]} exited {code}")
+            return time.perf_counter() - start
+        return once
 
     def _library(self, argv: list[str], pool: bool = False,
                  processes: int = 1) -> Callable[[], float]:
@@ -195,7 +207,10 @@ class Bench:
             Case(LIB, "cellbox", self._library(TRUE)),
             Case(POOL, "cellbox", self._library(TRUE, pool=True)),
             Case("cellbox --run (CLI)", "cellbox", self._timed(cli_run, self.env)),
-            Case("cellbox --init, --run, --cleanup (CLI)", "cellbox", self._cli_cycle),
+            Case("cellbox --init, --run, --cleanup (CLI)", "cellbox",
+                 self._cli_cycle(self.env)),
+            Case(KEEPER_RUN, "cellbox", self._timed(cli_run, self.keeper_env)),
+            Case(KEEPER_CYCLE, "cellbox", self._cli_cycle(self.keeper_env)),
         ]
         if langs:
             hello = self._hello_c()
@@ -247,7 +262,18 @@ class Bench:
     # -- the run -------------------------------------------------------------------------
 
     def setup(self) -> None:
-        """Initialise the CLI's box and start the library workers (each leases a box)."""
+        """Initialise the CLI's box, start the keeper daemon and the library workers (each
+        leases a box)."""
+        # setpriv: the daemon (and so its runs) dies with the bench, even with a SIGKILLed one.
+        self.keeper = subprocess.Popen(
+            ["setpriv", "--pdeathsig", "KILL", *self.cli, "keeperd", "--socket",
+             self.keeper_env[client.SOCKET_ENV]],
+            env=self.env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE)
+        assert self.keeper.stderr is not None
+        if b"listening on" not in self.keeper.stderr.readline():
+            raise RuntimeError("cellbox keeperd did not start; try "
+                               f"{' '.join(self.cli)} keeperd by hand to see why")
         code = spawn_wait(self.cli + [f"--box-id={CLI_RUN_BOX}", "--init"], self.env)
         if code != 0:
             raise RuntimeError(f"cellbox --init of the bench box exited {code}; try "
@@ -303,6 +329,9 @@ class Bench:
         """End the leases, clean the CLI's boxes, then check that nothing is left."""
         for w in self.workers + self.pool_workers:
             w.close()
+        if self.keeper is not None:
+            self.keeper.terminate()  # it ends once its commands have
+            self.keeper.wait()
         for box in (CLI_RUN_BOX, CLI_CYCLE_BOX):
             spawn_wait(self.cli + [f"--box-id={box}", "--cleanup"], self.env)
         if shutil.which("isolate"):
@@ -344,6 +373,14 @@ def _processes_rate(argv: list[str], seconds: float, workers: int = 2) -> float:
 
 
 def default_cli() -> list[str]:
-    """The ``cellbox`` command installed next to this interpreter, as users run it."""
-    script = os.path.join(os.path.dirname(sys.executable), "cellbox")
-    return [script] if os.access(script, os.X_OK) else [sys.executable, "-m", "cellbox"]
+    """The ``cellbox`` command as scripts/bootstrap.sh's launcher starts it (``python -I -S``,
+    no ``site``), but for this checkout: the installed launcher names the checkout it was
+    written for, which is not this one in a git worktree."""
+    import sysconfig
+
+    import cellbox
+
+    paths = [os.path.dirname(os.path.dirname(os.path.abspath(cellbox.__file__))),
+             sysconfig.get_path("purelib")]
+    return [sys.executable, "-I", "-S", "-c",
+            f"import sys; sys.path += {paths!r}; from cellbox.cli.main import main; main()"]

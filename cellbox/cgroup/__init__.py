@@ -14,14 +14,16 @@ from cellbox.errors import SandboxSetupError
 
 @dataclass(frozen=True)
 class CgroupStats:
-    cpu_ns: int  # CPU time of every process and thread since the run started
-    peak_memory: int  # bytes
+    cpu_ns: int | None  # CPU time of every process and thread since the run started
+    peak_memory: int | None  # bytes; None (and cpu_ns None): no cgroup measured them
     oom_kills: int  # in this run
     pids_limit_hits: int  # forks refused by the pids limit, in this run
 
 
 class BoxCgroup(Protocol):
     """The cgroup(s) of one box."""
+
+    kills: bool  # kill_all kills (False: rootless without a cgroup; see none.py)
 
     def start_run(self, memory: int | None, pids: int | None) -> list[int]:
         """Set this run's limits and start its counters from zero; return the fds the
@@ -43,7 +45,7 @@ class BoxCgroup(Protocol):
 
 
 class CgroupBackend(Protocol):
-    version: int
+    version: int  # 0: none (rootless mode without a delegated cgroup)
 
     def describe(self) -> str:
         """Which hierarchy, where the boxes go, and why: for --print-cg-root."""
@@ -53,6 +55,21 @@ class CgroupBackend(Protocol):
         ...
     def box(self, box_id: int, create: bool = True) -> BoxCgroup: ...
     def remove_root(self) -> None: ...
+
+
+def detect_rootless(cg_root: str = "auto") -> CgroupBackend:
+    """The backend for a user who is not root: a cgroup delegated to them (v2: the cgroup
+    this process runs in, when they may write it, as systemd's ``Delegate=yes`` gives; v1:
+    ``<controller>/cellbox/user-<uid>``, made by ``cellbox delegate``), else none."""
+    from cellbox.cgroup import none, v1, v2
+
+    mount = v2.find_mount()
+    if mount and all(c in v2.controllers(mount) for c in v2.NEEDED):
+        return v2.delegated_to_user(mount, cg_root) or none.NoCgroups(none.V2_ADVICE)
+    v1_mounts = v1.find_mounts()
+    if all(c in v1_mounts for c in v1.REQUIRED):
+        return v1.delegated_to_user(v1_mounts, cg_root) or none.NoCgroups(none.V1_ADVICE)
+    return none.NoCgroups("this machine has no usable cgroup hierarchy (see cellbox doctor)")
 
 
 def detect(cg_root: str = "auto") -> CgroupBackend:

@@ -34,6 +34,51 @@ def find_mounts() -> dict[str, str]:
     return found
 
 
+def user_root(uid: int) -> str:
+    """Where ``cellbox delegate`` puts the subtree of a user (relative to each controller)."""
+    return f"cellbox/user-{uid}"
+
+
+def delegated_to_user(mounts: dict[str, str], cg_root: str) -> CgroupV1 | None:
+    """For a user who is not root: cg_root from the configuration, else
+    ``cellbox/user-<uid>``, if that directory exists in every controller and they may create
+    cgroups in it; else None. Cgroups they create are theirs, files included."""
+    root = user_root(os.geteuid()) if cg_root == "auto" else cg_root.strip("/")
+    for c in REQUIRED:
+        if not os.access(os.path.join(mounts[c], root), os.W_OK | os.X_OK):
+            return None
+    return CgroupV1(mounts, root, "a subtree delegated to this user")
+
+
+def delegate(mounts: dict[str, str], uid: int, gid: int) -> list[str]:
+    """(root) Make ``cellbox/user-<uid>`` in every controller, owned by the user, with
+    tasks and cgroup.procs theirs too (so they may also move their own processes in). Its
+    limits stay root's: write them to cap the user's boxes together. Returns the dirs."""
+    made = []
+    for c in REQUIRED:
+        d = os.path.join(mounts[c], user_root(uid))
+        os.makedirs(d, exist_ok=True)
+        for path in (d, os.path.join(d, "tasks"), os.path.join(d, "cgroup.procs")):
+            os.chown(path, uid, gid)
+        made.append(d)
+    return made
+
+
+def undelegate(mounts: dict[str, str], uid: int) -> list[str]:
+    """(root) Remove the user's subtree, killing whatever still runs in its box cgroups."""
+    removed = []
+    for c in REQUIRED:
+        d = os.path.join(mounts[c], user_root(uid))
+        if not os.path.isdir(d):
+            continue
+        for sub in sorted(os.listdir(d)):
+            if sub.startswith("box-"):
+                CgroupV1(mounts, user_root(uid), "").box(int(sub[4:]), create=False).remove()
+        rmdir_when_empty(d)
+        removed.append(d)
+    return removed
+
+
 def _kill_if_in(pid: int, cgroup_dir: str) -> None:
     """SIGKILL ``pid`` if it is still a task of ``cgroup_dir``."""
     try:
@@ -62,6 +107,8 @@ class BoxCgroupV1:
     files stay open from the first run to ``close`` (a warm pool's slot runs many times on
     one object). The memory cgroup is made again for every run (see
     ``_fresh_memory_cgroup``)."""
+
+    kills = True
 
     def __init__(self, dirs: dict[str, str]) -> None:
         self.dirs = dirs  # controller -> directory of this box

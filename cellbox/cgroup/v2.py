@@ -65,6 +65,14 @@ def _systemd_delegated(d: str) -> bool:
         return False
 
 
+def _user_may_write(d: str) -> bool:
+    """For a user who is not root (who cannot read trusted.* attributes): whether cgroup
+    ``d`` is delegated to them, i.e. they own it as systemd's Delegate=yes makes them."""
+    return os.geteuid() != 0 and all(
+        os.access(os.path.join(d, name), os.W_OK)
+        for name in ("", "cgroup.procs", "cgroup.subtree_control"))
+
+
 @dataclass(frozen=True)
 class Placement:
     base: str  # the directory holding box-<N>
@@ -87,7 +95,8 @@ def place(mount: str, cg_root: str) -> Placement:
     if not os.path.exists(os.path.join(d, "cgroup.type")):  # the one cgroup without it
         return Placement(top, None, "this process runs in the root cgroup")
     # Otherwise d is a real cgroup, even when it is "/": the root of a cgroup namespace.
-    if os.path.isdir("/run/systemd/system") and not _systemd_delegated(d):
+    if os.path.isdir("/run/systemd/system") and not (_systemd_delegated(d)
+                                                     or _user_may_write(d)):
         return Placement(top, None, f"this process runs in {own}, which systemd did not "
                          "delegate (no trusted.delegate attribute)")
     return Placement(os.path.join(d, BOXES), d, f"this process runs in {own}, a delegated "
@@ -129,6 +138,8 @@ def _take_delegation(d: str) -> None:
 
 
 class BoxCgroupV2:
+    kills = True
+
     def __init__(self, path: str) -> None:
         self.path = path
         self._cpu_fd: int | None = None
@@ -275,3 +286,12 @@ class CgroupV2:
                     raise SandboxSetupError(f"cgroup {path} has no {name}: cellbox's cgroup v2 "
                                             f"backend needs Linux >= {version}")
         return BoxCgroupV2(path)
+
+
+def delegated_to_user(mount: str, cg_root: str) -> CgroupV2 | None:
+    """For a user who is not root: the backend, if the cgroup its boxes would go to is
+    theirs (the delegated cgroup this process runs in, or an existing cg_root); else None."""
+    p = place(mount, cg_root)
+    usable = (_user_may_write(p.delegated) if p.delegated is not None
+              else cg_root != "auto" and os.access(p.base, os.W_OK))
+    return CgroupV2(mount, cg_root, "a cgroup delegated to this user") if usable else None

@@ -141,7 +141,8 @@ def chaos_main(argv: list[str]) -> int:
 def doctor_parser() -> argparse.ArgumentParser:
     p = _parser("doctor", "Check this host for cellbox: cgroups, swap, transparent huge pages, "
                 "ASLR, SMT, the CPU frequency governor and boost, protected links, user "
-                "namespaces, seccomp and the kernel features cellbox uses. Each check passes, "
+                "namespaces, rootless mode for the current user (user namespace, delegated "
+                "cgroup), seccomp and the kernel features cellbox uses. Each check passes, "
                 "warns or fails and says how to fix what it found. Exit 1 if any check fails.")
     p.add_argument("--fix", action="store_true", help="apply the fixes that last until the "
                    "next reboot (sysctl and sysfs writes), then check again")

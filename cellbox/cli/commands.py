@@ -91,6 +91,7 @@ def spec_from(p: Parsed, capture: bool = False):  # noqa: ANN201 - RunSpec, impo
         seccomp=_seccomp_policy(p),
         tty_hack=p.flag("tty-hack"),
         capture_output=capture,
+        allow_no_cgroup=p.flag("no-cgroups"),
     )
 
 

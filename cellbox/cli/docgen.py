@@ -45,6 +45,12 @@ CELLBOX_KEYS: dict[str, tuple[str, str, str]] = {
     "cellbox-seccomp-weakened": ("names", "the seccomp policy allows what the default denies",
                                  "Comma-separated syscalls (and argument checks) that the "
                                  "policy in use allows and cellbox's default policy refuses"),
+    "cellbox-cgroup-weakened": ("names", "rootless mode without a cgroup",
+                                "Comma-separated limits that were asked for and that no cgroup "
+                                "enforced (`memory`, `processes`, `time` across processes), "
+                                "then `accounting` (no peak memory; CPU time only of the "
+                                "program and the children it waited for); see "
+                                "[security.md](security.md#rootless-mode)"),
     "cellbox-status": ("name", "always", "cellbox's precise status name (the `Status` enum), "
                        "e.g. `MEMORY_LIMIT` where isolate would say `SG`"),
 }
@@ -83,6 +89,8 @@ RESULT_FIELDS: dict[str, str] = {
     "warnings": "list of warnings",
     "seccomp_weakened": "syscalls (or argument checks) the default seccomp policy refuses "
                         "and this run allowed (`--syscalls`, `--seccomp-policy`)",
+    "cgroup_weakened": "rootless mode without a cgroup: what no cgroup did for this run "
+                       "(see the meta key `cellbox-cgroup-weakened`)",
     "isolate_status": "isolate's status code (`RE`, `SG`, `TO`, `XX`) or null for OK",
 }
 
@@ -120,7 +128,7 @@ def _full_result() -> RunResult:
     """A result with every optional field set, so that meta() shows every key it can."""
     return RunResult(status=Status.TIME_LIMIT, exit_code=1, signal=9, peak_memory=1 << 20,
                      oom_killed=True, killed=True, processes_limit_hit=True, message="m",
-                     seccomp_weakened=["ptrace"])
+                     seccomp_weakened=["ptrace"], cgroup_weakened=["accounting"])
 
 
 def _check_documented() -> None:

@@ -6,6 +6,12 @@ import sys
 
 
 def main() -> None:
-    from cellbox.cli.commands import run_cli
+    from cellbox.cli import client
 
-    sys.exit(run_cli(sys.argv[1:]))
+    argv = sys.argv[1:]
+    code = client.run(argv) if client.wanted(argv) else None
+    if code is None:  # no resident keeper daemon: the CLI runs in this process
+        from cellbox.cli.commands import run_cli
+
+        code = run_cli(argv)
+    sys.exit(code)

@@ -77,6 +77,9 @@ OPTIONS: tuple[Opt, ...] = (
     Opt("core", None, R, "Largest core dump, KiB (default 0)", "SIZE"),
     Opt("processes", "p", OPT, "Processes and threads at once (default 1; -p alone: no limit)",
         "N"),
+    Opt("no-cgroups", None, N, "Rootless mode without a delegated cgroup: run anyway, with "
+        "the limits that need one (--cg-mem, --processes, --time across processes) not "
+        "enforced and listed in the meta key cellbox-cgroup-weakened"),
     Opt("cg-timing", None, N, "Time all processes in the cgroup (always on; accepted)"),
     Opt("no-cg-timing", None, N, "Accepted for isolate; cellbox always counts every process"),
     # program environment

@@ -22,11 +22,13 @@ SUBCOMMANDS: dict[str, str] = {
     "chaos": "cellbox.cli.admin",
     "bench": "cellbox.cli.admin",
     "doctor": "cellbox.cli.admin",
+    "delegate": "cellbox.cli.delegate",
     "languages": "cellbox.cli.judge",
     "exec": "cellbox.cli.judge",
     "judge": "cellbox.cli.judge",
     "serve": "cellbox.cli.service",
     "worker": "cellbox.cli.service",
+    "keeperd": "cellbox.cli.keeperd",
 }
 HELP_WIDTH = 100  # fixed, so docs/cli.md does not depend on the terminal
 

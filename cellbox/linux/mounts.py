@@ -96,13 +96,36 @@ def _minimal_dev(target_fd: int, mounted_at: str) -> None:
     dev_fd = os.open(mounted_at, _DIR)
     try:
         for name, (major, minor) in DEV_NODES.items():
-            os.mknod(name, stat.S_IFCHR | 0o666, os.makedev(major, minor), dir_fd=dev_fd)
+            try:
+                os.mknod(name, stat.S_IFCHR | 0o666, os.makedev(major, minor), dir_fd=dev_fd)
+            except PermissionError:
+                # A user namespace (rootless mode) may not make device nodes: bind the
+                # host's node of the same name, checked to be that device, over a file.
+                _bind_host_node(dev_fd, name, os.makedev(major, minor))
+                continue
             os.chmod(name, 0o666, dir_fd=dev_fd)  # mknod's mode went through the umask
         for name, dest in DEV_LINKS.items():
             os.symlink(dest, name, dir_fd=dev_fd)
         os.mkdir("shm", 0o755, dir_fd=dev_fd)
     finally:
         os.close(dev_fd)
+
+
+def _bind_host_node(dev_fd: int, name: str, device: int) -> None:
+    host = os.open(f"/dev/{name}", os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        st = os.fstat(host)
+        if not stat.S_ISCHR(st.st_mode) or st.st_rdev != device:
+            raise OSError(f"/dev/{name} on the host is not the expected character device")
+        os.close(os.open(name, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW
+                         | os.O_CLOEXEC, 0o644, dir_fd=dev_fd))
+        target = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dev_fd)
+        try:
+            sc.mount(_fd_path(host), _fd_path(target), None, sc.MS_BIND)
+        finally:
+            os.close(target)
+    finally:
+        os.close(host)
 
 
 def _mask(mounted_at: str, masked: tuple[str, ...], read_only: tuple[str, ...]) -> None:

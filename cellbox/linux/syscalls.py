@@ -109,3 +109,25 @@ def mount_setattr(path: str, attr_set: int, attr_clr: int = 0, recursive: bool =
 
 def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:
     return _check(_libc.prctl(option, arg2, arg3, arg4, arg5), f"prctl({option})")
+
+
+# capabilities (rootless mode: init keeps its user-namespace capabilities across execve)
+SYS_CAPSET = 126
+_LINUX_CAPABILITY_VERSION_3 = 0x20080522
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32),
+                ("inheritable", ctypes.c_uint32)]
+
+
+def capset(effective: int, permitted: int, inheritable: int) -> None:
+    """Set this thread's capability sets (64 bits each; within what the kernel allows)."""
+    head = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
+    data = (_CapData * 2)(*((effective >> s & 0xFFFFFFFF, permitted >> s & 0xFFFFFFFF,
+                             inheritable >> s & 0xFFFFFFFF) for s in (0, 32)))
+    _check(_libc.syscall(ctypes.c_long(SYS_CAPSET), ctypes.byref(head), data), "capset")

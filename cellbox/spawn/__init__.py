@@ -10,6 +10,11 @@ source never runs an old binary; ``scripts/bootstrap.sh`` builds it ahead of tim
 takes a lock, so concurrent first runs build it once. It is statically linked: after
 pivot_root the box may have no dynamic loader. Root runs it before dropping anything, so the
 cache must be root's alone: a binary or directory that another user could write is refused.
+
+A user who is not root (rootless mode) runs root's binary if it is built (root's alone, it is
+as safe to run as any system binary), else builds a copy of their own into
+``$XDG_CACHE_HOME/cellbox`` (default ``~/.cache/cellbox``), which must be theirs alone: the
+checkout may be read-only to them, and /var/cache/cellbox is root's.
 """
 
 from __future__ import annotations
@@ -27,13 +32,26 @@ CFLAGS = ("-O2", "-Wall", "-Wextra", "-Werror", "-static", "-std=gnu11")
 _found: str | None = None
 
 
-def _check_root_only(path: str) -> None:
+def _check_owned(path: str, uid: int, cache: str) -> None:
     st = os.stat(path)
-    if st.st_uid != 0 or st.st_mode & 0o022:
+    if st.st_uid != uid or st.st_mode & 0o022:
+        who = "root's" if uid == 0 else f"uid {uid}'s"
         raise SandboxSetupError(
-            f"{path} is not root's alone (owner uid {st.st_uid}, mode {st.st_mode & 0o777:o}); "
-            f"cellbox runs the box's init from there as root: remove {CACHE_DIR} and run "
+            f"{path} is not {who} alone (owner uid {st.st_uid}, mode {st.st_mode & 0o777:o}); "
+            f"cellbox runs the box's init from there: remove {cache}"
+            + (" and run scripts/bootstrap.sh" if uid == 0 else ""))
+
+
+def _user_cache() -> str:
+    """Rootless mode: the user's own cache directory for the C init."""
+    base = os.environ.get("XDG_CACHE_HOME") or (
+        os.path.join(os.environ["HOME"], ".cache") if os.environ.get("HOME") else "")
+    if not os.path.isabs(base):
+        raise SandboxSetupError(
+            f"The box's init is not built in {CACHE_DIR} and this user has no cache directory "
+            "to build it in: set XDG_CACHE_HOME (or HOME), or have root run "
             "scripts/bootstrap.sh")
+    return os.path.join(base, "cellbox")
 
 
 def _build(target: str) -> None:
@@ -60,15 +78,21 @@ def init_binary() -> str:
         return _found
     with open(SOURCE, "rb") as f:
         key = hashlib.sha256(f.read() + " ".join(CFLAGS).encode()).hexdigest()[:16]
-    target = os.path.join(CACHE_DIR, f"init-{key}")
+    name, uid, cache = f"init-{key}", os.geteuid(), CACHE_DIR
+    if uid != 0:
+        if os.path.exists(os.path.join(CACHE_DIR, name)):
+            uid = 0  # root's build: run it (after the same checks)
+        else:
+            cache = _user_cache()
+    target = os.path.join(cache, name)
     if not os.path.exists(target):
-        os.makedirs(CACHE_DIR, mode=0o755, exist_ok=True)
-        _check_root_only(CACHE_DIR)
-        with open(os.path.join(CACHE_DIR, ".lock"), "a") as lock:
+        os.makedirs(cache, mode=0o755, exist_ok=True)
+        _check_owned(cache, uid, cache)
+        with open(os.path.join(cache, ".lock"), "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             if not os.path.exists(target):  # another process may have built it meanwhile
                 _build(target)
-    _check_root_only(CACHE_DIR)
-    _check_root_only(target)
+    _check_owned(cache, uid, cache)
+    _check_owned(target, uid, cache)
     _found = target
     return target

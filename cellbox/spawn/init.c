@@ -24,6 +24,14 @@
  * str = u32 length, bytes, NUL; blob = u32 length, bytes. With --pool, the fds are indices
  * into the fds attached to the request.
  * pid 1 has no signal handlers: the kernel then drops every signal sent to it from inside.
+ *
+ * Rootless mode (FLAG_ROOTLESS; docs/security.md): init runs as the box uid in the box's own
+ * user namespace, with every capability there (ambient, kept across the Python init's
+ * execve). The supplementary groups cannot change (setgroups is denied in the namespace) and
+ * the fs ids are already the box's, so the stdio files are opened with no effective
+ * capability instead; the uid switch changes no uid, and the capability checks after it
+ * still hold (capset empties every set). The exit report's "cpu" (the program's and its
+ * waited-for children's rusage) stands in for the cgroup's CPU time when there is none.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -57,7 +65,8 @@
 #define FLAG_TTY_HACK 1u
 #define FLAG_STDERR_TO_STDOUT 2u
 #define FLAG_SHARE_NET 4u
-#define FLAG_NET_REUSABLE 8u
+#define FLAG_ROOTLESS 8u
+#define FLAG_NET_REUSABLE 16u
 #define MAX_REQUEST (256u << 20)
 #define MAX_ITEMS 65536u
 #define MAX_PASSED_FDS 64
@@ -485,22 +494,51 @@ static int open_stdio(const char *path, int write_mode) {
     return fd;
 }
 
+static void set_caps(struct __user_cap_data_struct data[2]) {
+    struct __user_cap_header_struct head = {_LINUX_CAPABILITY_VERSION_3, 0};
+    if (syscall(SYS_capset, &head, data) < 0)
+        fail_errno();
+}
+
+/* Rootless: the effective set, emptied while the stdio files are opened (DAC override, and
+ * the ptrace access that would open init's /proc files: a planted -i link to
+ * /proc/1/environ), then restored from the permitted set. */
+static void rootless_effective_caps(int on) {
+    struct __user_cap_header_struct head = {_LINUX_CAPABILITY_VERSION_3, 0};
+    struct __user_cap_data_struct data[2];
+    if (syscall(SYS_capget, &head, data) < 0)
+        fail_errno();
+    for (int i = 0; i < 2; i++)
+        data[i].effective = on ? data[i].permitted : 0;
+    set_caps(data);
+}
+
 /* Open the stdio files and enter the working directory with the box user's permissions
  * (fs ids, no supplementary groups: the caller's, e.g. group 0 under sudo, would grant the
- * box user their access), then become root again for the steps that need capabilities. */
+ * box user their access), then become root again for the steps that need capabilities.
+ * Rootless: see the top of this file. */
 static void redirect_stdio(const struct request *q) {
-    if (setgroups(0, NULL) < 0)
-        fail_errno();
-    setfsgid(q->gid);
-    setfsuid(q->uid);
+    int rootless = q->flags & FLAG_ROOTLESS;
+    if (rootless) {
+        rootless_effective_caps(0);
+    } else {
+        if (setgroups(0, NULL) < 0)
+            fail_errno();
+        setfsgid(q->gid);
+        setfsuid(q->uid);
+    }
     if (chdir(q->chdir) < 0)
         fail_errno();
     int fd[3];
     for (int i = 0; i < 3; i++)
         fd[i] = q->pipe_fd[i] >= 0 ? q->pipe_fd[i]
                 : q->path[i][0] ? open_stdio(q->path[i], i > 0) : -1;
-    setfsuid(0);
-    setfsgid(0);
+    if (rootless) {
+        rootless_effective_caps(1);
+    } else {
+        setfsuid(0);
+        setfsgid(0);
+    }
     for (int i = 0; i < 3; i++)
         if (fd[i] >= 0 && dup2(fd[i], i) < 0)
             fail_errno();
@@ -575,9 +613,12 @@ static void drop_capabilities(const struct request *q) {
         fail_errno();
 }
 
-/* Every uid and gid becomes the box's; from root this clears all capabilities. */
+/* Every uid and gid becomes the box's; from root this clears all capabilities. Rootless: the
+ * groups stay (setgroups is denied in the user namespace) and check_unprivileged() empties
+ * the capabilities. */
 static void become_box_user(const struct request *q) {
-    if (setgroups(0, NULL) < 0 || setresgid(q->gid, q->gid, q->gid) < 0
+    if ((!(q->flags & FLAG_ROOTLESS) && setgroups(0, NULL) < 0)
+        || setresgid(q->gid, q->gid, q->gid) < 0
         || setresuid(q->uid, q->uid, q->uid) < 0)
         fail_errno();
     if (getuid() == 0 || geteuid() == 0)
@@ -591,8 +632,7 @@ static void check_unprivileged(void) {
     struct __user_cap_header_struct head = {_LINUX_CAPABILITY_VERSION_3, 0};
     struct __user_cap_data_struct data[2];
     memset(data, 0, sizeof data);
-    if (syscall(SYS_capset, &head, data) < 0)
-        fail_errno();
+    set_caps(data);
     if (syscall(SYS_capget, &head, data) < 0)
         fail_errno();
     const char *left[3];
@@ -760,9 +800,11 @@ static void run(const struct request *q) {
     send_line(line, (size_t)snprintf(
         line, sizeof line,
         "{\"kind\": \"exit\", \"status\": %d, \"wall\": %.9f, \"maxrss\": %lld, "
-        "\"nvcsw\": %ld, \"nivcsw\": %ld}\n",
+        "\"nvcsw\": %ld, \"nivcsw\": %ld, \"cpu\": %.6f}\n",
         status, monotonic() - started, (long long)ru.ru_maxrss * 1024, ru.ru_nvcsw,
-        ru.ru_nivcsw));
+        ru.ru_nivcsw,
+        (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec)
+            + (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6));
 }
 
 static int one_run(int request_fd) {

@@ -8,13 +8,15 @@ import struct
 from dataclasses import dataclass
 from functools import lru_cache
 
+from cellbox.linux.privileges import LAST_CAP
 from cellbox.linux.seccomp import Policy
 from cellbox.spec import RunSpec
 
 FLAG_TTY_HACK = 1
 FLAG_STDERR_TO_STDOUT = 2
 FLAG_SHARE_NET = 4
-FLAG_NET_REUSABLE = 8  # a warm box may keep its network namespace (init.c, net_untouched)
+FLAG_ROOTLESS = 8  # a user namespace: no setgroups; stdio opened without capabilities
+FLAG_NET_REUSABLE = 16  # a warm box may keep its network namespace (init.c, net_untouched)
 
 
 @dataclass(frozen=True)
@@ -30,23 +32,16 @@ class RunFds:
     join: tuple[int, ...]
 
 
-def _last_cap() -> int:
-    with open("/proc/sys/kernel/cap_last_cap", "rb") as f:
-        return int(f.read())
-
-
-LAST_CAP = _last_cap()
-
-
 def _rlimits(spec: RunSpec) -> list[tuple[str, int, int | None]]:
     """(name, resource, value); None: as high as init may go (its hard limit)."""
     lim = spec.limits
-    return [
+    nproc = [] if spec.nproc is None else [("nproc", resource.RLIMIT_NPROC, spec.nproc)]
+    return [*nproc,
         ("as", resource.RLIMIT_AS, lim.address_space),
         ("stack", resource.RLIMIT_STACK, lim.stack),
         ("fsize", resource.RLIMIT_FSIZE, lim.file_size),
         # Processes are limited by the pids cgroup, which counts the hits; RLIMIT_NPROC
-        # would refuse the fork first and hide them.
+        # would refuse the fork first and hide them. It serves only without a cgroup.
         ("core", resource.RLIMIT_CORE, lim.core),
         # RLIM_INFINITY is not a valid open-file limit: "unlimited" is the hard limit we have.
         ("nofile", resource.RLIMIT_NOFILE,
@@ -83,6 +78,7 @@ def encode(spec: RunSpec, fds: RunFds, filters: tuple[bytes, ...],
     flags = (FLAG_TTY_HACK if spec.tty_hack else 0) | (
         FLAG_STDERR_TO_STDOUT if spec.stderr_to_stdout else 0) | (
         FLAG_SHARE_NET if spec.share_net else 0) | (
+        FLAG_ROOTLESS if spec.id_map is not None else 0) | (
         FLAG_NET_REUSABLE if _net_reusable(spec.seccomp) else 0)
     body = b"".join([
         struct.pack("<IIIIiiii", spec.uid, spec.gid, LAST_CAP, flags, fds.status,

@@ -1,0 +1,243 @@
+"""The resident keeper daemon (``cellbox keeperd``) and the thin client: the isolate grammar
+gives the same exit codes, messages and meta files through it as in-process, a killed client
+or daemon leaves what a killed CLI leaves, other users are refused, and without a daemon the
+CLI runs in-process."""
+
+from __future__ import annotations
+
+import os
+import signal
+import stat
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from cellbox.cli import client
+from tests.conftest import InitBox, cellbox, init_next_box, parse_meta
+from tests.test_lifecycle import BUSY, box_procs, boxes_json, start, wait_for
+
+pytestmark = pytest.mark.daemon
+
+ROOT = Path(__file__).parent.parent
+
+
+@dataclass
+class Daemon:
+    proc: subprocess.Popen[bytes]
+    socket: Path
+
+    def workers(self) -> list[int]:
+        with open(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children") as f:
+            return [int(pid) for pid in f.read().split()]
+
+
+def start_daemon(socket: Path) -> Daemon:
+    env = {k: v for k, v in os.environ.items() if k != client.SOCKET_ENV}
+    proc = subprocess.Popen([sys.executable, "-m", "cellbox", "keeperd", "--socket", str(socket)],
+                            stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, cwd=ROOT)
+    assert proc.stderr is not None
+    line = proc.stderr.readline()
+    assert b"listening on" in line, line
+    return Daemon(proc, socket)
+
+
+@pytest.fixture(scope="module")
+def daemon(test_config: Path) -> Iterator[Daemon]:
+    d = start_daemon(test_config.parent / "keeper.sock")
+    yield d
+    d.proc.send_signal(signal.SIGTERM)
+    assert d.proc.wait(timeout=10) == 0
+    assert not d.socket.exists()
+
+
+@pytest.fixture
+def through(daemon: Daemon, monkeypatch: pytest.MonkeyPatch) -> Daemon:
+    """Every cellbox command of the test (conftest's helpers too) goes to the daemon."""
+    monkeypatch.setenv(client.SOCKET_ENV, str(daemon.socket))
+    return daemon
+
+
+def in_process(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[bytes]:
+    env = dict(os.environ, **{client.NO_DAEMON_ENV: "1"})
+    return subprocess.run([sys.executable, "-m", "cellbox", *args], capture_output=True,
+                          env=env, cwd=cwd, timeout=60)
+
+
+def via_daemon(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run([sys.executable, "-m", "cellbox", *args], capture_output=True,
+                          cwd=cwd, timeout=60)
+
+
+def test_init_run_cleanup_run_in_a_worker_of_the_daemon(through: Daemon) -> None:
+    b = init_next_box()  # through the daemon, as every command of these tests
+    try:
+        runner = start("-b", str(b.id), "--run", "--", "/bin/sleep", "0.5")
+        wait_for(lambda: bool(through.workers()))
+        out, err = runner.communicate(timeout=30)
+        assert runner.returncode == 0 and err.startswith(b"OK ("), err
+        proc, meta = b.run("/bin/echo", "hello")
+        assert proc.returncode == 0 and proc.stdout == b"hello\n"
+        assert meta["exitcode"] == "0" and meta["cellbox-status"] == "OK"
+    finally:
+        cellbox("-b", str(b.id), "--cleanup", check=True)
+    assert not through.workers()
+
+
+@pytest.mark.parametrize("args", [
+    ("--run", "--", "/bin/sh", "-c", "echo out; echo err >&2; exit 3"),
+    ("--run", "--", "/no/such/program"),
+    ("--bogus", "--run", "--", "/bin/true"),
+    ("--run",),
+    ("--time=0.2", "--run", "--", "/bin/sh", "-c", "while :; do :; done"),
+    ("--stdin=in.txt", "--stdout=out.txt", "--run", "--", "/bin/cat"),
+    ("--stdin=missing.txt", "--run", "--", "/bin/cat"),
+    ("--version",),
+    ("--wait", "--run", "--", "/bin/echo", "waited"),
+])
+def test_exit_code_output_and_meta_file_are_the_same_as_in_process(
+        through: Daemon, box: InitBox, tmp_path: Path, args: tuple[str, ...]) -> None:
+    box.put("in.txt", "from the box\n")
+    results = []
+    for run in (in_process, via_daemon):
+        (tmp_path / "meta").unlink(missing_ok=True)
+        # The meta file's path is relative to the caller's working directory.
+        proc = run("-b", str(box.id), "--meta=meta", *args, cwd=tmp_path)
+        meta = parse_meta((tmp_path / "meta").read_text()) if (tmp_path / "meta").exists() \
+            else {}
+        out = (box.work / "out.txt").read_bytes() if (box.work / "out.txt").exists() else None
+        (box.work / "out.txt").unlink(missing_ok=True)
+        for timing in ("time", "time-wall", "max-rss", "csw-voluntary", "csw-forced", "cg-mem"):
+            meta.pop(timing, None)
+        err = b"" if proc.stderr.startswith(b"OK (") else proc.stderr
+        results.append((proc.returncode, proc.stdout, err, meta, out))
+    assert results[0] == results[1]
+
+
+def test_a_client_killed_mid_run_leaves_what_a_killed_cli_leaves(through: Daemon,
+                                                                 box: InitBox) -> None:
+    runner = start("-b", str(box.id), "-p10", "--run", "--", "/bin/sh", "-c", BUSY)
+    wait_for(lambda: len(box_procs(box.id)) >= 4)
+    assert boxes_json()[box.id]["state"] == "running"
+    runner.send_signal(signal.SIGKILL)
+    runner.wait()
+    t0 = time.monotonic()
+    wait_for(lambda: not box_procs(box.id) and not through.workers(), timeout=5)
+    assert time.monotonic() - t0 < 1.0
+    assert boxes_json()[box.id]["state"] == "needs-repair"
+    again = cellbox("-b", str(box.id), "--run", "--", "/bin/true")
+    assert again.returncode == 0 and b"repaired: a run" in again.stderr
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_signals_to_the_client_do_what_they_do_to_the_cli(through: Daemon, box: InitBox,
+                                                          signum: int) -> None:
+    outcomes = []
+    for env in ({client.NO_DAEMON_ENV: "1"}, {}):
+        runner = subprocess.Popen(
+            [sys.executable, "-m", "cellbox", "-b", str(box.id), "--run", "--", "/bin/sleep",
+             "30"], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            env=dict(os.environ, **env))
+        wait_for(lambda: bool(box_procs(box.id)))
+        runner.send_signal(signum)
+        _, err = runner.communicate(timeout=30)
+        wait_for(lambda: not box_procs(box.id), timeout=5)
+        outcomes.append((runner.returncode, b"KeyboardInterrupt" in err))
+        cellbox("-b", str(box.id), "--run", "--", "/bin/true", check=True)  # repairs
+    assert outcomes[0] == outcomes[1] == (-signum, signum == signal.SIGINT)
+
+
+def test_a_killed_daemon_ends_the_run_and_the_client_says_so(test_config: Path, box: InitBox,
+                                                              monkeypatch: pytest.MonkeyPatch
+                                                              ) -> None:
+    d = start_daemon(test_config.parent / "doomed.sock")
+    monkeypatch.setenv(client.SOCKET_ENV, str(d.socket))
+    runner = start("-b", str(box.id), "-p10", "--run", "--", "/bin/sh", "-c", BUSY)
+    wait_for(lambda: len(box_procs(box.id)) >= 4)
+    d.proc.kill()
+    d.proc.wait()
+    _, err = runner.communicate(timeout=10)
+    assert runner.returncode == 2 and b"keeper daemon" in err and b"ended before" in err, err
+    wait_for(lambda: not box_procs(box.id), timeout=5)
+    d.socket.unlink()
+    again = cellbox("-b", str(box.id), "--run", "--", "/bin/true")  # in-process: no daemon
+    assert again.returncode == 0 and b"repaired: a run" in again.stderr
+
+
+def test_other_users_are_refused(through: Daemon) -> None:
+    """The socket is mode 0600; past the mode (an operator's chmod), the daemon checks the
+    peer's uid itself, and the client talks only to a daemon of its own uid."""
+    as_nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                 sys.executable, "-I", "-S", "-c"]
+    env = {client.SOCKET_ENV: str(through.socket)}
+    imports = ("import sys, socket; sys.path.insert(0, sys.argv[1]); "
+               "from cellbox.cli import client; ")
+    by_the_client = imports + "print(client.run(['--version']))"
+    # A request sent by hand, as a client that skipped its own check would.
+    by_hand = (imports + "s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET); "
+               "s.connect(client.socket_path()); "
+               "s.sendmsg([client.request(['--version'])], [(socket.SOL_SOCKET, "
+               "socket.SCM_RIGHTS, b''.join(fd.to_bytes(4, sys.byteorder) "
+               "for fd in (0, 1, 2, 0)))]); print(s.recv(4096).decode())")
+    assert stat.S_IMODE(through.socket.stat().st_mode) == 0o600
+    proc = subprocess.run([*as_nobody, by_the_client, str(ROOT)], capture_output=True, env=env,
+                          timeout=30)
+    assert proc.stdout == b"None\n", proc.stderr  # cannot connect: in-process
+    top = through.socket.parent  # the test session's directory, mode 0700
+    top.chmod(0o711)
+    through.socket.chmod(0o666)
+    try:
+        proc = subprocess.run([*as_nobody, by_the_client, str(ROOT)], capture_output=True,
+                              env=env, timeout=30)
+        assert proc.stdout == b"None\n", proc.stderr  # root's daemon: not told anything
+        proc = subprocess.run([*as_nobody, by_hand, str(ROOT)], capture_output=True, env=env,
+                              timeout=30)
+    finally:
+        through.socket.chmod(0o600)
+        top.chmod(0o700)
+    assert proc.stdout.startswith(b"refused uid 65534 is not the daemon's uid 0"), proc.stderr
+    assert not through.workers()
+
+
+def test_without_a_daemon_the_cli_runs_in_process(test_config: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(client.SOCKET_ENV, str(test_config.parent / "no-daemon.sock"))
+    proc = cellbox("--version")
+    assert proc.returncode == 0 and b"isolate-compatible" in proc.stdout
+    (test_config.parent / "not-listening.sock").touch()
+    monkeypatch.setenv(client.SOCKET_ENV, str(test_config.parent / "not-listening.sock"))
+    assert cellbox("--version").returncode == 0
+
+
+def test_a_second_daemon_on_the_same_socket_is_refused(through: Daemon) -> None:
+    proc = subprocess.run([sys.executable, "-m", "cellbox", "keeperd", "--socket",
+                           str(through.socket)], capture_output=True, timeout=30, cwd=ROOT)
+    assert proc.returncode == 2 and b"another keeper daemon is listening" in proc.stderr
+
+
+def test_the_client_imports_nothing_but_itself_and_os() -> None:
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); before = set(sys.modules); "
+            "import cellbox.cli.client; print(' '.join(set(sys.modules) - before))")
+    proc = subprocess.run([sys.executable, "-I", "-S", "-c", code, str(ROOT)],
+                          capture_output=True, text=True, check=True, timeout=30)
+    os_and_its_own = {"os", "os.path", "posixpath", "genericpath", "stat", "_stat",
+                      "_collections_abc", "__future__"}
+    assert set(proc.stdout.split()) - os_and_its_own == {"cellbox", "cellbox.cli",
+                                                         "cellbox.cli.client"}
+
+
+def test_the_callers_resource_limits_reach_the_run_as_in_process(through: Daemon,
+                                                                 box: InitBox) -> None:
+    # An unset limit (here the stack) is as high as the keeper's hard limit: the caller's.
+    outputs = []
+    for env in ({client.NO_DAEMON_ENV: "1"}, {}):
+        proc = subprocess.run(["prlimit", "--stack=4194304:8388608", sys.executable, "-m",
+                               "cellbox", "-b", str(box.id), "--run", "--", "/bin/sh", "-c",
+                               "ulimit -Hs"], capture_output=True, timeout=60,
+                              env=dict(os.environ, **env))
+        outputs.append((proc.returncode, proc.stdout))
+    assert outputs[0] == outputs[1] == (0, b"8192\n")

@@ -1,0 +1,495 @@
+"""Rootless mode: cellbox run by an ordinary user, through a user namespace.
+
+The suite runs as root; these tests run the cellbox command line as an unprivileged numeric
+uid (``setpriv``; no /etc/passwd entry needed), with a configuration of its own: storage and
+locks in a directory that uid owns, the suite's box uids (so that the isolation checks
+borrowed from test_isolation and tests/security hold as they are), boxes 260..279.
+Three cgroup situations: none (fail closed, or --no-cgroups and the result says so), a v1
+subtree given by ``cellbox delegate`` (the host), and a v2 cgroup chowned to the uid as
+systemd's Delegate=yes does it (the VM; marker cgroup2).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import test_isolation as iso
+from conftest import FIRST_UID, cellbox, parse_meta
+
+from cellbox.cgroup import detect
+from cellbox.cgroup.v2 import find_mount
+from cellbox.chaos import uid_processes
+from tests.security import test_privileges as priv
+from tests.security.seccomp_helpers import sys_program  # noqa: F401
+
+pytestmark = pytest.mark.rootless
+
+RL_UID = 58000 + os.getpid() % 1000  # per session; no other user of the machine has it
+REPO = Path(__file__).resolve().parent.parent
+BACKEND_VERSION = detect().version
+_ids = itertools.cycle(range(260, 280))
+
+
+@dataclass
+class UserEnv:
+    """What the unprivileged uid runs cellbox with."""
+
+    top: Path  # owned by RL_UID: config, boxes, locks, meta files
+    python: str
+    pythonpath: str
+    cgroup: Path | None = None  # v2: the delegated cgroup its commands start in
+
+    def command(self, *args: str) -> list[str]:
+        cmd = ["setpriv", f"--reuid={RL_UID}", f"--regid={RL_UID}", "--clear-groups",
+               self.python, "-m", "cellbox", *args]
+        if self.cgroup is not None:  # start where a delegated service's processes are
+            cmd = ["sh", "-c", 'echo $$ > "$0" && exec "$@"',
+                   str(self.cgroup / "supervisor" / "cgroup.procs"), *cmd]
+        return cmd
+
+    def environ(self, config: Path | None = None) -> dict[str, str]:
+        return {"PATH": os.environ["PATH"], "PYTHONPATH": self.pythonpath,
+                "CELLBOX_CONFIG": str(config or self.top / "cellbox.toml"),
+                "HOME": str(self.top)}  # where the user builds the C init if root has not
+
+    def cellbox(self, *args: str, timeout: float = 60, config: Path | None = None,
+                env: dict[str, str] | None = None) -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run(self.command(*args), env={**self.environ(config), **(env or {})},
+                              capture_output=True, timeout=timeout, cwd="/")
+
+
+def _user_python(top: Path) -> tuple[str, str]:
+    """An interpreter the uid can run, with cellbox and its dependencies: this one, or (when
+    it lives where the uid cannot reach, e.g. pyenv under /root) the system's python3 of the
+    same version with this environment's site-packages."""
+    site = sysconfig.get_paths()["purelib"]
+    tried = []
+    for python, path in ((sys.executable, str(REPO)), ("/usr/bin/python3", f"{REPO}:{site}")):
+        env = UserEnv(top, python, path)
+        probe = subprocess.run(
+            ["setpriv", f"--reuid={RL_UID}", f"--regid={RL_UID}", "--clear-groups", python,
+             "-c", "import sys, cellbox.box, pyseccomp; print(sys.version_info[:2])"],
+            env={"PYTHONPATH": env.pythonpath}, capture_output=True, cwd="/")
+        if probe.returncode == 0 and probe.stdout.decode().strip() == str(sys.version_info[:2]):
+            return python, path
+        tried.append(f"{python}: {probe.stderr.decode().strip()[-200:]}")
+    pytest.fail(f"uid {RL_UID} cannot run a Python with cellbox and its dependencies "
+                f"(make the interpreter and the checkout world-readable): {tried}")
+
+
+@pytest.fixture(scope="session")
+def user_env() -> Iterator[UserEnv]:
+    top = Path(tempfile.mkdtemp(prefix="cellbox-rootless-"))
+    (top / "cellbox.toml").write_text(
+        f'box_root = "{top}/boxes"\nlock_root = "{top}/locks"\nnum_boxes = 280\n'
+        f"first_uid = {FIRST_UID}\nfirst_gid = {FIRST_UID}\n")
+    os.chown(top, RL_UID, RL_UID)
+    python, path = _user_python(top)
+    yield UserEnv(top, python, path)
+    shutil.rmtree(top)
+
+
+@pytest.fixture(autouse=True)
+def no_user_processes() -> Iterator[None]:
+    yield
+    assert not uid_processes(RL_UID, 1), "processes of the rootless uid outlived the test"
+
+
+@dataclass
+class RootlessBox:
+    """A box initialised by the unprivileged uid: the interface of conftest's InitBox."""
+
+    id: int
+    dir: Path
+    env: UserEnv
+
+    @property
+    def work(self) -> Path:
+        return self.dir / "box"
+
+    def run(self, *argv: str, opts: tuple[str, ...] = (), timeout: float = 60
+            ) -> tuple[subprocess.CompletedProcess[bytes], dict[str, str]]:
+        meta = self.env.top / f"meta-{self.id}"
+        proc = self.env.cellbox("-b", str(self.id), f"--meta={meta}", *opts, "--run", "--",
+                                *argv, timeout=timeout)
+        text = meta.read_text() if meta.exists() else ""
+        meta.unlink(missing_ok=True)
+        return proc, parse_meta(text)
+
+    def put(self, name: str, data: bytes | str, mode: int = 0o644) -> None:
+        p = self.work / name
+        p.write_bytes(data.encode() if isinstance(data, str) else data)
+        p.chmod(mode)
+        os.chown(p, RL_UID, RL_UID)
+
+
+@contextmanager
+def rootless_box(env: UserEnv) -> Iterator[RootlessBox]:
+    box_id = next(_ids)
+    proc = env.cellbox("-b", str(box_id), "--init")
+    assert proc.returncode == 0, proc.stderr
+    box = RootlessBox(box_id, Path(proc.stdout.decode().strip()), env)
+    try:
+        yield box
+    finally:
+        proc = env.cellbox("-b", str(box_id), "--cleanup")
+        assert proc.returncode == 0, proc.stderr
+        assert not box.dir.exists()
+
+
+@pytest.fixture
+def rbox(user_env: UserEnv) -> Iterator[RootlessBox]:
+    """A rootless box without any cgroup."""
+    with rootless_box(user_env) as box:
+        yield box
+
+
+# -- the run itself, without a cgroup --------------------------------------------------------
+
+def _doctor_says(env: UserEnv) -> dict[str, str]:
+    proc = env.cellbox("doctor", "--json")
+    checks = {c["name"]: c for c in json.loads(proc.stdout)["checks"]}
+    return checks["rootless mode"]
+
+
+def test_runs_as_the_user_and_reports_what_no_cgroup_did(rbox: RootlessBox) -> None:
+    assert "no cgroup (rootless mode)" in rbox.env.cellbox("--print-cg-root").stdout.decode()
+    doctor = _doctor_says(rbox.env)
+    assert doctor["level"] == "warn" and "user namespaces allowed" in doctor["found"], doctor
+    proc, meta = rbox.run("/bin/sh", "-c", "id -u; echo made > out", opts=("-p4",))
+    assert meta["cellbox-status"] == "OK", (proc.stderr, meta)
+    assert proc.stdout.decode().split() == [str(FIRST_UID + rbox.id)]  # the box uid inside
+    assert meta["cellbox-cgroup-weakened"] == "accounting"  # never silent
+    assert "cg-mem" not in meta
+    st = (rbox.work / "out").stat()
+    assert (st.st_uid, st.st_gid) == (RL_UID, RL_UID)  # the user outside; no chown needed
+    assert (rbox.dir).stat().st_uid == RL_UID
+
+
+@pytest.mark.cgroup2
+@pytest.mark.parametrize("limit", ["--cg-mem=65536", "--time=1"])
+def test_a_limit_that_needs_a_cgroup_fails_closed(rbox: RootlessBox, limit: str) -> None:
+    proc, meta = rbox.run("/bin/sh", "-c", "echo ran > ran", opts=(limit,))
+    assert proc.returncode == 2, proc.stderr
+    err = proc.stderr.decode()
+    assert "need a cgroup" in err and "--no-cgroups" in err, err
+    assert meta["status"] == "XX"
+    assert not (rbox.work / "ran").exists()  # nothing ran
+
+
+def test_the_opt_out_runs_and_lists_what_was_not_enforced(rbox: RootlessBox) -> None:
+    proc, meta = rbox.run("/bin/true", opts=("--no-cgroups", "--cg-mem=65536", "--time=1"))
+    assert meta["cellbox-status"] == "OK", proc.stderr
+    assert meta["cellbox-cgroup-weakened"] == "memory,time,accounting"
+    # The same, from the configuration instead of the option.
+    config = rbox.env.top / "allow.toml"
+    config.write_text((rbox.env.top / "cellbox.toml").read_text() + "allow_no_cgroup = true\n")
+    proc = rbox.env.cellbox("-b", str(rbox.id), "--meta=-", "--cg-mem=65536", "--run", "--",
+                            "/bin/true", config=config)
+    assert parse_meta(proc.stdout)["cellbox-cgroup-weakened"] == "memory,accounting"
+
+
+def test_processes_limit_holds_without_a_cgroup(rbox: RootlessBox, c_program) -> None:  # noqa: ANN001
+    shutil.copy(c_program("forker"), rbox.work / "forker")
+    for processes, forked in (("1", 0), ("3", 2)):
+        proc, meta = rbox.run("./forker", "10", opts=(f"--processes={processes}",))
+        assert meta["cellbox-status"] == "OK", proc.stderr
+        assert proc.stdout.decode().split() == [f"forked={forked}", f"failed={10 - forked}"]
+
+
+def test_cpu_rlimit_still_ends_a_busy_loop_without_a_cgroup(rbox: RootlessBox) -> None:
+    proc, meta = rbox.run("/bin/sh", "-c", "while :; do :; done",
+                          opts=("--no-cgroups", "--time=0.2"))
+    assert meta["cellbox-status"] == "TIME_LIMIT", (proc.stderr, meta)
+    assert 0.2 < float(meta["time"]) < 3.0  # RLIMIT_CPU: whole seconds, one over
+    assert meta["cellbox-cgroup-weakened"] == "time,accounting"
+
+
+def test_wall_time_limit_ends_the_run_at_once_without_a_cgroup(rbox: RootlessBox) -> None:
+    proc, meta = rbox.run("/bin/sleep", "10", opts=("--wall-time=0.3",))
+    assert meta["cellbox-status"] == "WALL_TIME_LIMIT", (proc.stderr, meta)
+    assert float(meta["time-wall"]) < 1.0, meta  # no grace for a cgroup kill that cannot be
+
+
+def test_state_dirs_default_to_the_users_runtime_dir(user_env: UserEnv) -> None:
+    config = user_env.top / "bare.toml"  # no box_root, no lock_root
+    config.write_text("num_boxes = 280\n")
+    runtime = user_env.top / "run"
+    runtime.mkdir(mode=0o700)
+    os.chown(runtime, RL_UID, RL_UID)
+    proc = user_env.cellbox("-b", "278", "--init", config=config,
+                            env={"XDG_RUNTIME_DIR": str(runtime)})
+    assert proc.stdout.decode().strip() == f"{runtime}/cellbox/boxes/278", proc.stderr
+    assert (runtime / "cellbox" / "locks" / "278.lock").exists()
+    proc = user_env.cellbox("-b", "278", "--cleanup", config=config,
+                            env={"XDG_RUNTIME_DIR": str(runtime)})
+    assert proc.returncode == 0 and not (runtime / "cellbox" / "boxes" / "278").exists()
+    proc = user_env.cellbox("-b", "278", "--init", config=config)  # no XDG_RUNTIME_DIR
+    assert proc.returncode == 2 and b"$XDG_RUNTIME_DIR is not set" in proc.stderr
+
+
+def test_a_killed_rootless_run_leaves_nothing_and_is_repaired(rbox: RootlessBox) -> None:
+    """SIGKILL to the user's cellbox mid-run: the box's processes die with it (init's
+    parent-death signal takes the pid namespace), and the next operation repairs the box."""
+    keeper = subprocess.Popen(rbox.env.command("-b", str(rbox.id), "--run", "--",
+                                               "/bin/sleep", "60"),
+                              env=rbox.env.environ(), cwd="/")
+    deadline = time.monotonic() + 10
+    while not any("sleep" in p for p in uid_processes(RL_UID, 1)):
+        assert time.monotonic() < deadline, "the run never started"
+        time.sleep(0.05)
+    keeper.kill()
+    keeper.wait()
+    deadline = time.monotonic() + 1
+    while uid_processes(RL_UID, 1):
+        assert time.monotonic() < deadline, uid_processes(RL_UID, 1)
+        time.sleep(0.01)
+    proc, meta = rbox.run("/bin/true")
+    assert meta["cellbox-status"] == "OK" and b"repaired" in proc.stderr, proc.stderr
+
+
+def test_a_users_own_keeper_daemon_serves_that_user_only(rbox: RootlessBox) -> None:
+    """cellbox keeperd run by the user, at its default path under $XDG_RUNTIME_DIR: the
+    user's commands run in its workers; root's client does not use it."""
+    env = {**rbox.env.environ(), "XDG_RUNTIME_DIR": str(rbox.env.top)}
+    socket = rbox.env.top / "cellbox" / "keeper.sock"
+    daemon = subprocess.Popen(rbox.env.command("keeperd"), env=env, cwd="/",
+                              stderr=subprocess.PIPE)
+    try:
+        assert daemon.stderr is not None
+        assert f"listening on {socket}".encode() in daemon.stderr.readline()
+        runner = subprocess.Popen(rbox.env.command("-b", str(rbox.id), "--run", "--",
+                                                   "/bin/sleep", "0.5"),
+                                  env=env, cwd="/", stderr=subprocess.PIPE)
+        children = f"/proc/{daemon.pid}/task/{daemon.pid}/children"
+        deadline = time.monotonic() + 10
+        while not Path(children).read_text().split():
+            assert time.monotonic() < deadline, "the run did not go through the daemon"
+            time.sleep(0.01)
+        _, err = runner.communicate(timeout=30)
+        assert runner.returncode == 0 and err.startswith(b"OK ("), err
+        # Root's client does not talk to the user's daemon: it runs in-process.
+        proc = subprocess.run([sys.executable, "-m", "cellbox", "--version"], cwd=REPO,
+                              env={**os.environ, "CELLBOX_KEEPER_SOCKET": str(socket)},
+                              capture_output=True, timeout=30)
+        assert proc.returncode == 0 and not Path(children).read_text().split()
+    finally:
+        daemon.terminate()
+        daemon.wait(timeout=30)
+    assert not socket.exists()
+
+
+def test_the_user_builds_the_box_init_when_root_has_not(rbox: RootlessBox) -> None:
+    """Without root's build in /var/cache/cellbox (a fresh machine, a changed source), the
+    user builds a copy of their own in ~/.cache/cellbox, theirs alone, and runs with it."""
+    home = Path(tempfile.mkdtemp(dir=rbox.env.top))
+    os.chown(home, RL_UID, RL_UID)
+    meta = rbox.env.top / f"meta-{rbox.id}"
+    cmd = rbox.env.command("-b", str(rbox.id), f"--meta={meta}", "--run", "--", "/bin/true")
+    at = cmd.index("-m")
+    cmd[at:at + 2] = ["-c", "import cellbox.spawn as s; s.CACHE_DIR = '/nonexistent/cellbox'; "
+                            "from cellbox.cli.main import main; main()"]
+    proc = subprocess.run(cmd, env={**rbox.env.environ(), "HOME": str(home)},
+                          capture_output=True, timeout=120, cwd="/")
+    assert parse_meta(meta.read_text())["cellbox-status"] == "OK", proc.stderr
+    meta.unlink()
+    built = list((home / ".cache" / "cellbox").glob("init-*"))
+    assert len(built) == 1, built
+    st = built[0].stat()
+    assert st.st_uid == RL_UID and st.st_mode & 0o777 == 0o755
+
+
+_POOL_SCRIPT = """
+import json, sys
+from cellbox import Limits, Pool
+with Pool(box_ids=[int(sys.argv[1])]) as pool:
+    runs = [pool.run(["/bin/sh", "-c", "id -u; hostname; echo m > /dev/shm/m; ls /dev/shm"],
+                     limits=Limits(processes=4)),
+            pool.run(["/bin/sleep", "10"], limits=Limits(wall_time=0.3)),
+            pool.run(["/bin/sh", "-c", "ls /dev/shm; echo again"], limits=Limits(processes=2))]
+print(json.dumps([[r.status.name, r.stdout.decode(), r.cgroup_weakened] for r in runs]))
+"""
+
+
+@pytest.mark.pool
+def test_the_warm_pool_works_rootless(user_env: UserEnv) -> None:
+    """A pool of the user's: the warm C init keeps its capabilities in the box's user
+    namespace (fresh namespaces and /dev/shm per run); a wall-time kill without a cgroup
+    takes the init with it, and the next run gets a new one."""
+    box_id = next(_ids)
+    cmd = user_env.command()
+    at = cmd.index("-m")
+    cmd[at:] = ["-c", _POOL_SCRIPT, str(box_id)]
+    proc = subprocess.run(cmd, env=user_env.environ(), capture_output=True, timeout=60, cwd="/")
+    assert proc.returncode == 0, proc.stderr
+    first, killed, again = json.loads(proc.stdout)
+    assert first == ["OK", f"{FIRST_UID + box_id}\ncellbox\nm\n", ["accounting"]]
+    assert killed[0] == "WALL_TIME_LIMIT"
+    assert again == ["OK", "again\n", ["accounting"]]  # /dev/shm is empty again
+
+
+def test_quota_needs_root(user_env: UserEnv) -> None:
+    proc = user_env.cellbox("-b", "279", "--quota=1024,100", "--init")
+    assert proc.returncode == 2 and b"--quota needs root" in proc.stderr
+    assert not (user_env.top / "boxes" / "279").exists()
+
+
+def test_unreadable_directories_the_program_made_are_cleaned_up(rbox: RootlessBox) -> None:
+    proc, meta = rbox.run("/bin/sh", "-c", "mkdir -p a/b && ln -s /etc/shadow a/b/l && "
+                          "mkfifo a/b/f && chmod 0 a/b a", opts=("-p4",))
+    assert meta["cellbox-status"] == "OK", proc.stderr
+    assert sorted(p.name for p in (rbox.work / "a" / "b").iterdir()) == []  # links, FIFOs go
+
+
+# -- isolation: the checks the root mode passes, run rootless --------------------------------
+
+@pytest.mark.parametrize("check", [
+    iso.test_new_pid_namespace_hides_host_processes, iso.test_every_namespace_differs_from_the_host,
+    iso.test_hostname_is_cellbox_and_host_keeps_its_own, iso.test_only_loopback_and_it_is_up,
+    iso.test_root_and_system_dirs_are_read_only, iso.test_dev_has_only_the_minimal_nodes,
+    iso.test_runs_as_box_user_without_capabilities, iso.test_sysv_ipc_namespace_is_separate,
+    priv.test_seccomp_filters_are_in_force,
+], ids=lambda f: f.__name__[5:])
+def test_isolation_holds_rootless(rbox: RootlessBox, check) -> None:  # noqa: ANN001
+    check(rbox)
+
+
+def test_the_users_files_are_out_of_reach(rbox: RootlessBox) -> None:
+    """The program is the user outside: what the box does not bind must be invisible, and
+    what it binds read-only must stay so, even for files the user owns."""
+    iso.test_host_files_are_not_visible(rbox, rbox.env.top)  # top: the user's own directory
+    mine = rbox.env.top / "mine"
+    mine.mkdir(exist_ok=True)
+    os.chown(mine, RL_UID, RL_UID)
+    proc, meta = rbox.run("/bin/sh", "-c", "echo x > /mine/new; chmod 777 /mine",
+                          opts=(f"--dir=/mine={mine}",))
+    assert b"Read-only file system" in proc.stderr, proc.stderr
+    assert list(mine.iterdir()) == [] and (mine.stat().st_mode & 0o777) == 0o755
+
+
+# The program opens its stdio files while it still holds init's capabilities in the box's user
+# namespace: links the box planted to the host or to init's /proc files must lead nowhere.
+
+def test_stdout_links_the_box_planted_write_nothing(rbox: RootlessBox, tmp_path: Path) -> None:
+    iso.test_stdout_symlink_planted_by_the_box_cannot_write_host_files(rbox, tmp_path)
+
+
+def test_stdin_links_the_box_planted_read_nothing(rbox: RootlessBox, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    iso.test_stdin_symlink_cannot_read_host_or_init_data(rbox, tmp_path, monkeypatch)
+
+
+def test_the_users_other_processes_are_out_of_reach(rbox: RootlessBox) -> None:
+    """The program is the user outside, so only its pid namespace keeps it from the user's
+    other processes: SIGKILL by their host pid, and kill(-1), reach none of them."""
+    canary = subprocess.Popen(["setpriv", f"--reuid={RL_UID}", f"--regid={RL_UID}",
+                               "--clear-groups", "sleep", "60"])
+    try:
+        proc, meta = rbox.run(iso.PY, "-c", f"""
+import os, signal
+for target in ({canary.pid}, -1):
+    try:
+        os.kill(target, signal.SIGKILL); print(target, "sent")
+    except OSError as e:
+        print(target, e.errno)
+""")
+        assert meta["cellbox-status"] == "OK", (proc.stderr, meta)
+        assert canary.poll() is None, proc.stdout  # alive
+        # Control: the same uid outside a box does kill it.
+        subprocess.run(["setpriv", f"--reuid={RL_UID}", f"--regid={RL_UID}", "--clear-groups",
+                        "kill", "-KILL", str(canary.pid)], check=True)
+        assert canary.wait(timeout=5) == -9
+    finally:
+        canary.kill()
+        canary.wait()
+
+
+def test_setuid_binaries_raise_nothing(rbox: RootlessBox, sys_program) -> None:  # noqa: ANN001,F811
+    priv.test_setuid_binary_made_in_the_box_raises_nothing(rbox, sys_program)
+    host = Path(tempfile.mkdtemp(dir=rbox.env.top))  # a path the user may reach, to bind
+    try:
+        priv.test_setuid_binary_bound_from_the_host_raises_nothing(rbox, sys_program, host)
+    finally:
+        shutil.rmtree(host)
+
+
+def test_no_further_user_namespace_inside(rbox: RootlessBox, sys_program) -> None:  # noqa: ANN001,F811
+    priv.test_no_root_inside_a_user_namespace(rbox, sys_program)
+
+
+# -- with a delegated cgroup: every limit, as for root ---------------------------------------
+
+def _limits_hold(box: RootlessBox, c_program) -> None:  # noqa: ANN001
+    assert "no cgroup" not in box.env.cellbox("--print-cg-root").stdout.decode()
+    doctor = _doctor_says(box.env)
+    assert doctor["level"] == "pass" and "delegated to this user" in doctor["found"], doctor
+    shutil.copy(c_program("forker"), box.work / "forker")
+    shutil.copy(c_program("alloc"), box.work / "alloc")
+    proc, meta = box.run("./forker", "10", opts=("--processes=3",))
+    assert meta["cellbox-status"] == "OK" and meta.get("processes-limit-hit") == "1", meta
+    assert "cellbox-cgroup-weakened" not in meta and int(meta["cg-mem"]) > 0
+    proc, meta = box.run("./alloc", "200", opts=("--cg-mem=65536",))
+    assert meta["cellbox-status"] == "MEMORY_LIMIT", (proc.stderr, meta)
+    # CPU time across processes: two busy children, killed by the keeper well before the
+    # per-process RLIMIT_CPU backstop (2 s) could end either.
+    proc, meta = box.run("/bin/sh", "-c", "(while :; do :; done) & while :; do :; done",
+                         opts=("--time=0.3", "--processes=4"))
+    assert meta["cellbox-status"] == "TIME_LIMIT", (proc.stderr, meta)
+    assert float(meta["time-wall"]) < 1.5, meta
+
+
+@pytest.fixture
+def v1_delegated(user_env: UserEnv) -> Iterator[None]:
+    if BACKEND_VERSION != 1:
+        pytest.skip("cgroup v1 delegation needs a cgroup v1 host (the VM runs the v2 test)")
+    proc = cellbox("delegate", f"--uid={RL_UID}")
+    assert proc.returncode == 0, proc.stderr
+    yield
+    proc = cellbox("delegate", f"--uid={RL_UID}", "--remove")
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_v1_delegated_subtree_applies_every_limit(v1_delegated: None, user_env: UserEnv,
+                                                  c_program) -> None:  # noqa: ANN001
+    with rootless_box(user_env) as box:
+        _limits_hold(box, c_program)
+
+
+@pytest.fixture
+def v2_delegated(user_env: UserEnv) -> Iterator[UserEnv]:
+    """A cgroup of the uid's own, as systemd's Delegate=yes makes it: the directory and its
+    cgroup.procs, cgroup.subtree_control and cgroup.threads are theirs, and so is the leaf
+    its processes start in (DelegateSubgroup=supervisor)."""
+    mount = find_mount()
+    if BACKEND_VERSION != 2 or mount is None:
+        pytest.skip("cgroup v2 delegation needs a cgroup v2 machine (CI: the VM)")
+    d = Path(mount) / f"cellbox-rootless-{os.getpid()}"
+    (d / "supervisor").mkdir(parents=True)
+    for p in (d, d / "cgroup.procs", d / "cgroup.subtree_control", d / "cgroup.threads",
+              d / "supervisor", d / "supervisor" / "cgroup.procs"):
+        os.chown(p, RL_UID, RL_UID)
+    yield UserEnv(user_env.top, user_env.python, user_env.pythonpath, d)
+    for sub in (d / "cellbox", d / "supervisor", d):
+        if sub.exists():
+            for box in sub.glob("box-*"):
+                box.rmdir()
+            sub.rmdir()
+
+
+@pytest.mark.cgroup2
+def test_v2_delegated_cgroup_applies_every_limit(v2_delegated: UserEnv, c_program) -> None:  # noqa: ANN001
+    with rootless_box(v2_delegated) as box:
+        _limits_hold(box, c_program)
