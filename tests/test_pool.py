@@ -200,6 +200,14 @@ def test_no_network_state_passes_to_the_next_run(trace: str):
             assert pool.run(netns).stdout != first
 
 
+def test_fresh_net_renews_the_network_namespace_after_every_run():
+    """Pool(fresh_net=True): a new network namespace even after runs that left no trace."""
+    netns = ["readlink", "/proc/self/ns/net"]
+    with Pool(size=1, fresh_net=True) as pool:
+        seen = [pool.run(netns).stdout for _ in range(3)]
+    assert all(seen) and len(set(seen)) == 3, seen
+
+
 def test_dev_shm_is_mounted_again_after_a_run_that_touched_it():
     """/dev/shm is kept only while runs leave its root as mounted (init.c, renew_tmpfs): a
     run's first file there is numbered as in a new mount, whatever the run before did."""

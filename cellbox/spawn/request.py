@@ -79,7 +79,7 @@ def encode(spec: RunSpec, fds: RunFds, filters: tuple[bytes, ...],
         FLAG_STDERR_TO_STDOUT if spec.stderr_to_stdout else 0) | (
         FLAG_SHARE_NET if spec.share_net else 0) | (
         FLAG_ROOTLESS if spec.id_map is not None else 0) | (
-        FLAG_NET_REUSABLE if _net_reusable(spec.seccomp) else 0)
+        FLAG_NET_REUSABLE if not spec.fresh_net and _net_reusable(spec.seccomp) else 0)
     body = b"".join([
         struct.pack("<IIIIiiii", spec.uid, spec.gid, LAST_CAP, flags, fds.status,
                     _fd(fds.stdin), _fd(fds.stdout), _fd(fds.stderr)),
