@@ -55,3 +55,21 @@ def test_bench_refuses_bad_arguments() -> None:
     proc = cellbox("bench", "--rounds", "0")
     assert proc.returncode == 2
     assert b"--rounds must be at least 1" in proc.stderr
+
+
+def test_the_cli_the_bench_times_has_this_environments_packages() -> None:
+    """Under the launcher (python -I -S, no site) the bench still names this environment's
+    site-packages for the CLI it times (the keeper daemon needs pyseccomp from there)."""
+    import subprocess
+    import sys
+    import sysconfig
+
+    checkout = str(Path(__file__).parent.parent)
+    launcher_like = (f"import sys; sys.path += [{checkout!r}, {sysconfig.get_path('purelib')!r}]; "
+                     "from cellbox.bench.suite import default_cli; print(repr(default_cli()))")
+    out = subprocess.run([sys.executable, "-I", "-S", "-c", launcher_like], check=True,
+                         capture_output=True, text=True).stdout
+    argv = eval(out)  # noqa: S307 - our own repr of a list of str
+    assert sysconfig.get_path("purelib") in argv[-1]
+    probe = argv[-1].replace("from cellbox.cli.main import main; main()", "import pyseccomp")
+    subprocess.run([*argv[:-1], probe], check=True, timeout=60)

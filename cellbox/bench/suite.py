@@ -376,11 +376,11 @@ def default_cli() -> list[str]:
     """The ``cellbox`` command as scripts/bootstrap.sh's launcher starts it (``python -I -S``,
     no ``site``), but for this checkout: the installed launcher names the checkout it was
     written for, which is not this one in a git worktree."""
-    import sysconfig
-
     import cellbox
 
+    # This process's site-packages, not sysconfig's: under the launcher (-S) sysconfig names
+    # the base interpreter's, without the virtual environment's packages.
     paths = [os.path.dirname(os.path.dirname(os.path.abspath(cellbox.__file__))),
-             sysconfig.get_path("purelib")]
+             *(p for p in sys.path if p.endswith("site-packages"))]
     return [sys.executable, "-I", "-S", "-c",
             f"import sys; sys.path += {paths!r}; from cellbox.cli.main import main; main()"]
