@@ -112,20 +112,29 @@ class InitBox:
     def work(self) -> Path:
         return self.dir / "box"
 
+    @property
+    def meta_dir(self) -> Path:
+        """Where run() keeps its meta file: apart from the box and the program's stdout."""
+        return self.dir.parent.parent
+
+    def cellbox(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[bytes]:
+        return cellbox(*args, timeout=timeout)
+
     def run(self, *argv: str, opts: tuple[str, ...] = (), timeout: float = 60
             ) -> tuple[subprocess.CompletedProcess[bytes], dict[str, str]]:
-        """--run with a meta file on stdout... kept apart from the program's stdout."""
-        meta = self.dir.parent.parent / f"meta-{self.id}"
-        proc = cellbox("-b", str(self.id), f"--meta={meta}", *opts, "--run", "--", *argv,
-                       timeout=timeout)
+        """--run with a meta file; returns the process and the parsed meta file."""
+        meta = self.meta_dir / f"meta-{self.id}"
+        proc = self.cellbox("-b", str(self.id), f"--meta={meta}", *opts, "--run", "--", *argv,
+                            timeout=timeout)
         text = meta.read_text() if meta.exists() else ""
         meta.unlink(missing_ok=True)
         return proc, parse_meta(text)
 
-    def put(self, name: str, data: bytes | str, mode: int = 0o644) -> None:
+    def put(self, name: str, data: bytes | str, mode: int = 0o644) -> Path:
         p = self.work / name
         p.write_bytes(data.encode() if isinstance(data, str) else data)
         p.chmod(mode)
+        return p
 
 
 def init_next_box(*opts: str) -> InitBox:

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 import test_isolation as iso
-from conftest import FIRST_UID, cellbox, parse_meta
+from conftest import FIRST_UID, InitBox, cellbox, parse_meta
 
 from cellbox.cgroup import detect
 from cellbox.cgroup.v2 import find_mount
@@ -109,31 +109,22 @@ def no_user_processes() -> Iterator[None]:
 
 
 @dataclass
-class RootlessBox:
-    """A box initialised by the unprivileged uid: the interface of conftest's InitBox."""
+class RootlessBox(InitBox):
+    """A box initialised by the unprivileged uid, used as conftest's InitBox is."""
 
-    id: int
-    dir: Path
     env: UserEnv
 
     @property
-    def work(self) -> Path:
-        return self.dir / "box"
+    def meta_dir(self) -> Path:
+        return self.env.top
 
-    def run(self, *argv: str, opts: tuple[str, ...] = (), timeout: float = 60
-            ) -> tuple[subprocess.CompletedProcess[bytes], dict[str, str]]:
-        meta = self.env.top / f"meta-{self.id}"
-        proc = self.env.cellbox("-b", str(self.id), f"--meta={meta}", *opts, "--run", "--",
-                                *argv, timeout=timeout)
-        text = meta.read_text() if meta.exists() else ""
-        meta.unlink(missing_ok=True)
-        return proc, parse_meta(text)
+    def cellbox(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[bytes]:
+        return self.env.cellbox(*args, timeout=timeout)
 
-    def put(self, name: str, data: bytes | str, mode: int = 0o644) -> None:
-        p = self.work / name
-        p.write_bytes(data.encode() if isinstance(data, str) else data)
-        p.chmod(mode)
+    def put(self, name: str, data: bytes | str, mode: int = 0o644) -> Path:
+        p = super().put(name, data, mode)
         os.chown(p, RL_UID, RL_UID)
+        return p
 
 
 @contextmanager
