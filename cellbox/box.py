@@ -21,6 +21,8 @@ from cellbox.lock import BoxLock, BoxRecord, flock_holders, read_record
 from cellbox.result import RunResult
 
 if TYPE_CHECKING:  # --init and --cleanup need neither (nor seccomp, which spec imports)
+    from collections.abc import Callable
+
     from cellbox.keeper import Slot
     from cellbox.spec import RunSpec
 
@@ -245,8 +247,10 @@ class Boxes:
         return self.run_many([(lock, spec)], caller, keep_special_files)[0]
 
     def run_many(self, jobs: list[tuple[BoxLock, RunSpec]], caller: Caller,
-                 keep_special_files: bool = False) -> list[RunResult]:
-        """One run in each box, all at once, supervised by this one process."""
+                 keep_special_files: bool = False,
+                 started: Callable[[], None] | None = None) -> list[RunResult]:
+        """One run in each box, all at once, supervised by this one process (``started``:
+        see ``keeper.run_many``)."""
         from cellbox import keeper  # the run path only
 
         prepared: list[tuple[BoxLock, BoxRecord, RunSpec]] = []
@@ -257,7 +261,7 @@ class Boxes:
                 prepared.append(self._before_run(lock, caller, spec))
                 weakened.append(missing)
             results = keeper.run_many([(spec, self.cgroups.box(lock.box_id), None)
-                                       for lock, _, spec in prepared])
+                                       for lock, _, spec in prepared], started)
             for result, missing in zip(results, weakened, strict=True):
                 result.cgroup_weakened = missing
             return results
@@ -286,21 +290,28 @@ class Boxes:
         slot.start()
         return slot
 
-    def run_warm(self, caller: Caller, spec: RunSpec, slot: Slot) -> RunResult:
-        """A pool's run in its leased box's warm init (``slot``); ``spec`` is the slot's,
-        with the run's argv, environment and limits. No record is written: the lease's record
-        stands for the pool's life, and whoever takes the lock after the pool died repairs
-        the box."""
+    def run_warm(self, caller: Caller, jobs: list[tuple[RunSpec, Slot]],
+                 started: Callable[[], None] | None = None) -> list[RunResult]:
+        """Pool runs, one in each leased box's warm init (``slot``), all at once; each
+        ``spec`` is its slot's, with the run's argv, environment and limits (``started``: see
+        ``keeper.run_many``). No record is written: the lease's record stands for the pool's
+        life, and whoever takes the lock after the pool died repairs the box."""
         from cellbox import keeper  # the run path only
 
-        spec, weakened = self._without_cgroup(spec)
-        self._prepare_files(spec)
+        runs, weakened = [], []
         try:
-            result = keeper.run_many([(spec, slot.cgroup, slot)])[0]
+            for spec, slot in jobs:
+                spec, missing = self._without_cgroup(spec)
+                self._prepare_files(spec)
+                runs.append((spec, slot.cgroup, slot))
+                weakened.append(missing)
+            results = keeper.run_many(runs, started)
         finally:
-            self._restore_files(spec.box_dir, caller.uid, caller.gid, False)
-        result.cgroup_weakened = weakened
-        return result
+            for spec, _, _ in runs:
+                self._restore_files(spec.box_dir, caller.uid, caller.gid, False)
+        for result, missing in zip(results, weakened, strict=True):
+            result.cgroup_weakened = missing
+        return results
 
     def _before_run(self, lock: BoxLock, caller: Caller, spec: RunSpec
                     ) -> tuple[BoxLock, BoxRecord, RunSpec]:

@@ -24,6 +24,7 @@ import select
 import signal
 import struct
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from cellbox.cgroup import BoxCgroup, CgroupStats
@@ -196,16 +197,20 @@ def _clone_init(spec: RunSpec, fds: ChildFds, init_path: str, lifeline_w: int) -
     return pid
 
 
-def run_many(jobs: list[tuple[RunSpec, BoxCgroup, Slot | None]]) -> list[RunResult]:
+def run_many(jobs: list[tuple[RunSpec, BoxCgroup, Slot | None]],
+             started: Callable[[], None] | None = None) -> list[RunResult]:
     """Start every run (in fresh namespaces, or in the warm box given), supervise them all in
     this one process, and return their results in order. If a start fails, the runs already
-    started are killed and ended first."""
+    started are killed and ended first. ``started`` is called once every run has started
+    (e.g. to close the caller's copies of the fds it handed them)."""
     _raise_fd_limit(len(jobs))
     runs: list[Run] = []
     try:
         for spec, cgroup, slot in jobs:
             runs.append(Run(spec, cgroup, slot))
             runs[-1].start()
+        if started is not None:
+            started()
         supervise(runs)
     except BaseException:
         for r in runs:
@@ -274,9 +279,13 @@ class Run:
                 r2, err = self._pipe(child_ends, parent_reads=True)
                 self._captures = (_Capture(r, limit), _Capture(r2, limit))
                 self._readers.update({r: self._captures[0], r2: self._captures[1]})
-            if spec.stdin_data is not None:
+            if spec.stdin_fd is not None:
+                stdin = spec.stdin_fd
+            elif spec.stdin_data is not None:
                 stdin, in_w = self._pipe(child_ends, parent_reads=False)
                 self._feed(in_w, spec.stdin_data)
+            if spec.stdout_fd is not None:
+                out = spec.stdout_fd  # a captured stdout, if any, stays empty
             if self.slot is None:
                 self._clone(child_ends, request.RunFds(status_w, stdin, out, err, join),
                             filters)
@@ -390,6 +399,7 @@ class Run:
             self._close()
         result = _result(self.spec, self.outcome, stats, wall_fallback)
         result.seccomp_weakened = list(self.spec.seccomp.weakened)
+        result.started_at = self.outcome.program_started
         if self._captures:
             out, err = self._captures
             result.stdout, result.stdout_truncated = bytes(out.data), out.truncated

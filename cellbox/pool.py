@@ -33,8 +33,8 @@ Like ``Box``, a pool must be used from a single-threaded process.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping, Sequence
-from dataclasses import replace
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -47,6 +47,7 @@ from cellbox.result import RunResult
 
 if TYPE_CHECKING:
     from cellbox.keeper import Slot
+    from cellbox.spec import RunSpec
 
 
 class Pool:
@@ -98,6 +99,17 @@ class Pool:
             syscalls: Sequence[str] = (), seccomp_policy: str = DEFAULT_POLICY) -> RunResult:
         """Run ``argv`` in the next warm box, which starts empty but for ``files`` (name in
         /box: contents). The other options are ``Box.run``'s."""
+        return run_warm([self.prepare(argv, limits, files=files, stdin=stdin,
+                                      capture_output=capture_output, env=env, chdir=chdir,
+                                      syscalls=syscalls, seccomp_policy=seccomp_policy)])[0]
+
+    def prepare(self, argv: Sequence[str], limits: Limits | None = None, *,
+                files: Mapping[str, bytes | str] | None = None,
+                stdin: bytes | str | Path | None = None, capture_output: bool = True,
+                env: Mapping[str, str] | None = None, chdir: str = "/box",
+                syscalls: Sequence[str] = (), seccomp_policy: str = DEFAULT_POLICY) -> WarmRun:
+        """``run``'s first half: the next warm box emptied, ``files`` written, the run's spec
+        made; ``run_warm`` runs it (with others at once: ``cellbox.interactive``)."""
         if not self._slots:
             raise BoxStateError("The pool is not open: use 'with Pool() as pool:'")
         box, slot = self._slots[self._next]
@@ -114,4 +126,22 @@ class Pool:
         storage.empty_dir(box._workdir())
         for name, data in (files or {}).items():
             box.write_file(name, data)
-        return box._boxes.run_warm(box._caller, spec, slot)
+        return WarmRun(box, slot, spec)
+
+
+@dataclass(frozen=True)
+class WarmRun:
+    """A run made ready in a pool's box (``Pool.prepare``); ``box`` is where its files are,
+    before and after the run (until the box's next run)."""
+
+    box: Box
+    slot: Slot
+    spec: RunSpec
+
+
+def run_warm(runs: Sequence[WarmRun], started: Callable[[], None] | None = None
+             ) -> list[RunResult]:
+    """Run prepared warm runs (each in a distinct box) all at once, supervised by this
+    process; ``started`` is called once every one has started."""
+    first = runs[0].box
+    return first._boxes.run_warm(first._caller, [(r.spec, r.slot) for r in runs], started)

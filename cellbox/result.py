@@ -61,6 +61,9 @@ class RunResult:
     # Rootless mode without a cgroup: the limits asked for that no cgroup enforced, and
     # "accounting" (docs/security.md, rootless mode)
     cgroup_weakened: list[str] = field(default_factory=list)
+    # CLOCK_MONOTONIC when the program started (None if it never did): with wall_time, when
+    # it ended, to order the ends of runs that went together
+    started_at: float | None = None
 
     @property
     def ok(self) -> bool:

@@ -29,6 +29,10 @@ class RunSpec:
     tty_hack: bool = False  # isolate's --tty-hack: stay in the caller's terminal session
     capture_output: bool = False  # stdout/stderr into RunResult (library)
     stdin_data: bytes | None = None  # fed through a pipe (library)
+    # Fds of the caller's own (e.g. the pipes of an interactive run) handed to the program as
+    # its stdin / stdout; borrowed: the caller closes them once the run has started
+    stdin_fd: int | None = None
+    stdout_fd: int | None = None
     # Rootless mode without a delegated cgroup: run anyway, with the limits that need a
     # cgroup reported in RunResult.limits_weakened (docs/security.md, "Rootless mode")
     allow_no_cgroup: bool = False
