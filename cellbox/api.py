@@ -89,6 +89,16 @@ class Box:
         """Read a regular file the program left in the box (refuses links and specials)."""
         return storage.read_file(self._workdir(), path, limit)
 
+    def copy_in(self, path: str, source: str, mode: int = 0o644) -> None:
+        """Copy the host file ``source`` into the box, streamed (never whole in memory)."""
+        storage.copy_in(self._workdir(), path, source, mode,
+                        owner=(self._caller.uid, self._caller.gid))
+
+    def copy_out(self, path: str, target: str, limit: int) -> int:
+        """Copy a regular file the program left in the box to the new host file ``target``,
+        streamed, refusing one over ``limit`` bytes (and links, specials); its size."""
+        return storage.copy_out(self._workdir(), path, target, limit)
+
     def run(self, argv: Sequence[str], limits: Limits | None = None, *,
             stdin: bytes | str | Path | None = None, capture_output: bool = True,
             env: Mapping[str, str] | None = None, dirs: Sequence[str] = (),

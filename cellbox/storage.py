@@ -94,6 +94,67 @@ def _open_parent(top: str, rel: str, create_dirs: bool = False) -> tuple[int, st
 
 def write_file(top: str, rel: str, data: bytes, mode: int = 0o644,
                owner: tuple[int, int] | None = None) -> None:
+    fd = _create(top, rel, mode, owner)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    finally:
+        os.close(fd)
+
+
+def copy_in(top: str, rel: str, source: str, mode: int = 0o644,
+            owner: tuple[int, int] | None = None) -> None:
+    """Copy the host file ``source`` to ``rel`` in the box, streamed, holes kept."""
+    fd = _create(top, rel, mode, owner)
+    try:
+        with open(source, "rb") as f:
+            copy_sparse(f.fileno(), fd)
+    finally:
+        os.close(fd)
+
+
+def copy_out(top: str, rel: str, target: str, limit: int) -> int:
+    """Copy the regular file ``rel`` of the box to the new host file ``target``, streamed,
+    holes kept (never following a link); refuse one larger than ``limit`` bytes. Its size."""
+    fd = _open_regular(top, rel)
+    try:
+        size = os.fstat(fd).st_size
+        if size > limit:
+            raise BoxStateError(f"{rel} is {size} bytes, more than the {limit} allowed")
+        out = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        try:
+            copy_sparse(fd, out)
+        finally:
+            os.close(out)
+        return size
+    finally:
+        os.close(fd)
+
+
+def copy_sparse(src: int, dst: int) -> None:
+    """Copy the data of ``src`` to ``dst`` a chunk at a time, skipping holes (a sparse file
+    stays sparse, and is never read whole into memory)."""
+    size = os.fstat(src).st_size
+    at = 0
+    while at < size:
+        try:
+            at = os.lseek(src, at, os.SEEK_DATA)
+        except OSError as e:
+            if e.errno != errno.ENXIO:  # ENXIO: only a hole is left
+                raise
+            break
+        end = os.lseek(src, at, os.SEEK_HOLE)
+        while at < end:
+            n = os.copy_file_range(src, dst, min(end - at, 1 << 20), at, at)
+            if n == 0:
+                break
+            at += n
+    os.ftruncate(dst, size)
+
+
+def _create(top: str, rel: str, mode: int, owner: tuple[int, int] | None) -> int:
+    """A new file at ``rel`` (replacing what was there), reached without following links."""
     dfd, name = _open_parent(top, rel, create_dirs=True)
     try:
         try:
@@ -106,16 +167,38 @@ def write_file(top: str, rel: str, data: bytes, mode: int = 0o644,
             os.fchmod(fd, mode)
             if owner:
                 os.fchown(fd, *owner)
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-        finally:
+        except BaseException:
             os.close(fd)
+            raise
+        return fd
     finally:
         os.close(dfd)
 
 
 def read_file(top: str, rel: str, limit: int | None = None) -> bytes:
+    fd = _open_regular(top, rel)
+    try:
+        st = os.fstat(fd)
+        vfs = os.fstatvfs(fd)
+        if limit is None and st.st_size > vfs.f_blocks * vfs.f_frsize:
+            raise BoxStateError(f"{rel} is larger than the box's whole storage (a sparse "
+                                f"file of {st.st_size} bytes); pass a limit to read part "
+                                "of it")
+        chunks = []
+        total = 0
+        while limit is None or total < limit:
+            chunk = os.read(fd, 1 << 20 if limit is None else min(1 << 20, limit - total))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def _open_regular(top: str, rel: str) -> int:
+    """An fd of the regular file ``rel`` under ``top`` (refuses links and specials)."""
     dfd, name = _open_parent(top, rel)
     try:
         try:
@@ -126,26 +209,10 @@ def read_file(top: str, rel: str, limit: int | None = None) -> bytes:
                 raise BoxStateError(f"{rel} is a symlink; cellbox reads only regular files "
                                     "out of a box") from None
             raise
-        try:
-            st = os.fstat(fd)
-            if not stat.S_ISREG(st.st_mode):
-                raise BoxStateError(f"{rel} is not a regular file; refusing to read it")
-            vfs = os.fstatvfs(fd)
-            if limit is None and st.st_size > vfs.f_blocks * vfs.f_frsize:
-                raise BoxStateError(f"{rel} is larger than the box's whole storage (a sparse "
-                                    f"file of {st.st_size} bytes); pass a limit to read part "
-                                    "of it")
-            chunks = []
-            total = 0
-            while limit is None or total < limit:
-                chunk = os.read(fd, 1 << 20 if limit is None else min(1 << 20, limit - total))
-                if not chunk:
-                    break
-                chunks.append(chunk)
-                total += len(chunk)
-            return b"".join(chunks)
-        finally:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
             os.close(fd)
+            raise BoxStateError(f"{rel} is not a regular file; refusing to read it")
+        return fd
     finally:
         os.close(dfd)
 

@@ -1,22 +1,26 @@
 """Compile a source and run the result, each inside a box of its own.
 
 The compiler runs in a box with the language's compile limits; what it produced (the profile's
-artifacts) is read out through ``Box.read_file`` (never through a link) and written into a
-fresh box for every run, so no run sees what an earlier one left.
+artifacts) is copied out (never through a link, streamed and with its holes kept, so a huge
+sparse file costs the host neither memory nor disk) into a host directory the Compilation
+owns, and copied into a fresh box for every run, so no run sees what an earlier one left.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import os
+import shutil
 import stat
+import tempfile
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from cellbox.api import DEFAULT_PATH, Box
 from cellbox.errors import UsageError
 from cellbox.judge.verdict import Verdict
-from cellbox.languages import Language
+from cellbox.languages import COMPILE_LIMITS, Language
 from cellbox.limits import Limits
 from cellbox.result import RunResult, Status
 
@@ -28,8 +32,8 @@ RUN_DIRS = ("/tmp:tmp:noexec",)
 
 @dataclass(frozen=True)
 class Artifact:
-    name: str
-    data: bytes
+    name: str  # in the box
+    path: str  # the copy on the host, in its Compilation's directory
     mode: int
 
 
@@ -42,6 +46,16 @@ class Compilation:
     message: str = ""  # the compiler's output (stdout then stderr), capped at MESSAGE_CAP
     result: RunResult | None = None
     artifacts: tuple[Artifact, ...] = ()
+    directory: str = ""  # on the host, holding the artifacts; removed with the Compilation
+
+    def __post_init__(self) -> None:
+        if self.directory:
+            weakref.finalize(self, shutil.rmtree, self.directory, ignore_errors=True)
+
+    def copy_into(self, box: Box) -> None:
+        """Write the artifacts into ``box`` (a run's)."""
+        for a in self.artifacts:
+            box.copy_in(a.name, a.path, a.mode)
 
     @property
     def verdict(self) -> Verdict | None:
@@ -82,29 +96,44 @@ def compile_source(lang: Language, source: bytes, limits: Limits | None = None,
     options (argv elements, never a shell), for profiles that take them."""
     limits = limits or lang.compile_limits()
     argv = lang.compile_argv(limits, options)  # refuses options the profile cannot take
-    with Box() as box:
-        for name, data in files.items():
-            box.write_file(name, data)
-        box.write_file(lang.source, source)
-        if not lang.compile:
-            return Compilation(lang, True, artifacts=(Artifact(lang.source, source, 0o644),))
-        result = box.run(argv, limits, env=_environment(lang), dirs=lang.dirs)
-        if not result.ok:
-            return Compilation(lang, False, _message(result), result)
-        return Compilation(lang, True, _message(result), result, _artifacts(box, lang))
+    directory = tempfile.mkdtemp(prefix="cellbox-build-")
+    try:
+        with Box() as box:
+            for name, data in files.items():
+                box.write_file(name, data)
+            box.write_file(lang.source, source)
+            if not lang.compile:
+                return Compilation(lang, True, artifacts=_artifacts(box, lang, directory, limits),
+                                   directory=directory)
+            result = box.run(argv, limits, env=_environment(lang), dirs=lang.dirs)
+            if not result.ok:
+                shutil.rmtree(directory)
+                return Compilation(lang, False, _message(result), result)
+            return Compilation(lang, True, _message(result), result,
+                               _artifacts(box, lang, directory, limits), directory)
+    except BaseException:
+        shutil.rmtree(directory, ignore_errors=True)
+        raise
 
 
-def _artifacts(box: Box, lang: Language) -> tuple[Artifact, ...]:
-    """The source and every regular file at the top of the box matching an artifact pattern.
-    Listing names is safe: the compiler has exited and every file is read with read_file."""
-    found = [Artifact(lang.source, box.read_file(lang.source), 0o644)]
+def _artifacts(box: Box, lang: Language, directory: str,
+               limits: Limits) -> tuple[Artifact, ...]:
+    """The source and every regular file at the top of the box matching an artifact pattern,
+    copied to ``directory``, each at most the compile step's file size limit. Listing names
+    is safe: the compiler has exited and every file is copied with copy_out."""
+    cap = limits.file_size if limits.file_size is not None else COMPILE_LIMITS.file_size
+    names = [(lang.source, 0o644)]
     with os.scandir(os.path.join(box.path, "box")) as entries:
         for e in sorted(entries, key=lambda e: e.name):
             st = e.stat(follow_symlinks=False)
             if (e.name != lang.source and stat.S_ISREG(st.st_mode)
                     and any(fnmatch.fnmatchcase(e.name, p) for p in lang.artifacts)):
-                mode = 0o755 if st.st_mode & stat.S_IXUSR else 0o644
-                found.append(Artifact(e.name, box.read_file(e.name), mode))
+                names.append((e.name, 0o755 if st.st_mode & stat.S_IXUSR else 0o644))
+    found = []
+    for i, (name, mode) in enumerate(names):
+        path = os.path.join(directory, str(i))
+        box.copy_out(name, path, cap or 0)
+        found.append(Artifact(name, path, mode))
     return tuple(found)
 
 
@@ -121,8 +150,7 @@ def run_compiled(compilation: Compilation, limits: Limits, stdin: bytes = b"",
     with Box() as box:
         for name, data in files.items():
             box.write_file(name, data)
-        for a in compilation.artifacts:
-            box.write_file(a.name, a.data, a.mode)
+        compilation.copy_into(box)
         return box.run(lang.run_argv(limits) + list(args), limits, stdin=stdin,
                        env=_environment(lang), dirs=lang.dirs + RUN_DIRS, share_net=share_net,
                        stderr_to_stdout=stderr_to_stdout)

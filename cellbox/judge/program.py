@@ -1,0 +1,143 @@
+"""A program given as a file or a directory of files (a submission, a validator), its language
+told by the file extensions as problemtools and DOMjudge tell it, made into a ``Language``
+that builds exactly those files.
+
+A profile names one source file (``main.cpp``, ``Main.java``). For a program of several files,
+or whose main file has another name, its compile command takes every source file of the
+language in place of the profile's one, and the run command names the main file (Java: the
+main class) in place of the profile's.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+import os
+import re
+from dataclasses import dataclass
+
+from cellbox.errors import UsageError
+from cellbox.languages import Language, languages
+
+# (language, the files it takes), highest priority first: problemtools' languages.yaml order.
+# A name with no shipped profile here is reported as unavailable, not guessed at.
+EXTENSIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("cpp", ("*.cc", "*.C", "*.cpp", "*.cxx", "*.c++")),
+    ("c", ("*.c",)),
+    ("python2", ()),  # only by a python2 shebang, below
+    ("python", ("*.py", "*.py3")),
+    ("java", ("*.java",)),
+    ("csharp", ("*.cs",)),
+    ("go", ("*.go",)),
+    ("rust", ("*.rs",)),
+    ("javascript", ("*.js",)),
+    ("kotlin", ("*.kt",)),
+    ("haskell", ("*.hs",)),
+    ("ocaml", ("*.ml",)),
+    ("php", ("*.php",)),
+    ("ruby", ("*.rb",)),
+    ("scala", ("*.scala",)),
+    ("lisp", ("*.lisp", "*.cl")),
+    ("prolog", ("*.pl",)),
+)
+PYTHON2 = re.compile(rb"^#!.*python2\b")
+SOURCE_CAP = 16 << 20  # bytes of source files a program may have
+
+
+class Unavailable(UsageError):
+    """The program's language has no profile here (a machine without that toolchain)."""
+
+
+@dataclass(frozen=True)
+class Program:
+    name: str  # the file or directory name
+    language: Language  # rewritten to build this program's files
+    files: dict[str, bytes]  # every file, by name (a directory's files, flattened)
+    entry: str  # the main file
+
+    @property
+    def source(self) -> bytes:
+        return self.files[self.entry]
+
+    def others(self) -> dict[str, bytes]:
+        return {n: d for n, d in self.files.items() if n != self.entry}
+
+
+def _read_files(path: str) -> dict[str, bytes]:
+    if os.path.isfile(path):
+        names = [path]
+    elif os.path.isdir(path):
+        names = [os.path.join(root, f) for root, _, fs in os.walk(path) for f in fs]
+    else:
+        raise UsageError(f"Program {path!r} is neither a file nor a directory")
+    files: dict[str, bytes] = {}
+    total = 0
+    for full in sorted(names):
+        name = os.path.basename(full)
+        if name.startswith(".") or name in files:
+            continue
+        with open(full, "rb") as f:
+            files[name] = f.read(SOURCE_CAP + 1)
+        total += len(files[name])
+        if total > SOURCE_CAP:
+            raise UsageError(f"Program {path!r} has more than {SOURCE_CAP >> 20} MiB of files")
+    if not files:
+        raise UsageError(f"Program {path!r} has no files")
+    return files
+
+
+def detect(files: dict[str, bytes]) -> tuple[str, list[str]]:
+    """(language name, its source files, sorted) by extension and priority."""
+    for name, patterns in EXTENSIONS:
+        if name == "python2":
+            found = [f for f in files if f.endswith(".py") and PYTHON2.match(files[f])]
+        else:
+            found = [f for f in files if any(fnmatch.fnmatchcase(f, p) for p in patterns)]
+        if found:
+            return name, sorted(found)
+    raise UsageError(f"Cannot tell the language of {', '.join(sorted(files))} from the file "
+                     "extensions; give --lang")
+
+
+def load_program(path: str, lang_name: str | None = None) -> Program:
+    """A program from a file or a directory; ``lang_name`` overrides the detection."""
+    files = _read_files(path.rstrip("/"))
+    detected, sources = detect(files)
+    name = lang_name or detected
+    if name not in languages():
+        raise Unavailable(f"No {name} language here (cellbox languages lists those there are)")
+    lang = languages()[name]
+    ext = lang.source.rpartition(".")[2]
+    sources = sorted(f for f in files if f.rpartition(".")[2] == ext) or sources
+    entry = _entry(lang, files, sources, path)
+    return Program(os.path.basename(path.rstrip("/")), _rewrite(lang, entry, sources), files,
+                   entry)
+
+
+def _entry(lang: Language, files: dict[str, bytes], sources: list[str], path: str) -> str:
+    if len(sources) == 1:
+        return sources[0]
+    if lang.source in sources:
+        return lang.source
+    if lang.name == "java":  # the class with main()
+        mains = [f for f in sources if re.search(rb"static\s+(public\s+)?void\s+main\s*\(",
+                                                 files[f])]
+        if len(mains) == 1:
+            return mains[0]
+    raise UsageError(f"Program {path!r} has {len(sources)} {lang.title} files and none is "
+                     f"the main one: name it {lang.source}")
+
+
+def _rewrite(lang: Language, entry: str, sources: list[str]) -> Language:
+    """``lang`` building ``sources`` with ``entry`` as the main file."""
+    if sources == [lang.source]:
+        return lang
+    stem, entry_stem = lang.source.rpartition(".")[0], entry.rpartition(".")[0]
+    # rustc and javac follow a program's own modules from the main file; gcc needs them all
+    listed = [entry] if lang.name in ("rust", "python", "javascript") else sources
+    compile_argv: list[str] = []
+    for a in lang.compile:
+        compile_argv += listed if a == lang.source else [a]
+    run = tuple(entry if a == lang.source else entry_stem if a == stem and lang.name == "java"
+                else a for a in lang.run)
+    return dataclasses.replace(lang, source=entry, compile=tuple(compile_argv), run=run)
