@@ -146,10 +146,13 @@ def copy_sparse(src: int, dst: int) -> None:
             break
         end = os.lseek(src, at, os.SEEK_HOLE)
         while at < end:
-            n = os.copy_file_range(src, dst, min(end - at, 1 << 20), at, at)
-            if n == 0:
+            chunk = os.pread(src, min(end - at, 1 << 20), at)
+            if not chunk:
                 break
-            at += n
+            view = memoryview(chunk)
+            while view:
+                n = os.pwrite(dst, view, at)
+                view, at = view[n:], at + n
     os.ftruncate(dst, size)
 
 
