@@ -89,6 +89,14 @@ class Box:
         """Read a regular file the program left in the box (refuses links and specials)."""
         return storage.read_file(self._workdir(), path, limit)
 
+    def make_dir(self, path: str) -> None:
+        """Create a directory (and its parents) in the box's working directory."""
+        storage.make_dir(self._workdir(), path, owner=(self._caller.uid, self._caller.gid))
+
+    def list_files(self, path: str) -> list[str]:
+        """The regular files directly in a directory of the box (never through a link)."""
+        return storage.list_files(self._workdir(), path)
+
     def copy_in(self, path: str, source: str, mode: int = 0o644) -> None:
         """Copy the host file ``source`` into the box, streamed (never whole in memory)."""
         storage.copy_in(self._workdir(), path, source, mode,

@@ -103,6 +103,38 @@ def write_file(top: str, rel: str, data: bytes, mode: int = 0o644,
         os.close(fd)
 
 
+def make_dir(top: str, rel: str, owner: tuple[int, int] | None = None) -> None:
+    """Create the directory ``rel`` (and its parents) in the box, never through a link."""
+    dfd, name = _open_parent(top, rel, create_dirs=True)
+    try:
+        try:
+            os.mkdir(name, 0o755, dir_fd=dfd)
+        except FileExistsError:
+            pass
+        if owner:
+            os.chown(name, *owner, dir_fd=dfd, follow_symlinks=False)
+    finally:
+        os.close(dfd)
+
+
+def list_files(top: str, rel: str) -> list[str]:
+    """The names of the regular files directly in the box's directory ``rel`` (reached
+    without following links; nothing if it is gone)."""
+    try:
+        dfd, name = _open_parent(top, rel)
+        try:
+            fd = os.open(name, _DIR, dir_fd=dfd)
+        finally:
+            os.close(dfd)
+    except (OSError, BoxStateError):  # gone, or replaced by a link or a file
+        return []
+    try:
+        return sorted(n for n in os.listdir(fd)
+                      if stat.S_ISREG(os.stat(n, dir_fd=fd, follow_symlinks=False).st_mode))
+    finally:
+        os.close(fd)
+
+
 def copy_in(top: str, rel: str, source: str, mode: int = 0o644,
             owner: tuple[int, int] | None = None) -> None:
     """Copy the host file ``source`` to ``rel`` in the box, streamed, holes kept."""

@@ -29,8 +29,9 @@ def languages_parser() -> argparse.ArgumentParser:
 
 
 def _limit_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--time", type=float, default=1.0, metavar="SEC",
-                   help="CPU time limit of each run, all threads counted (default 1)")
+    p.add_argument("--time", type=float, default=None, metavar="SEC",
+                   help="CPU time limit of each run, all threads counted (default 1; with "
+                        "--problem, the package's)")
     p.add_argument("--wall-time", type=float, default=None, metavar="SEC",
                    help="wall-clock limit of each run (default 2 x --time + 1)")
     p.add_argument("--mem", default="256M", metavar="SIZE",
@@ -54,20 +55,27 @@ def exec_parser() -> argparse.ArgumentParser:
 
 
 def judge_parser() -> argparse.ArgumentParser:
-    p = _parser("judge", "Compile SOURCE once, then run it on every test in DIR, each run in a "
-                "fresh box: NAME.in is the input (stdin, and input.txt in the box) and "
-                "NAME.out the answer. Tests run in natural order of NAME (2 before 10). Verdicts: "
-                "AC, WA, TLE, MLE, RE, OLE, CE, IE. Exit 0 if every test is AC, 1 if not.")
-    p.add_argument("--lang", required=True, help="language name (see cellbox languages)")
-    p.add_argument("source", metavar="SOURCE", help="source file on the host")
-    p.add_argument("--tests", required=True, metavar="DIR", help="directory of NAME.in / "
-                   "NAME.out pairs")
+    p = _parser("judge", "Compile SOURCE once, then run it on every test, each run in a box of "
+                "its own. With --tests DIR: NAME.in is the input (stdin, and input.txt in the "
+                "box) and NAME.out the answer, in natural order of NAME (2 before 10). With "
+                "--problem DIR: the tests, limits and validator of a problem package "
+                "(docs/problems.md); SOURCE may be a directory of files, and its language "
+                "comes from the file extensions. Verdicts: AC, WA, TLE, MLE, RE, OLE, CE, IE. "
+                "Exit 0 if the verdict is AC, 1 if not.")
+    p.add_argument("--lang", help="language name (see cellbox languages); with --problem, "
+                   "the default comes from the file extensions")
+    p.add_argument("source", metavar="SOURCE", help="source file (or, with --problem, "
+                   "directory) on the host")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--tests", metavar="DIR", help="directory of NAME.in / NAME.out pairs")
+    which.add_argument("--problem", metavar="DIR", help="a problem package (problem.yaml, "
+                       "data/, output validators)")
     p.add_argument("--checker", default="tokens", metavar="CHECKER",
-                   help="tokens (default: whitespace-separated tokens equal), exact (bytes "
-                        "equal), float (numbers within --abs-eps or --rel-eps), or the source "
-                        "file of a testlib-style checker program (run as CHECKER input.txt "
-                        "output.txt answer.txt in its own box; exit 0 AC, 1 WA, 2 PE as WA, "
-                        "3 fail as IE)")
+                   help="with --tests: tokens (default: whitespace-separated tokens equal), "
+                        "exact (bytes equal), float (numbers within --abs-eps or --rel-eps), "
+                        "or the source file of a testlib-style checker program (run as "
+                        "CHECKER input.txt output.txt answer.txt in its own box; exit 0 AC, "
+                        "1 WA, 2 PE as WA, 3 fail as IE)")
     p.add_argument("--checker-lang", metavar="LANG",
                    help="language of a checker program (default: from its file extension)")
     p.add_argument("--abs-eps", type=float, default=1e-6, help="float checker: absolute "
@@ -77,6 +85,19 @@ def judge_parser() -> argparse.ArgumentParser:
     p.add_argument("--fail-fast", action="store_true", help="stop at the first test that is "
                    "not AC")
     _limit_options(p)
+    return p
+
+
+def verify_problem_parser() -> argparse.ArgumentParser:
+    p = _parser("verify-problem", "Judge every submission of a problem package "
+                "(submissions/FOLDER/...) and check its verdict against its folder: "
+                "accepted, partially_accepted, wrong_answer, time_limit_exceeded, "
+                "run_time_error, memory_limit_exceeded, output_limit_exceeded, compile_error, "
+                "rejected. Without a fixed time limit, it is derived from the accepted "
+                "submissions (docs/problems.md). Prints a table (a progress bar on a "
+                "terminal); exit 0 if every verdict matches, 1 if any does not.")
+    p.add_argument("problem", metavar="DIR", help="the problem package")
+    p.add_argument("--json", action="store_true", help="print the results as JSON on stdout")
     return p
 
 
@@ -95,7 +116,7 @@ def _judge_limits(args: argparse.Namespace) -> JudgeLimits:
     memory = parse_size(args.mem, default_unit="m")
     if memory <= 0:
         raise UsageError(f"--mem {args.mem!r} must be more than zero")
-    return JudgeLimits(time=args.time, wall_time=args.wall_time, memory=memory,
+    return JudgeLimits(time=args.time or 1.0, wall_time=args.wall_time, memory=memory,
                        output=parse_size(args.output, default_unit="m"))
 
 
@@ -160,9 +181,13 @@ def _exec_summary(result) -> None:  # noqa: ANN001 - ExecResult, imported lazily
 
 def judge_main(argv: list[str]) -> int:
     args = judge_parser().parse_args(argv)
+    if args.problem:
+        return _judge_problem(args)
     from cellbox.judge import Verdict, judge, load_tests, require_toolchain
     from cellbox.languages import get
 
+    if not args.lang:
+        raise UsageError("--tests needs --lang (see cellbox judge --help)")
     lang, limits = get(args.lang), _judge_limits(args)
     source = _read(args.source, "source")
     tests = load_tests(args.tests)
@@ -177,6 +202,87 @@ def judge_main(argv: list[str]) -> int:
     else:
         _judge_table(report)
     return 0 if report.verdict is Verdict.AC else 1
+
+
+def _judge_problem(args: argparse.Namespace) -> int:
+    from cellbox.judge.package import PackageJudge
+    from cellbox.judge.problem import load_problem
+    from cellbox.judge.program import load_program
+    from cellbox.judge.verdict import Verdict
+
+    problem = load_problem(args.problem)
+    program = load_program(args.source, args.lang)
+    time_limit = args.time or problem.limits.time_limit
+    if time_limit is None:
+        raise UsageError(f"{args.problem} has no fixed time limit (limits.time_limit or "
+                         ".timelimit): give --time, or run cellbox verify-problem, which "
+                         "derives it from the accepted submissions")
+    with progress_bars() as bars, PackageJudge(problem) as judge:
+        advance = bars.task("tests", len(problem.tests()))
+        report = judge.judge(program, time_limit, on_test=lambda _r: advance()
+                             ).report(time_limit)
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2))
+    else:
+        _problem_table(report)
+    return 0 if report.verdict is Verdict.AC else 1
+
+
+def _problem_table(report) -> None:  # noqa: ANN001 - ProblemReport, imported lazily
+    from rich.table import Table
+
+    console = _console()
+    if not report.compilation.ok:
+        console.print(report.compilation.message, markup=False, highlight=False)
+    t = Table(title=f"cellbox judge {report.program} ({report.language}, time limit "
+                    f"{report.time_limit:g} s)")
+    for c in ("test", "verdict", "score", "CPU (s)", "wall (s)", "memory (MiB)", "message"):
+        t.add_column(c)
+    for case, score in report.result.cases() if report.result else []:
+        t.add_row(case.name, case.at(report.time_limit).value,
+                  "-" if score is None else f"{score:g}", f"{case.time:.3f}",
+                  f"{case.wall_time:.3f}", f"{(case.memory or 0) / 1048576:.1f}",
+                  case.message or "-")
+    if report.result:
+        console.print(t)
+    score = "" if report.score is None else f", score {report.score:g}"
+    console.print(f"verdict {report.verdict.value}{score}", highlight=False)
+
+
+def verify_problem_main(argv: list[str]) -> int:
+    args = verify_problem_parser().parse_args(argv)
+    from cellbox.judge.problem import load_problem
+    from cellbox.judge.verify import submissions, verify
+
+    problem = load_problem(args.problem)
+    total = len(submissions(problem))
+    with progress_bars() as bars:
+        advance = bars.task("submissions", total)
+        time_limit, checks = verify(problem, on_done=lambda _c: advance())
+    bad = [c for c in checks if c.matched is False]
+    if args.json:
+        print(json.dumps({"problem": problem.name, "time_limit": time_limit,
+                          "ok": not bad, "submissions": [c.to_dict() for c in checks]},
+                         indent=2))
+        return 1 if bad else 0
+    from rich.table import Table
+
+    t = Table(title=f"cellbox verify-problem {problem.name} (time limit {time_limit:g} s)")
+    for c in ("folder", "submission", "language", "verdict", "score", "result", "time (s)",
+              "note"):
+        t.add_column(c)
+    for c in checks:
+        result = "skipped" if c.matched is None else "ok" if c.matched else "MISMATCH"
+        t.add_row(c.folder, c.name, c.language, c.verdict,
+                  "-" if c.score is None else f"{c.score:g}", result, f"{c.seconds:.2f}",
+                  c.note or "-")
+    console = _console()
+    console.print(t)
+    matched = sum(c.matched is True for c in checks)
+    console.print(f"{matched}/{len(checks)} submissions matched their folder, "
+                  f"{len(bad)} mismatched, {len(checks) - matched - len(bad)} skipped",
+                  highlight=False)
+    return 1 if bad else 0
 
 
 def _checker(args: argparse.Namespace) -> Checker:

@@ -26,6 +26,7 @@ SUBCOMMANDS: dict[str, str] = {
     "languages": "cellbox.cli.judge",
     "exec": "cellbox.cli.judge",
     "judge": "cellbox.cli.judge",
+    "verify-problem": "cellbox.cli.judge",
     "serve": "cellbox.cli.service",
     "worker": "cellbox.cli.service",
     "keeperd": "cellbox.cli.keeperd",
@@ -36,7 +37,8 @@ HELP_WIDTH = 100  # fixed, so docs/cli.md does not depend on the terminal
 def resolve(name: str) -> tuple[Callable[[list[str]], int],
                                 Callable[[], argparse.ArgumentParser]]:
     module = importlib.import_module(SUBCOMMANDS[name])
-    return getattr(module, f"{name}_main"), getattr(module, f"{name}_parser")
+    attr = name.replace("-", "_")
+    return getattr(module, f"{attr}_main"), getattr(module, f"{attr}_parser")
 
 
 def main(argv: list[str]) -> int:

@@ -1,0 +1,133 @@
+"""verify-problem: judge every submission of a package and check it against its folder.
+
+Folders (problemtools' and DOMjudge's): accepted (AC, and full score on a scoring problem),
+partially_accepted (AC below full score), wrong_answer (WA), time_limit_exceeded (TLE),
+run_time_error (RE, or MLE: problemtools counts a memory kill as a run-time error),
+memory_limit_exceeded (MLE or RE), output_limit_exceeded (OLE), compile_error (CE), rejected
+(anything but AC). Accepted submissions go first: without a fixed time limit, the limit is
+``ac_to_time_limit`` times the slowest of them, and every other submission runs with the
+limit times ``time_limit_to_tle``; a verdict that matches at either limit is a match.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from cellbox.judge.package import PackageJudge, ProblemReport
+from cellbox.judge.problem import Problem
+from cellbox.judge.program import Unavailable, load_program
+from cellbox.judge.verdict import Verdict
+
+FOLDERS: dict[str, frozenset[Verdict]] = {
+    "accepted": frozenset({Verdict.AC}),
+    "partially_accepted": frozenset({Verdict.AC}),
+    "wrong_answer": frozenset({Verdict.WA}),
+    "time_limit_exceeded": frozenset({Verdict.TLE}),
+    "run_time_error": frozenset({Verdict.RE, Verdict.MLE}),
+    "memory_limit_exceeded": frozenset({Verdict.MLE, Verdict.RE}),
+    "output_limit_exceeded": frozenset({Verdict.OLE}),
+    "compile_error": frozenset({Verdict.CE}),
+    "rejected": frozenset(set(Verdict) - {Verdict.AC, Verdict.IE}),
+}
+UNKNOWN_LIMIT_CAP = 60.0  # CPU seconds of an accepted run while the time limit is not known
+
+
+@dataclass
+class Check:
+    folder: str
+    name: str
+    language: str
+    verdict: str  # what it got (at the time limit), or "skipped"
+    score: float | None
+    matched: bool | None  # None: skipped
+    seconds: float  # judging time, wall
+    note: str = ""
+    report: ProblemReport | None = None
+
+    def to_dict(self) -> dict[str, object]:
+        return {"folder": self.folder, "submission": self.name, "language": self.language,
+                "verdict": self.verdict, "score": self.score, "matched": self.matched,
+                "seconds": round(self.seconds, 3), "note": self.note,
+                "result": self.report.to_dict() if self.report else None}
+
+
+def submissions(problem: Problem) -> list[tuple[str, str]]:
+    """(folder, path) of every submission, accepted first, each folder in name order."""
+    root = os.path.join(problem.path, "submissions")
+    found = []
+    for folder in sorted(FOLDERS, key=lambda f: f != "accepted"):
+        path = os.path.join(root, folder)
+        if os.path.isdir(path):
+            found += [(folder, os.path.join(path, n)) for n in sorted(os.listdir(path))
+                      if not n.startswith(".")]
+    return found
+
+
+def full_score(problem: Problem, report: ProblemReport) -> bool:
+    if not problem.scoring:
+        return True
+    return report.score == problem.data.score_range()[1]
+
+
+def verify(problem: Problem, on_done: Callable[[Check], None] | None = None,
+           on_test: Callable[[object], None] | None = None) -> tuple[float, list[Check]]:
+    """The time limit used and a Check per submission."""
+    checks: list[Check] = []
+    limits = problem.limits
+    time_limit = limits.time_limit
+    with PackageJudge(problem) as judge:
+        pending = []
+        for folder, path in submissions(problem):
+            start = time.monotonic()
+            try:
+                program = load_program(path)
+            except Unavailable as e:
+                checks.append(Check(folder, os.path.basename(path), "-", "skipped", None, None,
+                                    0.0, str(e)))
+                continue
+            if folder == "accepted" or time_limit is not None:
+                cap = time_limit * limits.time_limit_to_tle if time_limit else UNKNOWN_LIMIT_CAP
+                pending.append((folder, program, judge.judge(program, cap, cap, on_test),
+                                time.monotonic() - start))
+            else:
+                pending.append((folder, program, None, time.monotonic() - start))
+        if time_limit is None:
+            slowest = max((j.report(UNKNOWN_LIMIT_CAP).time for f, _, j, _ in pending
+                           if f == "accepted" and j is not None), default=0.0)
+            time_limit = limits.derived_time_limit(slowest)
+        high = time_limit * limits.time_limit_to_tle
+        for folder, program, judgement, spent in pending:
+            start = time.monotonic()
+            if judgement is None:
+                judgement = judge.judge(program, time_limit, high, on_test)
+            low_report, high_report = judgement.report(time_limit), judgement.report(high)
+            check = _check(problem, folder, program.name, low_report, high_report)
+            check.seconds = spent + time.monotonic() - start
+            checks.append(check)
+            if on_done is not None:
+                on_done(check)
+    return time_limit, checks
+
+
+def _check(problem: Problem, folder: str, name: str, low: ProblemReport,
+           high: ProblemReport) -> Check:
+    def fits(r: ProblemReport) -> bool:
+        if r.verdict not in FOLDERS[folder]:
+            return False
+        if folder == "accepted":
+            return full_score(problem, r)
+        if folder == "partially_accepted":
+            return not full_score(problem, r)
+        return True
+
+    matched = fits(low) or fits(high)
+    note = "" if fits(low) or not matched else "matched with the safety margin's extra time"
+    if not matched:
+        note = low.compilation.message[:200] if low.verdict is Verdict.CE else next(
+            (c.message for c, _ in (low.result.cases() if low.result else [])
+             if c.message), "")
+    return Check(folder, name, low.language, low.verdict.value, low.score, matched, 0.0,
+                 note, low)
