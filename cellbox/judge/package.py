@@ -132,7 +132,7 @@ class PackageJudge:
     def __init__(self, problem: Problem) -> None:
         self.problem = problem
         self._stack = contextlib.ExitStack()
-        self._pools: dict[tuple[str, ...], Pool] = {}
+        self._pools: dict[tuple[bool, tuple[str, ...]], Pool] = {}
         self._validator: Compilation | None = None
         self._defaults: dict[tuple[str, ...], DefaultValidator] = {}
 
@@ -158,10 +158,12 @@ class PackageJudge:
         self._pools.clear()
 
     def _pool(self, compilation: Compilation) -> Pool:
-        dirs = compilation.language.dirs + RUN_DIRS
-        if dirs not in self._pools:
-            self._pools[dirs] = self._stack.enter_context(Pool(1, dirs=dirs))
-        return self._pools[dirs]
+        """A warm box for the submission, another for the validator (an interactive run
+        needs both at once), each with its language's root."""
+        key = (compilation is self._validator, compilation.language.dirs + RUN_DIRS)
+        if key not in self._pools:
+            self._pools[key] = self._stack.enter_context(Pool(1, dirs=key[1]))
+        return self._pools[key]
 
     def _default(self, test: ProblemTest) -> DefaultValidator:
         if test.flags not in self._defaults:
