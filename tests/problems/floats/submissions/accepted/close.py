@@ -1,0 +1,1 @@
+print('%.6e' % (int(input()) / 2 + 1e-4))

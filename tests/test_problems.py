@@ -1,0 +1,103 @@
+"""Problem packages: every package in tests/problems verifies (each submission gets the verdict
+of its folder), and the broken ones in tests/problems_broken give IE, never a verdict against
+the submission."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from cellbox.errors import UsageError
+from cellbox.judge.validators import DefaultValidator
+from cellbox.judge.verdict import Verdict
+
+pytestmark = pytest.mark.problems
+
+HERE = os.path.dirname(__file__)
+PACKAGES = sorted(os.listdir(os.path.join(HERE, "problems")))
+CELLBOX = [sys.executable, "-m", "cellbox"]
+
+
+def _cellbox(*args: str) -> tuple[int, dict]:
+    out = subprocess.run([*CELLBOX, *args, "--json"], capture_output=True, text=True,
+                         timeout=600)
+    assert out.returncode in (0, 1), out.stderr
+    return out.returncode, json.loads(out.stdout)
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_every_submission_gets_the_verdict_of_its_folder(package: str) -> None:
+    code, report = _cellbox("verify-problem", os.path.join(HERE, "problems", package))
+    bad = [s for s in report["submissions"] if s["matched"] is False]
+    assert not bad, bad
+    assert code == 0
+    assert all(s["matched"] for s in report["submissions"])  # nothing skipped here
+
+
+def test_a_scoring_problem_gives_partial_scores_by_group() -> None:
+    code, report = _cellbox("judge", "--problem", os.path.join(HERE, "problems", "scoring"),
+                            os.path.join(HERE, "problems", "scoring", "submissions",
+                                         "partially_accepted", "int32.py"))
+    assert code == 0 and report["verdict"] == "AC" and report["score"] == 30
+    secret = next(g for g in report["groups"]["groups"] if g["name"] == "data/secret")
+    scores = {g["name"]: (g["verdict"], g["score"]) for g in secret["groups"]}
+    assert scores == {"data/secret/large": ("WA", 0), "data/secret/small": ("AC", 30)}
+
+
+def test_multi_pass_keeps_the_feedback_directory_between_passes() -> None:
+    _, report = _cellbox("judge", "--problem", os.path.join(HERE, "problems", "multipass"),
+                         os.path.join(HERE, "problems", "multipass", "submissions", "accepted",
+                                      "inc.py"))
+    (test,) = report["tests"]
+    assert report["verdict"] == "AC" and test["passes"] == 3
+    assert test["judge_message"] == "pass with 5 ok\npass with 6 ok\npass with 7 ok\n"
+
+
+def test_a_validator_that_crashes_is_an_internal_error_with_its_feedback() -> None:
+    package = os.path.join(HERE, "problems_broken", "crashing_validator")
+    code, report = _cellbox("judge", "--problem", package,
+                            os.path.join(package, "submissions", "rejected", "echo.py"))
+    assert code == 1 and report["verdict"] == "IE"
+    first, second = report["tests"]
+    assert first["verdict"] == "AC" and first["team_message"] == "hello team"
+    assert first["judge_message"] == "judged: fine"
+    assert second["verdict"] == "IE" and "must exit 42 or 43" in second["message"]
+
+
+def test_an_interactor_that_waits_forever_is_an_internal_error() -> None:
+    package = os.path.join(HERE, "problems_broken", "stuck_interactor")
+    code, report = _cellbox("judge", "--problem", package,
+                            os.path.join(package, "submissions", "rejected", "quits.py"))
+    assert code == 1 and report["verdict"] == "IE"
+    assert "wall clock" in report["tests"][0]["message"]
+
+
+@pytest.mark.parametrize(("flags", "output", "answer", "verdict"), [
+    ((), b"Hello  World\n", b"hello world", Verdict.AC),
+    (("case_sensitive",), b"Hello", b"hello", Verdict.WA),
+    (("space_change_sensitive",), b"a  b\n", b"a b\n", Verdict.WA),
+    (("space_change_sensitive",), b"a b\n", b"a b\n", Verdict.AC),
+    (("float_tolerance", "1e-6"), b"3.14159300e0", b"3.1415926", Verdict.AC),
+    (("float_absolute_tolerance", "0.1"), b"1.05", b"1", Verdict.AC),
+    (("float_relative_tolerance", "0.1"), b"1050", b"1000", Verdict.AC),
+    (("float_relative_tolerance", "0.01"), b"1050", b"1000", Verdict.WA),
+    (("float_tolerance", "1e-3"), b"2.0e2", b"200", Verdict.AC),
+    ((), b"2.0e2", b"200", Verdict.WA),  # no tolerance: numbers are plain tokens
+    (("float_tolerance", "1"), b"abc", b"1.0", Verdict.WA),
+    ((), b"1 2", b"1 2 3", Verdict.WA),
+    ((), b"1 2 3", b"1 2", Verdict.WA),
+])
+def test_default_validator_flags(flags: tuple[str, ...], output: bytes, answer: bytes,
+                                 verdict: Verdict) -> None:
+    assert DefaultValidator(flags).validate(output, answer).verdict is verdict
+
+
+def test_default_validator_refuses_unknown_flags() -> None:
+    with pytest.raises(UsageError):
+        DefaultValidator(["ignore_everything"])
+    with pytest.raises(UsageError):
+        DefaultValidator(["float_tolerance"])
