@@ -268,9 +268,9 @@ def verify_problem_main(argv: list[str]) -> int:
     from rich.table import Table
 
     t = Table(title=f"cellbox verify-problem {problem.name} (time limit {time_limit:g} s)")
-    for c in ("folder", "submission", "language", "verdict", "score", "result", "time (s)",
-              "note"):
-        t.add_column(c)
+    for column in ("folder", "submission", "language", "verdict", "score", "result",
+                   "time (s)", "note"):
+        t.add_column(column)
     for c in checks:
         result = "skipped" if c.matched is None else "ok" if c.matched else "MISMATCH"
         t.add_row(c.folder, c.name, c.language, c.verdict,

@@ -218,7 +218,7 @@ def load_problem(path: str) -> Problem:
         name = name.get("en") or next(iter(name.values()), "")
     scoring = "scoring" in types
     grading = meta.get("grading") or {}
-    root = _group(path, "data", _root_config(grading, scoring), flags, None)
+    root = _group(path, "data", _root_config(grading, scoring), flags)
     if not root.tests():
         raise UsageError(f"{path}: data/ holds no test case (NAME.in with NAME.ans)")
     return Problem(path=path, name=str(name), format=fmt, scoring=scoring,
@@ -229,7 +229,8 @@ def load_problem(path: str) -> Problem:
 
 def _root_config(grading: dict[str, Any], scoring: bool) -> dict[str, Any]:
     """Settings that old packages keep in problem.yaml's grading: (inherited by every group)."""
-    config = {k: grading[k] for k in ("accept_score", "reject_score", "range") if k in grading}
+    config: dict[str, Any] = {k: grading[k] for k in ("accept_score", "reject_score", "range")
+                              if k in grading}
     on_reject = grading.get("on_reject")
     if on_reject == "first_error":
         config["on_reject"] = "break"
@@ -254,8 +255,8 @@ def _validator_path(path: str, fmt: str) -> str | None:
     return os.path.join(folder, entries[0]) if entries else None
 
 
-def _group(path: str, rel: str, inherited: dict[str, Any], problem_flags: list[str],
-           parent: TestGroup | None) -> TestGroup:
+def _group(path: str, rel: str, inherited: dict[str, Any],
+           problem_flags: list[str]) -> TestGroup:
     folder = os.path.join(path, rel)
     own = _yaml(os.path.join(folder, "testdata.yaml"))
     config = {**GROUP_DEFAULTS, **inherited, **own}
@@ -270,7 +271,7 @@ def _group(path: str, rel: str, inherited: dict[str, Any], problem_flags: list[s
         full = os.path.join(folder, name)
         if os.path.isdir(full):
             group.items.append(_group(path, f"{rel}/{name}", {**inherited, **own},
-                                      problem_flags, group))
+                                      problem_flags))
         elif name.endswith(".in") and os.path.isfile(full[:-3] + ".ans"):
             test_name = f"{rel}/{name[:-3]}".removeprefix("data/")
             group.items.append(ProblemTest(test_name, full, full[:-3] + ".ans", flags, sample))

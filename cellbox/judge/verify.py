@@ -16,9 +16,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from cellbox.judge.package import PackageJudge, ProblemReport
+from cellbox.judge.package import Judgement, PackageJudge, ProblemReport
 from cellbox.judge.problem import Problem
-from cellbox.judge.program import Unavailable, load_program
+from cellbox.judge.program import Program, Unavailable, load_program
 from cellbox.judge.verdict import Verdict
 
 FOLDERS: dict[str, frozenset[Verdict]] = {
@@ -79,7 +79,7 @@ def verify(problem: Problem, on_done: Callable[[Check], None] | None = None,
     limits = problem.limits
     time_limit = limits.time_limit
     with PackageJudge(problem) as judge:
-        pending = []
+        pending: list[tuple[str, Program, Judgement | None, float]] = []
         for folder, path in submissions(problem):
             start = time.monotonic()
             try:
