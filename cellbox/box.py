@@ -23,6 +23,7 @@ from cellbox.result import RunResult
 if TYPE_CHECKING:  # --init and --cleanup need neither (nor seccomp, which spec imports)
     from collections.abc import Callable
 
+    from cellbox.cgroup import BoxCgroup
     from cellbox.keeper import Slot
     from cellbox.spec import RunSpec
 
@@ -298,7 +299,8 @@ class Boxes:
         life, and whoever takes the lock after the pool died repairs the box."""
         from cellbox import keeper  # the run path only
 
-        runs, weakened = [], []
+        runs: list[tuple[RunSpec, BoxCgroup, Slot | None]] = []
+        weakened: list[list[str]] = []
         try:
             for spec, slot in jobs:
                 spec, missing = self._without_cgroup(spec)
