@@ -91,6 +91,8 @@ RESULT_FIELDS: dict[str, str] = {
                         "and this run allowed (`--syscalls`, `--seccomp-policy`)",
     "cgroup_weakened": "rootless mode without a cgroup: what no cgroup did for this run "
                        "(see the meta key `cellbox-cgroup-weakened`)",
+    "started_at": "when the program started, in seconds of the host's CLOCK_MONOTONIC (null "
+                  "if it never did): with `wall_time`, which of two runs ended first",
     "isolate_status": "isolate's status code (`RE`, `SG`, `TO`, `XX`) or null for OK",
 }
 

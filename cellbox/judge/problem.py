@@ -174,6 +174,10 @@ def _types(meta: dict[str, Any], fmt: str, where: str) -> tuple[set[str], list[s
     """(problem types, legacy validator flags, custom validation) from problem.yaml."""
     if fmt == LEGACY:
         kind = meta.get("type", "pass-fail")
+        if kind not in ("pass-fail", "scoring"):
+            raise UsageError(f"{where}: problem type {kind!r} is not supported; cellbox "
+                             "judges pass-fail and scoring problems (interactive and "
+                             "multi-pass through validation)")
         validation = str(meta.get("validation", "default")).split()
         if not validation or validation[0] not in ("default", "custom"):
             raise UsageError(f"{where}: validation must be 'default' or 'custom [interactive] "
