@@ -264,6 +264,9 @@ def _group(path: str, rel: str, inherited: dict[str, Any],
     folder = os.path.join(path, rel)
     own = _yaml(os.path.join(folder, "testdata.yaml"))
     config = {**GROUP_DEFAULTS, **inherited, **own}
+    if config["grading"] != "default":
+        raise UsageError(f"{folder}/testdata.yaml: grading {config['grading']!r} is not "
+                         "supported; cellbox grades with the format's default grader")
     group = TestGroup(rel, config)
     flags = tuple(problem_flags) + tuple(str(config["output_validator_flags"] or "").split())
     try:
