@@ -66,6 +66,10 @@ def targets(results: Results) -> list[tuple[str, float | None, str, bool | None]
     if many:
         add(f"{many['boxes']} boxes at once: host memory <= 512 KiB per live box",
             many["total_kib_per_box"], "KiB", 512)
+    if "overhead_ms" in results.judging:
+        add(f"judging: per-test overhead on the warm pool <= 3 ms "
+            f"({results.judging['tests']}-test package)", results.judging["overhead_ms"],
+            "ms", 3)
     for lang in LANGS:
         if f"{lang}, cellbox library" in m:
             over = _ratio(m.get(f"{lang}, cellbox library"), m.get(f"{lang}, bare"))
@@ -121,6 +125,15 @@ def print_tables(results: Results) -> None:
         tm.add_row(*(f"{many[k]:.0f}" for k in ("init_uss_kib_per_box", "kernel_kib_per_box",
                                                 "keeper_kib_per_box", "total_kib_per_box")))
         console.print(tm)
+    if "overhead_ms" in results.judging:
+        j = results.judging
+        tj = Table(title=f"judging a {j['tests']}-test package on warm boxes, {j['rounds']} "
+                         "rounds: median ms per test")
+        for col in ("program's warm run", "judged test", "judging overhead"):
+            tj.add_column(col, justify="right")
+        tj.add_row(*(f"{j[k]:.2f}" for k in ("bare_median_ms", "judged_median_ms",
+                                             "overhead_ms")))
+        console.print(tj)
     tg = Table(title="targets (issue 7) this run can check")
     for col in ("target", "measured", "met"):
         tg.add_column(col)

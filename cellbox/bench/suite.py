@@ -16,7 +16,8 @@ Cases:
   both in-process and through a resident keeper daemon (``cellbox keeperd``, started for the
   run);
 - with ``langs``: ``python3 -c pass``, a C hello world and a Java hello world, bare and in the
-  cellbox library (Java with 64 processes allowed: the JVM starts a dozen threads).
+  cellbox library (Java with 64 processes allowed: the JVM starts a dozen threads); and the
+  judging case (``cellbox.bench.judging``): what judging a problem package adds per test.
 Then runs/s with 2 workers for the floor, the peers, the cellbox library and the pool, and the
 many-boxes case (``cellbox.bench.many``): N boxes running ``sleep 1`` at once under one
 keeper, with the host memory per live box.
@@ -40,6 +41,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from cellbox.bench.judging import BOXES as JUDGING_BOXES
 from cellbox.box import Boxes
 from cellbox.chaos import uid_processes
 from cellbox.cli import client
@@ -91,6 +93,7 @@ class Results:
     latency: dict[str, CaseResult] = field(default_factory=dict)
     throughput: dict[str, float] = field(default_factory=dict)  # runs/s with 2 workers
     many_boxes: dict[str, Any] = field(default_factory=dict)  # cellbox.bench.many.measure
+    judging: dict[str, Any] = field(default_factory=dict)  # cellbox.bench.judging.measure
     failures: list[str] = field(default_factory=list)
 
 
@@ -138,7 +141,8 @@ class Bench:
     def __init__(self, first_uid: int = 73000, cli: list[str] | None = None,
                  many_boxes: int = 0) -> None:
         self.first_uid = first_uid
-        self.num_boxes = NUM_BOXES + many_boxes  # the many-boxes case leases its own
+        # the judging and many-boxes cases lease their own
+        self.num_boxes = NUM_BOXES + JUDGING_BOXES + many_boxes
         self.top = tempfile.mkdtemp(prefix="cellbox-bench-")
         # Locks and records on tmpfs, as with the default lock_root (/run/cellbox): on a disk
         # file system every rename of the record can cost a journal write.
@@ -316,6 +320,13 @@ class Bench:
             for r in replies:
                 self.results.failures += r["failed"]
             tick()
+
+    def judging(self, tests: int, rounds: int) -> None:
+        """The per-test overhead of judging a package of ``tests`` tests on warm boxes."""
+        from cellbox.bench.judging import measure
+
+        self.results.judging = measure(tests, rounds, self.env)
+        self.results.failures += self.results.judging["failed"]
 
     def many_boxes(self, count: int, seconds: float = 1.0) -> None:
         """``count`` boxes running ``sleep`` at once under one keeper (after the other cases:

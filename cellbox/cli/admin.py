@@ -166,13 +166,16 @@ def bench_parser() -> argparse.ArgumentParser:
     p.add_argument("--langs", action="store_true",
                    help="also time python3 -c pass, a C hello world and a Java hello world, "
                         "bare and in the cellbox library (needs gcc and a JDK)")
+    p.add_argument("--judging-tests", type=int, default=100, metavar="COUNT",
+                   help="with --langs: the judging case's package size, for what judging adds "
+                        "per test on warm boxes (at most 3 rounds); 0 skips it (default 100)")
     p.add_argument("--many-boxes", type=int, default=500, metavar="COUNT",
                    help="boxes running sleep 1 at once under one keeper, for the host memory "
                         "per live box; 0 skips the case (default 500)")
     p.add_argument("--out", default="cellbox-bench",
                    help="directory for bench.json and bench.png (default ./cellbox-bench)")
     p.add_argument("--first-uid", type=int, default=73000,
-                   help="first box uid/gid of the bench's 6 + COUNT boxes; must be used by "
+                   help="first box uid/gid of the bench's 8 + COUNT boxes; must be used by "
                         "nothing else (default 73000)")
     return p
 
@@ -180,7 +183,7 @@ def bench_parser() -> argparse.ArgumentParser:
 def bench_main(argv: list[str]) -> int:
     args = bench_parser().parse_args(argv)
     if (args.rounds < 1 or args.warmup < 0 or args.throughput_seconds < 0
-            or args.many_boxes < 0):
+            or args.many_boxes < 0 or args.judging_tests < 0):
         raise UsageError("--rounds must be at least 1; --warmup, --throughput-seconds and "
                          "--many-boxes must not be negative")
     from cellbox.bench import report
@@ -195,6 +198,9 @@ def bench_main(argv: list[str]) -> int:
                           bars.task("latency", args.warmup + args.rounds))
             if args.throughput_seconds > 0:
                 bench.throughput(args.throughput_seconds, bars.task("throughput", 5))
+            if args.langs and args.judging_tests:
+                bars.task(f"judging {args.judging_tests} tests", None)
+                bench.judging(args.judging_tests, min(args.rounds, 3))
             if args.many_boxes:
                 bars.task(f"{args.many_boxes} boxes at once", None)
                 bench.many_boxes(args.many_boxes)

@@ -23,7 +23,7 @@ from cellbox.errors import UsageError
 from cellbox.interactive import ended_first, run_interactive
 from cellbox.judge.problem import Problem, ProblemTest, TestGroup
 from cellbox.judge.program import Program, load_program
-from cellbox.judge.sandbox import RUN_DIRS, Compilation, _environment, compile_source
+from cellbox.judge.sandbox import RUN_DIRS, Compilation, compile_source, run_environment
 from cellbox.judge.validators import (
     FEEDBACK,
     DefaultValidator,
@@ -215,7 +215,7 @@ class PackageJudge:
         lang = compilation.language
         run_limits = lang.run_limits(limits)
         sub = self._pool(compilation).prepare(lang.run_argv(run_limits), run_limits,
-                                              stdin=data, env=_environment(lang))
+                                              stdin=data, env=run_environment(lang))
         compilation.copy_into(sub.box)
         if self.problem.interactive:
             val = self._validator_run(test, data, answer, feedback, None, limits.wall_time)
@@ -272,7 +272,7 @@ class PackageJudge:
         argv = [*lang.run_argv(limits), "testdata.in", "testdata.ans", f"{FEEDBACK}/",
                 *test.flags]
         run = self._pool(self._validator).prepare(argv, limits, files=files,
-                                                  stdin=output or b"", env=_environment(lang))
+                                                  stdin=output or b"", env=run_environment(lang))
         run.box.make_dir(FEEDBACK)
         self._validator.copy_into(run.box)
         return run

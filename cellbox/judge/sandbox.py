@@ -76,7 +76,7 @@ class Compilation:
                 "memory": r.peak_memory if r else None}
 
 
-def _environment(lang: Language) -> dict[str, str]:
+def run_environment(lang: Language) -> dict[str, str]:
     return {"PATH": DEFAULT_PATH} | lang.env
 
 
@@ -105,7 +105,7 @@ def compile_source(lang: Language, source: bytes, limits: Limits | None = None,
             if not lang.compile:
                 return Compilation(lang, True, artifacts=_artifacts(box, lang, directory, limits),
                                    directory=directory)
-            result = box.run(argv, limits, env=_environment(lang), dirs=lang.dirs)
+            result = box.run(argv, limits, env=run_environment(lang), dirs=lang.dirs)
             if not result.ok:
                 shutil.rmtree(directory)
                 return Compilation(lang, False, _message(result), result)
@@ -152,7 +152,7 @@ def run_compiled(compilation: Compilation, limits: Limits, stdin: bytes = b"",
             box.write_file(name, data)
         compilation.copy_into(box)
         return box.run(lang.run_argv(limits) + list(args), limits, stdin=stdin,
-                       env=_environment(lang), dirs=lang.dirs + RUN_DIRS, share_net=share_net,
+                       env=run_environment(lang), dirs=lang.dirs + RUN_DIRS, share_net=share_net,
                        stderr_to_stdout=stderr_to_stdout)
 
 
@@ -180,7 +180,7 @@ def _detect_version(lang: Language) -> str | None:
     limits = lang.compile_limits()
     with Box() as box:
         try:
-            r = box.run(lang.fill(lang.version, limits), limits, env=_environment(lang),
+            r = box.run(lang.fill(lang.version, limits), limits, env=run_environment(lang),
                         dirs=lang.dirs)
         except UsageError:  # e.g. a directory the profile binds is missing: no toolchain here
             return None
