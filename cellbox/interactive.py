@@ -8,10 +8,14 @@ accounting, the stdout of each the stdin of the other, through two pipes this pr
         sub, val = run_interactive(subs.prepare(["./main"], limits),
                                    vals.prepare(["./validator", "in", "ans", "fb/"], vlimits))
 
-Once both have started, this process closes its copies of the pipe ends, so each side sees
-EOF (or EPIPE) as soon as the other one ends, whichever way it ends: an exit, a crash, or a
-kill at one of its limits. A side that waits for the other forever ends at its own wall-time
-limit. ``RunResult.started_at`` + ``wall_time`` tells which side ended first.
+Once both have started, this process closes its copies of the write ends, so each side sees
+EOF as soon as the other one ends, whichever way it ends: an exit, a crash, or a kill at one
+of its limits. It keeps the read ends until both have ended, so that neither side dies of
+SIGPIPE (or sees EPIPE) for writing to one that has just ended: which of the two ends first
+must not decide a verdict by a race (problemtools' interactive runner does the same). What
+is written after the reader ended stays in the pipe; a side that writes more than a pipe
+holds (64 KiB), or that waits for the other forever, ends at its own wall-time limit.
+``RunResult.started_at`` + ``wall_time`` tells which side ended first.
 """
 
 from __future__ import annotations
@@ -28,20 +32,21 @@ def run_interactive(first: WarmRun, second: WarmRun) -> tuple[RunResult, RunResu
     is captured as usual (stdout, taken by the pipe, stays empty in the results)."""
     forth_r, forth_w = os.pipe2(os.O_CLOEXEC)  # first's stdout -> second's stdin
     back_r, back_w = os.pipe2(os.O_CLOEXEC)  # second's stdout -> first's stdin
-    ours = [forth_r, forth_w, back_r, back_w]
+    writers, readers = [forth_w, back_w], [forth_r, back_r]
 
-    def close_ours() -> None:
-        while ours:
-            os.close(ours.pop())
+    def close(fds: list[int]) -> None:
+        while fds:
+            os.close(fds.pop())
 
     a = replace(first, spec=replace(first.spec, stdin_fd=back_r, stdout_fd=forth_w,
                                     stdin_data=None))
     b = replace(second, spec=replace(second.spec, stdin_fd=forth_r, stdout_fd=back_w,
                                      stdin_data=None))
     try:
-        results = run_warm([a, b], started=close_ours)
+        results = run_warm([a, b], started=lambda: close(writers))
     finally:
-        close_ours()
+        close(writers)
+        close(readers)
     return results[0], results[1]
 
 

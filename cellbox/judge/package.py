@@ -28,6 +28,8 @@ from cellbox.judge.validators import (
     FEEDBACK,
     DefaultValidator,
     Validation,
+    feedback_of,
+    interactive_verdict,
     outcome,
     validator_limits,
 )
@@ -222,11 +224,9 @@ class PackageJudge:
             run, vrun = run_interactive(sub, val)
             validation = self._validation(val, vrun)
             self._merge(case, run, lang)
-            if validation.verdict is Verdict.IE or (validation.verdict is Verdict.WA
-                                                   and ended_first(vrun, run)):
-                case.verdict, case.validator_decided = validation.verdict, True
-            elif case.verdict is Verdict.AC:
-                case.verdict = validation.verdict
+            own = None if case.verdict is Verdict.AC else case.verdict
+            case.verdict, case.validator_decided = interactive_verdict(
+                own, validation, ended_first(vrun, run))
             self._note(case, validation)
             return validation
         run = run_warm([sub])[0]
@@ -278,13 +278,8 @@ class PackageJudge:
         return run
 
     def _validation(self, run: WarmRun, result: RunResult) -> Validation:
-        lim, box = self.problem.limits, run.box
-        files: dict[str, bytes] = {}
-        room = lim.validation_output
-        for name in box.list_files(FEEDBACK):
-            files[name] = box.read_file(f"{FEEDBACK}/{name}", room)
-            room -= len(files[name])
-        return outcome(result, files, self.problem.custom_score, self.problem.multi_pass)
+        feedback = feedback_of(run.box, self.problem.limits.validation_output)
+        return outcome(result, feedback, self.problem.custom_score, self.problem.multi_pass)
 
 
 class Judgement:

@@ -22,6 +22,7 @@ import math
 import re
 from dataclasses import dataclass, field
 
+from cellbox.api import Box
 from cellbox.errors import UsageError
 from cellbox.judge.verdict import Verdict
 from cellbox.limits import Limits
@@ -120,6 +121,27 @@ def _show(token: bytes) -> str:
 def validator_limits(time: float, memory: int, output: int, wall: float | None = None) -> Limits:
     return Limits(time=time, wall_time=wall if wall is not None else 2 * time + 1,
                   memory=memory, output=output, file_size=output)
+
+
+def feedback_of(box: Box, cap: int) -> dict[str, bytes]:
+    """The files a validator left in ``feedback/`` of its box, ``cap`` bytes in all."""
+    files: dict[str, bytes] = {}
+    for name in box.list_files(FEEDBACK):
+        files[name] = box.read_file(f"{FEEDBACK}/{name}", max(cap, 0))
+        cap -= len(files[name])
+    return files
+
+
+def interactive_verdict(submission: Verdict | None, validation: Validation,
+                        validator_first: bool) -> tuple[Verdict, bool]:
+    """An interactive run's verdict from the submission's own (None: it ended well) and the
+    validator's, and whether the validator decided it (then no time limit overrides it): its
+    failure (IE) first, then its rejection if it ended first (WA), then the submission's
+    failure, then the validator's verdict."""
+    if validation.verdict is Verdict.IE or (validation.verdict is Verdict.WA
+                                           and validator_first):
+        return validation.verdict, True
+    return submission or validation.verdict, False
 
 
 def outcome(run: RunResult, feedback: dict[str, bytes], custom_score: bool,
