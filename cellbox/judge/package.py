@@ -25,12 +25,12 @@ from cellbox.judge.problem import Problem, ProblemTest, TestGroup
 from cellbox.judge.program import Program, load_program
 from cellbox.judge.sandbox import RUN_DIRS, Compilation, compile_source, run_environment
 from cellbox.judge.validators import (
-    FEEDBACK,
     DefaultValidator,
     Validation,
     feedback_of,
     interactive_verdict,
     outcome,
+    prepare_validator,
     validator_limits,
 )
 from cellbox.judge.verdict import Verdict, run_verdict
@@ -263,19 +263,12 @@ class PackageJudge:
                        feedback: dict[str, bytes], output: bytes | None,
                        submission_wall: float | None) -> WarmRun:
         assert self._validator is not None
-        lim, lang = self.problem.limits, self._validator.language
+        lim = self.problem.limits
         wall = None if submission_wall is None else submission_wall + lim.validation_time
-        limits = lang.run_limits(validator_limits(lim.validation_time, lim.validation_memory,
-                                                  lim.validation_output, wall))
-        files = {"testdata.in": data, "testdata.ans": answer,
-                 **{f"{FEEDBACK}/{n}": d for n, d in feedback.items()}}
-        argv = [*lang.run_argv(limits), "testdata.in", "testdata.ans", f"{FEEDBACK}/",
-                *test.flags]
-        run = self._pool(self._validator).prepare(argv, limits, files=files,
-                                                  stdin=output or b"", env=run_environment(lang))
-        run.box.make_dir(FEEDBACK)
-        self._validator.copy_into(run.box)
-        return run
+        limits = validator_limits(lim.validation_time, lim.validation_memory,
+                                  lim.validation_output, wall)
+        return prepare_validator(self._pool(self._validator), self._validator, limits, data,
+                                 answer, test.flags, output or b"", feedback)
 
     def _validation(self, run: WarmRun, result: RunResult) -> Validation:
         feedback = feedback_of(run.box, self.problem.limits.validation_output)

@@ -20,12 +20,15 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from cellbox.api import Box
 from cellbox.errors import UsageError
+from cellbox.judge.sandbox import Compilation, run_environment
 from cellbox.judge.verdict import Verdict
 from cellbox.limits import Limits
+from cellbox.pool import Pool, WarmRun
 from cellbox.result import RunResult, Status
 
 EXIT_AC, EXIT_WA = 42, 43
@@ -121,6 +124,22 @@ def _show(token: bytes) -> str:
 def validator_limits(time: float, memory: int, output: int, wall: float | None = None) -> Limits:
     return Limits(time=time, wall_time=wall if wall is not None else 2 * time + 1,
                   memory=memory, output=output, file_size=output)
+
+
+def prepare_validator(pool: Pool, compilation: Compilation, limits: Limits, data: bytes,
+                      answer: bytes, flags: Sequence[str] = (), stdin: bytes = b"",
+                      feedback: Mapping[str, bytes] = {}) -> WarmRun:
+    """A validator's run made ready in ``pool``: ``VALIDATOR testdata.in testdata.ans
+    feedback/ [flags]``, with ``feedback/`` holding ``feedback`` (an earlier pass's)."""
+    lang = compilation.language
+    limits = lang.run_limits(limits)
+    files = {"testdata.in": data, "testdata.ans": answer,
+             **{f"{FEEDBACK}/{n}": d for n, d in feedback.items()}}
+    argv = [*lang.run_argv(limits), "testdata.in", "testdata.ans", f"{FEEDBACK}/", *flags]
+    run = pool.prepare(argv, limits, files=files, stdin=stdin, env=run_environment(lang))
+    run.box.make_dir(FEEDBACK)
+    compilation.copy_into(run.box)
+    return run
 
 
 def feedback_of(box: Box, cap: int) -> dict[str, bytes]:

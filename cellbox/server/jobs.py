@@ -57,6 +57,9 @@ class Job:
     options: tuple[str, ...] = ()
     stderr_to_stdout: bool = False
     runs: int = 1
+    # An interactive run (language runs only): {"language", "source" (base64), "limits"}, the
+    # interactor the program talks to (cellbox.judge.interact)
+    interactor: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, object]:
         d = asdict(self)
@@ -73,7 +76,8 @@ class Job:
                    files={str(k): unb64(v) for k, v in (d.get("files") or {}).items()},
                    stdin=unb64(d.get("stdin", "")), limits=JobLimits(**d.get("limits") or {}),
                    network=bool(d.get("network")), options=tuple(d.get("options") or ()),
-                   stderr_to_stdout=bool(d.get("stderr_to_stdout")), runs=int(d.get("runs", 1)))
+                   stderr_to_stdout=bool(d.get("stderr_to_stdout")), runs=int(d.get("runs", 1)),
+                   interactor=d.get("interactor"))
 
 
 @dataclass
@@ -127,6 +131,8 @@ def _execute(job: Job) -> Outcome:
     if job.command:
         return _run_command(job, limits)
     assert job.language is not None
+    if job.interactor is not None:
+        return _interact(job, limits)
     result = compile_and_run(get(job.language), job.source, job.stdin, limits, job.files,
                              job.network, job.args, job.options, job.stderr_to_stdout,
                              job.runs)
@@ -134,6 +140,27 @@ def _execute(job: Job) -> Outcome:
     if result.run is None:
         return out
     return _with_runs(out, result.runs)
+
+
+def _interact(job: Job, limits: JudgeLimits) -> Outcome:
+    from cellbox.judge.interact import interact
+
+    assert job.language is not None and job.interactor is not None
+    spec = job.interactor
+    ilim = JobLimits(**spec["limits"])
+    interactor_limits = JudgeLimits(time=ilim.time, wall_time=ilim.wall_time,
+                                    memory=ilim.memory, output=ilim.output,
+                                    file_size=ilim.file_size).limits()
+    result = interact(get(job.language), job.source, get(spec["language"]),
+                      unb64(spec["source"]), limits.limits(), interactor_limits, job.stdin,
+                      files=job.files)
+    out = Outcome(verdict=result.verdict.value, compile_output=result.compilation.message)
+    if result.run is None:
+        out.message = result.message
+        return out
+    out = _with_runs(out, (result.run,))
+    out.message = result.message or out.message
+    return out
 
 
 def _run_command(job: Job, limits: JudgeLimits) -> Outcome:

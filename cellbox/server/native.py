@@ -37,6 +37,14 @@ class LimitsIn(Strict):
     processes: int = Field(1, ge=1, description="commands only: processes and threads")
 
 
+class InteractorIn(Strict):
+    """The program's interactor: it reads the program's stdout and writes its stdin."""
+
+    language: str = Field(description="a name from GET /v1/languages")
+    source: str = Field(description="in the request's encoding")
+    limits: LimitsIn = Field(default_factory=lambda: LimitsIn.model_validate({}))
+
+
 class RunIn(Strict):
     """A language and a source, or a command; ``files`` are put beside the source (or in
     the command's box)."""
@@ -56,6 +64,10 @@ class RunIn(Strict):
                                         "source file in the compile command (c, cpp, java, "
                                         "rust)")
     stderr_to_stdout: bool = Field(False, description="stderr into stdout, in order written")
+    interactor: InteractorIn | None = Field(
+        None, description="an interactive run: the interactor gets stdin as testdata.in and "
+        "runs as INTERACTOR testdata.in testdata.ans feedback/, talking to the program; it "
+        "exits 42 (AC) or 43 (WA), anything else is IE (docs/problems.md)")
 
 
 class BatchIn(Strict):
@@ -158,12 +170,28 @@ def to_job(req: RunIn, cfg: ServiceConfig) -> Job:
         raise ApiError(422, f"file name {bad[0]!r} is not a plain name (letters, digits, "
                        "'.', '_', '-'; at most 100)")
     enc = req.encoding
+    interactor = None
+    if req.interactor is not None:
+        if req.language is None or req.expected_output is not None or req.stderr_to_stdout:
+            raise ApiError(422, "an interactor goes with a language, and without "
+                           "expected_output or stderr_to_stdout (the interactor judges)")
+        inter = req.interactor
+        if inter.language not in languages():
+            raise ApiError(422, f"unknown interactor language {inter.language!r}")
+        source = decode(inter.source, enc, "interactor source")
+        if len(source) > cfg.max_source_bytes:
+            raise ApiError(413, f"the interactor is {len(source)} bytes; the most is "
+                           f"{cfg.max_source_bytes}")
+        check_limits(JobLimits(**inter.limits.model_dump()), cfg)
+        interactor = {"language": inter.language, "source": base64.b64encode(source).decode(),
+                      "limits": inter.limits.model_dump()}
     job = Job(language=req.language, source=decode(req.source or "", enc, "source"),
               args=tuple(req.args), command=tuple(req.command or ()),
               files={n: decode(v, enc, f"file {n}") for n, v in req.files.items()},
               stdin=decode(req.stdin, enc, "stdin"),
               limits=JobLimits(**req.limits.model_dump()), network=req.network,
-              options=tuple(req.compiler_options), stderr_to_stdout=req.stderr_to_stdout)
+              options=tuple(req.compiler_options), stderr_to_stdout=req.stderr_to_stdout,
+              interactor=interactor)
     check_job(job, cfg)
     return job
 
