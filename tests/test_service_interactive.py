@@ -3,35 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from test_service import Server, start_server  # noqa: F401 - the module's server fixture
 
 pytestmark = [pytest.mark.service, pytest.mark.problems]
 
-INTERACTOR = """import sys
-secret = int(open(sys.argv[1]).read())
-for _ in range(12):
-    line = sys.stdin.readline()
-    if not line:
-        open(sys.argv[3] + 'judgemessage.txt', 'w').write('no guess')
-        sys.exit(43)
-    if int(line) == secret:
-        print('correct', flush=True)
-        sys.exit(42)
-    print('lower' if secret < int(line) else 'higher', flush=True)
-open(sys.argv[3] + 'judgemessage.txt', 'w').write('too many guesses')
-sys.exit(43)
-"""
-BINARY = """lo, hi = 1, 1000
-while True:
-    m = (lo + hi) // 2
-    print(m, flush=True)
-    r = input()
-    if r == 'correct':
-        break
-    lo, hi = (lo, m - 1) if r == 'lower' else (m + 1, hi)
-"""
+# The project's own interactive package: its interactor, and a submission it accepts
+GUESS = Path(__file__).parent / "problems" / "guess"
+INTERACTOR = (GUESS / "output_validators" / "interactor" / "validate.py").read_text()
+BINARY = (GUESS / "submissions" / "accepted" / "binary.py").read_text()
+LINEAR = (GUESS / "submissions" / "wrong_answer" / "linear.py").read_text()
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +35,7 @@ def _run(server: Server, source: str, **extra: object) -> dict[str, object]:
 
 @pytest.mark.parametrize(("source", "verdict"), [
     (BINARY, "AC"),
-    ("for g in range(1, 1001):\n    print(g, flush=True)\n    input()\n", "WA"),
+    (LINEAR, "WA"),
     ("print(500, flush=True)\nraise SystemExit(4)\n", "RE"),
     ("import sys\nsys.stdin.read()\n", "TLE"),  # waits for input that never comes
 ])
