@@ -51,9 +51,12 @@ def test_a_side_that_crashes_gives_the_other_eof(pools) -> None:
 
 
 def test_writing_to_a_side_that_ended_is_no_sigpipe(pools) -> None:
-    late = "import time\ntime.sleep(0.3)\nprint('still talking', flush=True)\n"
-    first, second = _run(pools, late, "pass\n")
+    # The first writes again once the second has ended (its stdin's EOF says so)
+    late = ("import sys, time\nprint('hello', flush=True)\nsys.stdin.read()\ntime.sleep(0.3)\n"
+            "print('still talking', flush=True)\n")
+    first, second = _run(pools, late, "input()\n")
     assert first.status is Status.OK and first.signal != signal.SIGPIPE
+    assert second.status is Status.OK
     assert ended_first(second, first) and not ended_first(first, second)
 
 

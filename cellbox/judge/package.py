@@ -34,6 +34,7 @@ from cellbox.judge.validators import (
     validator_limits,
 )
 from cellbox.judge.verdict import Verdict, run_verdict
+from cellbox.languages import Language
 from cellbox.limits import Limits
 from cellbox.pool import Pool, WarmRun, run_warm
 from cellbox.result import RunResult
@@ -81,9 +82,17 @@ class GroupResult:
     verdict: Verdict
     score: float | None
     items: list[GroupResult | tuple[CaseResult, float | None]] = field(default_factory=list)
+    out_of_range: bool = False  # a scoring problem's group score outside its range
+
+    def outside(self) -> list[str]:
+        """The groups (this one and below) whose score is outside their range."""
+        return [self.name] * self.out_of_range + [n for i in self.items
+                                                  if isinstance(i, GroupResult)
+                                                  for n in i.outside()]
 
     def to_dict(self, time_limit: float) -> dict[str, object]:
         return {"name": self.name, "verdict": self.verdict.value, "score": self.score,
+                "out_of_range": self.out_of_range,
                 "groups": [i.to_dict(time_limit) for i in self.items
                            if isinstance(i, GroupResult)],
                 "tests": [i[0].to_dict(time_limit, i[1]) for i in self.items
@@ -116,7 +125,7 @@ class ProblemReport:
     @property
     def time(self) -> float:
         """CPU seconds of the slowest test run."""
-        return max((c.time for c, _ in self.result.cases()), default=0.0) if self.result else 0
+        return max((c.time for c, _ in self.result.cases()), default=0.0) if self.result else 0.0
 
     def to_dict(self) -> dict[str, object]:
         tests = self.result.cases() if self.result else []
@@ -244,11 +253,11 @@ class PackageJudge:
         return validation
 
     @staticmethod
-    def _merge(case: CaseResult, run: RunResult, lang: object) -> None:
+    def _merge(case: CaseResult, run: RunResult, lang: Language) -> None:
         case.time = max(case.time, run.cpu_time)
         case.wall_time = max(case.wall_time, run.wall_time)
         case.memory = max(case.memory or 0, run.peak_memory or 0) or None
-        verdict = run_verdict(run, lang)  # type: ignore[arg-type]
+        verdict = run_verdict(run, lang)
         if verdict is not None and case.verdict is Verdict.AC:
             case.verdict, case.message = verdict, run.message
 
@@ -319,7 +328,9 @@ class Judgement:
                 break
         result.verdict, score = _grade([(v, s) for v, s, _ in children],
                                        str(config["grader_flags"] or "").split(), group.name)
-        result.score = score if self.judge.problem.scoring else None
+        if self.judge.problem.scoring:
+            low, high = group.score_range()
+            result.score, result.out_of_range = score, not low <= score <= high
         return result
 
 

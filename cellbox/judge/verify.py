@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from cellbox.judge.package import Judgement, PackageJudge, ProblemReport
+from cellbox.judge.package import CaseResult, Judgement, PackageJudge, ProblemReport
 from cellbox.judge.problem import Problem
 from cellbox.judge.program import Program, Unavailable, load_program
 from cellbox.judge.verdict import Verdict
@@ -73,39 +73,41 @@ def full_score(problem: Problem, report: ProblemReport) -> bool:
 
 
 def verify(problem: Problem, on_done: Callable[[Check], None] | None = None,
-           on_test: Callable[[object], None] | None = None) -> tuple[float, list[Check]]:
-    """The time limit used and a Check per submission."""
-    checks: list[Check] = []
+           on_test: Callable[[CaseResult], None] | None = None) -> tuple[float, list[Check]]:
+    """The time limit used and a Check per submission, in the order of ``submissions``."""
     limits = problem.limits
     time_limit = limits.time_limit
+    checks: list[Check] = []
     with PackageJudge(problem) as judge:
-        pending: list[tuple[str, Program, Judgement | None, float]] = []
+        pending: list[tuple[str, str, Program | None, Judgement | None, float, str]] = []
         for folder, path in submissions(problem):
             start = time.monotonic()
             try:
                 program = load_program(path)
             except Unavailable as e:
-                checks.append(Check(folder, os.path.basename(path), "-", "skipped", None, None,
-                                    0.0, str(e)))
+                pending.append((folder, path, None, None, 0.0, str(e)))
                 continue
+            judgement = None
             if folder == "accepted" or time_limit is not None:
                 cap = time_limit * limits.time_limit_to_tle if time_limit else UNKNOWN_LIMIT_CAP
-                pending.append((folder, program, judge.judge(program, cap, cap, on_test),
-                                time.monotonic() - start))
-            else:
-                pending.append((folder, program, None, time.monotonic() - start))
+                judgement = judge.judge(program, cap, cap, on_test)
+            pending.append((folder, path, program, judgement, time.monotonic() - start, ""))
         if time_limit is None:
-            slowest = max((j.report(UNKNOWN_LIMIT_CAP).time for f, _, j, _ in pending
+            slowest = max((j.report(UNKNOWN_LIMIT_CAP).time for f, _, _, j, _, _ in pending
                            if f == "accepted" and j is not None), default=0.0)
             time_limit = limits.derived_time_limit(slowest)
         high = time_limit * limits.time_limit_to_tle
-        for folder, program, judgement, spent in pending:
-            start = time.monotonic()
-            if judgement is None:
-                judgement = judge.judge(program, time_limit, high, on_test)
-            low_report, high_report = judgement.report(time_limit), judgement.report(high)
-            check = _check(problem, folder, program.name, low_report, high_report)
-            check.seconds = spent + time.monotonic() - start
+        for folder, path, built, judgement, spent, skipped in pending:
+            if built is None:
+                check = Check(folder, os.path.basename(path), "-", "skipped", None, None, 0.0,
+                              skipped)
+            else:
+                start = time.monotonic()
+                if judgement is None:
+                    judgement = judge.judge(built, time_limit, high, on_test)
+                check = _check(problem, folder, built.name, judgement.report(time_limit),
+                               judgement.report(high))
+                check.seconds = spent + time.monotonic() - start
             checks.append(check)
             if on_done is not None:
                 on_done(check)
@@ -125,6 +127,9 @@ def _check(problem: Problem, folder: str, name: str, low: ProblemReport,
 
     matched = fits(low) or fits(high)
     note = "" if fits(low) or not matched else "matched with the safety margin's extra time"
+    outside = low.result.outside() if low.result else []
+    if outside:
+        note = f"score outside the range of {', '.join(outside)}; {note}".rstrip("; ")
     if not matched:
         note = low.compilation.message[:200] if low.verdict is Verdict.CE else next(
             (c.message for c, _ in (low.result.cases() if low.result else [])
