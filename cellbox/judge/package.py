@@ -321,7 +321,7 @@ class Judgement:
             else:
                 case = self._case(item)
                 verdict = case.at(time_limit)
-                score = _case_score(case, verdict, config)
+                score = _case_score(case, verdict, config, item.sample)
                 result.items.append((case, score if self.judge.problem.scoring else None))
             children.append((verdict, score, False))
             if verdict is not Verdict.AC and config["on_reject"] == "break":
@@ -334,10 +334,13 @@ class Judgement:
         return result
 
 
-def _case_score(case: CaseResult, verdict: Verdict, config: dict[str, object]) -> float:
+def _case_score(case: CaseResult, verdict: Verdict, config: dict[str, object],
+                sample: bool) -> float:
+    """The validator's score.txt, else the group's accept or reject score; a sample's
+    score.txt is ignored (the format says so)."""
     if verdict is not Verdict.AC:
         return float(config["reject_score"])  # type: ignore[arg-type]
-    if case.score is not None:
+    if case.score is not None and not sample:
         return case.score
     return float(config["accept_score"])  # type: ignore[arg-type]
 
