@@ -198,7 +198,9 @@ class PackageJudge:
     def run_case(self, compilation: Compilation, test: ProblemTest,
                  cpu_limit: float) -> CaseResult:
         lim = self.problem.limits
-        limits = Limits(time=cpu_limit, wall_time=2 * cpu_limit + 1, memory=lim.memory,
+        # The wall-clock limit is a safety net (TLE for a program that waits), roomy enough
+        # that a busy machine does not turn a slow start into one
+        limits = Limits(time=cpu_limit, wall_time=3 * cpu_limit + 2, memory=lim.memory,
                         output=lim.output, file_size=lim.output)
         with open(test.input, "rb") as f:
             data = f.read()
