@@ -24,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from typing import Any
 
 BOXES = 2  # the judge's warm box and the bare runs'
 SUM_C = ('#include <stdio.h>\nint main(void) { long a, b; if (scanf("%ld %ld", &a, &b) != 2) '
@@ -92,12 +93,12 @@ def main() -> None:
                       "failed": failed[:5]}), flush=True)
 
 
-def measure(tests: int, rounds: int, env: dict[str, str]) -> dict[str, object]:
+def measure(tests: int, rounds: int, env: dict[str, str]) -> dict[str, Any]:
     out = subprocess.run([sys.executable, "-m", "cellbox.bench.judging", str(tests),
                           str(rounds)], env=env, capture_output=True, text=True, check=False)
     if out.returncode != 0:
         return {"failed": [f"the judging case failed: {out.stderr.strip()[-500:]}"]}
-    result: dict[str, object] = json.loads(out.stdout.strip().splitlines()[-1])
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
     return result
 
 
