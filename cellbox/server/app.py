@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from cellbox.server import callbacks, errors, judge0, native
+from cellbox.server import callbacks, errors, judge0, judge0_info, native
 from cellbox.server.backends import (
     Backend,
     CeleryBackend,
@@ -70,9 +70,11 @@ class Service:
             raise ApiError(503, "the service is starting or stopping")
         return self.backend
 
-    async def submit(self, job: Job, request: dict[str, object]) -> Record:
+    async def submit(self, job: Job, echo: dict[str, object], request: Request) -> Record:
+        """Queue ``job``; its record keeps ``echo`` (what the API answers from) and the
+        caller's token as its owner."""
         try:
-            rec = await self._backend().submit(job, request)
+            rec = await self._backend().submit(job, echo, request.state.owner)
         except Overloaded as e:
             self.metrics.rejected.labels("overload").inc()
             raise ApiError(429, str(e), {"Retry-After": "1"}) from None
@@ -82,8 +84,13 @@ class Service:
         self.metrics.submissions.labels(rec.label).inc()
         return rec
 
-    async def get(self, id: str) -> Record | None:
-        return await self._backend().get(id)
+    async def get(self, id: str, request: Request) -> Record | None:
+        """The record, if the caller may see it: its owner's token or an admin's. None
+        otherwise, as for an unknown id (an id tells nothing of other tenants)."""
+        rec = await self._backend().get(id)
+        if rec is None or rec.owner == request.state.owner or self.is_admin(request):
+            return rec
+        return None
 
     async def page(self, offset: int, count: int) -> tuple[list[Record], int]:
         return await self._backend().page(offset, count)
@@ -96,19 +103,25 @@ class Service:
         assert rec is not None  # the caller just submitted it
         return rec
 
-    def authorise(self, request: Request) -> str:
-        """The caller's token (or address, when the server has no tokens); 401 if needed and
-        missing or wrong."""
+    async def authenticate(self, request: Request) -> None:
+        """Count the request against the caller's rate limit, then check its token (401 if
+        the server has tokens and it is missing or wrong). The caller is its token once that
+        is known to be valid, and its address otherwise: a made-up token is not a new client.
+        Sets ``request.state.owner``: the valid token, or None on a server without tokens."""
         token = request.headers.get("x-auth-token")
         auth = request.headers.get("authorization", "")
         if token is None and auth.lower().startswith("bearer "):
             token = auth[7:].strip()
-        if not self.cfg.tokens:
-            return token or (request.client.host if request.client else "-")
-        if token is None or not _known(token, self.cfg.tokens):
+        valid = token is not None and _known(token, self.cfg.tokens)
+        address = request.client.host if request.client else "-"
+        await self.rate(f"token:{token}" if valid else f"address:{address}")
+        if self.cfg.tokens and not valid:
             raise ApiError(401, "a valid API token is required: send X-Auth-Token: TOKEN or "
                            "Authorization: Bearer TOKEN", {"WWW-Authenticate": "Bearer"})
-        return token
+        request.state.owner = token if valid else None
+
+    def is_admin(self, request: Request) -> bool:
+        return _known(request.headers.get(ADMIN_HEADER, ""), self.cfg.admin_tokens)
 
     def authorise_admin(self, request: Request) -> None:
         """Judge0's authorization: listing and deleting submissions need an admin token in
@@ -116,7 +129,7 @@ class Service:
         if not self.cfg.admin_tokens:
             raise ApiError(403, "listing and deleting submissions need an admin token: the "
                            "admin sets admin_tokens in the service config")
-        if not _known(request.headers.get(ADMIN_HEADER, ""), self.cfg.admin_tokens):
+        if not self.is_admin(request):
             raise ApiError(403, "a valid admin token is required in X-Auth-User")
 
     async def rate(self, client: str) -> None:
@@ -158,9 +171,9 @@ def create_app(cfg: ServiceConfig) -> FastAPI:
         try:
             _check_body_size(request, cfg)
             if request.url.path not in OPEN_PATHS:
-                await service.rate(service.authorise(request))
+                await service.authenticate(request)
         except ApiError as e:
-            return JSONResponse({"error": e.message}, e.status, headers=e.headers)
+            return JSONResponse(e.body, e.status, headers=e.headers)
         return await call_next(request)
 
     @app.get("/healthz", tags=["service"])
@@ -178,6 +191,7 @@ def create_app(cfg: ServiceConfig) -> FastAPI:
 
     app.include_router(native.router())
     app.include_router(judge0.router())
+    app.include_router(judge0_info.router())
     return app
 
 

@@ -9,21 +9,24 @@ gets the job retried once, and a second death makes it an Internal Error.
 from __future__ import annotations
 
 import asyncio
-import json
 import multiprocessing
 import time
-import uuid
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
-from cellbox.server.jobs import Job, execute, internal_error
-from cellbox.server.records import Record, SqliteRecords
-
-DIED_TWICE = "the worker running this submission died twice (killed, or out of memory)"
-MAX_ATTEMPTS = 2  # a run whose worker died is retried once
+from cellbox.server.jobs import DIED_TWICE, MAX_ATTEMPTS, Job, execute, internal_error
+from cellbox.server.records import (
+    JUDGE0_INDEX,
+    RECORD_KEY,
+    RECORD_TTL,
+    Record,
+    RedisRecords,
+    SqliteRecords,
+    new_id,
+)
 
 
 class Overloaded(Exception):
@@ -42,12 +45,15 @@ class PoolStats:
 
 
 class Backend(Protocol):
-    async def submit(self, job: Job, request: dict[str, object]) -> Record: ...
+    async def submit(self, job: Job, request: dict[str, object], owner: str | None
+                     ) -> Record: ...
     async def get(self, id: str) -> Record | None: ...
     async def page(self, offset: int, count: int) -> tuple[list[Record], int]:
         """Judge0 submissions, newest first, and their total."""
     async def delete(self, id: str) -> None: ...
     async def stats(self) -> PoolStats: ...
+    async def size(self) -> int:
+        """Bytes the record store takes."""
     async def close(self) -> None: ...
 
 
@@ -88,11 +94,12 @@ class EmbeddedBackend:
         ctx.set_forkserver_preload(["cellbox.server.jobs"])  # workers start with it imported
         return ProcessPoolExecutor(self.workers, mp_context=ctx)
 
-    async def submit(self, job: Job, request: dict[str, object]) -> Record:
+    async def submit(self, job: Job, request: dict[str, object], owner: str | None
+                     ) -> Record:
         if len(self._live) >= self.workers + self.max_queue:
             raise Overloaded(f"{len(self._live)} submissions are queued or running, the "
                              "most this server takes; retry later")
-        rec = Record(uuid.uuid4().hex, job.language or "command", request=request)
+        rec = Record(new_id(), job.label, request=request, owner=owner)
         self.store.add(rec, job.to_dict())
         self._start(rec, job.to_dict())
         await asyncio.sleep(0)  # let the task hand the job to the pool
@@ -154,6 +161,9 @@ class EmbeddedBackend:
         running = sum(f.running() for f in self._futures.values())
         return PoolStats(self.workers, running, len(self._futures) - running)
 
+    async def size(self) -> int:
+        return self.store.size()
+
     async def close(self) -> None:
         for task in list(self._tasks):
             task.cancel()
@@ -163,30 +173,6 @@ class EmbeddedBackend:
 
 # -- Celery with Redis ------------------------------------------------------------------------
 
-RECORD_KEY = "cellbox:sub:{}"
-RECORD_TTL = 24 * 3600  # seconds a record is kept in Redis
-JUDGE0_INDEX = "cellbox:judge0"  # sorted set of Judge0 tokens by creation time (GET /submissions)
-QUEUE = "cellbox"  # the Celery queue (a Redis list of that name)
-
-
-class RedisRecords:
-    """Records as Redis hashes, shared by the server (async) and workers (sync)."""
-
-    @staticmethod
-    def decode(raw: dict[Any, Any], id: str) -> Record | None:
-        if not raw:
-            return None
-        d = {k.decode(): v.decode() for k, v in raw.items()}
-        outcome = json.loads(d["outcome"]) if "outcome" in d else None
-        finished = float(d["finished"]) if "finished" in d else None
-        return Record(id, d["label"], d["state"], float(d["created"]), finished, outcome,
-                      json.loads(d.get("request", "{}")))
-
-    @staticmethod
-    def done_fields(outcome: dict[str, object]) -> dict[Any, Any]:
-        return {"state": "done", "outcome": json.dumps(outcome), "finished": str(time.time())}
-
-
 class CeleryBackend:
     """Enqueues to Celery; reads records from Redis. ``max_queue``: most jobs waiting in the
     broker's queue before 429. Worker liveness is pinged at most every ``ping_every`` s."""
@@ -195,9 +181,10 @@ class CeleryBackend:
                  ping_every: float = 5.0) -> None:
         import redis.asyncio
 
-        from cellbox.server.celery_app import make_app
+        from cellbox.server.celery_app import QUEUE, make_app  # Celery loads with a broker only
 
         self.app = make_app(broker)
+        self.queue = QUEUE
         self.redis = redis.asyncio.Redis.from_url(broker)
         self.max_queue = max_queue
         self.on_done = on_done  # called once per finished record, by the server that reads it
@@ -211,24 +198,23 @@ class CeleryBackend:
             self._workers = (len(replies or []), time.monotonic())
         return self._workers[0]
 
-    async def submit(self, job: Job, request: dict[str, object]) -> Record:
+    async def submit(self, job: Job, request: dict[str, object], owner: str | None
+                     ) -> Record:
         if await self._alive() == 0:
             raise NoWorker("no cellbox worker is connected to the broker; start one with "
                            "'cellbox worker --broker URL'")
-        queued = await self.redis.llen(QUEUE)
+        queued = await self.redis.llen(self.queue)
         if queued >= self.max_queue:
             raise Overloaded(f"{queued} submissions are waiting, the most this server "
                              "queues; retry later")
-        rec = Record(uuid.uuid4().hex, job.language or "command", request=request)
+        rec = Record(new_id(), job.label, request=request, owner=owner)
         key = RECORD_KEY.format(rec.id)
-        await self.redis.hset(key, mapping={"state": "queued", "label": rec.label,
-                                            "created": str(rec.created),
-                                            "request": json.dumps(request)})
+        await self.redis.hset(key, mapping=RedisRecords.new_fields(rec))
         await self.redis.expire(key, RECORD_TTL)
         if rec.judge0:
             await self.redis.zadd(JUDGE0_INDEX, {rec.id: rec.created})
         await asyncio.to_thread(self.app.send_task, "cellbox.run", (rec.id, job.to_dict()),
-                                task_id=rec.id, queue=QUEUE)
+                                task_id=rec.id, queue=self.queue)
         return rec
 
     async def get(self, id: str) -> Record | None:
@@ -254,7 +240,10 @@ class CeleryBackend:
 
     async def stats(self) -> PoolStats:
         workers = await self._alive()
-        return PoolStats(workers, 0, await self.redis.llen(QUEUE))
+        return PoolStats(workers, 0, await self.redis.llen(self.queue))
+
+    async def size(self) -> int:
+        return int((await self.redis.info("memory"))["used_memory"])
 
     async def close(self) -> None:
         await self.redis.aclose()

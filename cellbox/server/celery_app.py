@@ -15,16 +15,11 @@ import time
 import redis
 from celery import Celery  # type: ignore[import-untyped]
 
-from cellbox.server.backends import (
-    DIED_TWICE,
-    MAX_ATTEMPTS,
-    QUEUE,
-    RECORD_KEY,
-    RECORD_TTL,
-    RedisRecords,
-)
 from cellbox.server.callbacks import deliver
-from cellbox.server.jobs import execute, internal_error
+from cellbox.server.jobs import DIED_TWICE, MAX_ATTEMPTS, execute, internal_error
+from cellbox.server.records import RECORD_KEY, RECORD_TTL, RedisRecords
+
+QUEUE = "cellbox"  # the Celery queue (a Redis list of that name)
 
 
 @functools.cache

@@ -12,13 +12,15 @@ import traceback
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from cellbox.api import Box
+from cellbox.api import DEFAULT_PATH, Box
 from cellbox.errors import CellboxError
 from cellbox.judge import JudgeLimits, Verdict, compile_and_run, run_verdict
-from cellbox.languages import get
+from cellbox.languages import COMPILE_LIMITS, get
 from cellbox.result import RunResult
 
 MIB = 1 << 20
+DIED_TWICE = "the worker running this submission died twice (killed, or out of memory)"
+MAX_ATTEMPTS = 2  # a run whose worker died is retried once
 
 
 def b64(data: bytes) -> str:
@@ -43,8 +45,9 @@ class JobLimits:
 class Job:
     """Exactly one of ``language`` (a cellbox language name, with ``source``, ``args`` for
     the program, compiler ``options`` and ``files`` beside the source when compiling and
-    running) or ``command`` (argv run in a box holding ``files``). ``runs``: language runs
-    only, Judge0's number_of_runs."""
+    running), ``command`` (argv run in a box holding ``files``) or ``project`` (Judge0's
+    multi-file program: ``files`` bring a ``run`` script, and a ``compile`` script if it
+    needs one). ``runs``: language runs only, Judge0's number_of_runs."""
 
     language: str | None = None
     source: bytes = b""
@@ -57,6 +60,12 @@ class Job:
     options: tuple[str, ...] = ()
     stderr_to_stdout: bool = False
     runs: int = 1
+    project: bool = False
+
+    @property
+    def label(self) -> str:
+        """What the metrics and records call it: the language, "multi-file" or "command"."""
+        return self.language or ("multi-file" if self.project else "command")
 
     def to_dict(self) -> dict[str, object]:
         d = asdict(self)
@@ -73,7 +82,8 @@ class Job:
                    files={str(k): unb64(v) for k, v in (d.get("files") or {}).items()},
                    stdin=unb64(d.get("stdin", "")), limits=JobLimits(**d.get("limits") or {}),
                    network=bool(d.get("network")), options=tuple(d.get("options") or ()),
-                   stderr_to_stdout=bool(d.get("stderr_to_stdout")), runs=int(d.get("runs", 1)))
+                   stderr_to_stdout=bool(d.get("stderr_to_stdout")), runs=int(d.get("runs", 1)),
+                   project=bool(d.get("project")))
 
 
 @dataclass
@@ -126,6 +136,8 @@ def _execute(job: Job) -> Outcome:
                          output=lim.output, file_size=lim.file_size)
     if job.command:
         return _run_command(job, limits)
+    if job.project:
+        return _run_project(job, limits)
     assert job.language is not None
     result = compile_and_run(get(job.language), job.source, job.stdin, limits, job.files,
                              job.network, job.args, job.options, job.stderr_to_stdout,
@@ -145,6 +157,29 @@ def _run_command(job: Job, limits: JudgeLimits) -> Outcome:
                       stderr_to_stdout=job.stderr_to_stdout)
     verdict = run_verdict(run) or Verdict.AC
     return _with_runs(Outcome(verdict=verdict.value), (run,))
+
+
+def _run_project(job: Job, limits: JudgeLimits) -> Outcome:
+    """As Judge0 runs a multi-file program: ``bash compile`` under the compile limits when
+    the files have that script (its failure is a CE), then ``bash run`` under the job's,
+    both in one box, so the run finds what the compile step built."""
+    env = {"PATH": DEFAULT_PATH}
+    run_limits = dataclasses.replace(limits.limits(), processes=job.limits.processes)
+    compile_output = ""
+    with Box() as box:
+        for name, data in job.files.items():
+            box.write_file(name, data)
+        if "compile" in job.files:
+            built = box.run(["/bin/bash", "compile"], COMPILE_LIMITS, env=env,
+                            stderr_to_stdout=True)
+            compile_output = built.stdout.decode("utf-8", "replace")
+            if not built.ok:
+                return Outcome(verdict=Verdict.CE.value, compile_output=compile_output
+                               or built.message)
+        run = box.run(["/bin/bash", "run", *job.args], run_limits, stdin=job.stdin, env=env,
+                      share_net=job.network, stderr_to_stdout=job.stderr_to_stdout)
+    verdict = run_verdict(run) or Verdict.AC
+    return _with_runs(Outcome(verdict=verdict.value, compile_output=compile_output), (run,))
 
 
 def _with_runs(out: Outcome, runs: tuple[RunResult, ...]) -> Outcome:
