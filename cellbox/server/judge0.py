@@ -69,9 +69,10 @@ NOT_UTF8 = ("some attributes for this submission cannot be converted to UTF-8, u
 
 
 class SubmissionIn(BaseModel):
-    # Judge0 ignores keys it does not know; wrong types are still errors (the checks of
-    # values, with Judge0's messages, are in ``_check``).
-    model_config = ConfigDict(extra="ignore", strict=True)
+    # As Judge0 (Rails): keys it does not know are ignored, and numbers and flags are read
+    # as Rails casts them ("71" and 71.0 are 71, "true" is true); other types are errors.
+    # The checks of values, with Judge0's messages, are in ``_check``.
+    model_config = ConfigDict(extra="ignore")
 
     source_code: str | None = None
     language_id: int | None = None
@@ -96,7 +97,6 @@ class SubmissionIn(BaseModel):
 
 
 class BatchIn(BaseModel):
-    model_config = ConfigDict(strict=True)
     submissions: list[SubmissionIn]
 
 
