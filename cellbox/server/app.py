@@ -1,5 +1,6 @@
 """The FastAPI app: the native and Judge0 routers, auth, rate limits, body caps, errors,
-/healthz and /metrics, over one backend."""
+/healthz and /metrics, over one backend; the playground at / and the API's reference at
+/docs, both served from this package (no CDN: they work offline)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,11 @@ import asyncio
 import hmac
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from importlib import resources
 
 from fastapi import FastAPI, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -29,7 +32,10 @@ from cellbox.server.jobs import Job
 from cellbox.server.metrics import Metrics
 from cellbox.server.ratelimit import LocalRateLimit, RateLimit, RedisRateLimit
 
-OPEN_PATHS = {"/healthz"}  # no token needed: load balancers probe it
+# No token needed: load balancers probe /healthz; the pages and the API's schema are public
+# (the playground asks for a token to call the API).
+OPEN_PATHS = {"/healthz", "/", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
+DOCS_FILES = "/static/docs"  # Swagger UI's and ReDoc's files, from the fastapi-offline package
 ADMIN_HEADER = "x-auth-user"  # Judge0's authorization header (AUTHZ_HEADER)
 
 
@@ -158,9 +164,11 @@ def create_app(cfg: ServiceConfig) -> FastAPI:
         if backend is not None:
             await backend.close()
 
-    app = FastAPI(title="cellbox", version="0.1.0", lifespan=lifespan,
-                  description="Run untrusted code in cellbox sandboxes: cellbox's own API "
-                  "under /v1 and a Judge0 CE 1.13-compatible API. See docs/service.md.")
+    app = FastAPIOffline(title="cellbox", version="0.1.0", lifespan=lifespan,
+                         static_url=DOCS_FILES,
+                         description="Run untrusted code in cellbox sandboxes: cellbox's own API "
+                         "under /v1 and a Judge0 CE 1.13-compatible API. See "
+                         "docs/service.md.")
     app.state.service = service
     errors.install(app)
     app.add_middleware(BodyCap, cap=cfg.max_body_bytes)
@@ -170,7 +178,8 @@ def create_app(cfg: ServiceConfig) -> FastAPI:
                     call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         try:
             _check_body_size(request, cfg)
-            if request.url.path not in OPEN_PATHS:
+            path = request.url.path
+            if path not in OPEN_PATHS and not path.startswith(DOCS_FILES + "/"):
                 await service.authenticate(request)
         except ApiError as e:
             return JSONResponse(e.body, e.status, headers=e.headers)
@@ -188,6 +197,13 @@ def create_app(cfg: ServiceConfig) -> FastAPI:
     async def metrics() -> Response:
         body = await service.metrics.render(await service._backend().stats())
         return Response(body, media_type="text/plain; version=0.0.4")
+
+    playground = resources.files("cellbox.server").joinpath("static/playground.html")
+    page = playground.read_text()
+
+    @app.get("/", include_in_schema=False)
+    async def home() -> HTMLResponse:
+        return HTMLResponse(page)
 
     app.include_router(native.router())
     app.include_router(judge0.router())
