@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib import resources
 
@@ -24,7 +24,6 @@ from cellbox.server.backends import (
     NoWorker,
     Overloaded,
     Record,
-    wait,
 )
 from cellbox.server.config import ServiceConfig
 from cellbox.server.errors import ApiError
@@ -105,7 +104,7 @@ class Service:
         await self._backend().delete(id)
 
     async def wait(self, id: str) -> Record:
-        rec = await wait(self._backend(), id, self.cfg.wait_timeout)
+        rec = await self._backend().wait(id, self.cfg.wait_timeout)
         assert rec is not None  # the caller just submitted it
         return rec
 
@@ -171,19 +170,7 @@ def create_app(cfg: ServiceConfig) -> FastAPI:
                          "docs/service.md.")
     app.state.service = service
     errors.install(app)
-    app.add_middleware(BodyCap, cap=cfg.max_body_bytes)
-
-    @app.middleware("http")
-    async def guard(request: Request,
-                    call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        try:
-            _check_body_size(request, cfg)
-            path = request.url.path
-            if path not in OPEN_PATHS and not path.startswith(DOCS_FILES + "/"):
-                await service.authenticate(request)
-        except ApiError as e:
-            return JSONResponse(e.body, e.status, headers=e.headers)
-        return await call_next(request)
+    app.add_middleware(Guard, service=service)
 
     @app.get("/healthz", tags=["service"])
     async def healthz() -> dict[str, object]:
@@ -211,15 +198,30 @@ def create_app(cfg: ServiceConfig) -> FastAPI:
     return app
 
 
-class BodyCap:
-    """Counts the body as it arrives, for bodies without a Content-Length (chunked), which
-    would otherwise be read into memory whole. FastAPI lets the HTTPException raised from
-    ``receive`` through as the answer (413, as JSON by errors.install)."""
+class Guard:
+    """Before any route: the body's size (from its Content-Length, 413), the caller's token
+    and rate limit (``Service.authenticate``: 401, 429); then the body is counted as it
+    arrives, for bodies without a Content-Length (chunked), which would otherwise be read
+    into memory whole (FastAPI lets the HTTPException raised from ``receive`` through as the
+    answer: 413, as JSON by errors.install). Plain ASGI: no task or stream per request."""
 
-    def __init__(self, app: ASGIApp, cap: int) -> None:
-        self.app, self.cap = app, cap
+    def __init__(self, app: ASGIApp, service: Service) -> None:
+        self.app, self.service = app, service
+        self.cap = service.cfg.max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope)
+        try:
+            _check_body_size(request, self.service.cfg)
+            path = request.url.path
+            if path not in OPEN_PATHS and not path.startswith(DOCS_FILES + "/"):
+                await self.service.authenticate(request)
+        except ApiError as e:
+            await JSONResponse(e.body, e.status, headers=e.headers)(scope, receive, send)
+            return
         seen = 0
 
         async def capped() -> Message:
@@ -230,7 +232,7 @@ class BodyCap:
                 raise HTTPException(413, f"the request body is over {self.cap} bytes")
             return message
 
-        await self.app(scope, capped if scope["type"] == "http" else receive, send)
+        await self.app(scope, capped, send)
 
 
 def _check_body_size(request: Request, cfg: ServiceConfig) -> None:

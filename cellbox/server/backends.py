@@ -9,6 +9,7 @@ gets the job retried once, and a second death makes it an Internal Error.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import multiprocessing
 import time
 from collections.abc import Callable
@@ -48,6 +49,8 @@ class Backend(Protocol):
     async def submit(self, job: Job, request: dict[str, object], owner: str | None
                      ) -> Record: ...
     async def get(self, id: str) -> Record | None: ...
+    async def wait(self, id: str, timeout: float) -> Record | None:
+        """The record once done, or as it is at ``timeout``; None for an unknown id."""
     async def page(self, offset: int, count: int) -> tuple[list[Record], int]:
         """Judge0 submissions, newest first, and their total."""
     async def delete(self, id: str) -> None: ...
@@ -55,16 +58,6 @@ class Backend(Protocol):
     async def size(self) -> int:
         """Bytes the record store takes."""
     async def close(self) -> None: ...
-
-
-async def wait(backend: Backend, id: str, timeout: float, poll: float = 0.02) -> Record | None:
-    """The record once done, or as it is at ``timeout``; None for an unknown id."""
-    deadline = time.monotonic() + timeout
-    while True:
-        rec = await backend.get(id)
-        if rec is None or rec.state == "done" or time.monotonic() >= deadline:
-            return rec
-        await asyncio.sleep(poll)
 
 
 # -- embedded ---------------------------------------------------------------------------------
@@ -83,6 +76,7 @@ class EmbeddedBackend:
         self.store = SqliteRecords(state_dir, max_records)
         self._live: dict[str, Record] = {}  # queued or running
         self._futures: dict[str, Future[dict[str, object]]] = {}
+        self._done: dict[str, asyncio.Event] = {}  # set when the record is done
         self._tasks: set[asyncio.Task[None]] = set()
         self._pool = self._new_pool()
         for rec, job in self.store.unfinished():  # a restart loses no submission
@@ -107,6 +101,7 @@ class EmbeddedBackend:
 
     def _start(self, rec: Record, job: dict[str, object]) -> None:
         self._live[rec.id] = rec
+        self._done[rec.id] = asyncio.Event()
         task = asyncio.create_task(self._run(rec, job))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -133,6 +128,7 @@ class EmbeddedBackend:
         rec.state, rec.outcome, rec.finished = "done", outcome, time.time()
         self.store.finish(rec)
         self._live.pop(rec.id, None)
+        self._done.pop(rec.id).set()
         self.on_done(rec)
 
     def _replace(self, broken: ProcessPoolExecutor) -> None:
@@ -149,6 +145,13 @@ class EmbeddedBackend:
             if fut is not None and fut.running():
                 rec.state = "running"
         return rec
+
+    async def wait(self, id: str, timeout: float) -> Record | None:
+        done = self._done.get(id)
+        if done is not None:  # told when it ends: no polling
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(done.wait(), timeout)
+        return await self.get(id)
 
     async def page(self, offset: int, count: int) -> tuple[list[Record], int]:
         recs, total = self.store.page(offset, count)
@@ -225,6 +228,15 @@ class CeleryBackend:
         if rec is not None and rec.state == "done" and await self.redis.hsetnx(key, "counted", 1):
             self.on_done(rec)
         return rec
+
+    async def wait(self, id: str, timeout: float, poll: float = 0.02) -> Record | None:
+        """Polls Redis (a worker anywhere writes the record)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            rec = await self.get(id)
+            if rec is None or rec.state == "done" or time.monotonic() >= deadline:
+                return rec
+            await asyncio.sleep(poll)
 
     async def page(self, offset: int, count: int) -> tuple[list[Record], int]:
         # Records expire on their own; drop their index entries first.

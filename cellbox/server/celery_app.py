@@ -14,9 +14,16 @@ import time
 
 import redis
 from celery import Celery  # type: ignore[import-untyped]
+from celery.signals import worker_process_shutdown  # type: ignore[import-untyped]
 
 from cellbox.server.callbacks import deliver
-from cellbox.server.jobs import DIED_TWICE, MAX_ATTEMPTS, execute, internal_error
+from cellbox.server.jobs import (
+    DIED_TWICE,
+    MAX_ATTEMPTS,
+    close_warm_pool,
+    execute,
+    internal_error,
+)
 from cellbox.server.records import RECORD_KEY, RECORD_TTL, RedisRecords
 
 QUEUE = "cellbox"  # the Celery queue (a Redis list of that name)
@@ -57,6 +64,11 @@ def _run_task(task, id: str, job: dict[str, object]) -> None:  # noqa: ANN001 - 
     rec = RedisRecords.decode(client.hgetall(key), id)
     if rec is not None and rec.request.get("callback_url"):
         deliver(rec)
+
+
+@worker_process_shutdown.connect
+def _close_pool(**_: object) -> None:
+    close_warm_pool()  # the worker process's warm box and its lease
 
 
 @functools.cache

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import multiprocessing.util
 import traceback
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -16,6 +17,7 @@ from cellbox.api import DEFAULT_PATH, Box
 from cellbox.errors import CellboxError
 from cellbox.judge import JudgeLimits, Verdict, compile_and_run, run_verdict
 from cellbox.languages import COMPILE_LIMITS, get
+from cellbox.pool import Pool
 from cellbox.result import RunResult
 
 MIB = 1 << 20
@@ -148,13 +150,37 @@ def _execute(job: Job) -> Outcome:
     return _with_runs(out, result.runs)
 
 
+_warm: Pool | None = None  # this worker process's warm box, opened by its first command
+
+
+def warm_pool() -> Pool:
+    """The worker's warm pool of one box: a command runs there without a box's set-up and
+    tear-down, and starts clean all the same (cellbox.pool). Closed when the process ends:
+    an embedded worker's exit runs the finalizer; a Celery worker calls close_warm_pool."""
+    global _warm
+    if _warm is None:
+        _warm = Pool(size=1).__enter__()
+        multiprocessing.util.Finalize(None, close_warm_pool, exitpriority=10)
+    return _warm
+
+
+def close_warm_pool() -> None:
+    global _warm
+    pool, _warm = _warm, None
+    if pool is not None:
+        pool.__exit__(None, None, None)
+
+
 def _run_command(job: Job, limits: JudgeLimits) -> Outcome:
     run_limits = dataclasses.replace(limits.limits(), processes=job.limits.processes)
-    with Box() as box:
-        for name, data in job.files.items():
-            box.write_file(name, data)
-        run = box.run(list(job.command), run_limits, stdin=job.stdin, share_net=job.network,
-                      stderr_to_stdout=job.stderr_to_stdout)
+    if job.network or job.stderr_to_stdout:  # a warm box's network and stdio are fixed
+        with Box() as box:
+            for name, data in job.files.items():
+                box.write_file(name, data)
+            run = box.run(list(job.command), run_limits, stdin=job.stdin,
+                          share_net=job.network, stderr_to_stdout=job.stderr_to_stdout)
+    else:
+        run = warm_pool().run(list(job.command), run_limits, files=job.files, stdin=job.stdin)
     verdict = run_verdict(run) or Verdict.AC
     return _with_runs(Outcome(verdict=verdict.value), (run,))
 
