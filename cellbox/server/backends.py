@@ -94,8 +94,9 @@ class EmbeddedBackend:
             raise Overloaded(f"{len(self._live)} submissions are queued or running, the "
                              "most this server takes; retry later")
         rec = Record(new_id(), job.label, request=request, owner=owner)
-        self.store.add(rec, job.to_dict())
-        self._start(rec, job.to_dict())
+        plain = job.to_dict()
+        self.store.add(rec, plain)
+        self._start(rec, plain)
         await asyncio.sleep(0)  # let the task hand the job to the pool
         return rec
 
@@ -212,10 +213,12 @@ class CeleryBackend:
                              "queues; retry later")
         rec = Record(new_id(), job.label, request=request, owner=owner)
         key = RECORD_KEY.format(rec.id)
-        await self.redis.hset(key, mapping=RedisRecords.new_fields(rec))
-        await self.redis.expire(key, RECORD_TTL)
+        pipe = self.redis.pipeline(transaction=False)  # one round trip
+        pipe.hset(key, mapping=RedisRecords.new_fields(rec))
+        pipe.expire(key, RECORD_TTL)
         if rec.judge0:
-            await self.redis.zadd(JUDGE0_INDEX, {rec.id: rec.created})
+            pipe.zadd(JUDGE0_INDEX, {rec.id: rec.created})
+        await pipe.execute()
         await asyncio.to_thread(self.app.send_task, "cellbox.run", (rec.id, job.to_dict()),
                                 task_id=rec.id, queue=self.queue)
         return rec
