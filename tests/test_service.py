@@ -130,7 +130,7 @@ class Server:
 @pytest.fixture(scope="module", autouse=True)
 def warm_boxes(long_lived_boxes: None) -> None:
     """Servers keep warm boxes between tests, until they stop: this module's leftovers are
-    checked at its end (and in every test of a module that starts a server)."""
+    checked at its end. Other modules get the same through start_server."""
 
 
 @pytest.fixture(scope="module")

@@ -23,6 +23,7 @@ from cellbox.server.backends import (
     EmbeddedBackend,
     NoWorker,
     Overloaded,
+    PoolStats,
     Record,
 )
 from cellbox.server.config import ServiceConfig
@@ -33,8 +34,8 @@ from cellbox.server.ratelimit import LocalRateLimit, RateLimit, RedisRateLimit
 
 # No token needed: load balancers probe /healthz; the pages and the API's schema are public
 # (the playground asks for a token to call the API).
-OPEN_PATHS = {"/healthz", "/", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
-DOCS_FILES = "/static/docs"  # Swagger UI's and ReDoc's files, from the fastapi-offline package
+OPEN_PATHS = {"/healthz", "/", "/docs", "/docs/oauth2-redirect", "/openapi.json"}
+DOCS_FILES = "/static/docs"  # Swagger UI's files, from the fastapi-offline package
 ADMIN_HEADER = "x-auth-user"  # Judge0's authorization header (AUTHZ_HEADER)
 
 
@@ -99,6 +100,12 @@ class Service:
 
     async def page(self, offset: int, count: int) -> tuple[list[Record], int]:
         return await self._backend().page(offset, count)
+
+    async def stats(self) -> PoolStats:
+        return await self._backend().stats()
+
+    async def store_size(self) -> int:
+        return await self._backend().size()
 
     async def delete(self, id: str) -> None:
         await self._backend().delete(id)
@@ -165,6 +172,7 @@ def create_app(cfg: ServiceConfig) -> FastAPI:
 
     app = FastAPIOffline(title="cellbox", version="0.1.0", lifespan=lifespan,
                          static_url=DOCS_FILES,
+                         redoc_url=None,  # ReDoc would fetch its logo from a CDN
                          description="Run untrusted code in cellbox sandboxes: cellbox's own API "
                          "under /v1 and a Judge0 CE 1.13-compatible API. See "
                          "docs/service.md.")
@@ -174,7 +182,7 @@ def create_app(cfg: ServiceConfig) -> FastAPI:
 
     @app.get("/healthz", tags=["service"])
     async def healthz() -> dict[str, object]:
-        stats = await service._backend().stats()
+        stats = await service.stats()
         if stats.workers == 0:
             raise ApiError(503, "no worker is available")
         return {"ok": True, "workers": stats.workers, "busy": stats.busy,
@@ -182,7 +190,7 @@ def create_app(cfg: ServiceConfig) -> FastAPI:
 
     @app.get("/metrics", tags=["service"])
     async def metrics() -> Response:
-        body = await service.metrics.render(await service._backend().stats())
+        body = await service.metrics.render(await service.stats())
         return Response(body, media_type="text/plain; version=0.0.4")
 
     playground = resources.files("cellbox.server").joinpath("static/playground.html")

@@ -314,10 +314,12 @@ def status_id(rec: Record) -> int:
     return 11 if o.exit_code else 12
 
 
-def language_name(id: object) -> str:
+def language_name(id: object) -> str | None:
+    """The name of a Judge0 language id; None for an id this server no longer has."""
     if id == PROJECT_ID:
         return PROJECT_NAME
-    return languages()[LANGUAGE_IDS[int(str(id))]].title
+    lang = languages().get(LANGUAGE_IDS.get(int(str(id)), ""))
+    return lang.title if lang else None
 
 
 def to_json(rec: Record, b64: bool, fields: tuple[str, ...]) -> dict[str, object]:
@@ -507,8 +509,8 @@ def router() -> APIRouter:
 
 def _languages() -> list[tuple[int, str]]:
     """Every language id this server runs, by name, as Judge0 orders them."""
-    found = [(id, language_name(id)) for id in (*LANGUAGE_IDS, PROJECT_ID)
-             if id == PROJECT_ID or LANGUAGE_IDS[id] in languages()]
+    found = [(id, name) for id in (*LANGUAGE_IDS, PROJECT_ID)
+             if (name := language_name(id)) is not None]
     return sorted(found, key=lambda x: x[1])
 
 

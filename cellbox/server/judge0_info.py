@@ -83,7 +83,7 @@ def router() -> APIRouter:
         """One queue: its size and the workers that serve it. cellbox workers are idle or
         working; none is ever paused, and a failed run is a submission's Internal Error, not
         a worker's count."""
-        stats = await request.app.state.service._backend().stats()
+        stats = await request.app.state.service.stats()
         return [{"queue": "cellbox", "size": stats.queued, "available": stats.workers,
                  "idle": max(0, stats.workers - stats.busy), "working": stats.busy,
                  "paused": 0, "failed": 0}]
@@ -177,7 +177,7 @@ async def _statistics(request: Request, now: float) -> dict[str, object]:
     days = Counter(datetime.fromtimestamp(r.created, UTC).date() for r in records)
     by_language = Counter(int(str(r.request["language_id"])) for r in records)
     by_status = Counter(status_id(r) for r in records)
-    size = await svc._backend().size()
+    size = await svc.store_size()
     return {
         "created_at": timestamp(now),
         "cached_until": timestamp(now + STATISTICS_CACHE),
