@@ -58,16 +58,19 @@ def page(server: Server, tmp_path: Path) -> Iterator[tuple[object, list[str]]]:
     assert not strays, f"the page reached beyond the server: {strays}"
 
 
-def green_pixels(png: Path) -> int:
+def colours(png: Path) -> list[tuple[int, tuple[int, int, int]]]:
+    """(count, colour) of every colour in the image."""
     with Image.open(png) as im:
-        rgb = im.convert("RGB")
-        return sum(1 for p in rgb.getdata()
-                   if all(abs(a - b) <= 8 for a, b in zip(p, AC_GREEN, strict=True)))
+        return im.convert("RGB").getcolors(1 << 24)
+
+
+def green_pixels(png: Path) -> int:
+    return sum(n for n, rgb in colours(png)
+               if all(abs(a - b) <= 8 for a, b in zip(rgb, AC_GREEN, strict=True)))
 
 
 def distinct_colours(png: Path) -> int:
-    with Image.open(png) as im:
-        return len(set(im.convert("RGB").getdata()))
+    return len(colours(png))
 
 
 def test_playground_runs_a_program(server: Server, page: tuple[object, list[str]],
