@@ -20,7 +20,8 @@ TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
 @pytest.fixture(scope="module")
 def server(start_server: Callable[..., Server]) -> Server:
-    s = start_server(f'tokens = ["{TOKEN}"]\nadmin_tokens = ["{ADMIN}"]\n')
+    s = start_server(f'tokens = ["{TOKEN}"]\nadmin_tokens = ["{ADMIN}"]\n'
+                     'cors_origins = ["https://ide.example"]\n')
     s.client.headers["X-Auth-Token"] = TOKEN
     return s
 
@@ -165,3 +166,18 @@ def test_authenticate_and_authorize(server: Server) -> None:
     assert c.post("/authenticate", headers={"X-Auth-Token": "n" * 32}).status_code == 401
     assert c.post("/authorize").status_code == 403
     assert c.post("/authorize", headers={"X-Auth-User": ADMIN}).status_code == 200
+
+
+def test_cors_for_listed_origins(server: Server) -> None:
+    """A browser page of a listed origin may call the API (as Judge0's ALLOW_ORIGIN); the
+    preflight needs no token, the request itself still does."""
+    page = {"Origin": "https://ide.example"}
+    r = server.client.options("/submissions", headers=page | {
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "x-auth-token,content-type"})
+    assert r.status_code == 200
+    assert r.headers["access-control-allow-origin"] == "https://ide.example"
+    r = server.client.get("/statuses", headers=page)
+    assert r.headers["access-control-allow-origin"] == "https://ide.example"
+    r = server.client.get("/statuses", headers={"Origin": "https://other.example"})
+    assert "access-control-allow-origin" not in r.headers

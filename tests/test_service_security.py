@@ -118,3 +118,12 @@ def test_native_submission_hidden_from_other_tokens(two_tenants: Server) -> None
     finally:
         del s.client.headers["X-Auth-Token"]
     assert s.client.get(f"/v1/submissions/{id}", headers=b).status_code == 404
+
+
+def test_no_cors_by_default(plain: Server) -> None:
+    """A server without tokens allows no web page to call it from its visitors' browsers."""
+    r = plain.client.options("/submissions", headers={
+        "Origin": "https://evil.example", "Access-Control-Request-Method": "POST"})
+    assert "access-control-allow-origin" not in r.headers
+    r = plain.client.get("/statuses", headers={"Origin": "https://evil.example"})
+    assert "access-control-allow-origin" not in r.headers

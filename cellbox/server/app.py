@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 from importlib import resources
 
 from fastapi import FastAPI, Request, Response
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException
@@ -179,6 +180,9 @@ def create_app(cfg: ServiceConfig) -> FastAPI:
     app.state.service = service
     errors.install(app)
     app.add_middleware(Guard, service=service)
+    if cfg.cors_origins:  # outermost: it answers preflights, which carry no token
+        app.add_middleware(CORSMiddleware, allow_origins=list(cfg.cors_origins),
+                           allow_methods=["*"], allow_headers=["*"])
 
     @app.get("/healthz", tags=["service"])
     async def healthz() -> dict[str, object]:
