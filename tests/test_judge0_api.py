@@ -181,3 +181,16 @@ def test_cors_for_listed_origins(server: Server) -> None:
     assert r.headers["access-control-allow-origin"] == "https://ide.example"
     r = server.client.get("/statuses", headers={"Origin": "https://other.example"})
     assert "access-control-allow-origin" not in r.headers
+
+
+def test_defaults_within_lower_caps(start_server: Callable[..., Server]) -> None:
+    """An admin's cap below Judge0's default lowers the default, so that a submission which
+    leaves the field out is not refused."""
+    s = start_server("max_processes = 10\nmax_time = 2\nmax_memory = 67108864\n")
+    config = s.client.get("/config_info").json()
+    assert (config["max_processes_and_or_threads"], config["cpu_time_limit"],
+            config["memory_limit"]) == (10, 2, 65536)
+    body = submit(s, {"language_id": 71, "source_code": "print(1)"}, "&fields=*")
+    assert body["status"] == {"id": 3, "description": "Accepted"}, body
+    assert (body["max_processes_and_or_threads"], body["cpu_time_limit"],
+            body["memory_limit"]) == (10, "2.0", 65536)

@@ -154,6 +154,13 @@ def _bounds(cfg: ServiceConfig) -> dict[str, tuple[float, bool, float]]:
             "max_file_size": (0, False, cfg.max_file_size // KB)}
 
 
+def defaults(cfg: ServiceConfig) -> dict[str, float]:
+    """Judge0's defaults, each lowered to this server's cap where the admin set it lower (a
+    default over its cap would refuse every submission that leaves the field out)."""
+    bounds = _bounds(cfg)
+    return {k: min(v, bounds[k][2]) if k in bounds else v for k, v in DEFAULTS.items()}
+
+
 def _number(x: float) -> str:
     return str(x) if isinstance(x, float) else str(int(x))
 
@@ -233,7 +240,7 @@ def to_job(sub: SubmissionIn, b64: bool, cfg: ServiceConfig) -> tuple[Job, dict[
     zipped = b64_read(sub.additional_files, "additional_files") if sub.additional_files \
         else None
     limits = {k: getattr(sub, k) if getattr(sub, k) is not None else v
-              for k, v in DEFAULTS.items()}
+              for k, v in defaults(cfg).items()}
     project = sub.language_id == PROJECT_ID
     job = Job(language=None if project else LANGUAGE_IDS[sub.language_id or 0],
               project=project, source=texts["source_code"] or b"",

@@ -19,12 +19,12 @@ from cellbox.server.config import ServiceConfig
 from cellbox.server.judge0 import (
     CALLBACK_TIMEOUT,
     CALLBACK_TRIES,
-    DEFAULTS,
     KB,
     MAX_CPU_EXTRA_TIME,
     MAX_STACK_LIMIT,
     STATUSES,
     VERSION,
+    defaults,
     language_name,
     status_id,
     timestamp,
@@ -103,6 +103,7 @@ def router() -> APIRouter:
 
 
 def _config_info(cfg: ServiceConfig) -> dict[str, object]:
+    default = defaults(cfg)
     return {
         "maintenance_mode": False, "enable_wait_result": True,
         "enable_compiler_options": True,
@@ -113,21 +114,21 @@ def _config_info(cfg: ServiceConfig) -> dict[str, object]:
         "enable_callbacks": cfg.enable_callbacks, "callbacks_max_tries": CALLBACK_TRIES,
         "callbacks_timeout": CALLBACK_TIMEOUT, "enable_additional_files": True,
         "max_queue_size": cfg.max_queue,
-        "cpu_time_limit": DEFAULTS["cpu_time_limit"], "max_cpu_time_limit": cfg.max_time,
-        "cpu_extra_time": DEFAULTS["cpu_extra_time"], "max_cpu_extra_time": MAX_CPU_EXTRA_TIME,
-        "wall_time_limit": DEFAULTS["wall_time_limit"],
+        "cpu_time_limit": default["cpu_time_limit"], "max_cpu_time_limit": cfg.max_time,
+        "cpu_extra_time": default["cpu_extra_time"], "max_cpu_extra_time": MAX_CPU_EXTRA_TIME,
+        "wall_time_limit": default["wall_time_limit"],
         "max_wall_time_limit": cfg.max_wall_time,
-        "memory_limit": DEFAULTS["memory_limit"], "max_memory_limit": cfg.max_memory // KB,
-        "stack_limit": DEFAULTS["stack_limit"], "max_stack_limit": MAX_STACK_LIMIT,
-        "max_processes_and_or_threads": DEFAULTS["max_processes_and_or_threads"],
+        "memory_limit": default["memory_limit"], "max_memory_limit": cfg.max_memory // KB,
+        "stack_limit": default["stack_limit"], "max_stack_limit": MAX_STACK_LIMIT,
+        "max_processes_and_or_threads": default["max_processes_and_or_threads"],
         "max_max_processes_and_or_threads": cfg.max_processes,
         # Accepted, but cellbox limits the whole run either way (docs/service.md).
         "enable_per_process_and_thread_time_limit": False,
         "allow_enable_per_process_and_thread_time_limit": True,
         "enable_per_process_and_thread_memory_limit": False,
         "allow_enable_per_process_and_thread_memory_limit": True,
-        "max_file_size": DEFAULTS["max_file_size"], "max_max_file_size": cfg.max_file_size // KB,
-        "number_of_runs": DEFAULTS["number_of_runs"], "max_number_of_runs": cfg.max_runs,
+        "max_file_size": default["max_file_size"], "max_max_file_size": cfg.max_file_size // KB,
+        "number_of_runs": default["number_of_runs"], "max_number_of_runs": cfg.max_runs,
         "redirect_stderr_to_stdout": False, "max_extract_size": cfg.max_files_bytes // KB,
         "enable_batched_submissions": True, "max_submission_batch_size": cfg.max_batch,
         "submission_cache_duration": 0.0,  # answers are never cached: always the record's
