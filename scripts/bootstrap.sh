@@ -3,7 +3,8 @@
 #   1. apt-get install what is missing: gcc, g++, libseccomp2 (the seccomp filter, through
 #      pyseccomp), the toolchains of the shipped languages (a JDK, node, rustc), bubblewrap and
 #      util-linux's unshare (peers in `cellbox bench`), redis-server (the service tests start
-#      their own, as the Celery broker), and python3 / python3-venv only when no
+#      their own, as the Celery broker), chromium (the playground's headless browser test),
+#      and python3 / python3-venv only when no
 #      usable Python >= 3.11 or no working venv module is found;
 #   2. create .venv with the first python3 on PATH that is >= 3.11, if .venv is absent or broken;
 #   3. pip install -e '.[test,bench,service]' when pyproject.toml changed since the last
@@ -84,7 +85,8 @@ fi
 # came from another package than default-jdk-headless).
 # rustc has no command fallback: a rustup toolchain under a home directory is invisible in a box.
 REQUIRED=(gcc:gcc g++:g++ libc6-dev libseccomp2 default-jdk-headless:javac nodejs:node rustc
-          bubblewrap:bwrap util-linux:unshare redis-server:redis-server)
+          bubblewrap:bwrap util-linux:unshare redis-server:redis-server
+          chromium:chromium)  # the playground's browser test (headless)
 if [[ $NEED_VENV == 1 ]]; then
     if [[ -z $PYTHON ]]; then
         REQUIRED+=(python3 python3-venv)  # Debian 12's python3 is 3.11

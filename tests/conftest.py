@@ -67,8 +67,21 @@ def box_uid_processes() -> list[str]:
 
 
 @pytest.fixture(autouse=True)
-def no_leftovers(test_config: Path) -> Iterator[None]:
+def no_leftovers(test_config: Path, request: pytest.FixtureRequest) -> Iterator[None]:
     yield
+    if "long_lived_boxes" not in request.fixturenames:
+        check_no_leftovers(test_config)
+
+
+@pytest.fixture(scope="module")
+def long_lived_boxes(test_config: Path) -> Iterator[None]:
+    """For fixtures that hold boxes across a module's tests (a server's warm boxes): the
+    leftovers are checked once, at the module's end, after those fixtures closed them."""
+    yield
+    check_no_leftovers(test_config)
+
+
+def check_no_leftovers(test_config: Path) -> None:
     top = str(test_config.parent)
     procs = box_uid_processes()
     with open("/proc/self/mounts") as f:

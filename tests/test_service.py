@@ -20,6 +20,7 @@ import threading
 import time
 import zipfile
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 
@@ -28,12 +29,14 @@ import pytest
 
 from cellbox.box import Boxes
 from cellbox.errors import ConfigError
-from cellbox.server.backends import DIED_TWICE, RECORD_KEY
 from cellbox.server.config import load_service_config
+from cellbox.server.jobs import DIED_TWICE
+from cellbox.server.records import RECORD_KEY
 
 pytestmark = pytest.mark.service
 
 TOKEN = "t" * 32
+POLLERS = 8  # the load test's clients that poll for results
 C_HELLO = '#include <stdio.h>\nint main(void) { puts("hi"); return 0; }\n'
 C_SEGV = "int main(void) { volatile int *p = 0; return *p; }\n"
 PY_DOUBLE = "print(int(input()) * 2)\n"
@@ -124,8 +127,15 @@ class Server:
         self.proc.stop()
 
 
+@pytest.fixture(scope="module", autouse=True)
+def warm_boxes(long_lived_boxes: None) -> None:
+    """Servers keep warm boxes between tests, until they stop: this module's leftovers are
+    checked at its end. Other modules get the same through start_server."""
+
+
 @pytest.fixture(scope="module")
-def start_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., Server]]:
+def start_server(tmp_path_factory: pytest.TempPathFactory,
+                 long_lived_boxes: None) -> Iterator[Callable[..., Server]]:
     tmp = tmp_path_factory.mktemp("service")
     servers: list[Server] = []
 
@@ -252,7 +262,8 @@ def test_judge0_fields_base64_and_get(server: Server) -> None:
     body = judge0(server, {"language_id": 71, "source_code": src, "stdin": "Mw=="},
                   "&base64_encoded=true&fields=*")
     assert base64.b64decode(str(body["stdout"])) == b"6\n"
-    assert body["source_code"] == src and body["language_id"] == 71
+    assert base64.b64decode(str(body["source_code"])) == PY_DOUBLE.encode()
+    assert body["language_id"] == 71 and body["cpu_time_limit"] == "5.0"
     assert body["memory_limit"] == 128000 and body["status_id"] == 3
     assert float(str(body["time"])) >= 0 and isinstance(body["memory"], int)
     body = judge0(server, {"language_id": 71, "command_line_arguments": "x 'y z'",
@@ -269,12 +280,13 @@ def test_judge0_batch_and_metadata(server: Server) -> None:
         {"language_id": 71, "source_code": "print(1)"},
         {"language_id": 999, "source_code": "x"}]})
     first, second = r.json()
-    assert "token" in first and "error" in second
+    assert r.status_code == 201 and "token" in first
+    assert second == {"language_id": ["language with id 999 doesn't exist"]}
     wait_done(server.client, f"/submissions/{first['token']}")
     got = server.client.get(f"/submissions/batch?tokens={first['token']}&fields=stdout").json()
     assert got == {"submissions": [{"stdout": "1\n"}]}
     ids = {x["id"] for x in server.client.get("/languages").json()}
-    assert ids == {71, 50, 54, 62, 63, 73}
+    assert ids == {71, 50, 54, 62, 63, 73, 89}
     assert server.client.get("/languages/62").json()["source_file"] == "Main.java"
     statuses = server.client.get("/statuses").json()
     assert [s["id"] for s in statuses] == list(range(1, 15))
@@ -354,9 +366,9 @@ def test_judge0_additional_files(server: Server) -> None:
 ])
 def test_judge0_additional_files_refused(server: Server, archive: str, status: int,
                                          says: str) -> None:
-    r = server.client.post("/submissions", json={"language_id": 71, "source_code": "",
+    r = server.client.post("/submissions", json={"language_id": 71, "source_code": "pass",
                                                  "additional_files": archive})
-    assert r.status_code == status and says in r.json()["error"], r.text
+    assert r.status_code == status and says in r.text, r.text
 
 
 class Listener:
@@ -376,7 +388,8 @@ class Listener:
 
         self.bodies = bodies
         self.http = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.http.server_address[1]}/done"
+        self.host = f"127.0.0.1:{self.http.server_address[1]}"  # for callback_hosts
+        self.url = f"http://{self.host}/done"
         self.thread = threading.Thread(target=self.http.serve_forever, daemon=True)
         self.thread.start()
 
@@ -393,7 +406,8 @@ def listener() -> Iterator[Listener]:
     lis.close()
 
 
-def test_judge0_callback(server: Server, listener: Listener) -> None:
+def test_judge0_callback(start_server: Callable[..., Server], listener: Listener) -> None:
+    server = start_server(f'callback_hosts = ["{listener.host}"]\n')
     token = server.client.post("/submissions", json={
         "language_id": 71, "source_code": "print('called back')",
         "callback_url": listener.url}).json()["token"]
@@ -405,9 +419,9 @@ def test_judge0_callback(server: Server, listener: Listener) -> None:
 @pytest.mark.parametrize("url", ["http://10.1.2.3/cb", "http://example.com/cb",
                                  "file:///etc/passwd", "http:///nohost", "http://[::1/"])
 def test_judge0_callback_refused(server: Server, url: str) -> None:
-    r = server.client.post("/submissions", json={"language_id": 71, "source_code": "",
+    r = server.client.post("/submissions", json={"language_id": 71, "source_code": "pass",
                                                  "callback_url": url})
-    assert r.status_code == 422 and "callback_url" in r.json()["error"], r.text
+    assert r.status_code == 422 and "callback_url" in r.json(), r.text
 
 
 ADMIN = "a" * 32
@@ -417,9 +431,10 @@ def test_judge0_list_and_delete(start_server: Callable[..., Server]) -> None:
     s = start_server(f'admin_tokens = ["{ADMIN}"]\nenable_submission_delete = true\n'
                      'enable_callbacks = false\n')
     admin = {"X-Auth-User": ADMIN}
-    r = s.client.post("/submissions", json={"language_id": 71, "source_code": "",
+    r = s.client.post("/submissions", json={"language_id": 71, "source_code": "pass",
                                             "callback_url": "http://127.0.0.1:9/"})
-    assert r.status_code == 422 and "not allowed" in r.json()["error"], r.text
+    assert r.status_code == 422, r.text
+    assert r.json() == {"callback_url": ["setting callback is not allowed"]}
     tokens = [judge0(s, {"language_id": 71, "source_code": f"print({i})"},
                      "&fields=token")["token"] for i in range(3)]
     assert s.client.get("/submissions").status_code == 403
@@ -430,9 +445,11 @@ def test_judge0_list_and_delete(start_server: Callable[..., Server]) -> None:
                                   {"token": tokens[1], "stdout": "1\n"}]
     assert got["meta"] == {"current_page": 1, "next_page": 2, "prev_page": None,
                            "total_pages": 2, "total_count": 3}
-    assert s.client.get("/submissions?page=0", headers=admin).status_code == 422
+    for query in ("page=0", "per_page=0", "per_page=x", "page=-1"):
+        r = s.client.get(f"/submissions?{query}", headers=admin)
+        assert r.status_code == 400 and "page" in r.json()["error"], r.text
     r = s.client.delete(f"/submissions/{tokens[0]}?fields=stdout", headers=admin)
-    assert r.json() == {"stdout": base64.b64encode(b"0\n").decode()}, r.text
+    assert r.json() == {"stdout": base64.b64encode(b"0\n").decode() + "\n"}, r.text
     assert s.client.get(f"/submissions/{tokens[0]}").status_code == 404
     assert s.client.delete(f"/submissions/{tokens[0]}", headers=admin).status_code == 404
     running = s.client.post("/submissions", json={"language_id": 71, "wall_time_limit": 5,
@@ -445,7 +462,7 @@ def test_judge0_list_and_delete(start_server: Callable[..., Server]) -> None:
 
 def test_list_and_delete_need_admin_tokens(server: Server) -> None:
     """As Judge0: with no admin token configured, nobody may list or delete."""
-    token = judge0(server, {"language_id": 71, "source_code": ""}, "&fields=token")["token"]
+    token = judge0(server, {"language_id": 71, "source_code": "pass"}, "&fields=token")["token"]
     r = server.client.delete(f"/submissions/{token}", headers={"X-Auth-User": ADMIN})
     assert r.status_code == 403 and "admin_tokens" in r.json()["error"]
     assert server.client.get("/submissions", headers={"X-Auth-User": ADMIN}).status_code == 403
@@ -503,9 +520,10 @@ def test_records_survive_a_restart(start_server: Callable[..., Server],
     ("/v1/runs", {"language": "c", "source": "x", "compiler_options": ["x" * 513]}, 422,
      "at most 512"),
     ("/submissions", {"language_id": 999, "source_code": "x"}, 422, "999"),
-    ("/submissions", {"language_id": "71", "source_code": "x"}, 422, "language_id"),
+    ("/submissions", {"language_id": "C", "source_code": "x"}, 422, "language_id"),
+    ("/submissions", {"language_id": 71.5, "source_code": "x"}, 422, "language_id"),
     ("/submissions", {"language_id": 71, "source_code": "x", "cpu_time_limit": 100}, 422,
-     "maximum"),
+     "less than or equal to 15.0"),
     ("/submissions", {"language_id": 71, "source_code": "x", "memory_limit": -5}, 422,
      "memory_limit"),
     ("/submissions?base64_encoded=true", {"language_id": 71, "source_code": "%%%"}, 422,
@@ -517,9 +535,9 @@ def test_records_survive_a_restart(start_server: Callable[..., Server],
     ("/submissions", {"language_id": 71, "source_code": "x", "cpu_time_limit": -1}, 422,
      "cpu_time_limit"),
     ("/submissions", {"language_id": 71, "source_code": "x", "wall_time_limit": 1e300}, 422,
-     "maximum"),
+     "less than or equal to"),
     ("/submissions", {"language_id": 71, "source_code": "x", "max_file_size": 1 << 40}, 422,
-     "maximum"),
+     "less than or equal to"),
     ("/submissions", {"language_id": 71, "source_code": "x", "number_of_runs": 1000}, 422,
      "number_of_runs"),
     ("/submissions", {"language_id": 71, "source_code": "x", "number_of_runs": 0}, 422,
@@ -530,15 +548,16 @@ def test_records_survive_a_restart(start_server: Callable[..., Server],
      422, "compiler_options"),
     ("/submissions", {"language_id": 71, "source_code": "x", "command_line_arguments": "'a"},
      422, "command_line_arguments"),
-    ("/submissions", {"language_id": 71, "source_code": "x", "enable_network": True}, 403,
-     "network"),
+    ("/submissions", {"language_id": 71, "source_code": "x", "enable_network": True}, 422,
+     "enabling network is not allowed"),
     ("/submissions", {"language_id": 71, "source_code": "x",
-                      "redirect_stderr_to_stdout": "yes"}, 422, "redirect_stderr_to_stdout"),
+                      "redirect_stderr_to_stdout": [1]}, 422, "redirect_stderr_to_stdout"),
     ("/submissions", {"language_id": 71, "source_code": "x" * 70000}, 413, "source"),
-    ("/submissions?fields=bogus", {"language_id": 71, "source_code": "x"}, 422, "bogus"),
+    ("/submissions?fields=bogus", {"language_id": 71, "source_code": "x"}, 400,
+     "invalid fields: [bogus]"),
     ("/submissions", b'{"language_id": 71, "source_code": "x", "cpu_time_limit": 1e999}', 422,
-     "cpu_time_limit=inf"),
-    ("/submissions/batch", {"submissions": []}, 422, "at least one"),
+     "less than or equal to"),
+    ("/submissions/batch", {"submissions": []}, 400, "at least one"),
     ("/v1/submissions/batch", {"submissions": []}, 422, "at least one"),
 ])
 def test_bad_input(server: Server, path: str, body: object, status: int, says: str) -> None:
@@ -547,21 +566,18 @@ def test_bad_input(server: Server, path: str, body: object, status: int, says: s
     else:
         r = server.client.post(path, json=body)
     assert r.status_code == status, r.text
-    assert says in r.json()["error"], r.json()
+    assert says in r.text, r.json()  # {"error": ...}, or Judge0's {"field": [...]}
 
 
 def test_bad_list_queries(server: Server) -> None:
-    for query in ("page=0", "per_page=0", "per_page=x", "page=-1"):
-        r = server.client.get(f"/submissions?{query}")
-        assert r.status_code == 422 and "page" in r.json()["error"], r.text
     r = server.client.get("/submissions/batch?tokens=,")
-    assert r.status_code == 422 and "at least one" in r.json()["error"], r.text
+    assert r.status_code == 400 and "at least one" in r.json()["error"], r.text
 
 
 def test_unknown_ids_and_huge_body(server: Server) -> None:
     assert server.client.get("/v1/submissions/nope").status_code == 404
     assert server.client.get("/submissions/nope").status_code == 404
-    token = server.client.post("/submissions", json={"language_id": 71, "source_code": ""})
+    token = server.client.post("/submissions", json={"language_id": 71, "source_code": "pass"})
     token = token.json()["token"]
     assert server.client.get(f"/v1/submissions/{token}").status_code == 404
     native = server.client.post("/v1/runs", json={"command": ["/bin/true"]}).json()["id"]
@@ -704,8 +720,8 @@ def test_celery(start_server: Callable[..., Server], redis_url: str, tmp_path: P
     """serve --broker enqueues, cellbox worker runs; no worker: 503; the worker sends the
     callback; the list and delete read Redis; kill -9 of the worker process in the middle
     of a run: the run is redelivered and ends (never stuck)."""
-    s = start_server(f'admin_tokens = ["{ADMIN}"]\nenable_submission_delete = true\n',
-                     "--broker", redis_url)
+    s = start_server(f'admin_tokens = ["{ADMIN}"]\nenable_submission_delete = true\n'
+                     f'callback_hosts = ["{listener.host}"]\n', "--broker", redis_url)
     sub = {"language_id": 71, "source_code": "print(6 * 7)"}
     r = s.client.post("/submissions", json=sub)
     assert r.status_code == 503 and "worker" in r.json()["error"]
@@ -783,7 +799,8 @@ def test_load_1000_celery(start_server: Callable[..., Server], redis_url: str,
 
 def load(s: Server, backend: str) -> None:
     """1000 submissions queued at once (20 batches of 50), none lost, each with its own
-    output; p50 and p99 latency (submission to result) are printed, not asserted."""
+    output, polled by POLLERS clients; p50 and p99 latency (submission to result) are
+    printed, not asserted."""
     start = time.monotonic()
     ids: list[str] = []
     for batch in range(20):
@@ -791,7 +808,9 @@ def load(s: Server, backend: str) -> None:
         r = s.client.post("/v1/submissions/batch", json={"submissions": subs})
         assert r.status_code == 201, r.text
         ids += [x["id"] for x in r.json()]
-    results = {i: wait_done(s.client, f"/v1/submissions/{i}", timeout=300) for i in ids}
+    with ThreadPoolExecutor(POLLERS) as pollers:  # as clients do, several at a time
+        done = pollers.map(lambda i: wait_done(s.client, f"/v1/submissions/{i}", 300), ids)
+        results = dict(zip(ids, done, strict=True))
     elapsed = time.monotonic() - start
     wrong = {n: results[i] for n, i in enumerate(ids) if results[i]["stdout"] != f"{n}\n"}
     assert not wrong, wrong

@@ -1,27 +1,31 @@
 """The FastAPI app: the native and Judge0 routers, auth, rate limits, body caps, errors,
-/healthz and /metrics, over one backend."""
+/healthz and /metrics, over one backend; the playground at / and the API's reference at
+/docs, both served from this package (no CDN: they work offline)."""
 
 from __future__ import annotations
 
 import asyncio
 import hmac
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from importlib import resources
 
 from fastapi import FastAPI, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from cellbox.server import callbacks, errors, judge0, native
+from cellbox.server import callbacks, errors, judge0, judge0_info, native
 from cellbox.server.backends import (
     Backend,
     CeleryBackend,
     EmbeddedBackend,
     NoWorker,
     Overloaded,
+    PoolStats,
     Record,
-    wait,
 )
 from cellbox.server.config import ServiceConfig
 from cellbox.server.errors import ApiError
@@ -29,7 +33,10 @@ from cellbox.server.jobs import Job
 from cellbox.server.metrics import Metrics
 from cellbox.server.ratelimit import LocalRateLimit, RateLimit, RedisRateLimit
 
-OPEN_PATHS = {"/healthz"}  # no token needed: load balancers probe it
+# No token needed: load balancers probe /healthz; the pages and the API's schema are public
+# (the playground asks for a token to call the API).
+OPEN_PATHS = {"/healthz", "/", "/docs", "/docs/oauth2-redirect", "/openapi.json"}
+DOCS_FILES = "/static/docs"  # Swagger UI's files, from the fastapi-offline package
 ADMIN_HEADER = "x-auth-user"  # Judge0's authorization header (AUTHZ_HEADER)
 
 
@@ -70,9 +77,11 @@ class Service:
             raise ApiError(503, "the service is starting or stopping")
         return self.backend
 
-    async def submit(self, job: Job, request: dict[str, object]) -> Record:
+    async def submit(self, job: Job, echo: dict[str, object], request: Request) -> Record:
+        """Queue ``job``; its record keeps ``echo`` (what the API answers from) and the
+        caller's token as its owner."""
         try:
-            rec = await self._backend().submit(job, request)
+            rec = await self._backend().submit(job, echo, request.state.owner)
         except Overloaded as e:
             self.metrics.rejected.labels("overload").inc()
             raise ApiError(429, str(e), {"Retry-After": "1"}) from None
@@ -82,33 +91,50 @@ class Service:
         self.metrics.submissions.labels(rec.label).inc()
         return rec
 
-    async def get(self, id: str) -> Record | None:
-        return await self._backend().get(id)
+    async def get(self, id: str, request: Request) -> Record | None:
+        """The record, if the caller may see it: its owner's token or an admin's. None
+        otherwise, as for an unknown id (an id tells nothing of other tenants)."""
+        rec = await self._backend().get(id)
+        if rec is None or rec.owner == request.state.owner or self.is_admin(request):
+            return rec
+        return None
 
     async def page(self, offset: int, count: int) -> tuple[list[Record], int]:
         return await self._backend().page(offset, count)
+
+    async def stats(self) -> PoolStats:
+        return await self._backend().stats()
+
+    async def store_size(self) -> int:
+        return await self._backend().size()
 
     async def delete(self, id: str) -> None:
         await self._backend().delete(id)
 
     async def wait(self, id: str) -> Record:
-        rec = await wait(self._backend(), id, self.cfg.wait_timeout)
+        rec = await self._backend().wait(id, self.cfg.wait_timeout)
         assert rec is not None  # the caller just submitted it
         return rec
 
-    def authorise(self, request: Request) -> str:
-        """The caller's token (or address, when the server has no tokens); 401 if needed and
-        missing or wrong."""
+    async def authenticate(self, request: Request) -> None:
+        """Count the request against the caller's rate limit, then check its token (401 if
+        the server has tokens and it is missing or wrong). The caller is its token once that
+        is known to be valid, and its address otherwise: a made-up token is not a new client.
+        Sets ``request.state.owner``: the valid token, or None on a server without tokens."""
         token = request.headers.get("x-auth-token")
         auth = request.headers.get("authorization", "")
         if token is None and auth.lower().startswith("bearer "):
             token = auth[7:].strip()
-        if not self.cfg.tokens:
-            return token or (request.client.host if request.client else "-")
-        if token is None or not _known(token, self.cfg.tokens):
+        valid = token is not None and _known(token, self.cfg.tokens)
+        address = request.client.host if request.client else "-"
+        await self.rate(f"token:{token}" if valid else f"address:{address}")
+        if self.cfg.tokens and not valid:
             raise ApiError(401, "a valid API token is required: send X-Auth-Token: TOKEN or "
                            "Authorization: Bearer TOKEN", {"WWW-Authenticate": "Bearer"})
-        return token
+        request.state.owner = token if valid else None
+
+    def is_admin(self, request: Request) -> bool:
+        return _known(request.headers.get(ADMIN_HEADER, ""), self.cfg.admin_tokens)
 
     def authorise_admin(self, request: Request) -> None:
         """Judge0's authorization: listing and deleting submissions need an admin token in
@@ -116,7 +142,7 @@ class Service:
         if not self.cfg.admin_tokens:
             raise ApiError(403, "listing and deleting submissions need an admin token: the "
                            "admin sets admin_tokens in the service config")
-        if not _known(request.headers.get(ADMIN_HEADER, ""), self.cfg.admin_tokens):
+        if not self.is_admin(request):
             raise ApiError(403, "a valid admin token is required in X-Auth-User")
 
     async def rate(self, client: str) -> None:
@@ -145,27 +171,22 @@ def create_app(cfg: ServiceConfig) -> FastAPI:
         if backend is not None:
             await backend.close()
 
-    app = FastAPI(title="cellbox", version="0.1.0", lifespan=lifespan,
-                  description="Run untrusted code in cellbox sandboxes: cellbox's own API "
-                  "under /v1 and a Judge0 CE 1.13-compatible API. See docs/service.md.")
+    app = FastAPIOffline(title="cellbox", version="0.1.0", lifespan=lifespan,
+                         static_url=DOCS_FILES,
+                         redoc_url=None,  # ReDoc would fetch its logo from a CDN
+                         description="Run untrusted code in cellbox sandboxes: cellbox's own API "
+                         "under /v1 and a Judge0 CE 1.13-compatible API. See "
+                         "docs/service.md.")
     app.state.service = service
     errors.install(app)
-    app.add_middleware(BodyCap, cap=cfg.max_body_bytes)
-
-    @app.middleware("http")
-    async def guard(request: Request,
-                    call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        try:
-            _check_body_size(request, cfg)
-            if request.url.path not in OPEN_PATHS:
-                await service.rate(service.authorise(request))
-        except ApiError as e:
-            return JSONResponse({"error": e.message}, e.status, headers=e.headers)
-        return await call_next(request)
+    app.add_middleware(Guard, service=service)
+    if cfg.cors_origins:  # outermost: it answers preflights, which carry no token
+        app.add_middleware(CORSMiddleware, allow_origins=list(cfg.cors_origins),
+                           allow_methods=["*"], allow_headers=["*"])
 
     @app.get("/healthz", tags=["service"])
     async def healthz() -> dict[str, object]:
-        stats = await service._backend().stats()
+        stats = await service.stats()
         if stats.workers == 0:
             raise ApiError(503, "no worker is available")
         return {"ok": True, "workers": stats.workers, "busy": stats.busy,
@@ -173,23 +194,46 @@ def create_app(cfg: ServiceConfig) -> FastAPI:
 
     @app.get("/metrics", tags=["service"])
     async def metrics() -> Response:
-        body = await service.metrics.render(await service._backend().stats())
+        body = await service.metrics.render(await service.stats())
         return Response(body, media_type="text/plain; version=0.0.4")
+
+    playground = resources.files("cellbox.server").joinpath("static/playground.html")
+    page = playground.read_text()
+
+    @app.get("/", include_in_schema=False)
+    async def home() -> HTMLResponse:
+        return HTMLResponse(page)
 
     app.include_router(native.router())
     app.include_router(judge0.router())
+    app.include_router(judge0_info.router())
     return app
 
 
-class BodyCap:
-    """Counts the body as it arrives, for bodies without a Content-Length (chunked), which
-    would otherwise be read into memory whole. FastAPI lets the HTTPException raised from
-    ``receive`` through as the answer (413, as JSON by errors.install)."""
+class Guard:
+    """Before any route: the body's size (from its Content-Length, 413), the caller's token
+    and rate limit (``Service.authenticate``: 401, 429); then the body is counted as it
+    arrives, for bodies without a Content-Length (chunked), which would otherwise be read
+    into memory whole (FastAPI lets the HTTPException raised from ``receive`` through as the
+    answer: 413, as JSON by errors.install). Plain ASGI: no task or stream per request."""
 
-    def __init__(self, app: ASGIApp, cap: int) -> None:
-        self.app, self.cap = app, cap
+    def __init__(self, app: ASGIApp, service: Service) -> None:
+        self.app, self.service = app, service
+        self.cap = service.cfg.max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope)
+        try:
+            _check_body_size(request, self.service.cfg)
+            path = request.url.path
+            if path not in OPEN_PATHS and not path.startswith(DOCS_FILES + "/"):
+                await self.service.authenticate(request)
+        except ApiError as e:
+            await JSONResponse(e.body, e.status, headers=e.headers)(scope, receive, send)
+            return
         seen = 0
 
         async def capped() -> Message:
@@ -200,7 +244,7 @@ class BodyCap:
                 raise HTTPException(413, f"the request body is over {self.cap} bytes")
             return message
 
-        await self.app(scope, capped if scope["type"] == "http" else receive, send)
+        await self.app(scope, capped, send)
 
 
 def _check_body_size(request: Request, cfg: ServiceConfig) -> None:

@@ -9,21 +9,25 @@ gets the job retried once, and a second death makes it an Internal Error.
 from __future__ import annotations
 
 import asyncio
-import json
+import contextlib
 import multiprocessing
 import time
-import uuid
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
-from cellbox.server.jobs import Job, execute, internal_error
-from cellbox.server.records import Record, SqliteRecords
-
-DIED_TWICE = "the worker running this submission died twice (killed, or out of memory)"
-MAX_ATTEMPTS = 2  # a run whose worker died is retried once
+from cellbox.server.jobs import DIED_TWICE, MAX_ATTEMPTS, Job, execute, internal_error
+from cellbox.server.records import (
+    JUDGE0_INDEX,
+    RECORD_KEY,
+    RECORD_TTL,
+    Record,
+    RedisRecords,
+    SqliteRecords,
+    new_id,
+)
 
 
 class Overloaded(Exception):
@@ -42,23 +46,18 @@ class PoolStats:
 
 
 class Backend(Protocol):
-    async def submit(self, job: Job, request: dict[str, object]) -> Record: ...
+    async def submit(self, job: Job, request: dict[str, object], owner: str | None
+                     ) -> Record: ...
     async def get(self, id: str) -> Record | None: ...
+    async def wait(self, id: str, timeout: float) -> Record | None:
+        """The record once done, or as it is at ``timeout``; None for an unknown id."""
     async def page(self, offset: int, count: int) -> tuple[list[Record], int]:
         """Judge0 submissions, newest first, and their total."""
     async def delete(self, id: str) -> None: ...
     async def stats(self) -> PoolStats: ...
+    async def size(self) -> int:
+        """Bytes the record store takes."""
     async def close(self) -> None: ...
-
-
-async def wait(backend: Backend, id: str, timeout: float, poll: float = 0.02) -> Record | None:
-    """The record once done, or as it is at ``timeout``; None for an unknown id."""
-    deadline = time.monotonic() + timeout
-    while True:
-        rec = await backend.get(id)
-        if rec is None or rec.state == "done" or time.monotonic() >= deadline:
-            return rec
-        await asyncio.sleep(poll)
 
 
 # -- embedded ---------------------------------------------------------------------------------
@@ -77,6 +76,7 @@ class EmbeddedBackend:
         self.store = SqliteRecords(state_dir, max_records)
         self._live: dict[str, Record] = {}  # queued or running
         self._futures: dict[str, Future[dict[str, object]]] = {}
+        self._done: dict[str, asyncio.Event] = {}  # set when the record is done
         self._tasks: set[asyncio.Task[None]] = set()
         self._pool = self._new_pool()
         for rec, job in self.store.unfinished():  # a restart loses no submission
@@ -88,18 +88,21 @@ class EmbeddedBackend:
         ctx.set_forkserver_preload(["cellbox.server.jobs"])  # workers start with it imported
         return ProcessPoolExecutor(self.workers, mp_context=ctx)
 
-    async def submit(self, job: Job, request: dict[str, object]) -> Record:
+    async def submit(self, job: Job, request: dict[str, object], owner: str | None
+                     ) -> Record:
         if len(self._live) >= self.workers + self.max_queue:
             raise Overloaded(f"{len(self._live)} submissions are queued or running, the "
                              "most this server takes; retry later")
-        rec = Record(uuid.uuid4().hex, job.language or "command", request=request)
-        self.store.add(rec, job.to_dict())
-        self._start(rec, job.to_dict())
+        rec = Record(new_id(), job.label, request=request, owner=owner)
+        plain = job.to_dict()
+        self.store.add(rec, plain)
+        self._start(rec, plain)
         await asyncio.sleep(0)  # let the task hand the job to the pool
         return rec
 
     def _start(self, rec: Record, job: dict[str, object]) -> None:
         self._live[rec.id] = rec
+        self._done[rec.id] = asyncio.Event()
         task = asyncio.create_task(self._run(rec, job))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -126,6 +129,7 @@ class EmbeddedBackend:
         rec.state, rec.outcome, rec.finished = "done", outcome, time.time()
         self.store.finish(rec)
         self._live.pop(rec.id, None)
+        self._done.pop(rec.id).set()
         self.on_done(rec)
 
     def _replace(self, broken: ProcessPoolExecutor) -> None:
@@ -143,6 +147,13 @@ class EmbeddedBackend:
                 rec.state = "running"
         return rec
 
+    async def wait(self, id: str, timeout: float) -> Record | None:
+        done = self._done.get(id)
+        if done is not None:  # told when it ends: no polling
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(done.wait(), timeout)
+        return await self.get(id)
+
     async def page(self, offset: int, count: int) -> tuple[list[Record], int]:
         recs, total = self.store.page(offset, count)
         return [self._live.get(r.id, r) for r in recs], total
@@ -154,6 +165,9 @@ class EmbeddedBackend:
         running = sum(f.running() for f in self._futures.values())
         return PoolStats(self.workers, running, len(self._futures) - running)
 
+    async def size(self) -> int:
+        return self.store.size()
+
     async def close(self) -> None:
         for task in list(self._tasks):
             task.cancel()
@@ -163,30 +177,6 @@ class EmbeddedBackend:
 
 # -- Celery with Redis ------------------------------------------------------------------------
 
-RECORD_KEY = "cellbox:sub:{}"
-RECORD_TTL = 24 * 3600  # seconds a record is kept in Redis
-JUDGE0_INDEX = "cellbox:judge0"  # sorted set of Judge0 tokens by creation time (GET /submissions)
-QUEUE = "cellbox"  # the Celery queue (a Redis list of that name)
-
-
-class RedisRecords:
-    """Records as Redis hashes, shared by the server (async) and workers (sync)."""
-
-    @staticmethod
-    def decode(raw: dict[Any, Any], id: str) -> Record | None:
-        if not raw:
-            return None
-        d = {k.decode(): v.decode() for k, v in raw.items()}
-        outcome = json.loads(d["outcome"]) if "outcome" in d else None
-        finished = float(d["finished"]) if "finished" in d else None
-        return Record(id, d["label"], d["state"], float(d["created"]), finished, outcome,
-                      json.loads(d.get("request", "{}")))
-
-    @staticmethod
-    def done_fields(outcome: dict[str, object]) -> dict[Any, Any]:
-        return {"state": "done", "outcome": json.dumps(outcome), "finished": str(time.time())}
-
-
 class CeleryBackend:
     """Enqueues to Celery; reads records from Redis. ``max_queue``: most jobs waiting in the
     broker's queue before 429. Worker liveness is pinged at most every ``ping_every`` s."""
@@ -195,9 +185,10 @@ class CeleryBackend:
                  ping_every: float = 5.0) -> None:
         import redis.asyncio
 
-        from cellbox.server.celery_app import make_app
+        from cellbox.server.celery_app import QUEUE, make_app  # Celery loads with a broker only
 
         self.app = make_app(broker)
+        self.queue = QUEUE
         self.redis = redis.asyncio.Redis.from_url(broker)
         self.max_queue = max_queue
         self.on_done = on_done  # called once per finished record, by the server that reads it
@@ -211,24 +202,25 @@ class CeleryBackend:
             self._workers = (len(replies or []), time.monotonic())
         return self._workers[0]
 
-    async def submit(self, job: Job, request: dict[str, object]) -> Record:
+    async def submit(self, job: Job, request: dict[str, object], owner: str | None
+                     ) -> Record:
         if await self._alive() == 0:
             raise NoWorker("no cellbox worker is connected to the broker; start one with "
                            "'cellbox worker --broker URL'")
-        queued = await self.redis.llen(QUEUE)
+        queued = await self.redis.llen(self.queue)
         if queued >= self.max_queue:
             raise Overloaded(f"{queued} submissions are waiting, the most this server "
                              "queues; retry later")
-        rec = Record(uuid.uuid4().hex, job.language or "command", request=request)
+        rec = Record(new_id(), job.label, request=request, owner=owner)
         key = RECORD_KEY.format(rec.id)
-        await self.redis.hset(key, mapping={"state": "queued", "label": rec.label,
-                                            "created": str(rec.created),
-                                            "request": json.dumps(request)})
-        await self.redis.expire(key, RECORD_TTL)
+        pipe = self.redis.pipeline(transaction=False)  # one round trip
+        pipe.hset(key, mapping=RedisRecords.new_fields(rec))
+        pipe.expire(key, RECORD_TTL)
         if rec.judge0:
-            await self.redis.zadd(JUDGE0_INDEX, {rec.id: rec.created})
+            pipe.zadd(JUDGE0_INDEX, {rec.id: rec.created})
+        await pipe.execute()
         await asyncio.to_thread(self.app.send_task, "cellbox.run", (rec.id, job.to_dict()),
-                                task_id=rec.id, queue=QUEUE)
+                                task_id=rec.id, queue=self.queue)
         return rec
 
     async def get(self, id: str) -> Record | None:
@@ -239,6 +231,15 @@ class CeleryBackend:
         if rec is not None and rec.state == "done" and await self.redis.hsetnx(key, "counted", 1):
             self.on_done(rec)
         return rec
+
+    async def wait(self, id: str, timeout: float, poll: float = 0.02) -> Record | None:
+        """Polls Redis (a worker anywhere writes the record)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            rec = await self.get(id)
+            if rec is None or rec.state == "done" or time.monotonic() >= deadline:
+                return rec
+            await asyncio.sleep(poll)
 
     async def page(self, offset: int, count: int) -> tuple[list[Record], int]:
         # Records expire on their own; drop their index entries first.
@@ -254,7 +255,10 @@ class CeleryBackend:
 
     async def stats(self) -> PoolStats:
         workers = await self._alive()
-        return PoolStats(workers, 0, await self.redis.llen(QUEUE))
+        return PoolStats(workers, 0, await self.redis.llen(self.queue))
+
+    async def size(self) -> int:
+        return int((await self.redis.info("memory"))["used_memory"])
 
     async def close(self) -> None:
         await self.redis.aclose()

@@ -12,7 +12,7 @@ from typing import Any
 from cellbox.errors import ConfigError
 
 MIB = 1 << 20
-LIST_KEYS = ("tokens", "admin_tokens", "callback_hosts")
+LIST_KEYS = ("tokens", "admin_tokens", "callback_hosts", "cors_origins")
 
 
 @dataclass(frozen=True)
@@ -48,6 +48,10 @@ class ServiceConfig:
     max_file_size: int = 64 * MIB
     max_processes: int = 64
     wait_timeout: float = 90.0  # longest a synchronous request waits for its result
+    # Web pages (origins, or "*") whose scripts may call the API from a browser (CORS), as
+    # Judge0's ALLOW_ORIGIN; none by default: a page could otherwise drive a server that
+    # has no tokens from its visitors' browsers.
+    cors_origins: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.workers < 1 or self.max_queue < 0 or self.max_batch < 1:

@@ -8,17 +8,21 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import multiprocessing.util
 import traceback
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from cellbox.api import Box
+from cellbox.api import DEFAULT_PATH, Box
 from cellbox.errors import CellboxError
 from cellbox.judge import JudgeLimits, Verdict, compile_and_run, run_verdict
-from cellbox.languages import get
+from cellbox.languages import COMPILE_LIMITS, get
+from cellbox.pool import Pool
 from cellbox.result import RunResult
 
 MIB = 1 << 20
+DIED_TWICE = "the worker running this submission died twice (killed, or out of memory)"
+MAX_ATTEMPTS = 2  # a run whose worker died is retried once
 
 
 def b64(data: bytes) -> str:
@@ -43,8 +47,9 @@ class JobLimits:
 class Job:
     """Exactly one of ``language`` (a cellbox language name, with ``source``, ``args`` for
     the program, compiler ``options`` and ``files`` beside the source when compiling and
-    running) or ``command`` (argv run in a box holding ``files``). ``runs``: language runs
-    only, Judge0's number_of_runs."""
+    running), ``command`` (argv run in a box holding ``files``) or ``project`` (Judge0's
+    multi-file program: ``files`` bring a ``run`` script, and a ``compile`` script if it
+    needs one). ``runs``: language runs only, Judge0's number_of_runs."""
 
     language: str | None = None
     source: bytes = b""
@@ -60,6 +65,12 @@ class Job:
     # An interactive run (language runs only): {"language", "source" (base64), "limits"}, the
     # interactor the program talks to (cellbox.judge.interact)
     interactor: dict[str, Any] | None = None
+    project: bool = False
+
+    @property
+    def label(self) -> str:
+        """What the metrics and records call it: the language, "multi-file" or "command"."""
+        return self.language or ("multi-file" if self.project else "command")
 
     def to_dict(self) -> dict[str, object]:
         d = asdict(self)
@@ -77,7 +88,7 @@ class Job:
                    stdin=unb64(d.get("stdin", "")), limits=JobLimits(**d.get("limits") or {}),
                    network=bool(d.get("network")), options=tuple(d.get("options") or ()),
                    stderr_to_stdout=bool(d.get("stderr_to_stdout")), runs=int(d.get("runs", 1)),
-                   interactor=d.get("interactor"))
+                   interactor=d.get("interactor"), project=bool(d.get("project")))
 
 
 @dataclass
@@ -130,6 +141,8 @@ def _execute(job: Job) -> Outcome:
                          output=lim.output, file_size=lim.file_size)
     if job.command:
         return _run_command(job, limits)
+    if job.project:
+        return _run_project(job, limits)
     assert job.language is not None
     if job.interactor is not None:
         return _interact(job, limits)
@@ -163,15 +176,62 @@ def _interact(job: Job, limits: JudgeLimits) -> Outcome:
     return out
 
 
+_warm: Pool | None = None  # this worker process's warm box, opened by its first command
+
+
+def warm_pool() -> Pool:
+    """The worker's warm pool of one box: a command runs there without a box's set-up and
+    tear-down, and starts clean all the same (cellbox.pool). Closed when the process ends:
+    an embedded worker's exit runs the finalizer; a Celery worker calls close_warm_pool."""
+    global _warm
+    if _warm is None:
+        _warm = Pool(size=1).__enter__()
+        multiprocessing.util.Finalize(None, close_warm_pool, exitpriority=10)
+    return _warm
+
+
+def close_warm_pool() -> None:
+    global _warm
+    pool, _warm = _warm, None
+    if pool is not None:
+        pool.__exit__(None, None, None)
+
+
 def _run_command(job: Job, limits: JudgeLimits) -> Outcome:
     run_limits = dataclasses.replace(limits.limits(), processes=job.limits.processes)
+    if job.network or job.stderr_to_stdout:  # a warm box's network and stdio are fixed
+        with Box() as box:
+            for name, data in job.files.items():
+                box.write_file(name, data)
+            run = box.run(list(job.command), run_limits, stdin=job.stdin,
+                          share_net=job.network, stderr_to_stdout=job.stderr_to_stdout)
+    else:
+        run = warm_pool().run(list(job.command), run_limits, files=job.files, stdin=job.stdin)
+    verdict = run_verdict(run) or Verdict.AC
+    return _with_runs(Outcome(verdict=verdict.value), (run,))
+
+
+def _run_project(job: Job, limits: JudgeLimits) -> Outcome:
+    """As Judge0 runs a multi-file program: ``bash compile`` under the compile limits when
+    the files have that script (its failure is a CE), then ``bash run`` under the job's,
+    both in one box, so the run finds what the compile step built."""
+    env = {"PATH": DEFAULT_PATH}
+    run_limits = dataclasses.replace(limits.limits(), processes=job.limits.processes)
+    compile_output = ""
     with Box() as box:
         for name, data in job.files.items():
             box.write_file(name, data)
-        run = box.run(list(job.command), run_limits, stdin=job.stdin, share_net=job.network,
-                      stderr_to_stdout=job.stderr_to_stdout)
+        if "compile" in job.files:
+            built = box.run(["/bin/bash", "compile"], COMPILE_LIMITS, env=env,
+                            stderr_to_stdout=True)
+            compile_output = built.stdout.decode("utf-8", "replace")
+            if not built.ok:
+                return Outcome(verdict=Verdict.CE.value, compile_output=compile_output
+                               or built.message)
+        run = box.run(["/bin/bash", "run", *job.args], run_limits, stdin=job.stdin, env=env,
+                      share_net=job.network, stderr_to_stdout=job.stderr_to_stdout)
     verdict = run_verdict(run) or Verdict.AC
-    return _with_runs(Outcome(verdict=verdict.value), (run,))
+    return _with_runs(Outcome(verdict=verdict.value, compile_output=compile_output), (run,))
 
 
 def _with_runs(out: Outcome, runs: tuple[RunResult, ...]) -> Outcome:

@@ -1,29 +1,36 @@
-"""A Judge0 CE 1.13-compatible API: the same paths, field names, units, status ids and
-language ids, so Judge0 clients work unchanged. Units as Judge0: seconds, and KB for memory
-and file sizes; ``time`` and ``wall_time`` are strings in answers, as Judge0 sends them."""
+"""A Judge0 CE 1.13.1-compatible API: the same paths, field names, units, formats, status ids,
+language ids and error bodies, so Judge0 clients work unchanged. Units as Judge0: seconds,
+and KB for memory and file sizes. Formats as Judge0's serializer writes them: Judge0's
+decimal columns (``time``, ``wall_time`` and the time limits) are strings, timestamps are
+``2024-05-01T12:00:00.123Z``, base64 has a line break every 60 characters. The service's
+metadata endpoints (/about, /config_info, /statistics, ...) are in ``judge0_info``."""
 
 from __future__ import annotations
 
 import base64
 import binascii
+import re
 import shlex
+from datetime import UTC, datetime
 from typing import Annotated
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict
 
 from cellbox.languages import languages
-from cellbox.server import archive, callbacks
-from cellbox.server.config import ServiceConfig
-from cellbox.server.errors import ApiError
+from cellbox.server import archive
+from cellbox.server.config import ServiceConfig, is_loopback
+from cellbox.server.errors import ApiError, field_errors
 from cellbox.server.jobs import Job, JobLimits, Outcome
-from cellbox.server.native import MAX_OPTIONS, check_batch, check_job, iso
+from cellbox.server.native import MAX_OPTIONS, check_job
 from cellbox.server.records import Record
 
 VERSION = "1.13.1"  # the Judge0 CE version whose API this follows
 KB = 1024
 LANGUAGE_IDS = {71: "python", 50: "c", 54: "cpp", 62: "java", 63: "javascript", 73: "rust"}
+PROJECT_ID, PROJECT_NAME = 89, "Multi-file program"  # additional_files with compile/run scripts
 STATUSES = {
     1: "In Queue", 2: "Processing", 3: "Accepted", 4: "Wrong Answer",
     5: "Time Limit Exceeded", 6: "Compilation Error", 7: "Runtime Error (SIGSEGV)",
@@ -36,7 +43,8 @@ SIGNAL_STATUS = {11: 7, 25: 8, 8: 9, 6: 10}  # SIGSEGV, SIGXFSZ, SIGFPE, SIGABRT
 DEFAULTS = {"cpu_time_limit": 5.0, "cpu_extra_time": 1.0, "wall_time_limit": 10.0,
             "memory_limit": 128000, "stack_limit": 64000, "max_processes_and_or_threads": 60,
             "max_file_size": 1024, "number_of_runs": 1}
-DEFAULT_FIELDS = ("token", "stdout", "time", "memory", "stderr", "compile_output", "message",
+MAX_CPU_EXTRA_TIME, MAX_STACK_LIMIT = 5.0, 128000  # Judge0's caps; cellbox ignores both fields
+DEFAULT_FIELDS = ("token", "time", "memory", "stdout", "stderr", "compile_output", "message",
                   "status")
 ALL_FIELDS = ("source_code", "language_id", "stdin", "expected_output", "stdout",
               "status_id", "created_at", "finished_at", "time", "memory", "stderr", "token",
@@ -48,83 +56,201 @@ ALL_FIELDS = ("source_code", "language_id", "stdin", "expected_output", "stdout"
               "command_line_arguments", "redirect_stderr_to_stdout", "callback_url",
               "additional_files", "enable_network", "status", "language")
 TEXT_FIELDS = ("source_code", "stdin", "expected_output")  # base64 in and out when asked
+DECIMAL_FIELDS = ("cpu_time_limit", "cpu_extra_time", "wall_time_limit")  # strings, as Judge0
 PER_PAGE = 20  # GET /submissions' default page size, as Judge0
-# The job's limits by their Judge0 names (values in the messages are in bytes and seconds).
+MAX_PER_PAGE = 1000
 LIMIT_NAMES = {"time": "cpu_time_limit", "wall_time": "wall_time_limit",
                "memory": "memory_limit (bytes)", "file_size": "max_file_size (bytes)"}
+CALLBACK_TRIES = 3  # Judge0's CALLBACKS_MAX_TRIES
+CALLBACK_TIMEOUT = 5.0  # seconds per try, Judge0's CALLBACKS_TIMEOUT
+MAX_URL = 2048
+NOT_UTF8 = ("some attributes for this submission cannot be converted to UTF-8, use "
+            "base64_encoded=true query parameter")
 
 
 class SubmissionIn(BaseModel):
-    # Judge0 ignores keys it does not know; wrong types are still errors.
-    model_config = ConfigDict(extra="ignore", strict=True)
+    # As Judge0 (Rails): keys it does not know are ignored, and numbers and flags are read
+    # as Rails casts them ("71" and 71.0 are 71, "true" is true); other types are errors.
+    # The checks of values, with Judge0's messages, are in ``_check``.
+    model_config = ConfigDict(extra="ignore")
 
-    source_code: str
-    language_id: int
+    source_code: str | None = None
+    language_id: int | None = None
     stdin: str | None = None
     expected_output: str | None = None
-    cpu_time_limit: float | None = Field(None, gt=0)
-    cpu_extra_time: float | None = Field(None, ge=0)
-    wall_time_limit: float | None = Field(None, gt=0)
-    memory_limit: int | None = Field(None, gt=0, description="KB")
-    stack_limit: int | None = Field(None, gt=0, description="KB")
-    max_processes_and_or_threads: int | None = Field(None, ge=1)
+    cpu_time_limit: float | None = None
+    cpu_extra_time: float | None = None
+    wall_time_limit: float | None = None
+    memory_limit: int | None = None
+    stack_limit: int | None = None
+    max_processes_and_or_threads: int | None = None
     enable_per_process_and_thread_time_limit: bool | None = None
     enable_per_process_and_thread_memory_limit: bool | None = None
-    max_file_size: int | None = Field(None, gt=0, description="KB")
+    max_file_size: int | None = None
     redirect_stderr_to_stdout: bool | None = None
     enable_network: bool | None = None
-    number_of_runs: int | None = Field(None, ge=1)
-    compiler_options: str | None = Field(None, max_length=MAX_OPTIONS)
-    command_line_arguments: str | None = Field(None, max_length=MAX_OPTIONS)
+    number_of_runs: int | None = None
+    compiler_options: str | None = None
+    command_line_arguments: str | None = None
     additional_files: str | None = None
     callback_url: str | None = None
 
 
 class BatchIn(BaseModel):
-    model_config = ConfigDict(strict=True)
     submissions: list[SubmissionIn]
 
 
-def _decode(text: str | None, b64: bool, what: str) -> bytes | None:
-    if text is None:
-        return None
-    if not b64:
-        return text.encode()
+# -- formats ----------------------------------------------------------------------------------
+
+def b64_lines(data: bytes) -> str:
+    """Base64 as Judge0 writes it (Ruby's encode64): a line break after every 60 characters
+    and at the end."""
+    text = base64.b64encode(data).decode()
+    return "".join(text[i:i + 60] + "\n" for i in range(0, len(text), 60))
+
+
+def b64_read(text: str, what: str) -> bytes:
+    """Strict base64, line breaks allowed (as Judge0 writes it)."""
     try:
-        return base64.b64decode(text, validate=True)
+        return base64.b64decode(re.sub(r"[\r\n]", "", text), validate=True)
     except (binascii.Error, ValueError):
-        raise ApiError(422, f"{what} is not valid base64") from None
+        raise field_errors({what: ["is not valid base64"]}) from None
 
 
-def _encode(data: bytes | None, b64: bool) -> str | None:
-    if data is None:
+def timestamp(t: float | None) -> str | None:
+    """Judge0's time format: UTC, milliseconds, 'Z'."""
+    if t is None:
         return None
-    return base64.b64encode(data).decode() if b64 else data.decode("utf-8", "replace")
+    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def decimal(x: float | None) -> str | None:
+    """A number as Judge0 writes its decimal columns: a string, at least one decimal."""
+    if x is None:
+        return None
+    text = f"{x:.3f}".rstrip("0")
+    return text + "0" if text.endswith(".") else text
+
+
+def _text(data: bytes | None, b64: bool) -> str | None:
+    """An output or stored text as Judge0 answers it: None when empty; UnicodeDecodeError
+    when it is not UTF-8 and base64 was not asked for (the caller answers 400)."""
+    if not data:
+        return None
+    return b64_lines(data) if b64 else data.decode("utf-8")
+
+
+# -- submissions in ---------------------------------------------------------------------------
+
+def _bounds(cfg: ServiceConfig) -> dict[str, tuple[float, bool, float]]:
+    """Field: (low, low allowed, high) as Judge0 validates them, with cellbox's caps."""
+    return {"number_of_runs": (0, False, cfg.max_runs),
+            "cpu_time_limit": (0, False, cfg.max_time),
+            "cpu_extra_time": (0, True, MAX_CPU_EXTRA_TIME),
+            "wall_time_limit": (1, True, cfg.max_wall_time),
+            "memory_limit": (2048, True, cfg.max_memory // KB),
+            "stack_limit": (0, True, MAX_STACK_LIMIT),
+            "max_processes_and_or_threads": (0, False, cfg.max_processes),
+            "max_file_size": (0, False, cfg.max_file_size // KB)}
+
+
+def defaults(cfg: ServiceConfig) -> dict[str, float]:
+    """Judge0's defaults, each lowered to this server's cap where the admin set it lower (a
+    default over its cap would refuse every submission that leaves the field out)."""
+    bounds = _bounds(cfg)
+    return {k: min(v, bounds[k][2]) if k in bounds else v for k, v in DEFAULTS.items()}
+
+
+def _number(x: float) -> str:
+    return str(x) if isinstance(x, float) else str(int(x))
+
+
+def _check(sub: SubmissionIn, cfg: ServiceConfig) -> None:
+    """Judge0's validations, with its messages; every invalid field is reported at once."""
+    errors: dict[str, list[str]] = {}
+
+    def add(field: str, message: str) -> None:
+        errors.setdefault(field, []).append(message)
+
+    project = sub.language_id == PROJECT_ID
+    if sub.language_id is None:
+        add("language_id", "can't be blank")
+    elif not project and sub.language_id not in LANGUAGE_IDS:
+        add("language_id", f"language with id {sub.language_id} doesn't exist")
+    if project and sub.source_code:
+        add("source_code", "must be blank")
+    if not project and not sub.source_code:
+        add("source_code", "can't be blank")
+    if project and not sub.additional_files:
+        add("additional_files", "can't be blank")
+    for field, (low, inclusive, high) in _bounds(cfg).items():
+        value = getattr(sub, field)
+        if value is None:
+            continue
+        if value < low or (value == low and not inclusive):
+            add(field, f"must be greater than {'or equal to ' if inclusive else ''}"
+                f"{_number(low)}")
+        elif not value <= high:  # also inf
+            add(field, f"must be less than or equal to {_number(high)}")
+    for field in ("compiler_options", "command_line_arguments"):
+        if len(getattr(sub, field) or "") > MAX_OPTIONS:
+            add(field, f"is too long (maximum is {MAX_OPTIONS} characters)")
+    lang = languages().get(LANGUAGE_IDS.get(sub.language_id or 0, ""))
+    if sub.compiler_options and (lang is None or not lang.compiler_options):
+        add("compiler_options", "setting compiler options is only allowed for compiled "
+            "languages")
+    if sub.callback_url:
+        if not cfg.enable_callbacks:
+            add("callback_url", "setting callback is not allowed")
+        else:
+            problem = callback_problem(sub.callback_url, cfg.callback_hosts)
+            if problem:
+                add("callback_url", problem)
+    if sub.enable_network and not cfg.allow_network:
+        add("enable_network", "enabling network is not allowed")
+    if errors:
+        raise field_errors(errors)
+
+
+def callback_problem(url: str, allowed: tuple[str, ...]) -> str | None:
+    """Why ``url`` may not be called back, or None. The server makes that request, so only
+    http(s) to a host the admin listed in ``callback_hosts``: a loopback host only as
+    ``host:port`` (one local service, never every one, Redis included), another host with
+    or without its port. Anything else could make the server reach what it should not."""
+    try:
+        parts = urlsplit(url)
+        host, port = parts.hostname, parts.port
+    except ValueError as e:
+        return f"is not a valid URL: {e}"
+    if len(url) > MAX_URL or parts.scheme not in ("http", "https") or not host:
+        return f"must be an http or https URL with a host, at most {MAX_URL} characters"
+    port = port or (443 if parts.scheme == "https" else 80)
+    named = f"[{host}]" if ":" in host else host
+    local = is_loopback(host) or host in ("0.0.0.0", "::")  # the unspecified address is local
+    if f"{named}:{port}" in allowed or (host in allowed and not local):
+        return None
+    return (f"host {named}:{port} is not allowed: this server calls back only to the hosts "
+            "its admin lists in callback_hosts (loopback only as host:port)")
 
 
 def to_job(sub: SubmissionIn, b64: bool, cfg: ServiceConfig) -> tuple[Job, dict[str, object]]:
     """The job, and the echo the record keeps (the submission as Judge0 would store it)."""
-    if sub.language_id not in LANGUAGE_IDS:
-        raise ApiError(422, f"language with id {sub.language_id} doesn't exist; cellbox "
-                       f"has {', '.join(map(str, LANGUAGE_IDS))}")
-    texts = {k: _decode(getattr(sub, k), b64, k) for k in TEXT_FIELDS}
-    if sub.number_of_runs is not None and sub.number_of_runs > cfg.max_runs:
-        raise ApiError(422, f"number_of_runs={sub.number_of_runs} is above this server's "
-                       f"maximum {cfg.max_runs}")
-    if sub.callback_url:
-        if not cfg.enable_callbacks:
-            raise ApiError(422, "callback_url: setting callback is not allowed (the admin "
-                           "turned enable_callbacks off)")
-        callbacks.check_url(sub.callback_url, cfg.callback_hosts)
+    _check(sub, cfg)
+    texts = {k: _read(getattr(sub, k), b64, k) for k in TEXT_FIELDS}
+    zipped = b64_read(sub.additional_files, "additional_files") if sub.additional_files \
+        else None
     limits = {k: getattr(sub, k) if getattr(sub, k) is not None else v
-              for k, v in DEFAULTS.items()}
-    job = Job(language=LANGUAGE_IDS[sub.language_id], source=texts["source_code"] or b"",
+              for k, v in defaults(cfg).items()}
+    project = sub.language_id == PROJECT_ID
+    job = Job(language=None if project else LANGUAGE_IDS[sub.language_id or 0],
+              project=project, source=texts["source_code"] or b"",
               args=_split(sub.command_line_arguments, "command_line_arguments"),
-              stdin=texts["stdin"] or b"", files=_files(sub.additional_files, cfg),
+              stdin=texts["stdin"] or b"", files=_files(zipped, cfg),
               limits=JobLimits(time=float(limits["cpu_time_limit"]),
                                wall_time=float(limits["wall_time_limit"]),
                                memory=int(limits["memory_limit"]) * KB,
-                               file_size=int(limits["max_file_size"]) * KB),
+                               file_size=int(limits["max_file_size"]) * KB,
+                               processes=int(limits["max_processes_and_or_threads"])),
               network=bool(sub.enable_network),
               options=_split(sub.compiler_options, "compiler_options"),
               stderr_to_stdout=bool(sub.redirect_stderr_to_stdout),
@@ -132,9 +258,22 @@ def to_job(sub: SubmissionIn, b64: bool, cfg: ServiceConfig) -> tuple[Job, dict[
     check_job(job, cfg, LIMIT_NAMES)
     echo: dict[str, object] = {k: v for k, v in sub.model_dump().items() if k not in TEXT_FIELDS}
     echo |= limits
+    echo |= {"enable_per_process_and_thread_time_limit":
+             bool(sub.enable_per_process_and_thread_time_limit),
+             "enable_per_process_and_thread_memory_limit":
+             bool(sub.enable_per_process_and_thread_memory_limit),
+             "redirect_stderr_to_stdout": bool(sub.redirect_stderr_to_stdout),
+             "enable_network": bool(sub.enable_network)}
     echo |= {k: base64.b64encode(v).decode() if v is not None else None
              for k, v in texts.items()}  # kept as base64 whatever the request's encoding
+    echo["additional_files"] = base64.b64encode(zipped).decode() if zipped else None
     return job, echo
+
+
+def _read(text: str | None, b64: bool, what: str) -> bytes | None:
+    if text is None:
+        return None
+    return b64_read(text, what) if b64 else text.encode()
 
 
 def _split(text: str | None, what: str) -> tuple[str, ...]:
@@ -142,24 +281,25 @@ def _split(text: str | None, what: str) -> tuple[str, ...]:
     try:
         return tuple(shlex.split(text or ""))
     except ValueError as e:
-        raise ApiError(422, f"{what}: {e}") from None
+        raise field_errors({what: [str(e)]}) from None
 
 
-def _files(text: str | None, cfg: ServiceConfig) -> dict[str, bytes]:
+def _files(zipped: bytes | None, cfg: ServiceConfig) -> dict[str, bytes]:
     """additional_files: a zip archive, base64-encoded whatever base64_encoded says (as
     Judge0)."""
-    if not text:
+    if not zipped:
         return {}
-    if len(text) > cfg.max_files_bytes * 4 // 3 + 4:
+    if len(zipped) > cfg.max_files_bytes:
         raise ApiError(413, f"additional_files is over {cfg.max_files_bytes} bytes")
-    data = _decode(text, True, "additional_files")
-    assert data is not None
-    return archive.extract(data, cfg.max_files, cfg.max_files_bytes)
+    return archive.extract(zipped, cfg.max_files, cfg.max_files_bytes)
 
+
+# -- submissions out --------------------------------------------------------------------------
 
 def _strip(text: bytes) -> bytes:
-    """Judge0's comparison: trailing spaces of each line and surrounding blank lines ignored."""
-    return b"\n".join(line.rstrip() for line in text.split(b"\n")).strip()
+    """Judge0's comparison: each line's trailing spaces and the trailing blank lines
+    ignored."""
+    return b"\n".join(line.rstrip() for line in text.split(b"\n")).rstrip()
 
 
 def status_id(rec: Record) -> int:
@@ -181,111 +321,152 @@ def status_id(rec: Record) -> int:
     return 11 if o.exit_code else 12
 
 
+def language_name(id: object) -> str | None:
+    """The name of a Judge0 language id; None for an id this server no longer has."""
+    if id == PROJECT_ID:
+        return PROJECT_NAME
+    lang = languages().get(LANGUAGE_IDS.get(int(str(id)), ""))
+    return lang.title if lang else None
+
+
 def to_json(rec: Record, b64: bool, fields: tuple[str, ...]) -> dict[str, object]:
+    """The submission as Judge0's serializer writes it, ``fields`` only. Raises
+    UnicodeDecodeError for a text that is not UTF-8 when ``b64`` is off."""
     sid = status_id(rec)
-    o = Outcome.from_dict(rec.outcome) if rec.outcome else None
     full: dict[str, object] = dict(rec.request)
-    for k in TEXT_FIELDS:
+    for k in (*TEXT_FIELDS, "additional_files"):
         v = rec.request.get(k)
-        full[k] = _encode(base64.b64decode(str(v)), b64) if v is not None else None
+        raw = base64.b64decode(str(v)) if v is not None else None
+        full[k] = _text(raw, b64 or k == "additional_files") if raw else (
+            None if raw is None else "")
+    for k in DECIMAL_FIELDS:
+        full[k] = decimal(float(str(rec.request[k])))
     lang_id = rec.request.get("language_id")
     full |= {"token": rec.id, "status_id": sid, "status": {"id": sid, "description": STATUSES[sid]},
-             "created_at": iso(rec.created), "finished_at": iso(rec.finished),
-             "language": {"id": lang_id, "name": languages()[rec.label].title},
+             "created_at": timestamp(rec.created), "finished_at": timestamp(rec.finished),
+             "language": {"id": lang_id, "name": language_name(lang_id)},
              "stdout": None, "stderr": None, "compile_output": None, "message": None,
              "time": None, "wall_time": None, "memory": None, "exit_code": None,
              "exit_signal": None}
-    if o is not None:
-        full |= {"stdout": _encode(o.stdout or None, b64),
-                 "stderr": _encode(o.stderr or None, b64),
-                 "compile_output": _encode(o.compile_output.encode() or None, b64),
-                 "message": _encode(o.message.encode() or None, b64),
-                 "exit_code": o.exit_code, "exit_signal": o.signal,
-                 "time": f"{o.time:.3f}" if o.status else None,
-                 "wall_time": f"{o.wall_time:.3f}" if o.status else None,
-                 "memory": o.memory // KB if o.memory is not None else None}
-    return {k: full.get(k) for k in fields}
+    if rec.outcome is not None:
+        o = Outcome.from_dict(rec.outcome)
+        full |= {"stdout": _text(o.stdout, b64), "stderr": _text(o.stderr, b64),
+                 "compile_output": _text(o.compile_output.encode(), b64),
+                 "message": _text(o.message.encode(), b64)}
+        if o.status:  # a run happened (not a CE, nor an IE before it)
+            full |= {"exit_code": o.exit_code or 0, "exit_signal": o.signal,
+                     "time": decimal(o.time), "wall_time": decimal(o.wall_time),
+                     "memory": o.memory // KB if o.memory is not None else None}
+    return {k: full.get(k) for k in ALL_FIELDS if k in fields}
 
 
 def _fields(text: str | None) -> tuple[str, ...]:
-    if text is None:
-        return DEFAULT_FIELDS
-    if text.strip() == "*":
+    """Judge0's ``fields``: names separated by commas, or '*'; none: the default fields."""
+    wanted = tuple(f for f in (text or "").split(",") if f)
+    invalid = [f for f in wanted if f != "*" and f not in ALL_FIELDS]
+    if invalid:
+        raise ApiError(400, f"invalid fields: [{', '.join(invalid)}]")
+    if "*" in wanted:
         return ALL_FIELDS
-    wanted = tuple(f.strip() for f in text.split(",") if f.strip())
-    unknown = [f for f in wanted if f not in ALL_FIELDS]
-    if unknown:
-        raise ApiError(422, f"invalid field(s): {', '.join(unknown)}")
-    return wanted
+    return wanted or DEFAULT_FIELDS
 
 
-B64 = Annotated[bool, Query(description="source_code, stdin, expected_output and the "
-                                        "outputs in base64")]
+def _flag(value: str | None) -> bool:
+    """Judge0's query flags (base64_encoded, wait): only "true" is true."""
+    return value == "true"
+
+
+def _ruby_int(text: str | None, default: int) -> int:
+    """A query number as Judge0 reads it (Ruby's to_i: a leading integer, else 0)."""
+    if text is None:
+        return default
+    found = re.match(r"\s*[+-]?\d+", text)
+    return int(found.group()) if found else 0
+
+
+Flag = Annotated[str | None, Query(description='"true" or not (as Judge0)')]
 
 
 def router() -> APIRouter:
     r = APIRouter(tags=["judge0"])
 
     @r.post("/submissions", status_code=201)
-    async def create(sub: SubmissionIn, request: Request, base64_encoded: B64 = False,
-                     wait: bool = False, fields: str | None = None) -> dict[str, object]:
+    async def create(sub: SubmissionIn, request: Request, base64_encoded: Flag = None,
+                     wait: Flag = None, fields: str | None = None) -> Response:
         svc = request.app.state.service
         wanted = _fields(fields)
-        job, echo = to_job(sub, base64_encoded, svc.cfg)
-        rec = await svc.submit(job, echo)
-        if not wait:
-            return {"token": rec.id}
-        return to_json(await svc.wait(rec.id), base64_encoded, wanted)
+        b64 = _flag(base64_encoded)
+        job, echo = to_job(sub, b64, svc.cfg)
+        rec = await _submit(request, job, echo)
+        if not _flag(wait):
+            return JSONResponse({"token": rec.id}, 201)
+        try:
+            return JSONResponse(to_json(await svc.wait(rec.id), b64, wanted), 201)
+        except UnicodeDecodeError:
+            return JSONResponse({"error": NOT_UTF8, "token": rec.id}, 201)
 
-    @r.post("/submissions/batch", status_code=201)
+    @r.post("/submissions/batch")
     async def create_batch(batch: BatchIn, request: Request,
-                           base64_encoded: B64 = False) -> list[dict[str, object]]:
+                           base64_encoded: Flag = None) -> JSONResponse:
+        """As Judge0: each item is accepted ({"token"}) or gets its field errors; 201 if
+        any was accepted, else 422."""
         svc = request.app.state.service
-        check_batch(len(batch.submissions), svc.cfg)
+        _check_batch(len(batch.submissions), svc.cfg)
         out: list[dict[str, object]] = []
-        for sub in batch.submissions:  # as Judge0: each item is accepted or has its error
+        for sub in batch.submissions:
             try:
-                job, echo = to_job(sub, base64_encoded, svc.cfg)
-                out.append({"token": (await svc.submit(job, echo)).id})
+                job, echo = to_job(sub, _flag(base64_encoded), svc.cfg)
+                out.append({"token": (await _submit(request, job, echo)).id})
             except ApiError as e:
                 if e.status in (429, 503):
                     raise
-                out.append({"error": e.message})
-        return out
+                out.append(e.body)
+        return JSONResponse(out, 201 if any("token" in x for x in out) else 422)
 
     @r.get("/submissions/batch")
-    async def get_batch(request: Request, tokens: str, base64_encoded: B64 = False,
+    async def get_batch(request: Request, tokens: str = "", base64_encoded: Flag = None,
                         fields: str | None = None) -> dict[str, object]:
         svc = request.app.state.service
         wanted = _fields(fields)
-        ids = [t for t in tokens.split(",") if t]
-        check_batch(len(ids), svc.cfg, "tokens")
+        ids = tokens.strip().split(",")
+        while ids and not ids[-1]:  # as Ruby's split: no empty names at the end
+            ids.pop()
+        _check_batch(len(ids), svc.cfg)
         out = []
         for id in ids:
-            rec = await svc.get(id)
-            out.append(to_json(rec, base64_encoded, wanted) if rec and rec.judge0 else None)
+            rec = await svc.get(id, request)
+            out.append(_answer(rec, _flag(base64_encoded), wanted, "one or more submissions")
+                       if rec and rec.judge0 else None)
         return {"submissions": out}
 
     @r.get("/submissions")
-    async def index(request: Request, base64_encoded: B64 = False, fields: str | None = None,
-                    page: Annotated[int, Query(ge=1)] = 1,
-                    per_page: Annotated[int, Query(ge=1, le=1000)] = PER_PAGE
-                    ) -> dict[str, object]:
+    async def index(request: Request, base64_encoded: Flag = None, fields: str | None = None,
+                    page: str | None = None, per_page: str | None = None) -> dict[str, object]:
         """Judge0's paginated list, newest first; needs an admin token (X-Auth-User)."""
         svc = request.app.state.service
         svc.authorise_admin(request)
         wanted = _fields(fields)
-        recs, total = await svc.page((page - 1) * per_page, per_page)
-        pages = -(-total // per_page)
-        return {"submissions": [to_json(rec, base64_encoded, wanted) for rec in recs],
-                "meta": {"current_page": page, "next_page": page + 1 if page < pages else None,
-                         "prev_page": page - 1 if page > 1 else None, "total_pages": pages,
-                         "total_count": total}}
+        number, size = _ruby_int(page, 1), _ruby_int(per_page, PER_PAGE)
+        if number <= 0:
+            raise ApiError(400, f"invalid page: {number}")
+        if size <= 0 or size > MAX_PER_PAGE:
+            raise ApiError(400, f"invalid per_page: {size} (1 to {MAX_PER_PAGE})")
+        recs, total = await svc.page((number - 1) * size, size)
+        pages = -(-total // size)
+        b64 = _flag(base64_encoded)
+        return {"submissions": [_answer(rec, b64, wanted, "one or more submissions")
+                                for rec in recs],
+                "meta": {"current_page": number,
+                         "next_page": number + 1 if number < pages else None,
+                         "prev_page": number - 1 if number > 1 else None,
+                         "total_pages": pages, "total_count": total}}
 
     @r.get("/submissions/{token}")
-    async def get(token: str, request: Request, base64_encoded: B64 = False,
+    async def get(token: str, request: Request, base64_encoded: Flag = None,
                   fields: str | None = None) -> dict[str, object]:
-        return to_json(await _judge0_record(request, token), base64_encoded, _fields(fields))
+        wanted = _fields(fields)
+        return _answer(await _judge0_record(request, token), _flag(base64_encoded), wanted,
+                       "this submission")
 
     @r.delete("/submissions/{token}")
     async def delete(token: str, request: Request,
@@ -294,6 +475,7 @@ def router() -> APIRouter:
         answers what was deleted, base64-encoded (whatever base64_encoded says)."""
         svc = request.app.state.service
         svc.authorise_admin(request)
+        wanted = _fields(fields)
         if not svc.cfg.enable_submission_delete:
             raise ApiError(400, "delete not allowed: the admin has not set "
                            "enable_submission_delete")
@@ -303,14 +485,21 @@ def router() -> APIRouter:
             raise ApiError(400, f"submission cannot be deleted because its status is {sid} "
                            f"({STATUSES[sid]})")
         await svc.delete(token)
-        return to_json(rec, True, _fields(fields))
+        return to_json(rec, True, wanted)
 
     @r.get("/languages")
     async def langs() -> list[dict[str, object]]:
-        return [{"id": i, "name": languages()[n].title} for i, n in LANGUAGE_IDS.items()]
+        return [{"id": id, "name": name} for id, name in _languages()]
+
+    @r.get("/languages/all")
+    async def all_langs() -> list[dict[str, object]]:
+        return [{"id": id, "name": name, "is_archived": False} for id, name in _languages()]
 
     @r.get("/languages/{id}")
     async def lang(id: int) -> dict[str, object]:
+        if id == PROJECT_ID:
+            return {"id": id, "name": PROJECT_NAME, "is_archived": False, "source_file": None,
+                    "compile_cmd": None, "run_cmd": None}
         if id not in LANGUAGE_IDS:
             raise ApiError(404, f"language with id {id} doesn't exist")
         lang = languages()[LANGUAGE_IDS[id]]
@@ -322,53 +511,43 @@ def router() -> APIRouter:
     async def statuses() -> list[dict[str, object]]:
         return [{"id": i, "description": d} for i, d in STATUSES.items()]
 
-    @r.get("/about")
-    async def about() -> dict[str, str]:
-        return {"version": VERSION, "homepage": "docs/service.md",
-                "source_code": "cellbox", "maintainer": "cellbox"}
-
-    @r.get("/config_info")
-    async def config_info(request: Request) -> JSONResponse:
-        return JSONResponse(_config_info(request.app.state.service.cfg))
-
     return r
 
 
+def _languages() -> list[tuple[int, str]]:
+    """Every language id this server runs, by name, as Judge0 orders them."""
+    found = [(id, name) for id in (*LANGUAGE_IDS, PROJECT_ID)
+             if (name := language_name(id)) is not None]
+    return sorted(found, key=lambda x: x[1])
+
+
+def _check_batch(size: int, cfg: ServiceConfig) -> None:
+    if size > cfg.max_batch:
+        raise ApiError(400, "number of submissions in a batch should be less than or equal "
+                       f"to {cfg.max_batch}")
+    if size == 0:
+        raise ApiError(400, "there should be at least one submission in a batch")
+
+
+def _answer(rec: Record, b64: bool, fields: tuple[str, ...], what: str) -> dict[str, object]:
+    try:
+        return to_json(rec, b64, fields)
+    except UnicodeDecodeError:
+        raise ApiError(400, NOT_UTF8.replace("this submission", what)) from None
+
+
+async def _submit(request: Request, job: Job, echo: dict[str, object]) -> Record:
+    """Queue as Judge0 answers a full queue: 503 "queue is full"."""
+    try:
+        return await request.app.state.service.submit(job, echo, request)
+    except ApiError as e:
+        if e.status == 429:  # the queue is full (a rate limit answers before the route)
+            raise ApiError(503, f"queue is full: {e.message}", e.headers) from None
+        raise
+
+
 async def _judge0_record(request: Request, token: str) -> Record:
-    rec = await request.app.state.service.get(token)
+    rec = await request.app.state.service.get(token, request)
     if rec is None or not rec.judge0:  # a native id is not a token
         raise ApiError(404, f"no submission with token {token!r}")
     return rec
-
-
-def _config_info(cfg: ServiceConfig) -> dict[str, object]:
-    return {
-        "maintenance_mode": False, "enable_wait_result": True,
-        "enable_compiler_options": True,
-        "allowed_languages_for_compile_options": [
-            lang.title for lang in languages().values() if lang.compiler_options],
-        "enable_command_line_arguments": True,
-        "enable_submission_delete": cfg.enable_submission_delete,
-        "enable_callbacks": cfg.enable_callbacks, "callbacks_max_tries": callbacks.CALLBACK_TRIES,
-        "callbacks_timeout": callbacks.CALLBACK_TIMEOUT, "enable_additional_files": True,
-        "max_queue_size": cfg.max_queue,
-        "cpu_time_limit": DEFAULTS["cpu_time_limit"], "max_cpu_time_limit": cfg.max_time,
-        "cpu_extra_time": DEFAULTS["cpu_extra_time"], "max_cpu_extra_time": 0,
-        "wall_time_limit": DEFAULTS["wall_time_limit"],
-        "max_wall_time_limit": cfg.max_wall_time,
-        "memory_limit": DEFAULTS["memory_limit"], "max_memory_limit": cfg.max_memory // KB,
-        "stack_limit": DEFAULTS["stack_limit"], "max_stack_limit": DEFAULTS["stack_limit"],
-        "max_processes_and_or_threads": DEFAULTS["max_processes_and_or_threads"],
-        "max_max_processes_and_or_threads": cfg.max_processes,
-        # Accepted, but cellbox limits the whole run either way (docs/service.md).
-        "enable_per_process_and_thread_time_limit": False,
-        "allow_enable_per_process_and_thread_time_limit": True,
-        "enable_per_process_and_thread_memory_limit": False,
-        "allow_enable_per_process_and_thread_memory_limit": True,
-        "max_file_size": DEFAULTS["max_file_size"], "max_max_file_size": cfg.max_file_size // KB,
-        "number_of_runs": 1, "max_number_of_runs": cfg.max_runs,
-        "max_extract_size": cfg.max_files_bytes // KB,
-        "redirect_stderr_to_stdout": False, "enable_batched_submissions": True,
-        "max_submission_batch_size": cfg.max_batch, "allow_enable_network": cfg.allow_network,
-        "enable_network": False,
-    }

@@ -232,13 +232,13 @@ def router() -> APIRouter:
     async def run(req: RunIn, request: Request) -> SubmissionOut:
         """Run and wait for the result (at most the server's wait_timeout)."""
         svc = request.app.state.service
-        rec = await svc.submit(to_job(req, svc.cfg), request_echo(req))
+        rec = await svc.submit(to_job(req, svc.cfg), request_echo(req), request)
         return to_out(await svc.wait(rec.id))
 
     @r.post("/submissions", status_code=201)
     async def submit(req: RunIn, request: Request) -> dict[str, str]:
         svc = request.app.state.service
-        rec = await svc.submit(to_job(req, svc.cfg), request_echo(req))
+        rec = await svc.submit(to_job(req, svc.cfg), request_echo(req), request)
         return {"id": rec.id}
 
     @r.post("/submissions/batch", status_code=201)
@@ -246,11 +246,11 @@ def router() -> APIRouter:
         svc = request.app.state.service
         check_batch(len(req.submissions), svc.cfg)
         jobs = [(to_job(s, svc.cfg), request_echo(s)) for s in req.submissions]  # all valid
-        return [{"id": (await svc.submit(job, echo)).id} for job, echo in jobs]
+        return [{"id": (await svc.submit(job, echo, request)).id} for job, echo in jobs]
 
     @r.get("/submissions/{id}", response_model=SubmissionOut)
     async def get(id: str, request: Request) -> SubmissionOut:
-        rec = await request.app.state.service.get(id)
+        rec = await request.app.state.service.get(id, request)
         if rec is None or rec.judge0:  # a Judge0 token is not a native id
             raise ApiError(404, f"no submission {id!r}")
         return to_out(rec)

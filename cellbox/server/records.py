@@ -1,9 +1,9 @@
-"""Submission records: ``Record`` and the embedded mode's store, ``SqliteRecords``.
+"""Submission records: ``Record`` and its two stores, ``SqliteRecords`` and ``RedisRecords``.
 
 The embedded store is one SQLite database: in memory by default, or the file
 ``STATE_DIR/records.sqlite`` when the service config sets ``state_dir``, so that records (and
-the jobs not yet finished) survive a restart of the server. With a broker the records are in
-Redis instead (``backends.RedisRecords``).
+the jobs not yet finished) survive a restart of the server. With a broker the records are
+Redis hashes (``RedisRecords``), which the server and the workers share.
 """
 
 from __future__ import annotations
@@ -13,7 +13,9 @@ import json
 import os
 import sqlite3
 import time
+import uuid
 from dataclasses import dataclass, field
+from typing import Any
 
 from cellbox.errors import ConfigError
 
@@ -23,7 +25,8 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS records (
     id TEXT PRIMARY KEY, label TEXT NOT NULL, state TEXT NOT NULL, created REAL NOT NULL,
     finished REAL, outcome TEXT, request TEXT NOT NULL, judge0 INTEGER NOT NULL,
-    job TEXT  -- the job, kept until it is done: a restart runs it again
+    job TEXT,  -- the job, kept until it is done: a restart runs it again
+    owner TEXT  -- the API token that made it (NULL on a server without tokens)
 );
 CREATE INDEX IF NOT EXISTS records_judge0 ON records (judge0, created);
 """
@@ -38,11 +41,17 @@ class Record:
     finished: float | None = None
     outcome: dict[str, object] | None = None
     request: dict[str, object] = field(default_factory=dict)  # what the API keeps to answer
+    owner: str | None = None  # the API token that made it; None on a server without tokens
 
     @property
     def judge0(self) -> bool:
         """Made through the Judge0 API (its tokens and native ids are not interchangeable)."""
         return "language_id" in self.request
+
+
+def new_id() -> str:
+    """A submission's id: a random UUID, in the form Judge0 gives its tokens."""
+    return str(uuid.uuid4())
 
 
 class SqliteRecords:
@@ -60,15 +69,18 @@ class SqliteRecords:
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")  # durable enough: WAL, no fsync each
             self.db.executescript(SCHEMA)
+            columns = {row[1] for row in self.db.execute("PRAGMA table_info(records)")}
+            if "owner" not in columns:  # a store written before records had owners
+                self.db.execute("ALTER TABLE records ADD COLUMN owner TEXT")
         except sqlite3.Error as e:
             raise ConfigError(f"Cannot open the service's record store {path}: {e}") from None
         self.max_records = max_records
         self._inserted = 0
 
     def add(self, rec: Record, job: dict[str, object]) -> None:
-        self.db.execute("INSERT INTO records VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        self.db.execute("INSERT INTO records VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         (rec.id, rec.label, rec.state, rec.created, rec.finished, None,
-                         json.dumps(rec.request), int(rec.judge0), json.dumps(job)))
+                         json.dumps(rec.request), int(rec.judge0), json.dumps(job), rec.owner))
         self._inserted += 1
         if self._inserted % 1000 == 0:
             self._trim()
@@ -97,6 +109,10 @@ class SqliteRecords:
         rows = self.db.execute("SELECT * FROM records WHERE state != 'done' ORDER BY created"
                                ).fetchall()
         return [(_record(r), json.loads(r[8])) for r in rows]
+
+    def size(self) -> int:
+        pages = self.db.execute("PRAGMA page_count").fetchone()[0]
+        return int(pages) * int(self.db.execute("PRAGMA page_size").fetchone()[0])
 
     def _trim(self) -> None:
         done = self.db.execute("SELECT count(*) FROM records WHERE state = 'done'").fetchone()[0]
@@ -134,4 +150,33 @@ def _record(row: tuple[object, ...]) -> Record:
     return Record(str(id), str(label), str(state), float(str(created)),
                   float(str(finished)) if finished is not None else None,
                   json.loads(str(outcome)) if outcome is not None else None,
-                  json.loads(str(request)))
+                  json.loads(str(request)), str(row[9]) if row[9] is not None else None)
+
+
+RECORD_KEY = "cellbox:sub:{}"
+RECORD_TTL = 24 * 3600  # seconds a record is kept in Redis
+JUDGE0_INDEX = "cellbox:judge0"  # sorted set of Judge0 tokens by creation time (GET /submissions)
+
+
+class RedisRecords:
+    """Records as Redis hashes, shared by the server (async) and workers (sync)."""
+
+    @staticmethod
+    def new_fields(rec: Record) -> dict[Any, Any]:
+        fields = {"state": rec.state, "label": rec.label, "created": str(rec.created),
+                  "request": json.dumps(rec.request)}
+        return fields | ({"owner": rec.owner} if rec.owner is not None else {})
+
+    @staticmethod
+    def decode(raw: dict[Any, Any], id: str) -> Record | None:
+        if not raw:
+            return None
+        d = {k.decode(): v.decode() for k, v in raw.items()}
+        outcome = json.loads(d["outcome"]) if "outcome" in d else None
+        finished = float(d["finished"]) if "finished" in d else None
+        return Record(id, d["label"], d["state"], float(d["created"]), finished, outcome,
+                      json.loads(d.get("request", "{}")), d.get("owner"))
+
+    @staticmethod
+    def done_fields(outcome: dict[str, object]) -> dict[Any, Any]:
+        return {"state": "done", "outcome": json.dumps(outcome), "finished": str(time.time())}
