@@ -9,12 +9,14 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
 from cellbox.cli.options import help_text, parse
-from cellbox.errors import CellboxError, SandboxSetupError, UsageError
+from cellbox.errors import BoxBusyError, CellboxError, SandboxSetupError, UsageError
 from cellbox.limits import Limits, parse_size
 from cellbox.result import RunResult, Status
 
 COMMANDS = ("init", "run", "cleanup", "version", "print-cg-root", "check-config", "help")
 VERSION = "0.1.0"
+WAIT_HINT = "use --wait to wait for it"
+WAIT_LONGER_HINT = "wait longer (--wait=SECONDS, or --wait for no limit)"
 
 
 @dataclass
@@ -400,6 +402,9 @@ def run_cli(argv: list[str]) -> int:
         if argv and argv[0] in subcommands.SUBCOMMANDS:
             return subcommands.main(argv)
         return isolate_main(argv)
+    except BoxBusyError as e:
+        print(f"cellbox: {e.with_hint(WAIT_HINT, WAIT_LONGER_HINT)}", file=sys.stderr)
+        return e.exit_code
     except CellboxError as e:
         print(f"cellbox: {e}", file=sys.stderr)
         return e.exit_code
