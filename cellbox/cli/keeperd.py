@@ -351,3 +351,9 @@ def _flush() -> None:
             stream.flush()
         except OSError:
             pass
+
+
+# Registered with cellbox.cli.subcommands: name -> (handler, parser maker).
+COMMANDS = {
+    "keeperd": (keeperd_main, keeperd_parser),
+}
