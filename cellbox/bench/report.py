@@ -121,7 +121,7 @@ def print_tables(results: Results) -> None:
         tm.add_row(*(f"{many[k]:.0f}" for k in ("init_uss_kib_per_box", "kernel_kib_per_box",
                                                 "keeper_kib_per_box", "total_kib_per_box")))
         console.print(tm)
-    tg = Table(title="targets (issue 7) this run can check")
+    tg = Table(title="targets this run can check")
     for col in ("target", "measured", "met"):
         tg.add_column(col)
     for what, value, unit, ok in targets(results):

@@ -1,7 +1,9 @@
 """cgroups: one interface, with a backend per cgroup version, picked at start.
 
-A backend places each box in its own cgroup, which cellbox creates and removes itself and
-reuses from run to run. The keeper (one run) talks only to ``BoxCgroup``.
+A backend places each box in cgroups of its own, which cellbox creates and removes itself,
+and starts every counter of a run from zero: v2 gives every run a fresh leaf; v1 keeps a
+box's cpuacct and pids cgroups (counters reset or taken as offsets) and makes its memory
+cgroup again for every run. The keeper talks only to ``BoxCgroup``.
 """
 
 from __future__ import annotations
