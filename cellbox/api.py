@@ -23,7 +23,7 @@ from cellbox.box import Boxes, Caller
 from cellbox.config import Config
 from cellbox.errors import BoxBusyError, BoxStateError
 from cellbox.limits import Limits
-from cellbox.linux.seccomp import DEFAULT_POLICY, load_policy, parse_changes
+from cellbox.policy import DEFAULT_POLICY, load_policy, parse_changes
 from cellbox.lock import BoxLock
 from cellbox.result import RunResult
 from cellbox.rules import build_dir_rules, build_env, normalise_workdir

@@ -306,7 +306,8 @@ def _run_page(page: Path, scratch: Path) -> list[tuple[Command, int, str]]:
     script = [PREAMBLE]
     for i, c in enumerate(commands):
         text = f"{c.text} &\nup 2358" if SERVICE.search(c.text) else c.text
-        script.append(f"{text}\nprintf '\\n@@ {i} %d\\n' $?\n")  # the output may not end a line
+        # The marker starts a line (the output may not end one) and keeps $? for `echo $?`.
+        script.append(f"{text}\nrc=$?; printf '\\n@@ {i} %d\\n' $rc; (exit $rc)\n")
     proc = _bash(["unshare", "--net", "bash", "-c", "\n".join(script)], scratch, _env(scratch))
     outputs = re.split(r"\n@@ \d+ (\d+)\n", "\n" + proc.stdout)
     assert len(outputs) == 2 * len(commands) + 1, \

@@ -8,18 +8,10 @@ cgroup again for every run. The keeper talks only to ``BoxCgroup``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Protocol
 
+from cellbox.cgroup.stats import CgroupStats
 from cellbox.errors import SandboxSetupError
-
-
-@dataclass(frozen=True)
-class CgroupStats:
-    cpu_ns: int | None  # CPU time of every process and thread since the run started
-    peak_memory: int | None  # bytes; None (and cpu_ns None): no cgroup measured them
-    oom_kills: int  # in this run
-    pids_limit_hits: int  # forks refused by the pids limit, in this run
 
 
 class BoxCgroup(Protocol):

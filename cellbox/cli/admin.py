@@ -188,9 +188,11 @@ def bench_main(argv: list[str]) -> int:
         raise UsageError("--rounds must be at least 1; --warmup, --throughput-seconds and "
                          "--many-boxes must not be negative")
     from cellbox.bench import report
-    from cellbox.bench.suite import Bench
+    from cellbox.bench.suite import Bench, DaemonSwitches
+    from cellbox.cli import client
 
-    bench = Bench(first_uid=args.first_uid, many_boxes=args.many_boxes)
+    bench = Bench(DaemonSwitches(client.NO_DAEMON_ENV, client.SOCKET_ENV),
+                  first_uid=args.first_uid, many_boxes=args.many_boxes)
     with progress_bars() as bars:
         try:
             bench.setup()

@@ -99,13 +99,13 @@ def spec_from(p: Parsed, capture: bool = False,  # noqa: ANN201 - RunSpec, impor
 
 
 def _seccomp_policy(p: Parsed):  # noqa: ANN202 - Policy, imported lazily
-    from cellbox.linux import seccomp
+    from cellbox import policy
 
     values = p.get("syscalls", [])
     assert isinstance(values, list)  # a repeatable option: the parser collects a list
-    changes = seccomp.parse_changes([str(v) for v in values])
-    ref = str(p.get("seccomp-policy") or seccomp.DEFAULT_POLICY)
-    return seccomp.load_policy(ref, changes)
+    changes = policy.parse_changes([str(v) for v in values])
+    ref = str(p.get("seccomp-policy") or policy.DEFAULT_POLICY)
+    return policy.load_policy(ref, changes)
 
 
 def _stdio_path(p: Parsed, name: str) -> str | None:
