@@ -21,9 +21,9 @@ from pathlib import Path
 from cellbox import storage
 from cellbox.box import Boxes, Caller
 from cellbox.config import Config
-from cellbox.errors import BoxStateError
+from cellbox.errors import BoxBusyError, BoxStateError
 from cellbox.limits import Limits
-from cellbox.linux.seccomp import DEFAULT_POLICY, load_policy, parse_changes
+from cellbox.policy import DEFAULT_POLICY, load_policy, parse_changes
 from cellbox.lock import BoxLock
 from cellbox.result import RunResult
 from cellbox.rules import build_dir_rules, build_env, normalise_workdir
@@ -53,7 +53,12 @@ class Box:
         if self._box_id is None:
             lock = self._boxes.acquire_free(self._wait)
         else:
-            lock = self._boxes.lock(self._box_id, self._wait)
+            try:
+                lock = self._boxes.lock(self._box_id, self._wait)
+            except BoxBusyError as e:
+                raise e.with_hint("pass wait=SECONDS (or None: no limit) to wait for it",
+                                  "wait longer (wait=SECONDS, or wait=None for no limit)") \
+                    from None
         try:
             self.path = self._boxes.init(lock, self._caller, self._quota, lease=True)
         except BaseException:

@@ -137,7 +137,7 @@ def _invalid(key: str, value: object, rule: str) -> ConfigError:
 
 def host_problems(config: Config, path: str) -> list[str]:
     """What on this host makes ``config`` (read from ``path``) unsafe or unusable, beyond
-    the file itself: box ids that belong to real users or groups, and box or lock roots that
+    the file itself: box uids or gids that belong to real users or groups, and box or lock roots that
     cannot be created. Read-only; for ``cellbox --check-config`` and ``cellbox doctor``."""
     problems = [f"Config file {path}: {p}" for p in _id_clashes(config)]
     for key in ("box_root", "lock_root"):
@@ -164,7 +164,7 @@ def _id_clashes(config: Config) -> list[str]:
         if taken:
             names = ", ".join(f"{name} ({i})" for i, name in taken)
             kind = "user" if key == "first_uid" else "group"
-            clashes.append(f"{key} = {first} with num_boxes = {config.num_boxes}: box ids "
+            clashes.append(f"{key} = {first} with num_boxes = {config.num_boxes}: box {kind[0]}ids "
                            f"{first}..{last} include the {kind}(s) {names}; a box would run "
                            f"as that {kind}. Move {key} to a range no {kind} has, or lower "
                            "num_boxes")

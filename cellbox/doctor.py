@@ -232,9 +232,10 @@ def check_seccomp() -> Check:
                      "cellbox refuses to run without its syscall filter; use a kernel built "
                      "with CONFIG_SECCOMP_FILTER")
     try:
+        from cellbox import policy
         from cellbox.linux import seccomp
 
-        seccomp.compile_filters(seccomp.default_policy())
+        seccomp.compile_filters(policy.default_policy())
     except Exception as e:  # noqa: BLE001 - any failure here means no filter
         return Check("seccomp", Level.FAIL, f"the filter cannot be built: {e}",
                      "install libseccomp2 and pyseccomp (scripts/bootstrap.sh does both)")

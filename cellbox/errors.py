@@ -22,7 +22,18 @@ class BoxStateError(CellboxError):
 
 
 class BoxBusyError(CellboxError):
-    """Another process holds the box's lock."""
+    """Another process holds the box's lock. ``waited``: whether the caller already waited;
+    each front end tells how to wait in its own terms (``with_hint``)."""
+
+    def __init__(self, message: str, waited: bool = False) -> None:
+        super().__init__(message)
+        self.waited = waited
+
+    def with_hint(self, wait: str, longer: str) -> BoxBusyError:
+        """This error with what to do: ``wait`` how to wait, ``longer`` how to wait longer."""
+        todo = longer if self.waited else wait
+        return BoxBusyError(f"{self}; {todo}, or see what holds it with 'cellbox boxes'",
+                            self.waited)
 
 
 class SandboxSetupError(CellboxError):

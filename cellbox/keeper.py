@@ -90,11 +90,6 @@ class _Outcome:
     program_started: float | None = None  # CLOCK_MONOTONIC, when init forked the program
 
 
-def run(spec: RunSpec, cgroup: BoxCgroup) -> RunResult:
-    """One run, start to result."""
-    return run_many([(spec, cgroup, None)])[0]
-
-
 def _require_single_thread() -> None:
     if len(os.listdir("/proc/self/task")) > 1:  # any thread, Python's or a C library's
         raise SandboxSetupError("cellbox cannot start a run from a multi-threaded process "

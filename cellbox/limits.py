@@ -10,6 +10,10 @@ from cellbox.errors import UsageError
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+# Processes and threads at once that a command gets unless it asks otherwise, in the one-shot
+# CLI (cellbox run) and the service: enough for a shell pipeline or a runtime's threads.
+# isolate's grammar and the library keep isolate's 1.
+COMMAND_PROCESSES = 64
 
 
 def parse_size(text: str, default_unit: str = "") -> int:

@@ -127,7 +127,7 @@ class BoxLock:
             waited = time.monotonic() - start
             if wait is not None and waited >= wait:
                 os.close(fd)
-                raise BoxBusyError(self._busy_message(wait))
+                raise BoxBusyError(self._busy_message(wait), waited=bool(wait))
             time.sleep(delay if wait is None else min(delay, wait - waited))
             delay = min(delay * 2, 0.05)
         self.fd = fd
@@ -135,15 +135,14 @@ class BoxLock:
         return self
 
     def _busy_message(self, wait: float) -> str:
+        """What holds the box; the front end adds how to wait (an option or a keyword)."""
         holder = self.holder()
         who = f"cellbox process {holder}" if holder else "another cellbox process"
         record = read_record(self.record_path)
         doing = " (running a program)" if record.run else (
             " (a library lease)" if record.lease else "")
-        hint = ("use --wait to wait for it" if not wait else
-                f"gave up after waiting {wait:g} s; wait longer (--wait=SECONDS, or --wait "
-                "for no limit), or see what holds it with 'cellbox boxes'")
-        return f"Box {self.box_id} is busy: {who} holds it{doing}; {hint}"
+        waited = f"; gave up after waiting {wait:g} s" if wait else ""
+        return f"Box {self.box_id} is busy: {who} holds it{doing}{waited}"
 
     def release(self) -> None:
         if self.fd is not None:

@@ -56,7 +56,6 @@ class RunResult:
     stderr: bytes = b""
     stdout_truncated: bool = False
     stderr_truncated: bool = False
-    warnings: list[str] = field(default_factory=list)
     seccomp_weakened: list[str] = field(default_factory=list)  # syscalls the default denies
     # Rootless mode without a cgroup: the limits asked for that no cgroup enforced, and
     # "accounting" (docs/security.md, rootless mode)

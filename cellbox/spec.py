@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from cellbox.limits import Limits
-from cellbox.linux.seccomp import Policy, default_policy
+from cellbox.policy import Policy, default_policy
 from cellbox.rules import DirRule
 
 

@@ -164,7 +164,9 @@ LAUNCHER="#!$VENV/bin/python -IS
 import sys
 sys.path += [\"$REPO\", \"$SITE\"]  # after the standard library, as site would
 from cellbox.cli.main import main
-main()"
+# The service's worker processes import this file again (multiprocessing): only run here.
+if __name__ == \"__main__\":
+    main()"
 if [[ $(cat "$VENV/bin/cellbox" 2>/dev/null) != "$LAUNCHER" ]]; then
     printf '%s\n' "$LAUNCHER" >"$VENV/bin/cellbox.new"
     chmod 755 "$VENV/bin/cellbox.new"

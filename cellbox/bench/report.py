@@ -134,7 +134,7 @@ def print_tables(results: Results) -> None:
         tj.add_row(*(f"{j[k]:.2f}" for k in ("bare_median_ms", "judged_median_ms",
                                              "overhead_ms")))
         console.print(tj)
-    tg = Table(title="targets (issue 7) this run can check")
+    tg = Table(title="targets this run can check")
     for col in ("target", "measured", "met"):
         tg.add_column(col)
     for what, value, unit, ok in targets(results):

@@ -44,7 +44,6 @@ from typing import Any
 from cellbox.bench.judging import BOXES as JUDGING_BOXES
 from cellbox.box import Boxes
 from cellbox.chaos import uid_processes
-from cellbox.cli import client
 from cellbox.config import ENV_VAR, write_private_config
 
 TRUE = ["/bin/true"]
@@ -137,9 +136,18 @@ class LibraryWorker:
         self.proc.wait(30)
 
 
+@dataclass(frozen=True)
+class DaemonSwitches:
+    """The environment variables by which the command line skips the keeper daemon, and
+    names its socket (the command line's own; given by it, so the bench imports no CLI)."""
+
+    no_daemon: str
+    socket: str
+
+
 class Bench:
-    def __init__(self, first_uid: int = 73000, cli: list[str] | None = None,
-                 many_boxes: int = 0) -> None:
+    def __init__(self, daemon: DaemonSwitches, first_uid: int = 73000,
+                 cli: list[str] | None = None, many_boxes: int = 0) -> None:
         self.first_uid = first_uid
         # the judging and many-boxes cases lease their own
         self.num_boxes = NUM_BOXES + JUDGING_BOXES + many_boxes
@@ -151,9 +159,10 @@ class Bench:
                                                 lock_root=self.lock_root)
         # The CLI cases in-process, whatever daemon the machine runs; the keeper cases
         # through the suite's own daemon.
-        self.env = {**os.environ, ENV_VAR: cfg, client.NO_DAEMON_ENV: "1"}
+        self.daemon = daemon
+        self.env = {**os.environ, ENV_VAR: cfg, daemon.no_daemon: "1"}
         self.keeper_env = {**os.environ, ENV_VAR: cfg,
-                           client.SOCKET_ENV: os.path.join(self.lock_root, "keeper.sock")}
+                           daemon.socket: os.path.join(self.lock_root, "keeper.sock")}
         self.keeper: subprocess.Popen[bytes] | None = None
         self.cli = cli or default_cli()
         self.results = Results(load_before=os.getloadavg())
@@ -271,7 +280,7 @@ class Bench:
         # setpriv: the daemon (and so its runs) dies with the bench, even with a SIGKILLed one.
         self.keeper = subprocess.Popen(
             ["setpriv", "--pdeathsig", "KILL", *self.cli, "keeperd", "--socket",
-             self.keeper_env[client.SOCKET_ENV]],
+             self.keeper_env[self.daemon.socket]],
             env=self.env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE)
         assert self.keeper.stderr is not None

@@ -1,23 +1,17 @@
 """cgroups: one interface, with a backend per cgroup version, picked at start.
 
-A backend places each box in its own cgroup, which cellbox creates and removes itself and
-reuses from run to run. The keeper (one run) talks only to ``BoxCgroup``.
+A backend places each box in cgroups of its own, which cellbox creates and removes itself,
+and starts every counter of a run from zero: v2 gives every run a fresh leaf; v1 keeps a
+box's cpuacct and pids cgroups (counters reset or taken as offsets) and makes its memory
+cgroup again for every run. The keeper talks only to ``BoxCgroup``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Protocol
 
+from cellbox.cgroup.stats import CgroupStats
 from cellbox.errors import SandboxSetupError
-
-
-@dataclass(frozen=True)
-class CgroupStats:
-    cpu_ns: int | None  # CPU time of every process and thread since the run started
-    peak_memory: int | None  # bytes; None (and cpu_ns None): no cgroup measured them
-    oom_kills: int  # in this run
-    pids_limit_hits: int  # forks refused by the pids limit, in this run
 
 
 class BoxCgroup(Protocol):

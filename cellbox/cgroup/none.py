@@ -7,7 +7,7 @@ in the result what a cgroup would have done and did not (docs/security.md, "Root
 
 from __future__ import annotations
 
-from cellbox.cgroup import CgroupStats
+from cellbox.cgroup.stats import CgroupStats
 from cellbox.limits import Limits
 
 V2_ADVICE = ("this process runs in a cgroup it may not write: run cellbox in a delegated one, "

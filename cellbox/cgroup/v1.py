@@ -11,7 +11,7 @@ import os
 import signal
 import time
 
-from cellbox.cgroup import CgroupStats
+from cellbox.cgroup.stats import CgroupStats
 from cellbox.cgroup.files import keyed, read, rmdir_when_empty, swap_in_use, write
 from cellbox.errors import SandboxSetupError
 

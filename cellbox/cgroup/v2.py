@@ -21,7 +21,7 @@ import errno
 import os
 from dataclasses import dataclass
 
-from cellbox.cgroup import CgroupStats
+from cellbox.cgroup.stats import CgroupStats
 from cellbox.cgroup.files import keyed, read, rmdir_when_empty, swap_in_use, wait_until, write
 from cellbox.errors import SandboxSetupError
 

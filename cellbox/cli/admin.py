@@ -12,6 +12,7 @@ import sys
 import time
 from typing import TYPE_CHECKING
 
+from cellbox.cli import tables
 from cellbox.cli.progress import progress_bars
 from cellbox.cli.subcommands import parser as _parser
 from cellbox.errors import UsageError
@@ -25,10 +26,11 @@ def boxes_parser() -> argparse.ArgumentParser:
                 "(owner), running (pid, since when), leased (library), busy (an operation in "
                 "progress) or needs-repair (a dead cellbox process left it; 'cellbox reap' or "
                 "the next operation on the box repairs it).")
-    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--json", action="store_true",
+                   help="print JSON instead of a table: every field, the counters included")
     p.add_argument("--stats", action="store_true",
-                   help="also show the monitoring counters: runs, repairs, orphans killed, "
-                        "lock waits and time spent waiting")
+                   help="add the monitoring counters to the table: runs, repairs, orphans "
+                        "killed, lock waits and time spent waiting")
     return p
 
 
@@ -72,7 +74,6 @@ def boxes_main(argv: list[str]) -> int:
     if args.json:
         print(json.dumps([s.to_dict() for s in states], indent=2))
         return 0
-    from rich.console import Console
     from rich.table import Table
 
     t = Table(title="cellbox boxes")
@@ -90,8 +91,7 @@ def boxes_main(argv: list[str]) -> int:
             row += [str(d["runs"]), str(d["repairs"]), str(d["orphans_killed"]),
                     str(d["lock_waits"]), f"{s.record.wait_seconds:.3f}"]
         t.add_row(*row)
-    # In a pipe rich would wrap at 80 columns; keep one line per box there.
-    console = Console() if sys.stdout.isatty() else Console(width=200)
+    console = tables.console()
     console.print(t if states else "No box has been used yet.")
     return 0
 
@@ -127,6 +127,10 @@ def chaos_main(argv: list[str]) -> int:
     if args.boxes < 1 or args.workers < 1 or args.boxes < args.workers or args.kills < 0:
         raise UsageError("--boxes and --workers must be at least 1, with at least one box "
                          "per worker, and --kills must not be negative")
+    # The bars show only on a terminal: say what runs, since it takes a while.
+    print(f"cellbox chaos: {args.kills} random SIGKILLs on {args.boxes} boxes with "
+          f"{args.workers} workers (stops after {args.seconds:g} s)...", file=sys.stderr,
+          flush=True)
     with progress_bars() as bars:
         report = Chaos(boxes=args.boxes, workers=args.workers, first_uid=args.first_uid,
                        seed=args.seed, on_kill=bars.task("kills", args.kills),
@@ -187,9 +191,11 @@ def bench_main(argv: list[str]) -> int:
         raise UsageError("--rounds must be at least 1; --warmup, --throughput-seconds and "
                          "--many-boxes must not be negative")
     from cellbox.bench import report
-    from cellbox.bench.suite import Bench
+    from cellbox.bench.suite import Bench, DaemonSwitches
+    from cellbox.cli import client
 
-    bench = Bench(first_uid=args.first_uid, many_boxes=args.many_boxes)
+    bench = Bench(DaemonSwitches(client.NO_DAEMON_ENV, client.SOCKET_ENV),
+                  first_uid=args.first_uid, many_boxes=args.many_boxes)
     with progress_bars() as bars:
         try:
             bench.setup()
@@ -229,7 +235,6 @@ def doctor_main(argv: list[str]) -> int:
         print(json.dumps({"checks": [c.to_dict() for c in checks], "fixes": fixed,
                           "ok": not failed}, indent=2))
         return 1 if failed else 0
-    from rich.console import Console
     from rich.table import Table
 
     t = Table(title="cellbox doctor")
@@ -239,8 +244,18 @@ def doctor_main(argv: list[str]) -> int:
     for c in checks:
         t.add_row(c.name, f"[{style[c.level.value]}]{c.level.value}[/]", c.found,
                   c.advice + (" (--fix does this)" if c.fix and not args.fix else ""))
-    console = Console() if sys.stdout.isatty() else Console(width=200)
+    console = tables.console()
     console.print(t)
     for line in fixed:
         console.print(f"fixed: {line}")
     return 1 if failed else 0
+
+
+# Registered with cellbox.cli.subcommands: name -> (handler, parser maker).
+COMMANDS = {
+    "boxes": (boxes_main, boxes_parser),
+    "reap": (reap_main, reap_parser),
+    "chaos": (chaos_main, chaos_parser),
+    "bench": (bench_main, bench_parser),
+    "doctor": (doctor_main, doctor_parser),
+}

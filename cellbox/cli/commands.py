@@ -9,12 +9,14 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
 from cellbox.cli.options import help_text, parse
-from cellbox.errors import CellboxError, SandboxSetupError, UsageError
-from cellbox.limits import Limits, parse_size
+from cellbox.errors import BoxBusyError, CellboxError, SandboxSetupError, UsageError
+from cellbox.limits import COMMAND_PROCESSES, Limits, parse_size
 from cellbox.result import RunResult, Status
 
 COMMANDS = ("init", "run", "cleanup", "version", "print-cg-root", "check-config", "help")
 VERSION = "0.1.0"
+WAIT_HINT = "use --wait to wait for it"
+WAIT_LONGER_HINT = "wait longer (--wait=SECONDS, or --wait for no limit)"
 
 
 @dataclass
@@ -50,8 +52,8 @@ class Parsed:
         return None if zero_is_none and v == 0 else v
 
 
-def limits_from(p: Parsed) -> Limits:
-    processes: int | None = 1
+def limits_from(p: Parsed, processes: int | None = 1) -> Limits:
+    """The run's limits; ``processes``: the process limit without --processes."""
     if "processes" in p.values:
         raw = p.values["processes"]
         processes = None if raw is None else int(p.number("processes", int) or 0) or None
@@ -70,7 +72,8 @@ def limits_from(p: Parsed) -> Limits:
     )
 
 
-def spec_from(p: Parsed, capture: bool = False):  # noqa: ANN201 - RunSpec, imported lazily
+def spec_from(p: Parsed, capture: bool = False,  # noqa: ANN201 - RunSpec, imported lazily
+              processes: int | None = 1):
     from cellbox.rules import build_dir_rules, build_env, normalise_workdir
     from cellbox.spec import RunSpec
 
@@ -81,7 +84,7 @@ def spec_from(p: Parsed, capture: bool = False):  # noqa: ANN201 - RunSpec, impo
         argv=p.program,
         env=build_env(p.get("env", []), p.flag("full-env"), os.environ),  # type: ignore[arg-type]
         rules=build_dir_rules(p.get("dir", []), defaults=not p.flag("no-default-dirs")),  # type: ignore[arg-type]
-        limits=limits_from(p),
+        limits=limits_from(p, processes),
         stdin=_stdio_path(p, "stdin"), stdout=_stdio_path(p, "stdout"),
         stderr=_stdio_path(p, "stderr"),
         stderr_to_stdout=p.flag("stderr-to-stdout"),
@@ -96,13 +99,13 @@ def spec_from(p: Parsed, capture: bool = False):  # noqa: ANN201 - RunSpec, impo
 
 
 def _seccomp_policy(p: Parsed):  # noqa: ANN202 - Policy, imported lazily
-    from cellbox.linux import seccomp
+    from cellbox import policy
 
     values = p.get("syscalls", [])
     assert isinstance(values, list)  # a repeatable option: the parser collects a list
-    changes = seccomp.parse_changes([str(v) for v in values])
-    ref = str(p.get("seccomp-policy") or seccomp.DEFAULT_POLICY)
-    return seccomp.load_policy(ref, changes)
+    changes = policy.parse_changes([str(v) for v in values])
+    ref = str(p.get("seccomp-policy") or policy.DEFAULT_POLICY)
+    return policy.load_policy(ref, changes)
 
 
 def _stdio_path(p: Parsed, name: str) -> str | None:
@@ -154,7 +157,9 @@ def _quota(p: Parsed) -> tuple[int, int] | None:
 
 
 def _say(p: Parsed, result: RunResult) -> None:
-    if p.flag("silent"):
+    if p.flag("silent"):  # silent but for an internal error: every exit 2 says why
+        if result.status is Status.INTERNAL_ERROR:
+            print(result.message, file=sys.stderr)
         return
     if result.status is Status.OK:
         print(f"OK ({result.cpu_time:.3f} sec real, {result.wall_time:.3f} sec wall)",
@@ -290,7 +295,9 @@ def _describe(boxes, box_id: int, spec) -> None:  # noqa: ANN001
 def _version() -> int:
     from cellbox.config import config_path
 
-    print(f"cellbox {VERSION} (isolate-compatible command line)\nconfig: {config_path()}")
+    path = config_path()
+    state = "" if os.path.exists(path) else " (not present: the built-in defaults apply)"
+    print(f"cellbox {VERSION} (isolate-compatible command line)\nconfig: {path}{state}")
     return 0
 
 
@@ -333,7 +340,7 @@ def oneshot_main(argv: list[str]) -> int:
         raise UsageError("cellbox run picks a free box itself; use --init/--run for a fixed one")
     files = [_file_arg(str(f)) for f in p.get("file", [])]  # type: ignore[union-attr]
     as_json = p.flag("json")
-    spec = spec_from(p, capture=as_json)
+    spec = spec_from(p, capture=as_json, processes=COMMAND_PROCESSES)
     from cellbox import storage
     from cellbox.box import Boxes
 
@@ -360,6 +367,8 @@ def oneshot_main(argv: list[str]) -> int:
         print(json.dumps(result.to_dict(), indent=2))
     elif not p.flag("silent"):
         _table(result)
+    elif result.status is Status.INTERNAL_ERROR:  # every exit 2 says why
+        print(f"cellbox: {result.message}", file=sys.stderr)
     return exit_code(result)
 
 
@@ -383,7 +392,8 @@ def _table(result: RunResult) -> None:
             ("exit code", str(result.exit_code) if result.exit_code is not None else "-"),
             ("signal", str(result.signal) if result.signal is not None else "-"),
             ("CPU time", f"{result.cpu_time:.3f} s"), ("wall time", f"{result.wall_time:.3f} s"),
-            ("peak memory", f"{(result.peak_memory or 0) / 1048576:.1f} MiB"),
+            ("peak memory", "not measured (no cgroup)" if result.peak_memory is None
+             else f"{result.peak_memory / 1048576:.1f} MiB"),
             ("max RSS", f"{result.max_rss / 1048576:.1f} MiB"),
             ("OOM killed", "yes" if result.oom_killed else "no")]
     for k, v in rows:
@@ -400,6 +410,9 @@ def run_cli(argv: list[str]) -> int:
         if argv and argv[0] in subcommands.SUBCOMMANDS:
             return subcommands.main(argv)
         return isolate_main(argv)
+    except BoxBusyError as e:
+        print(f"cellbox: {e.with_hint(WAIT_HINT, WAIT_LONGER_HINT)}", file=sys.stderr)
+        return e.exit_code
     except CellboxError as e:
         print(f"cellbox: {e}", file=sys.stderr)
         return e.exit_code

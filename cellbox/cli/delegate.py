@@ -58,3 +58,9 @@ def _primary_gid(uid: int) -> int:
         return pwd.getpwuid(uid).pw_gid
     except KeyError:
         return uid
+
+
+# Registered with cellbox.cli.subcommands: name -> (handler, parser maker).
+COMMANDS = {
+    "delegate": (delegate_main, delegate_parser),
+}

@@ -86,7 +86,6 @@ RESULT_FIELDS: dict[str, str] = {
     "stderr": "captured standard error (text; with `--json` only)",
     "stdout_truncated": "stdout was longer than the capture limit",
     "stderr_truncated": "stderr was longer than the capture limit",
-    "warnings": "list of warnings",
     "seccomp_weakened": "syscalls (or argument checks) the default seccomp policy refuses "
                         "and this run allowed (`--syscalls`, `--seccomp-policy`)",
     "cgroup_weakened": "rootless mode without a cgroup: what no cgroup did for this run "

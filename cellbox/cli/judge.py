@@ -318,17 +318,27 @@ def _judge_table(report: JudgeReport) -> None:
         t.add_column(c)
     for r in report.tests:
         t.add_row(r.name, r.verdict.value, f"{r.time:.3f}", f"{r.wall_time:.3f}",
-                  f"{(r.memory or 0) / 1048576:.1f}", r.message or "-")
+                  "-" if r.memory is None else f"{r.memory / 1048576:.1f}", r.message or "-")
     if report.tests:
         console.print(t)
-    passed = sum(r.verdict.value == "AC" for r in report.tests)
-    console.print(f"verdict {report.verdict.value}: {passed}/{len(report.tests)} tests passed",
-                  highlight=False)
+    if not report.compilation.ok:
+        summary = "it did not compile, so no test ran"
+    else:
+        passed = sum(r.verdict.value == "AC" for r in report.tests)
+        summary = f"{passed}/{len(report.tests)} tests passed"
+    console.print(f"verdict {report.verdict.value}: {summary}", highlight=False)
 
 
 def _console(stderr: bool = False):  # noqa: ANN202 - rich Console, imported lazily
-    from rich.console import Console
+    from cellbox.cli import tables
 
-    # In a pipe rich would wrap at 80 columns; keep one line per row there.
-    stream = sys.stderr if stderr else sys.stdout
-    return Console(stderr=stderr) if stream.isatty() else Console(stderr=stderr, width=200)
+    return tables.console(stderr)
+
+
+# Registered with cellbox.cli.subcommands: name -> (handler, parser maker).
+COMMANDS = {
+    "languages": (languages_main, languages_parser),
+    "exec": (exec_main, exec_parser),
+    "judge": (judge_main, judge_parser),
+    "verify-problem": (verify_problem_main, verify_problem_parser),
+}

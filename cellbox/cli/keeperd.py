@@ -95,7 +95,7 @@ def _warm() -> None:
 
     import pyseccomp  # noqa: F401
 
-    from cellbox import box, inside, keeper, rules, spawn, spec, storage  # noqa: F401
+    from cellbox import box, inside, keeper, policy, rules, spawn, spec, storage  # noqa: F401
     from cellbox.cgroup import v1, v2  # noqa: F401
     from cellbox.cli import commands, options  # noqa: F401
     from cellbox.linux import mounts, namespaces, seccomp, terminal  # noqa: F401
@@ -103,7 +103,7 @@ def _warm() -> None:
 
     # The built-in seccomp policy, compiled once (the package's own file: restart the daemon
     # after an upgrade, as any process that has imported cellbox).
-    seccomp.compile_filters(seccomp.default_policy())
+    seccomp.compile_filters(policy.default_policy())
 
     # Descriptors 0-2 must be taken, so that no client's descriptor is received as one.
     while (fd := os.open(os.devnull, os.O_RDWR)) <= 2:
@@ -351,3 +351,9 @@ def _flush() -> None:
             stream.flush()
         except OSError:
             pass
+
+
+# Registered with cellbox.cli.subcommands: name -> (handler, parser maker).
+COMMANDS = {
+    "keeperd": (keeperd_main, keeperd_parser),
+}

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
+from cellbox.cli import subcommands
 from cellbox.errors import UsageError
 
 
@@ -75,7 +76,7 @@ OPTIONS: tuple[Opt, ...] = (
     Opt("open-files", "n", R, "Open files per process (default 64, 0: no limit)", "N"),
     Opt("fsize", "f", R, "Largest file the program may write, KiB", "SIZE"),
     Opt("core", None, R, "Largest core dump, KiB (default 0)", "SIZE"),
-    Opt("processes", "p", OPT, "Processes and threads at once (default 1; -p alone: no limit)",
+    Opt("processes", "p", OPT, "Processes and threads at once (default 1, and 64 for cellbox run; -p alone: no limit)",
         "N"),
     Opt("no-cgroups", None, N, "Rootless mode without a delegated cgroup: run anyway, with "
         "the limits that need one (--cg-mem, --processes, --time across processes) not "
@@ -194,8 +195,8 @@ def help_text() -> str:
     lines = [
         "usage: cellbox [OPTIONS] --init | --run -- PROGRAM [ARGS...] | --cleanup",
         "       cellbox run [OPTIONS] -- PROGRAM [ARGS...]   (init + run + cleanup on a free box)",
-        "       cellbox languages | exec | judge [--help]    (languages and judging)",
-        "       cellbox boxes | reap | chaos | doctor | bench [--help]   (administration)",
+        *(f"       cellbox {' | '.join(names)} [--help]   ({group})"
+          for group, names in subcommands.GROUPS.items()),
         "",
         "An isolate-compatible sandbox: same options, meta file and exit codes",
         "(0: the program exited 0; 1: it failed (RE, SG, TO); 2: bad usage or internal error).",

@@ -76,3 +76,10 @@ def worker_main(argv: list[str]) -> int:
         options.append(f"--hostname={args.hostname}")
     make_app(args.broker).worker_main(options)
     return 0
+
+
+# Registered with cellbox.cli.subcommands: name -> (handler, parser maker).
+COMMANDS = {
+    "serve": (serve_main, serve_parser),
+    "worker": (worker_main, worker_parser),
+}

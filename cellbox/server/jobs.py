@@ -17,6 +17,7 @@ from cellbox.api import DEFAULT_PATH, Box
 from cellbox.errors import CellboxError
 from cellbox.judge import JudgeLimits, Verdict, compile_and_run, run_verdict
 from cellbox.languages import COMPILE_LIMITS, get
+from cellbox.limits import COMMAND_PROCESSES
 from cellbox.pool import Pool
 from cellbox.result import RunResult
 
@@ -40,7 +41,7 @@ class JobLimits:
     memory: int = 256 * MIB  # bytes, every process of the run
     output: int = 1 * MIB  # bytes of stdout (and of stderr) kept before OLE
     file_size: int = 16 * MIB  # largest file the program may write
-    processes: int = 1  # commands only: languages bring their own (a JVM needs threads)
+    processes: int = COMMAND_PROCESSES  # commands only: languages bring their own
 
 
 @dataclass(frozen=True)
@@ -108,6 +109,7 @@ class Outcome:
     time: float = 0.0
     wall_time: float = 0.0
     memory: int | None = None  # peak bytes
+    processes_limit_hit: bool = False  # the process limit refused a fork or a thread
 
     def to_dict(self) -> dict[str, object]:
         d = asdict(self)
@@ -240,6 +242,7 @@ def _with_runs(out: Outcome, runs: tuple[RunResult, ...]) -> Outcome:
     run = runs[-1]
     out.status, out.stdout, out.stderr = run.status.name, run.stdout, run.stderr
     out.message, out.exit_code, out.signal = run.message, run.exit_code, run.signal
+    out.processes_limit_hit = any(r.processes_limit_hit for r in runs)
     out.time = sum(r.cpu_time for r in runs) / len(runs)
     out.wall_time = sum(r.wall_time for r in runs) / len(runs)
     peaks = [r.peak_memory for r in runs if r.peak_memory is not None]

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from cellbox.judge import TokensChecker
 from cellbox.languages import languages
+from cellbox.limits import COMMAND_PROCESSES
 from cellbox.server.config import ServiceConfig
 from cellbox.server.errors import ApiError
 from cellbox.server.jobs import MIB, Job, JobLimits, Outcome
@@ -34,7 +35,8 @@ class LimitsIn(Strict):
     memory: int = Field(256 * MIB, gt=0, description="bytes, every process of the run")
     output: int = Field(1 * MIB, gt=0, description="bytes of stdout (and stderr) kept")
     file_size: int = Field(16 * MIB, gt=0, description="largest file written, bytes")
-    processes: int = Field(1, ge=1, description="commands only: processes and threads")
+    processes: int = Field(COMMAND_PROCESSES, ge=1,
+                           description="commands only: processes and threads at once")
 
 
 class InteractorIn(Strict):
@@ -89,6 +91,7 @@ class SubmissionOut(BaseModel):
     time: float | None = None
     wall_time: float | None = None
     memory: int | None = None
+    processes_limit_hit: bool | None = None  # the process limit refused a fork or a thread
     created_at: str
     finished_at: str | None = None
 
@@ -221,6 +224,7 @@ def to_out(rec: Record) -> SubmissionOut:
     out.stdout, out.stderr = encode(o.stdout, enc), encode(o.stderr, enc)
     out.compile_output = o.compile_output
     out.exit_code, out.signal, out.memory = o.exit_code, o.signal, o.memory
+    out.processes_limit_hit = o.processes_limit_hit
     out.time, out.wall_time = round(o.time, 3), round(o.wall_time, 3)
     return out
 

@@ -7,7 +7,8 @@ keeper's clone), and a live box holds a C process, not a forked interpreter.
 The binary is built on first use, from ``init.c`` with the system's gcc, into
 ``CACHE_DIR/init-<hash>``, the hash covering the source and the compiler flags, so a changed
 source never runs an old binary; ``scripts/bootstrap.sh`` builds it ahead of time. The build
-takes a lock, so concurrent first runs build it once. It is statically linked: after
+takes a lock, so concurrent first runs build it once, and then deletes the builds of other
+sources that no process holds (``cache.py``: every process that may run a build holds it). It is statically linked: after
 pivot_root the box may have no dynamic loader. Root runs it before dropping anything, so the
 cache must be root's alone: a binary or directory that another user could write is refused.
 
@@ -24,6 +25,7 @@ import hashlib
 import os
 
 from cellbox.errors import SandboxSetupError
+from cellbox.spawn import cache as spawn_cache
 
 SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "init.c")
 CACHE_DIR = "/var/cache/cellbox"
@@ -72,10 +74,23 @@ def _build(target: str) -> None:
 
 
 def init_binary() -> str:
-    """The path of the built C init, building it first if needed (once per process)."""
+    """The path of the built C init, building it first if needed (once per process). The
+    process holds it (``spawn_cache.hold``) so that no other build step deletes it."""
     global _found
     if _found is not None:
         return _found
+    while True:
+        target = _built()
+        try:
+            spawn_cache.hold(target)  # kept open for the process's life
+        except FileNotFoundError:
+            continue  # pruned by another build step just now: build it again
+        _found = target
+        return target
+
+
+def _built() -> str:
+    """The path of this source's build in the cache, built if it is not there."""
     with open(SOURCE, "rb") as f:
         key = hashlib.sha256(f.read() + " ".join(CFLAGS).encode()).hexdigest()[:16]
     name, uid, cache = f"init-{key}", os.geteuid(), CACHE_DIR
@@ -92,7 +107,7 @@ def init_binary() -> str:
             fcntl.flock(lock, fcntl.LOCK_EX)
             if not os.path.exists(target):  # another process may have built it meanwhile
                 _build(target)
+                spawn_cache.prune(cache, "init-", name)
     _check_owned(cache, uid, cache)
     _check_owned(target, uid, cache)
-    _found = target
     return target

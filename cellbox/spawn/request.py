@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from cellbox.linux.privileges import LAST_CAP
-from cellbox.linux.seccomp import Policy
+from cellbox.policy import Policy
 from cellbox.spec import RunSpec
 
 FLAG_TTY_HACK = 1

@@ -12,7 +12,7 @@ import pytest
 
 from cellbox import Box
 from cellbox.errors import UsageError
-from cellbox.linux.seccomp import load_policy
+from cellbox.policy import load_policy
 from tests.security.seccomp_helpers import PY, cli, hostile, sys_program  # noqa: F401
 
 pytestmark = pytest.mark.security
