@@ -73,6 +73,10 @@ class Site:
     group_dir: Path  # root:GROUP, mode 0750, with pub/data in it (0755, 0644)
 
 
+def next_box_id() -> int:
+    return next(_ids)
+
+
 def _run(*cmd: str) -> None:
     subprocess.run(cmd, check=True, capture_output=True)
 
