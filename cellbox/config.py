@@ -205,10 +205,12 @@ def write_private_config(top: str, name: str, num_boxes: int, first_uid: int,
     """A configuration of its own, for a tool that must never touch real boxes (chaos,
     bench): box storage and locks under ``top`` (or locks in ``lock_root``), cgroups under
     ``cellbox/<name>-<pid>``, uids from ``first_uid``. Returns it, and the path of its file
-    for child processes ($CELLBOX_CONFIG)."""
+    for child processes ($CELLBOX_CONFIG). Its commands never start the machine's keeper
+    daemon (daemon_autostart = false): that one would serve with the machine's config."""
     path = os.path.join(top, "cellbox.toml")
     with open(path, "w") as f:
         f.write(f'box_root = "{top}/boxes"\nlock_root = "{lock_root or top + "/locks"}"\n'
                 f'cg_root = "cellbox/{name}-{os.getpid()}"\nnum_boxes = {num_boxes}\n'
-                f"first_uid = {first_uid}\nfirst_gid = {first_uid}\n")
+                f"first_uid = {first_uid}\nfirst_gid = {first_uid}\n"
+                "daemon_autostart = false\n")
     return load_config(path), path

@@ -43,9 +43,13 @@ def test_config() -> Iterator[Path]:
     cfg.write_text(
         f'box_root = "{top}/boxes"\nlock_root = "{top}/locks"\ncg_root = "{CG_ROOT}"\n'
         f"first_uid = {FIRST_UID}\nfirst_gid = {FIRST_UID}\nnum_boxes = {NUM_BOXES}\n"
+        "daemon_autostart = false\n"  # tests start the daemons they use, at their own sockets
     )
     old = os.environ.get("CELLBOX_CONFIG")
     os.environ["CELLBOX_CONFIG"] = str(cfg)
+    # No command of the suite reaches (or starts, as root's commands may) the machine's keeper
+    # daemon; the daemon tests undo this for their own daemons.
+    os.environ["CELLBOX_NO_DAEMON"] = "1"
     yield cfg
     if old is None:
         os.environ.pop("CELLBOX_CONFIG", None)

@@ -164,6 +164,7 @@ def _root_cellbox(site: Site, *args: str) -> subprocess.CompletedProcess[bytes]:
     """Root's own command, through the same daemon."""
     env = dict(os.environ, CELLBOX_CONFIG=str(site.config))
     env[client.SOCKET_ENV] = str(site.top / "k.sock")
+    env.pop(client.NO_DAEMON_ENV)
     return subprocess.run([sys.executable, "-m", "cellbox", *args], env=env,
                           capture_output=True, timeout=60)
 
@@ -320,6 +321,7 @@ def test_restricted_init_leaves_init_to_root(site: Site) -> None:
         assert proc.returncode == 2 and b"only root may --init" in proc.stderr, proc.stderr
         env = dict(os.environ, CELLBOX_CONFIG=str(config))
         env[client.SOCKET_ENV] = str(socket)
+        env.pop(client.NO_DAEMON_ENV)
         subprocess.run([sys.executable, "-m", "cellbox", "-b", str(box_id),
                         f"--as-uid={user.uid}", f"--as-gid={user.gid}", "--init"], env=env,
                        check=True, capture_output=True, timeout=60)

@@ -59,6 +59,7 @@ def daemon(test_config: Path) -> Iterator[Daemon]:
 def through(daemon: Daemon, monkeypatch: pytest.MonkeyPatch) -> Daemon:
     """Every cellbox command of the test (conftest's helpers too) goes to the daemon."""
     monkeypatch.setenv(client.SOCKET_ENV, str(daemon.socket))
+    monkeypatch.delenv(client.NO_DAEMON_ENV)
     return daemon
 
 
@@ -156,6 +157,7 @@ def test_a_killed_daemon_ends_the_run_and_the_client_says_so(test_config: Path, 
                                                               ) -> None:
     d = start_daemon(test_config.parent / "doomed.sock")
     monkeypatch.setenv(client.SOCKET_ENV, str(d.socket))
+    monkeypatch.delenv(client.NO_DAEMON_ENV)
     runner = start("-b", str(box.id), "-p10", "--run", "--", "/bin/sh", "-c", BUSY)
     wait_for(lambda: len(box_procs(box.id)) >= 4)
     d.proc.kill()
@@ -201,6 +203,7 @@ def test_users_outside_the_allowed_set_are_refused(through: Daemon) -> None:
 
 def test_without_a_daemon_the_cli_runs_in_process(test_config: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(client.NO_DAEMON_ENV)  # (the suite's config: no daemon started either)
     monkeypatch.setenv(client.SOCKET_ENV, str(test_config.parent / "no-daemon.sock"))
     proc = cellbox("--version")
     assert proc.returncode == 0 and b"isolate-compatible" in proc.stdout

@@ -150,6 +150,7 @@ class Bench:
         self.env = {**os.environ, ENV_VAR: cfg, client.NO_DAEMON_ENV: "1"}
         self.keeper_env = {**os.environ, ENV_VAR: cfg,
                            client.SOCKET_ENV: os.path.join(self.lock_root, "keeper.sock")}
+        self.keeper_env.pop(client.NO_DAEMON_ENV, None)
         self.keeper: subprocess.Popen[bytes] | None = None
         self.cli = cli or default_cli()
         self.results = Results(load_before=os.getloadavg())

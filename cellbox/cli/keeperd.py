@@ -111,6 +111,52 @@ def keeperd_main(argv: list[str]) -> int:
     return 0
 
 
+def start_on_demand() -> bool:
+    """Root's command found no daemon: start one (unless the config's daemon_autostart is
+    off), which stops after daemon_idle_exit seconds without a command. True once one
+    listens. One starter at a time (a lock file next to the socket)."""
+    import fcntl
+    import subprocess
+    import time
+
+    try:
+        config = load_config()
+    except CellboxError:
+        return False  # the command, in-process, says what is wrong with it
+    if not config.daemon_autostart:
+        return False
+    path = client.socket_path()
+    os.makedirs(os.path.dirname(path) or ".", mode=0o755, exist_ok=True)
+    with open(path + ".lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if _listening(path):  # another command started it meanwhile
+            return True
+        code = (f"import sys; sys.path[:0] = {sys.path!r}; "
+                "from cellbox.cli.main import main; main()")
+        daemon = subprocess.Popen(
+            [sys.executable, "-I", "-S", "-c", code, "keeperd", "--socket", path,
+             "--idle-exit", str(config.daemon_idle_exit)],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            cwd="/", start_new_session=True)
+        deadline = time.monotonic() + 10
+        while daemon.poll() is None and time.monotonic() < deadline:
+            if _listening(path):
+                return True
+            time.sleep(0.002)
+        return False
+
+
+def _listening(path: str) -> bool:
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    try:
+        probe.connect(path)
+        return True
+    except OSError:
+        return False
+    finally:
+        probe.close()
+
+
 def _warm() -> None:
     """What the CLI imports lazily, imported once here rather than in every worker."""
     import hashlib  # noqa: F401
@@ -143,6 +189,8 @@ class Daemon:
         self.selector = selectors.DefaultSelector()
         self.workers: dict[int, Worker] = {}  # by pidfd
         self.listener: socket.socket | None = _listen(path)
+        st = os.stat(path)
+        self.socket_id = (st.st_dev, st.st_ino)  # a later daemon may bind the same path
         self.wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self.wake_w = wake_w
         signal.set_wakeup_fd(wake_w)
@@ -165,26 +213,33 @@ class Daemon:
         os.read(self.wake_r, 64)
         self._close_listener()
 
-    def _close_listener(self, unlink: bool = True) -> None:
+    def _close_listener(self) -> None:
         if self.listener is not None:
             self.selector.unregister(self.listener)
             self.listener.close()
             self.listener = None
-            if unlink:
+            self._unlink()
+
+    def _unlink(self) -> None:
+        try:
+            st = os.stat(self.path)
+            if (st.st_dev, st.st_ino) == self.socket_id:
                 os.unlink(self.path)
+        except FileNotFoundError:
+            pass
 
     def _idle(self) -> None:
         """No command for idle_exit seconds: stop, serving first the clients that connected
         before the socket went (a new daemon may take its path at once)."""
         assert self.listener is not None
-        os.unlink(self.path)
+        self._unlink()
         self.listener.setblocking(False)
         while True:
             try:
                 self._accept()
             except BlockingIOError:
                 break
-        self._close_listener(unlink=False)
+        self._close_listener()
 
     def _accept(self) -> None:
         assert self.listener is not None  # registered only while it is open
