@@ -334,3 +334,25 @@ def test_restricted_init_leaves_init_to_root(site: Site) -> None:
 
 def test_the_socket_is_open_to_all_and_the_daemon_decides(site: Site) -> None:
     assert stat.S_IMODE((site.top / "k.sock").stat().st_mode) == 0o666
+
+
+def test_the_native_client_serves_users_too(site: Site) -> None:
+    native = ROOT / ".venv" / "bin" / "cellbox"
+    if native.read_bytes()[:4] != b"\x7fELF":
+        pytest.skip(f"{native} is not the native client: run scripts/bootstrap.sh")
+    user = site.users["member"]
+    command = ["setpriv", f"--reuid={user.uid}", f"--regid={user.gid}", "--init-groups",
+               str(native)]
+    outputs = []
+    box_id = next_box_id()
+    for args in (("--init",), ("--run", "--", "/bin/echo", "native"), ("--cleanup",)):
+        proc = subprocess.run([*command, "-b", str(box_id), *args], env=user.env(),
+                              cwd=user.home, capture_output=True, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        outputs.append(proc.stdout)
+    assert outputs[0] == f"{site.top}/boxes/{box_id}\n".encode() and outputs[1] == b"native\n"
+    outsider = site.users["outsider"]
+    proc = subprocess.run(["setpriv", f"--reuid={outsider.uid}", f"--regid={outsider.gid}",
+                           "--init-groups", str(native), "-b", str(box_id), "--init"],
+                          env=outsider.env(), cwd="/", capture_output=True, timeout=60)
+    assert proc.returncode == 2 and b"may not use root's cellbox daemon" in proc.stderr

@@ -24,6 +24,7 @@ from tests.test_lifecycle import BUSY, box_procs, boxes_json, start, wait_for
 pytestmark = pytest.mark.daemon
 
 ROOT = Path(__file__).parent.parent
+NATIVE = ROOT / ".venv" / "bin" / "cellbox"
 
 
 @dataclass
@@ -74,6 +75,18 @@ def via_daemon(*args: str, cwd: Path | None = None) -> subprocess.CompletedProce
                           cwd=cwd, timeout=60)
 
 
+@pytest.fixture(scope="session")
+def native() -> Path:
+    """The native front door as scripts/bootstrap.sh builds it for this checkout."""
+    if NATIVE.read_bytes()[:4] != b"\x7fELF" or not (NATIVE.parent / "cellbox-cli").exists():
+        pytest.skip(f"{NATIVE} is not the native client: run scripts/bootstrap.sh")
+    return NATIVE
+
+
+def via_native(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run([str(NATIVE), *args], capture_output=True, cwd=cwd, timeout=60)
+
+
 def test_init_run_cleanup_run_in_a_worker_of_the_daemon(through: Daemon) -> None:
     b = init_next_box()  # through the daemon, as every command of these tests
     try:
@@ -101,10 +114,11 @@ def test_init_run_cleanup_run_in_a_worker_of_the_daemon(through: Daemon) -> None
     ("--wait", "--run", "--", "/bin/echo", "waited"),
 ])
 def test_exit_code_output_and_meta_file_are_the_same_as_in_process(
-        through: Daemon, box: InitBox, tmp_path: Path, args: tuple[str, ...]) -> None:
+        through: Daemon, box: InitBox, tmp_path: Path, args: tuple[str, ...],
+        native: Path) -> None:
     box.put("in.txt", "from the box\n")
     results = []
-    for run in (in_process, via_daemon):
+    for run in (in_process, via_daemon, via_native):
         (tmp_path / "meta").unlink(missing_ok=True)
         # The meta file's path is relative to the caller's working directory.
         proc = run("-b", str(box.id), "--meta=meta", *args, cwd=tmp_path)
@@ -116,7 +130,7 @@ def test_exit_code_output_and_meta_file_are_the_same_as_in_process(
             meta.pop(timing, None)
         err = b"" if proc.stderr.startswith(b"OK (") else proc.stderr
         results.append((proc.returncode, proc.stdout, err, meta, out))
-    assert results[0] == results[1]
+    assert results[0] == results[1] == results[2]
 
 
 def test_a_client_killed_mid_run_leaves_what_a_killed_cli_leaves(through: Daemon,
@@ -136,11 +150,13 @@ def test_a_client_killed_mid_run_leaves_what_a_killed_cli_leaves(through: Daemon
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_signals_to_the_client_do_what_they_do_to_the_cli(through: Daemon, box: InitBox,
-                                                          signum: int) -> None:
+                                                          signum: int, native: Path) -> None:
     outcomes = []
-    for env in ({client.NO_DAEMON_ENV: "1"}, {}):
+    python = [sys.executable, "-m", "cellbox"]
+    for command, env in ((python, {client.NO_DAEMON_ENV: "1"}), (python, {}),
+                         ([str(native)], {})):
         runner = subprocess.Popen(
-            [sys.executable, "-m", "cellbox", "-b", str(box.id), "--run", "--", "/bin/sleep",
+            [*command, "-b", str(box.id), "--run", "--", "/bin/sleep",
              "30"], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             env=dict(os.environ, **env))
         wait_for(lambda: bool(box_procs(box.id)))
@@ -149,7 +165,7 @@ def test_signals_to_the_client_do_what_they_do_to_the_cli(through: Daemon, box: 
         wait_for(lambda: not box_procs(box.id), timeout=5)
         outcomes.append((runner.returncode, b"KeyboardInterrupt" in err))
         cellbox("-b", str(box.id), "--run", "--", "/bin/true", check=True)  # repairs
-    assert outcomes[0] == outcomes[1] == (-signum, signum == signal.SIGINT)
+    assert outcomes == [(-signum, signum == signal.SIGINT)] * 3
 
 
 def test_a_killed_daemon_ends_the_run_and_the_client_says_so(test_config: Path, box: InitBox,
@@ -240,3 +256,59 @@ def test_the_callers_resource_limits_reach_the_run_as_in_process(through: Daemon
                               env=dict(os.environ, **env))
         outputs.append((proc.returncode, proc.stdout))
     assert outputs[0] == outputs[1] == (0, b"8192\n")
+
+
+def test_the_native_client_hands_the_rest_to_the_python_cli(through: Daemon, native: Path,
+                                                           monkeypatch: pytest.MonkeyPatch
+                                                           ) -> None:
+    """Subcommands, and isolate's grammar when no daemon answers or CELLBOX_NO_DAEMON=1: the
+    Python CLI (cellbox-cli next to the binary) runs them, as it always has."""
+    proc = via_native("boxes", "--json")
+    assert proc.returncode == 0 and proc.stdout.startswith(b"["), proc.stderr
+    assert not through.workers()
+    for env in ({client.NO_DAEMON_ENV: "1"}, {client.SOCKET_ENV: str(through.socket) + ".no"}):
+        monkeypatch.setenv(*next(iter(env.items())))
+        proc = via_native("--version")
+        assert proc.returncode == 0 and b"isolate-compatible" in proc.stdout, proc.stderr
+
+
+def test_roots_command_starts_a_daemon_on_demand_that_exits_when_idle(
+        test_config: Path, box: InitBox, monkeypatch: pytest.MonkeyPatch, native: Path) -> None:
+    config = test_config.parent / "autostart.toml"
+    config.write_text(test_config.read_text().replace("daemon_autostart = false",
+                                                      "daemon_autostart = true")
+                      + "daemon_idle_exit = 2\n")
+    socket = test_config.parent / "autostart.sock"
+    monkeypatch.setenv("CELLBOX_CONFIG", str(config))
+    monkeypatch.setenv(client.SOCKET_ENV, str(socket))
+    monkeypatch.delenv(client.NO_DAEMON_ENV)
+    proc = via_native("-b", str(box.id), "--run", "--", "/bin/echo", "started")
+    assert proc.returncode == 0 and proc.stdout == b"started\n", proc.stderr
+    pid = _daemon_pid(socket)
+    assert _cmdline(pid)[-4:] == ["--socket", str(socket), "--idle-exit", "2"]
+    proc = via_native("-b", str(box.id), "--run", "--", "/bin/echo", "again")
+    assert proc.returncode == 0 and _daemon_pid(socket) == pid  # the same daemon served it
+    wait_for(lambda: not os.path.exists(f"/proc/{pid}"), timeout=15)
+    assert not socket.exists()
+    monkeypatch.setenv(client.NO_DAEMON_ENV, "1")  # off: in-process, no daemon started
+    proc = via_native("-b", str(box.id), "--run", "--", "/bin/true")
+    assert proc.returncode == 0 and not socket.exists()
+
+
+def _daemon_pid(path: Path) -> int:
+    import socket as sockets
+    import struct
+
+    s = sockets.socket(sockets.AF_UNIX, sockets.SOCK_SEQPACKET)
+    try:
+        s.connect(str(path))
+        pid, _, _ = struct.unpack("3i", s.getsockopt(sockets.SOL_SOCKET, sockets.SO_PEERCRED,
+                                                     12))
+        return pid
+    finally:
+        s.close()
+
+
+def _cmdline(pid: int) -> list[str]:
+    with open(f"/proc/{pid}/cmdline", "rb") as f:
+        return [a.decode() for a in f.read().split(b"\0")[:-1]]
