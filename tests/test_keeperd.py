@@ -6,6 +6,7 @@ CLI runs in-process."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import stat
 import subprocess
@@ -312,3 +313,27 @@ def _daemon_pid(path: Path) -> int:
 def _cmdline(pid: int) -> list[str]:
     with open(f"/proc/{pid}/cmdline", "rb") as f:
         return [a.decode() for a in f.read().split(b"\0")[:-1]]
+
+
+@pytest.mark.skipif(shutil.which("systemd-socket-activate") is None,
+                    reason="systemd-socket-activate is not installed (a host without systemd)")
+def test_a_daemon_started_by_its_socket_unit_serves_and_leaves_the_socket(
+        test_config: Path, box: InitBox, monkeypatch: pytest.MonkeyPatch) -> None:
+    """As systemd/cellbox-keeperd.socket does it: systemd listens, the daemon takes fd 3."""
+    path = test_config.parent / "activated.sock"
+    monkeypatch.setenv(client.SOCKET_ENV, str(path))
+    monkeypatch.delenv(client.NO_DAEMON_ENV)
+    activator = subprocess.Popen(
+        ["systemd-socket-activate", "--seqpacket", "-l", str(path), sys.executable, "-m",
+         "cellbox", "keeperd"], stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=ROOT)
+    try:
+        assert activator.stderr is not None
+        wait_for(path.exists)
+        proc = cellbox("-b", str(box.id), "--run", "--", "/bin/echo", "activated")
+        # (systemd's socket always connects: a daemon that failed would end the command)
+        assert proc.returncode == 0 and proc.stdout == b"activated\n", proc.stderr
+    finally:
+        activator.send_signal(signal.SIGTERM)  # it execs the daemon: the daemon gets it
+        assert activator.wait(timeout=20) == 0
+    assert path.exists()  # systemd's, not the daemon's to remove
+    path.unlink()

@@ -105,7 +105,14 @@ def keeperd_main(argv: list[str]) -> int:
         raise CellboxError(f"--idle-exit={args.idle_exit}: give a number of seconds above 0")
     config = load_config()
     _warm()
-    daemon = Daemon(args.socket or client.socket_path(), config, args.idle_exit)
+    listener = _from_systemd()
+    if listener is not None:  # systemd's socket unit listens; it stays when we stop
+        daemon = Daemon(listener.getsockname(), listener, None, config, args.idle_exit)
+    else:
+        path = args.socket or client.socket_path()
+        listener = _listen(path)
+        st = os.stat(path)
+        daemon = Daemon(path, listener, (st.st_dev, st.st_ino), config, args.idle_exit)
     print(f"cellbox keeperd: listening on {daemon.path}", file=sys.stderr, flush=True)
     daemon.serve()
     return 0
@@ -181,16 +188,18 @@ def _warm() -> None:
 
 
 class Daemon:
-    def __init__(self, path: str, config: Config, idle_exit: float | None = None) -> None:
+    def __init__(self, path: str, listener: socket.socket, socket_id: tuple[int, int] | None,
+                 config: Config, idle_exit: float | None = None) -> None:
         self.path = path
+        # (device, inode) of the socket file it made and removes when it stops, unless a
+        # later daemon has bound the path meanwhile; None: systemd's, which stays
+        self.socket_id = socket_id
         self.config = config
         self.idle_exit = idle_exit  # seconds without a command, then stop (None: never)
         self.pid = os.getpid()
         self.selector = selectors.DefaultSelector()
         self.workers: dict[int, Worker] = {}  # by pidfd
-        self.listener: socket.socket | None = _listen(path)
-        st = os.stat(path)
-        self.socket_id = (st.st_dev, st.st_ino)  # a later daemon may bind the same path
+        self.listener: socket.socket | None = listener
         self.wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self.wake_w = wake_w
         signal.set_wakeup_fd(wake_w)
@@ -221,6 +230,8 @@ class Daemon:
             self._unlink()
 
     def _unlink(self) -> None:
+        if self.socket_id is None:
+            return
         try:
             st = os.stat(self.path)
             if (st.st_dev, st.st_ino) == self.socket_id:
@@ -319,6 +330,20 @@ class Daemon:
             self.listener.close()
         os.close(self.wake_r)
         os.close(self.wake_w)
+
+
+def _from_systemd() -> socket.socket | None:
+    """The listening socket that systemd's socket unit passed (sd_listen_fds: fd 3)."""
+    if os.environ.get("LISTEN_PID") != str(os.getpid()) or os.environ.get("LISTEN_FDS") != "1":
+        return None
+    for name in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
+        os.environ.pop(name, None)  # not for the workers' children
+    listener = socket.socket(fileno=3)
+    if listener.family != socket.AF_UNIX or listener.type != socket.SOCK_SEQPACKET:
+        raise CellboxError("the socket systemd passed is not a unix SOCK_SEQPACKET socket: "
+                           "use systemd/cellbox-keeperd.socket (ListenSequentialPacket=)")
+    os.set_inheritable(3, False)
+    return listener
 
 
 def _listen(path: str) -> socket.socket:
