@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from cellbox.bench.suite import NUM_BOXES
 from cellbox.chaos import uid_processes
 from tests.conftest import cellbox
 
@@ -40,6 +41,9 @@ def test_bench_runs_every_case_and_leaves_nothing(tmp_path: Path) -> None:
             "cellbox library, fresh namespaces", "cellbox pool, warm box", "cellbox --run (CLI)",
             "cellbox --run via the resident keeper",
             "cellbox --init, --run, --cleanup via the resident keeper",
+            "cellbox --run, native client via the keeper",
+            "cellbox --init, --run, --cleanup, native client via the keeper",
+            "CMS batch test case (5 calls), native client via the keeper",
             "python3 -c pass, cellbox library", "C hello, cellbox library",
             "Java hello, cellbox library"} <= names
     assert all(len(case["samples_ms"]) == 2 for case in report["latency"].values())
@@ -48,7 +52,7 @@ def test_bench_runs_every_case_and_leaves_nothing(tmp_path: Path) -> None:
     many = report["many_boxes"]
     assert many["ok"] == MANY and many["live_at_once"] > 0 and many["total_kib_per_box"] > 0
     assert _bench_leftovers() <= before
-    assert uid_processes(FIRST_UID, 6 + MANY) == []
+    assert uid_processes(FIRST_UID, NUM_BOXES + MANY) == []
 
 
 def test_bench_refuses_bad_arguments() -> None:

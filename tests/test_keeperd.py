@@ -337,3 +337,15 @@ def test_a_daemon_started_by_its_socket_unit_serves_and_leaves_the_socket(
         assert activator.wait(timeout=20) == 0
     assert path.exists()  # systemd's, not the daemon's to remove
     path.unlink()
+
+
+def test_a_client_that_sends_nothing_holds_up_nobody(through: Daemon, box: InitBox) -> None:
+    import socket as sockets
+
+    silent = sockets.socket(sockets.AF_UNIX, sockets.SOCK_SEQPACKET)
+    silent.connect(str(through.socket))
+    try:
+        proc = via_daemon("-b", str(box.id), "--run", "--", "/bin/echo", "served")
+        assert proc.returncode == 0 and proc.stdout == b"served\n", proc.stderr
+    finally:
+        silent.close()

@@ -199,6 +199,7 @@ class Daemon:
         self.pid = os.getpid()
         self.selector = selectors.DefaultSelector()
         self.workers: dict[int, Worker] = {}  # by pidfd
+        self.connecting: set[socket.socket] = set()  # accepted, their request not yet read
         self.listener: socket.socket | None = listener
         self.wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self.wake_w = wake_w
@@ -210,8 +211,9 @@ class Daemon:
 
     def serve(self) -> None:
         """Until stopped, then until the commands in progress have ended."""
-        while self.listener is not None or self.workers:
-            events = self.selector.select(None if self.workers else self.idle_exit)
+        while self.listener is not None or self.workers or self.connecting:
+            busy = self.workers or self.connecting
+            events = self.selector.select(None if busy else self.idle_exit)
             if not events and self.listener is not None:
                 self._idle()
             for key, _ in events:
@@ -221,6 +223,10 @@ class Daemon:
     def _stop(self) -> None:
         os.read(self.wake_r, 64)
         self._close_listener()
+        for conn in self.connecting:  # connected, but sent nothing yet: nothing started
+            self.selector.unregister(conn)
+            conn.close()
+        self.connecting.clear()
 
     def _close_listener(self) -> None:
         if self.listener is not None:
@@ -253,8 +259,16 @@ class Daemon:
         self._close_listener()
 
     def _accept(self) -> None:
+        """A new client: its request is read when it has come (a client that connects and
+        sends nothing holds up nobody)."""
         assert self.listener is not None  # registered only while it is open
         conn, _ = self.listener.accept()
+        self.connecting.add(conn)
+        self.selector.register(conn, selectors.EVENT_READ, partial(self._request, conn))
+
+    def _request(self, conn: socket.socket) -> None:
+        self.connecting.discard(conn)
+        self.selector.unregister(conn)
         try:
             request = _receive(conn, self.config)
         except (Refused, OSError, ValueError) as e:
@@ -325,6 +339,8 @@ class Daemon:
         for worker in self.workers.values():
             worker.conn.close()
             os.close(worker.pidfd)
+        for conn in self.connecting:
+            conn.close()
         self.selector.close()
         if self.listener is not None:
             self.listener.close()
@@ -371,10 +387,8 @@ def _listen(path: str) -> socket.socket:
 
 
 def _receive(conn: socket.socket, config: Config) -> Request:
-    conn.settimeout(5)  # the client sends its request right after connecting
     msg, ancillary, flags, _ = conn.recvmsg(MAX_REQUEST, socket.CMSG_SPACE(FDS * 4),
-                                            socket.MSG_CMSG_CLOEXEC)
-    conn.settimeout(None)
+                                            socket.MSG_CMSG_CLOEXEC | socket.MSG_DONTWAIT)
     fds: list[int] = []
     for level, kind, data in ancillary:
         if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
