@@ -1,10 +1,13 @@
-"""The thin client: ``cellbox --init/--run/--cleanup`` through a resident keeper daemon.
+"""The thin client: ``cellbox --init/--run/--cleanup`` through a resident keeper daemon, when
+the Python CLI is called directly (the ``cellbox`` command is the native client,
+``client.c``, which speaks the same protocol without starting an interpreter).
 
 Importing the CLI costs ~50 ms of CPU per command; ``cellbox keeperd`` pays it once. This
 client hands the daemon its argv, environment, umask, working directory and stdio (the
 descriptors themselves, SCM_RIGHTS) over a unix socket; the daemon runs the same CLI code in a
 worker forked for the request and returns its exit status. When no daemon answers, the caller
-runs the CLI in-process as before (``CELLBOX_NO_DAEMON=1`` forces that).
+starts one (root, ``keeperd.start_on_demand``) or runs the CLI in-process
+(``CELLBOX_NO_DAEMON=1`` forces that).
 
 It imports nothing beyond what the interpreter has already loaded, ``_socket`` and
 ``_signal``: that is the point. The wire format is in ``cellbox.cli.keeperd``.
