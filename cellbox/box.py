@@ -17,6 +17,7 @@ from cellbox import storage
 from cellbox.cgroup import CgroupBackend, detect, detect_rootless
 from cellbox.config import Config, load_config
 from cellbox.errors import BoxBusyError, BoxStateError, SandboxSetupError, UsageError
+from cellbox.linux import privileges
 from cellbox.lock import BoxLock, BoxRecord, flock_holders, read_record
 from cellbox.result import RunResult
 
@@ -37,7 +38,9 @@ class Caller:
 
     @classmethod
     def current(cls) -> Caller:
-        return cls(os.getuid(), os.getgid())
+        """The requester: the process's own user, or a root daemon's client."""
+        r = privileges.requester()
+        return cls(r.uid, r.gid)
 
 
 @dataclass
@@ -213,7 +216,7 @@ class Boxes:
         """Create the box. ``lease``: the box lives only as long as this lock holder (a
         library lease); whoever takes the lock after the holder died resets it."""
         box_id = lock.box_id
-        if self.config.restricted_init and os.getuid() != 0:
+        if self.config.restricted_init and privileges.requester().uid != 0:
             raise BoxStateError("This configuration has restricted_init: only root may --init")
         record = lock.read()
         box_dir = self.box_dir(box_id)
@@ -277,7 +280,9 @@ class Boxes:
         box_id = lock.box_id
         box_dir = self.box_dir(box_id)
         self._require_initialised(lock.read(), box_id, caller)
-        return replace(spec, rules=resolve_sources(spec.rules, box_dir), box_dir=box_dir,
+        with privileges.requester_access():  # the rule sources are the caller's to reach
+            rules = resolve_sources(spec.rules, box_dir)
+        return replace(spec, rules=rules, box_dir=box_dir,
                        uid=self.config.box_uid(box_id), gid=self.config.box_gid(box_id),
                        # the user's files are the box uid's inside: no chown either way
                        id_map=(os.geteuid(), os.getegid()) if self.rootless else None)
@@ -395,8 +400,9 @@ class Boxes:
 
     @staticmethod
     def _check_owner(record: BoxRecord, box_id: int, caller: Caller) -> None:
-        if os.getuid() != 0 and caller.uid != record.owner_uid:
-            raise BoxStateError(f"Box {box_id} belongs to uid {record.owner_uid}, not to you")
+        if privileges.requester().uid != 0 and caller.uid != record.owner_uid:
+            raise BoxStateError(f"Box {box_id} belongs to uid {record.owner_uid}, not to you: "
+                                "only its owner or root may run or clean it up")
 
     def acquire_free(self, wait: float | None = 0.0) -> BoxLock:
         """Lock the first box that is neither held nor initialised."""

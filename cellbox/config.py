@@ -19,7 +19,7 @@ DEFAULT_PATH = "/usr/local/etc/cellbox.toml"
 ENV_VAR = "CELLBOX_CONFIG"
 MAX_ID = 2**32 - 2  # (uid_t)-1 means "no change" to the kernel
 PREFIX = "Config: "  # on errors of a Config built in code; a file's name replaces it
-TOML_TYPES = {str: "string", int: "integer", bool: "boolean"}
+TOML_TYPES = {str: "string", int: "integer", bool: "boolean", tuple: "array of strings"}
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,11 @@ class Config:
     box_size_kb: int = 1048576  # default box storage (tmpfs) size when --quota is not given
     box_inodes: int = 65536
     allow_no_cgroup: bool = False  # rootless without a delegated cgroup: run anyway, weakened
+    # Whom root's keeper daemon serves besides root: these user names and group members.
+    daemon_users: tuple[str, ...] = ()
+    daemon_groups: tuple[str, ...] = ("cellbox",)
+    daemon_autostart: bool = True  # root's commands start a daemon when none is running
+    daemon_idle_exit: int = 300  # seconds: a daemon started on demand exits when idle this long
 
     def __post_init__(self) -> None:
         for name in ("box_root", "lock_root"):
@@ -60,6 +65,9 @@ class Config:
             raise _invalid("box_size_kb", self.box_size_kb, "must be at least 64 (KiB)")
         if self.box_inodes < 16:
             raise _invalid("box_inodes", self.box_inodes, "must be at least 16")
+        if self.daemon_idle_exit < 1:
+            raise _invalid("daemon_idle_exit", self.daemon_idle_exit, "must be at least 1 "
+                           "(seconds), e.g. 300")
 
     def box_uid(self, box_id: int) -> int:
         return self.first_uid + box_id
@@ -115,6 +123,9 @@ def load_config(path: str | None = None) -> Config:
                           f"its name. Known keys: {', '.join(known)} (docs/config.md)")
     for key, value in data.items():
         default = known[key].default
+        if isinstance(default, tuple) and isinstance(value, list) \
+                and all(isinstance(v, str) for v in value):
+            data[key] = value = tuple(value)
         if type(value) is not type(default):
             kind = TOML_TYPES.get(type(default), type(default).__name__)
             raise ConfigError(f"Config file {path}: {key} = {_toml(value)} must be a TOML "
@@ -128,6 +139,8 @@ def load_config(path: str | None = None) -> Config:
 def _toml(value: object) -> str:
     if isinstance(value, bool):
         return str(value).lower()
+    if isinstance(value, tuple | list):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
     return f'"{value}"' if isinstance(value, str) else str(value)
 
 
@@ -192,10 +205,12 @@ def write_private_config(top: str, name: str, num_boxes: int, first_uid: int,
     """A configuration of its own, for a tool that must never touch real boxes (chaos,
     bench): box storage and locks under ``top`` (or locks in ``lock_root``), cgroups under
     ``cellbox/<name>-<pid>``, uids from ``first_uid``. Returns it, and the path of its file
-    for child processes ($CELLBOX_CONFIG)."""
+    for child processes ($CELLBOX_CONFIG). Its commands never start the machine's keeper
+    daemon (daemon_autostart = false): that one would serve with the machine's config."""
     path = os.path.join(top, "cellbox.toml")
     with open(path, "w") as f:
         f.write(f'box_root = "{top}/boxes"\nlock_root = "{lock_root or top + "/locks"}"\n'
                 f'cg_root = "cellbox/{name}-{os.getpid()}"\nnum_boxes = {num_boxes}\n'
-                f"first_uid = {first_uid}\nfirst_gid = {first_uid}\n")
+                f"first_uid = {first_uid}\nfirst_gid = {first_uid}\n"
+                "daemon_autostart = false\n")
     return load_config(path), path

@@ -478,6 +478,7 @@ def _result(spec: RunSpec, outcome: _Outcome, stats: CgroupStats, wall: float) -
                   processes_limit_hit=stats.pids_limit_hits > 0)
     errors = [m for m in outcome.messages if m.get("kind") == "error"]
     exits = [m for m in outcome.messages if m.get("kind") == "exit"]
+    exec_errors = [m for m in outcome.messages if m.get("kind") == "exec-error"]
     if exits:
         e = exits[0]
         r.wall_time = float(e["wall"])  # type: ignore[arg-type]
@@ -514,9 +515,14 @@ def _result(spec: RunSpec, outcome: _Outcome, stats: CgroupStats, wall: float) -
         r.status = _SIGNAL_STATUS.get(signal.Signals(r.signal), Status.SIGNALED)
         if r.signal == signal.SIGKILL and lim.time is not None and r.cpu_time >= lim.time:
             r.status = Status.TIME_LIMIT  # the RLIMIT_CPU backstop fired
+    elif exec_errors:
+        r.status = Status.EXEC_ERROR
     elif r.exit_code:
         r.status = Status.RUNTIME_ERROR
     r.message = _message(r)
+    if exec_errors:  # the detail (isolate's message, then execve's error)
+        r.message += f" (cannot execute {spec.argv[0]}: " \
+                     f"{os.strerror(int(exec_errors[0]['errno']))})"  # type: ignore[call-overload]
     return r
 
 
@@ -524,6 +530,7 @@ def _message(r: RunResult) -> str:
     return {
         Status.OK: "",
         Status.RUNTIME_ERROR: f"Exited with error status {r.exit_code}",
+        Status.EXEC_ERROR: f"Exited with error status {r.exit_code}",
         Status.SIGNALED: f"Caught fatal signal {r.signal}",
         Status.TIME_LIMIT: "Time limit exceeded",
         Status.WALL_TIME_LIMIT: "Time limit exceeded (wall clock)",

@@ -10,6 +10,7 @@ from enum import Enum
 class Status(Enum):
     OK = "OK"
     RUNTIME_ERROR = "RE"  # exited with a non-zero code
+    EXEC_ERROR = "EXEC"  # the program could not be executed (isolate: RE, exit code 127)
     SIGNALED = "SG"  # died on a signal that no limit explains
     TIME_LIMIT = "TO"  # CPU time limit
     WALL_TIME_LIMIT = "TO-WALL"
@@ -22,7 +23,8 @@ class Status(Enum):
     def isolate_code(self) -> str | None:
         """The status key isolate itself would print (old parsers know only these)."""
         return {
-            Status.OK: None, Status.RUNTIME_ERROR: "RE", Status.SIGNALED: "SG",
+            Status.OK: None, Status.RUNTIME_ERROR: "RE", Status.EXEC_ERROR: "RE",
+            Status.SIGNALED: "SG",
             Status.TIME_LIMIT: "TO", Status.WALL_TIME_LIMIT: "TO", Status.MEMORY_LIMIT: "SG",
             Status.FILE_SIZE_LIMIT: "SG", Status.OUTPUT_LIMIT: "SG", Status.INTERNAL_ERROR: "XX",
         }[self]

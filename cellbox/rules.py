@@ -135,14 +135,33 @@ def resolve_sources(rules: Iterable[DirRule], box_dir: str) -> list[DirRule]:
             assert r.source is not None
             src = os.path.join(box_dir, r.source[2:]) if r.source.startswith("./") else r.source
             src = _refuse_box_links(box_dir, src, r)
-            if not os.path.exists(src):
-                if r.maybe:
-                    continue
-                raise UsageError(f"Directory rule {r.describe()}: {src} does not exist on the "
-                                 "host (add :maybe to skip it when missing)")
-            r = replace(r, source=os.path.realpath(src))
+            real = _real_source(src, r)
+            if real is None:
+                continue
+            r = replace(r, source=real)
         out.append(r)
     return sorted(out, key=lambda r: r.inside.count("/"))
+
+
+def _real_source(src: str, rule: DirRule) -> str | None:
+    """The real path of a bind source, looked up with the caller's permissions (search
+    permission on every directory on the way, as a mount by the caller would need); None for
+    a missing 'maybe' source."""
+    try:
+        fd = os.open(src, os.O_PATH | os.O_CLOEXEC)
+    except (FileNotFoundError, NotADirectoryError):
+        if rule.maybe:
+            return None
+        raise UsageError(f"Directory rule {rule.describe()}: {src} does not exist on the host "
+                         "(add :maybe to skip it when missing)") from None
+    except PermissionError:
+        raise UsageError(f"Directory rule {rule.describe()}: you may not reach {src} "
+                         "(permission denied): a rule binds only what you could open "
+                         "yourself") from None
+    try:
+        return os.readlink(f"/proc/self/fd/{fd}")
+    finally:
+        os.close(fd)
 
 
 def _refuse_box_links(box_dir: str, src: str, rule: DirRule) -> str:

@@ -10,9 +10,12 @@
 #   3. pip install -e '.[test,bench,service]' when pyproject.toml changed since the last
 #      install, in setuptools' "compat" editable mode: a plain path entry in a .pth file, not
 #      an import hook, which cost every cellbox command ~20 ms of start-up;
-#   4. replace pip's .venv/bin/cellbox with a launcher that starts Python with -I -S (no
+#   4. write .venv/bin/cellbox-cli, the Python CLI's launcher: it starts Python with -I -S (no
 #      `site`, no .pth files, no PYTHON* variables) and puts the repository and the venv's
-#      site-packages on sys.path itself: `site` alone costs every run several ms;
+#      site-packages on sys.path itself: `site` alone costs every run several ms; and replace
+#      pip's .venv/bin/cellbox with the native front door (cellbox/cli/client.c, static), which
+#      hands isolate's grammar to the keeper daemon and execs cellbox-cli for the rest;
+#      create the group `cellbox`, whose members root's keeper daemon serves;
 #   5. build the box's C init (cellbox/spawn/init.c, statically linked: libc6-dev) into
 #      /var/cache/cellbox, where cellbox would otherwise build it on its first run;
 #   6. when ../shared/vm/run-in-vm is there (CI, the team's machines): its setup (qemu, a Debian
@@ -167,9 +170,19 @@ from cellbox.cli.main import main
 # The service's worker processes import this file again (multiprocessing): only run here.
 if __name__ == \"__main__\":
     main()"
-if [[ $(cat "$VENV/bin/cellbox" 2>/dev/null) != "$LAUNCHER" ]]; then
-    printf '%s\n' "$LAUNCHER" >"$VENV/bin/cellbox.new"
-    chmod 755 "$VENV/bin/cellbox.new"
-    mv "$VENV/bin/cellbox.new" "$VENV/bin/cellbox"
+if [[ $(cat "$VENV/bin/cellbox-cli" 2>/dev/null) != "$LAUNCHER" ]]; then
+    printf '%s\n' "$LAUNCHER" >"$VENV/bin/cellbox-cli.new"
+    chmod 755 "$VENV/bin/cellbox-cli.new"
+    mv "$VENV/bin/cellbox-cli.new" "$VENV/bin/cellbox-cli"
 fi
+
+# ---- the native front door -------------------------------------------------------------------
+
+CLIENT="$VENV/bin/cellbox"
+if [[ $(head -c4 "$CLIENT" 2>/dev/null) != $'\x7fELF' || cellbox/cli/client.c -nt $CLIENT ]]; then
+    quietly "building the cellbox command (cellbox/cli/client.c)" \
+        gcc -O2 -Wall -Wextra -Werror -static -o "$CLIENT.new" cellbox/cli/client.c
+    mv "$CLIENT.new" "$CLIENT"
+fi
+getent group cellbox >/dev/null || quietly "creating the group cellbox" groupadd --system cellbox
 

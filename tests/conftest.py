@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
+import sysconfig
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -42,9 +43,13 @@ def test_config() -> Iterator[Path]:
     cfg.write_text(
         f'box_root = "{top}/boxes"\nlock_root = "{top}/locks"\ncg_root = "{CG_ROOT}"\n'
         f"first_uid = {FIRST_UID}\nfirst_gid = {FIRST_UID}\nnum_boxes = {NUM_BOXES}\n"
+        "daemon_autostart = false\n"  # tests start the daemons they use, at their own sockets
     )
     old = os.environ.get("CELLBOX_CONFIG")
     os.environ["CELLBOX_CONFIG"] = str(cfg)
+    # No command of the suite reaches (or starts, as root's commands may) the machine's keeper
+    # daemon; the daemon tests undo this for their own daemons.
+    os.environ["CELLBOX_NO_DAEMON"] = "1"
     yield cfg
     if old is None:
         os.environ.pop("CELLBOX_CONFIG", None)
@@ -90,6 +95,25 @@ def check_no_leftovers(test_config: Path) -> None:
     assert not procs, f"processes with a box uid outlived the test: {procs}"
     assert not mounts, f"mounts left behind: {mounts}"
     assert not cgroups, f"box cgroups left behind: {cgroups}"
+
+
+def user_python(uid: int) -> tuple[str, str]:
+    """An interpreter ``uid`` can run, with cellbox and its dependencies, and the PYTHONPATH
+    it needs: this one, or (when it lives where the uid cannot reach, e.g. pyenv under /root)
+    the system's python3 of the same version with this environment's site-packages."""
+    repo = str(Path(__file__).resolve().parent.parent)
+    site = sysconfig.get_paths()["purelib"]
+    tried = []
+    for python, path in ((sys.executable, repo), ("/usr/bin/python3", f"{repo}:{site}")):
+        probe = subprocess.run(
+            ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", python,
+             "-c", "import sys, cellbox.box, pyseccomp; print(sys.version_info[:2])"],
+            env={"PYTHONPATH": path}, capture_output=True, cwd="/")
+        if probe.returncode == 0 and probe.stdout.decode().strip() == str(sys.version_info[:2]):
+            return python, path
+        tried.append(f"{python}: {probe.stderr.decode().strip()[-200:]}")
+    pytest.fail(f"uid {uid} cannot run a Python with cellbox and its dependencies "
+                f"(make the interpreter and the checkout world-readable): {tried}")
 
 
 def cellbox(*args: str, input: bytes | None = None, timeout: float = 60,

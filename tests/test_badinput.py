@@ -48,10 +48,23 @@ def test_run_on_box_never_initialised():
     assert b"not initialised" in proc.stderr and b"--init" in proc.stderr
 
 
-def test_missing_program_is_xx_exit_2(box):
-    proc, meta = box.run("/nonexistent/prog")
-    assert proc.returncode == 2
-    assert meta["status"] == "XX" and "No such file" in meta["message"]
+@pytest.mark.parametrize("program", ["/nonexistent/prog", "./missing", "no-such-command"])
+def test_a_program_that_cannot_be_executed_is_re_127_as_in_isolate(box, program):
+    proc, meta = box.run(program)
+    assert proc.returncode == 1
+    assert (meta["status"], meta["exitcode"], meta["cellbox-status"]) == ("RE", "127",
+                                                                          "EXEC_ERROR")
+    assert meta["message"].startswith("Exited with error status 127 (cannot execute")
+    assert "No such file" in meta["message"]
+    assert f'execve("{program}"): No such file or directory\n'.encode() in proc.stderr
+
+
+def test_an_exec_error_goes_to_the_programs_stderr_file(box):
+    box.put("script", "#!/no/such/interpreter\n", mode=0o755)
+    proc, meta = box.run("./script", opts=("--stderr=err.txt",))
+    assert proc.returncode == 1 and meta["exitcode"] == "127", proc.stderr
+    assert (box.work / "err.txt").read_bytes() == \
+        b'execve("./script"): No such file or directory\n'
 
 
 def test_missing_stdin_file_is_xx(box):

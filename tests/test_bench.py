@@ -10,13 +10,15 @@ from pathlib import Path
 
 import pytest
 
+from cellbox.bench.judging import BOXES as JUDGING_BOXES
+from cellbox.bench.suite import NUM_BOXES
 from cellbox.chaos import uid_processes
 from tests.conftest import cellbox
 
 pytestmark = pytest.mark.bench
 
 MANY = 20  # boxes of the many-boxes case
-FIRST_UID = 73100 + (8 + MANY) * (os.getpid() % 50)  # away from the suite's and chaos's uids
+FIRST_UID = 73100 + (NUM_BOXES + JUDGING_BOXES + MANY) * (os.getpid() % 50)  # away from the suite's and chaos's uids
 
 
 def _bench_leftovers() -> set[str]:
@@ -40,6 +42,9 @@ def test_bench_runs_every_case_and_leaves_nothing(tmp_path: Path) -> None:
             "cellbox library, fresh namespaces", "cellbox pool, warm box", "cellbox --run (CLI)",
             "cellbox --run via the resident keeper",
             "cellbox --init, --run, --cleanup via the resident keeper",
+            "cellbox --run, native client via the keeper",
+            "cellbox --init, --run, --cleanup, native client via the keeper",
+            "CMS batch test case (5 calls), native client via the keeper",
             "python3 -c pass, cellbox library", "C hello, cellbox library",
             "Java hello, cellbox library"} <= names
     assert all(len(case["samples_ms"]) == 2 for case in report["latency"].values())
@@ -50,7 +55,7 @@ def test_bench_runs_every_case_and_leaves_nothing(tmp_path: Path) -> None:
     many = report["many_boxes"]
     assert many["ok"] == MANY and many["live_at_once"] > 0 and many["total_kib_per_box"] > 0
     assert _bench_leftovers() <= before
-    assert uid_processes(FIRST_UID, 6 + MANY) == []
+    assert uid_processes(FIRST_UID, NUM_BOXES + JUDGING_BOXES + MANY) == []
 
 
 def test_bench_refuses_bad_arguments() -> None:

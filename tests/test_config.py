@@ -33,6 +33,11 @@ BAD = {
                               ["box_root", "/etc/hostname is not a directory", "another path"]),
     "lock root is a file": ('lock_root = "/etc/hostname"\n',
                             ["lock_root", "not a directory", "remove it or name another"]),
+    "group not in a list": ('daemon_groups = "cellbox"\n',
+                            ["daemon_groups", "array of strings", '= ["cellbox"]']),
+    "a number among users": ('daemon_users = ["cms", 1]\n',
+                             ["daemon_users", "array of strings"]),
+    "no idle time": ("daemon_idle_exit = 0\n", ["daemon_idle_exit = 0", "at least 1"]),
 }
 
 

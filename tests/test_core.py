@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 
 import pytest
 
 from cellbox.cli.options import parse
 from cellbox.result import RunResult, Status
 from tests.conftest import cellbox, parse_meta
+
+CELLBOX = [sys.executable, "-m", "cellbox"]
 
 pytestmark = pytest.mark.core
 
@@ -63,6 +66,36 @@ def test_stdin_stdout_stderr_files(box):
     assert proc.returncode == 0, proc.stderr
     assert (box.work / "out.txt").read_text() == "abc"
     assert (box.work / "err.txt").read_text() == "err\n"
+
+
+def test_fifos_bound_in_serve_as_stdio_as_in_isolate(box, tmp_path):
+    """CMS's Communication with std_io: a directory of FIFOs bound in, the program's stdin and
+    stdout on them. The run waits for the other ends (as isolate does), then talks."""
+    import subprocess
+    import threading
+
+    fifos = tmp_path / "fifos"
+    fifos.mkdir(mode=0o755)
+    for name in ("to_user", "from_user"):
+        os.mkfifo(fifos / name)
+        (fifos / name).chmod(0o666)
+    received = []
+
+    def other_end():  # as CMS's manager: opens its write end first
+        with open(fifos / "to_user", "w") as to_user, open(fifos / "from_user") as from_user:
+            to_user.write("20 22\n")
+            to_user.close()
+            received.append(from_user.read())
+
+    manager = threading.Thread(target=other_end, daemon=True)
+    manager.start()
+    proc = subprocess.run(
+        [*CELLBOX, "-b", str(box.id), f"--dir=/fifo0={fifos}:rw", "--stdin=/fifo0/to_user",
+         "--stdout=/fifo0/from_user", "--wall-time=20", "--run", "--", "/bin/sh", "-c",
+         "read a b; echo $((a + b))"], capture_output=True, timeout=60)
+    manager.join(timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    assert received == ["42\n"]
 
 
 def test_stderr_to_stdout(box):

@@ -6,6 +6,7 @@ CLI runs in-process."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import stat
 import subprocess
@@ -24,6 +25,7 @@ from tests.test_lifecycle import BUSY, box_procs, boxes_json, start, wait_for
 pytestmark = pytest.mark.daemon
 
 ROOT = Path(__file__).parent.parent
+NATIVE = ROOT / ".venv" / "bin" / "cellbox"
 
 
 @dataclass
@@ -59,6 +61,7 @@ def daemon(test_config: Path) -> Iterator[Daemon]:
 def through(daemon: Daemon, monkeypatch: pytest.MonkeyPatch) -> Daemon:
     """Every cellbox command of the test (conftest's helpers too) goes to the daemon."""
     monkeypatch.setenv(client.SOCKET_ENV, str(daemon.socket))
+    monkeypatch.delenv(client.NO_DAEMON_ENV)
     return daemon
 
 
@@ -71,6 +74,18 @@ def in_process(*args: str, cwd: Path | None = None) -> subprocess.CompletedProce
 def via_daemon(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run([sys.executable, "-m", "cellbox", *args], capture_output=True,
                           cwd=cwd, timeout=60)
+
+
+@pytest.fixture(scope="session")
+def native() -> Path:
+    """The native front door as scripts/bootstrap.sh builds it for this checkout."""
+    if NATIVE.read_bytes()[:4] != b"\x7fELF" or not (NATIVE.parent / "cellbox-cli").exists():
+        pytest.skip(f"{NATIVE} is not the native client: run scripts/bootstrap.sh")
+    return NATIVE
+
+
+def via_native(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run([str(NATIVE), *args], capture_output=True, cwd=cwd, timeout=60)
 
 
 def test_init_run_cleanup_run_in_a_worker_of_the_daemon(through: Daemon) -> None:
@@ -100,10 +115,11 @@ def test_init_run_cleanup_run_in_a_worker_of_the_daemon(through: Daemon) -> None
     ("--wait", "--run", "--", "/bin/echo", "waited"),
 ])
 def test_exit_code_output_and_meta_file_are_the_same_as_in_process(
-        through: Daemon, box: InitBox, tmp_path: Path, args: tuple[str, ...]) -> None:
+        through: Daemon, box: InitBox, tmp_path: Path, args: tuple[str, ...],
+        native: Path) -> None:
     box.put("in.txt", "from the box\n")
     results = []
-    for run in (in_process, via_daemon):
+    for run in (in_process, via_daemon, via_native):
         (tmp_path / "meta").unlink(missing_ok=True)
         # The meta file's path is relative to the caller's working directory.
         proc = run("-b", str(box.id), "--meta=meta", *args, cwd=tmp_path)
@@ -115,7 +131,7 @@ def test_exit_code_output_and_meta_file_are_the_same_as_in_process(
             meta.pop(timing, None)
         err = b"" if proc.stderr.startswith(b"OK (") else proc.stderr
         results.append((proc.returncode, proc.stdout, err, meta, out))
-    assert results[0] == results[1]
+    assert results[0] == results[1] == results[2]
 
 
 def test_a_client_killed_mid_run_leaves_what_a_killed_cli_leaves(through: Daemon,
@@ -135,11 +151,13 @@ def test_a_client_killed_mid_run_leaves_what_a_killed_cli_leaves(through: Daemon
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_signals_to_the_client_do_what_they_do_to_the_cli(through: Daemon, box: InitBox,
-                                                          signum: int) -> None:
+                                                          signum: int, native: Path) -> None:
     outcomes = []
-    for env in ({client.NO_DAEMON_ENV: "1"}, {}):
+    python = [sys.executable, "-m", "cellbox"]
+    for command, env in ((python, {client.NO_DAEMON_ENV: "1"}), (python, {}),
+                         ([str(native)], {})):
         runner = subprocess.Popen(
-            [sys.executable, "-m", "cellbox", "-b", str(box.id), "--run", "--", "/bin/sleep",
+            [*command, "-b", str(box.id), "--run", "--", "/bin/sleep",
              "30"], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             env=dict(os.environ, **env))
         wait_for(lambda: bool(box_procs(box.id)))
@@ -148,7 +166,7 @@ def test_signals_to_the_client_do_what_they_do_to_the_cli(through: Daemon, box: 
         wait_for(lambda: not box_procs(box.id), timeout=5)
         outcomes.append((runner.returncode, b"KeyboardInterrupt" in err))
         cellbox("-b", str(box.id), "--run", "--", "/bin/true", check=True)  # repairs
-    assert outcomes[0] == outcomes[1] == (-signum, signum == signal.SIGINT)
+    assert outcomes == [(-signum, signum == signal.SIGINT)] * 3
 
 
 def test_a_killed_daemon_ends_the_run_and_the_client_says_so(test_config: Path, box: InitBox,
@@ -156,6 +174,7 @@ def test_a_killed_daemon_ends_the_run_and_the_client_says_so(test_config: Path, 
                                                               ) -> None:
     d = start_daemon(test_config.parent / "doomed.sock")
     monkeypatch.setenv(client.SOCKET_ENV, str(d.socket))
+    monkeypatch.delenv(client.NO_DAEMON_ENV)
     runner = start("-b", str(box.id), "-p10", "--run", "--", "/bin/sh", "-c", BUSY)
     wait_for(lambda: len(box_procs(box.id)) >= 4)
     d.proc.kill()
@@ -168,43 +187,40 @@ def test_a_killed_daemon_ends_the_run_and_the_client_says_so(test_config: Path, 
     assert again.returncode == 0 and b"repaired: a run" in again.stderr
 
 
-def test_other_users_are_refused(through: Daemon) -> None:
-    """The socket is mode 0600; past the mode (an operator's chmod), the daemon checks the
-    peer's uid itself, and the client talks only to a daemon of its own uid."""
+def test_users_outside_the_allowed_set_are_refused(through: Daemon) -> None:
+    """Root's socket is open to every user who can reach its directory; the daemon checks the
+    peer itself (tests/test_daemon_users.py has the users it serves). Through the client and
+    by a request sent by hand, nobody is told why not, and nothing runs."""
     as_nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
                  sys.executable, "-I", "-S", "-c"]
     env = {client.SOCKET_ENV: str(through.socket)}
     imports = ("import sys, socket; sys.path.insert(0, sys.argv[1]); "
                "from cellbox.cli import client; ")
     by_the_client = imports + "print(client.run(['--version']))"
-    # A request sent by hand, as a client that skipped its own check would.
     by_hand = (imports + "s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET); "
                "s.connect(client.socket_path()); "
                "s.sendmsg([client.request(['--version'])], [(socket.SOL_SOCKET, "
                "socket.SCM_RIGHTS, b''.join(fd.to_bytes(4, sys.byteorder) "
                "for fd in (0, 1, 2, 0)))]); print(s.recv(4096).decode())")
-    assert stat.S_IMODE(through.socket.stat().st_mode) == 0o600
-    proc = subprocess.run([*as_nobody, by_the_client, str(ROOT)], capture_output=True, env=env,
-                          timeout=30)
-    assert proc.stdout == b"None\n", proc.stderr  # cannot connect: in-process
+    assert stat.S_IMODE(through.socket.stat().st_mode) == 0o666
     top = through.socket.parent  # the test session's directory, mode 0700
     top.chmod(0o711)
-    through.socket.chmod(0o666)
     try:
         proc = subprocess.run([*as_nobody, by_the_client, str(ROOT)], capture_output=True,
                               env=env, timeout=30)
-        assert proc.stdout == b"None\n", proc.stderr  # root's daemon: not told anything
+        assert proc.stdout == b"2\n" and b"may not use root's cellbox daemon" in proc.stderr, \
+            proc
         proc = subprocess.run([*as_nobody, by_hand, str(ROOT)], capture_output=True, env=env,
                               timeout=30)
     finally:
-        through.socket.chmod(0o600)
         top.chmod(0o700)
-    assert proc.stdout.startswith(b"refused uid 65534 is not the daemon's uid 0"), proc.stderr
+    assert proc.stdout.startswith(b"refused user nobody (uid 65534) may not use root's "), proc
     assert not through.workers()
 
 
 def test_without_a_daemon_the_cli_runs_in_process(test_config: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(client.NO_DAEMON_ENV)  # (the suite's config: no daemon started either)
     monkeypatch.setenv(client.SOCKET_ENV, str(test_config.parent / "no-daemon.sock"))
     proc = cellbox("--version")
     assert proc.returncode == 0 and b"isolate-compatible" in proc.stdout
@@ -241,3 +257,95 @@ def test_the_callers_resource_limits_reach_the_run_as_in_process(through: Daemon
                               env=dict(os.environ, **env))
         outputs.append((proc.returncode, proc.stdout))
     assert outputs[0] == outputs[1] == (0, b"8192\n")
+
+
+def test_the_native_client_hands_the_rest_to_the_python_cli(through: Daemon, native: Path,
+                                                           monkeypatch: pytest.MonkeyPatch
+                                                           ) -> None:
+    """Subcommands, and isolate's grammar when no daemon answers or CELLBOX_NO_DAEMON=1: the
+    Python CLI (cellbox-cli next to the binary) runs them, as it always has."""
+    proc = via_native("boxes", "--json")
+    assert proc.returncode == 0 and proc.stdout.startswith(b"["), proc.stderr
+    assert not through.workers()
+    for env in ({client.NO_DAEMON_ENV: "1"}, {client.SOCKET_ENV: str(through.socket) + ".no"}):
+        monkeypatch.setenv(*next(iter(env.items())))
+        proc = via_native("--version")
+        assert proc.returncode == 0 and b"isolate-compatible" in proc.stdout, proc.stderr
+
+
+def test_roots_command_starts_a_daemon_on_demand_that_exits_when_idle(
+        test_config: Path, box: InitBox, monkeypatch: pytest.MonkeyPatch, native: Path) -> None:
+    config = test_config.parent / "autostart.toml"
+    config.write_text(test_config.read_text().replace("daemon_autostart = false",
+                                                      "daemon_autostart = true")
+                      + "daemon_idle_exit = 2\n")
+    socket = test_config.parent / "autostart.sock"
+    monkeypatch.setenv("CELLBOX_CONFIG", str(config))
+    monkeypatch.setenv(client.SOCKET_ENV, str(socket))
+    monkeypatch.delenv(client.NO_DAEMON_ENV)
+    proc = via_native("-b", str(box.id), "--run", "--", "/bin/echo", "started")
+    assert proc.returncode == 0 and proc.stdout == b"started\n", proc.stderr
+    pid = _daemon_pid(socket)
+    assert _cmdline(pid)[-4:] == ["--socket", str(socket), "--idle-exit", "2"]
+    proc = via_native("-b", str(box.id), "--run", "--", "/bin/echo", "again")
+    assert proc.returncode == 0 and _daemon_pid(socket) == pid  # the same daemon served it
+    wait_for(lambda: not os.path.exists(f"/proc/{pid}"), timeout=15)
+    assert not socket.exists()
+    monkeypatch.setenv(client.NO_DAEMON_ENV, "1")  # off: in-process, no daemon started
+    proc = via_native("-b", str(box.id), "--run", "--", "/bin/true")
+    assert proc.returncode == 0 and not socket.exists()
+
+
+def _daemon_pid(path: Path) -> int:
+    import socket as sockets
+    import struct
+
+    s = sockets.socket(sockets.AF_UNIX, sockets.SOCK_SEQPACKET)
+    try:
+        s.connect(str(path))
+        pid, _, _ = struct.unpack("3i", s.getsockopt(sockets.SOL_SOCKET, sockets.SO_PEERCRED,
+                                                     12))
+        return pid
+    finally:
+        s.close()
+
+
+def _cmdline(pid: int) -> list[str]:
+    with open(f"/proc/{pid}/cmdline", "rb") as f:
+        return [a.decode() for a in f.read().split(b"\0")[:-1]]
+
+
+@pytest.mark.skipif(shutil.which("systemd-socket-activate") is None,
+                    reason="systemd-socket-activate is not installed (a host without systemd)")
+def test_a_daemon_started_by_its_socket_unit_serves_and_leaves_the_socket(
+        test_config: Path, box: InitBox, monkeypatch: pytest.MonkeyPatch) -> None:
+    """As systemd/cellbox-keeperd.socket does it: systemd listens, the daemon takes fd 3."""
+    path = test_config.parent / "activated.sock"
+    monkeypatch.setenv(client.SOCKET_ENV, str(path))
+    monkeypatch.delenv(client.NO_DAEMON_ENV)
+    activator = subprocess.Popen(
+        ["systemd-socket-activate", "--seqpacket", "-l", str(path), sys.executable, "-m",
+         "cellbox", "keeperd"], stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=ROOT)
+    try:
+        assert activator.stderr is not None
+        wait_for(path.exists)
+        proc = cellbox("-b", str(box.id), "--run", "--", "/bin/echo", "activated")
+        # (systemd's socket always connects: a daemon that failed would end the command)
+        assert proc.returncode == 0 and proc.stdout == b"activated\n", proc.stderr
+    finally:
+        activator.send_signal(signal.SIGTERM)  # it execs the daemon: the daemon gets it
+        assert activator.wait(timeout=20) == 0
+    assert path.exists()  # systemd's, not the daemon's to remove
+    path.unlink()
+
+
+def test_a_client_that_sends_nothing_holds_up_nobody(through: Daemon, box: InitBox) -> None:
+    import socket as sockets
+
+    silent = sockets.socket(sockets.AF_UNIX, sockets.SOCK_SEQPACKET)
+    silent.connect(str(through.socket))
+    try:
+        proc = via_daemon("-b", str(box.id), "--run", "--", "/bin/echo", "served")
+        assert proc.returncode == 0 and proc.stdout == b"served\n", proc.stderr
+    finally:
+        silent.close()

@@ -80,7 +80,8 @@ def test_runs_alternate_over_the_slots_and_limits_hold():
         r = pool.run(["/bin/sleep", "10"], limits=Limits(wall_time=0.3))
         assert r.status is Status.WALL_TIME_LIMIT
         r = pool.run(["no-such-program"])
-        assert r.status is Status.INTERNAL_ERROR and "executing no-such-program" in r.message
+        assert r.status is Status.EXEC_ERROR and r.exit_code == 127
+        assert "cannot execute no-such-program" in r.message
         assert all(pool.run(["/bin/true"]).ok for _ in range(2))  # both slots still serve
 
 

@@ -17,7 +17,6 @@ import os
 import shutil
 import subprocess
 import sys
-import sysconfig
 import tempfile
 import time
 from collections.abc import Iterator
@@ -27,7 +26,7 @@ from pathlib import Path
 
 import pytest
 import test_isolation as iso
-from conftest import FIRST_UID, InitBox, cellbox, parse_meta
+from conftest import FIRST_UID, InitBox, cellbox, parse_meta, user_python
 
 from cellbox.cgroup import detect
 from cellbox.cgroup.v2 import find_mount
@@ -71,25 +70,6 @@ class UserEnv:
                               capture_output=True, timeout=timeout, cwd="/")
 
 
-def _user_python(top: Path) -> tuple[str, str]:
-    """An interpreter the uid can run, with cellbox and its dependencies: this one, or (when
-    it lives where the uid cannot reach, e.g. pyenv under /root) the system's python3 of the
-    same version with this environment's site-packages."""
-    site = sysconfig.get_paths()["purelib"]
-    tried = []
-    for python, path in ((sys.executable, str(REPO)), ("/usr/bin/python3", f"{REPO}:{site}")):
-        env = UserEnv(top, python, path)
-        probe = subprocess.run(
-            ["setpriv", f"--reuid={RL_UID}", f"--regid={RL_UID}", "--clear-groups", python,
-             "-c", "import sys, cellbox.box, pyseccomp; print(sys.version_info[:2])"],
-            env={"PYTHONPATH": env.pythonpath}, capture_output=True, cwd="/")
-        if probe.returncode == 0 and probe.stdout.decode().strip() == str(sys.version_info[:2]):
-            return python, path
-        tried.append(f"{python}: {probe.stderr.decode().strip()[-200:]}")
-    pytest.fail(f"uid {RL_UID} cannot run a Python with cellbox and its dependencies "
-                f"(make the interpreter and the checkout world-readable): {tried}")
-
-
 @pytest.fixture(scope="session")
 def user_env() -> Iterator[UserEnv]:
     top = Path(tempfile.mkdtemp(prefix="cellbox-rootless-"))
@@ -97,7 +77,7 @@ def user_env() -> Iterator[UserEnv]:
         f'box_root = "{top}/boxes"\nlock_root = "{top}/locks"\nnum_boxes = 280\n'
         f"first_uid = {FIRST_UID}\nfirst_gid = {FIRST_UID}\n")
     os.chown(top, RL_UID, RL_UID)
-    python, path = _user_python(top)
+    python, path = user_python(RL_UID)
     yield UserEnv(top, python, path)
     shutil.rmtree(top)
 

@@ -61,8 +61,9 @@ def test_every_step_failure_names_the_step():
         assert r.message == ("Sandbox setup failed while opening stdin/stdout/stderr inside "
                              "the box: No such file or directory"), r.message
         r = box.run(["no-such-program"])
-        assert r.message == ("Sandbox setup failed while executing no-such-program: No such "
-                             "file or directory"), r.message
+        assert r.message == ("Exited with error status 127 (cannot execute no-such-program: "
+                             "No such file or directory)"), r.message
+        assert r.stderr == b'execve("no-such-program"): No such file or directory\n'
 
 
 def test_the_init_binary_is_root_only(monkeypatch, tmp_path):

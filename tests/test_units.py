@@ -64,10 +64,11 @@ def test_serve_unit_runs_as_root_with_delegation() -> None:
 def test_units_verify(tmp_path: Path) -> None:
     # verify checks that ExecStart's program exists: point it at this checkout's launcher.
     launcher = Path(sys.executable).parent / "cellbox"
-    for unit in UNITS.glob("*.service"):
+    units = [*UNITS.glob("*.service"), *UNITS.glob("*.socket")]
+    for unit in units:
         (tmp_path / unit.name).write_text(unit.read_text().replace(INSTALLED, str(launcher)))
     proc = subprocess.run(["systemd-analyze", "verify",
-                           *sorted(str(p) for p in tmp_path.glob("*.service"))],
+                           *sorted(str(tmp_path / unit.name) for unit in units)],
                           capture_output=True, text=True, cwd=tmp_path, timeout=60)
     problems = [line for line in (proc.stdout + proc.stderr).splitlines()
                 if line.strip() and KNOWN_WARNING not in line]

@@ -9,11 +9,13 @@ import platform
 import statistics
 from dataclasses import asdict
 
-from cellbox.bench.suite import KEEPER_CYCLE, KEEPER_RUN, Results
+from cellbox.bench.suite import (ISOLATE_CMS, KEEPER_CYCLE, KEEPER_RUN, NATIVE_CMS,
+                                 NATIVE_CYCLE, NATIVE_RUN, Results)
 
 FLOOR = "floor: posix_spawn + wait"
 BWRAP = "bwrap --unshare-all"
 ISOLATE_CYCLE = "isolate --cg init+run+cleanup"
+ISOLATE_RUN = "isolate --run"
 LIB = "cellbox library, fresh namespaces"
 POOL = "cellbox pool, warm box"
 CLI_RUN = "cellbox --run (CLI)"
@@ -62,6 +64,12 @@ def targets(results: Results) -> list[tuple[str, float | None, str, bool | None]
         "x", 1.5)
     add("CLI init+run+cleanup via the keeper <= 1.5x isolate --cg cycle",
         _ratio(m.get(KEEPER_CYCLE), iso), "x", 1.5)
+    add("native --run on an initialised box <= isolate --run",
+        _ratio(m.get(NATIVE_RUN), m.get(ISOLATE_RUN)), "x", 1)
+    add("native init+run+cleanup <= 0.5x isolate --cg cycle",
+        _ratio(m.get(NATIVE_CYCLE), iso), "x", 0.5)
+    add("CMS batch test case (5 calls), native <= isolate",
+        _ratio(m.get(NATIVE_CMS), m.get(ISOLATE_CMS)), "x", 1)
     many = results.many_boxes
     if many:
         add(f"{many['boxes']} boxes at once: host memory <= 512 KiB per live box",

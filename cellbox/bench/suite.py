@@ -52,11 +52,16 @@ HELLO_C = '#include <stdio.h>\nint main(void) { puts("hello"); return 0; }\n'
 HELLO_JAVA = ('public class Hello { public static void main(String[] a) '
               '{ System.out.println("hello"); } }\n')
 JAVA_PROCESSES = 64
-NUM_BOXES = 6  # 0: CLI --run, 1: CLI cycle, 2 and 3: library workers, 4 and 5: pool workers
-CLI_RUN_BOX, CLI_CYCLE_BOX, LIB_BOXES, POOL_BOXES = 0, 1, (2, 3), (4, 5)
+# 0: CLI --run, 1: CLI cycle, 2 and 3: library workers, 4 and 5: pool workers, 6: CMS's calls
+NUM_BOXES = 7
+CLI_RUN_BOX, CLI_CYCLE_BOX, LIB_BOXES, POOL_BOXES, CMS_BOX = 0, 1, (2, 3), (4, 5), 6
 LIB, POOL = "cellbox library, fresh namespaces", "cellbox pool, warm box"
 KEEPER_RUN = "cellbox --run via the resident keeper"
 KEEPER_CYCLE = "cellbox --init, --run, --cleanup via the resident keeper"
+NATIVE_RUN = "cellbox --run, native client via the keeper"
+NATIVE_CYCLE = "cellbox --init, --run, --cleanup, native client via the keeper"
+NATIVE_CMS = "CMS batch test case (5 calls), native client via the keeper"
+ISOLATE_CMS = "CMS batch test case (5 calls), isolate"
 UNSHARE = ["unshare", "--pid", "--fork", "--mount", "--net", "--ipc", "--uts"]
 # The same kind of root as a cellbox run: read-only system dirs, fresh proc, dev and tmp.
 BWRAP = ["bwrap", "--unshare-all", "--die-with-parent", "--ro-bind", "/usr", "/usr",
@@ -64,7 +69,7 @@ BWRAP = ["bwrap", "--unshare-all", "--die-with-parent", "--ro-bind", "/usr", "/u
            for a in ("--ro-bind", d, d)),
          "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
 # isolate's own configuration picks its uids; one box for --run, another for the --cg cycle.
-ISOLATE_RUN_BOX, ISOLATE_CYCLE_BOX = "--box-id=73", "--box-id=74"
+ISOLATE_RUN_BOX, ISOLATE_CYCLE_BOX, ISOLATE_CMS_BOX = "--box-id=73", "--box-id=74", 75
 
 
 @dataclass
@@ -163,6 +168,7 @@ class Bench:
         self.env = {**os.environ, ENV_VAR: cfg, daemon.no_daemon: "1"}
         self.keeper_env = {**os.environ, ENV_VAR: cfg,
                            daemon.socket: os.path.join(self.lock_root, "keeper.sock")}
+        self.keeper_env.pop(daemon.no_daemon, None)
         self.keeper: subprocess.Popen[bytes] | None = None
         self.cli = cli or default_cli()
         self.results = Results(load_before=os.getloadavg())
@@ -181,14 +187,43 @@ class Bench:
             return took
         return once
 
-    def _cli_cycle(self, env: dict[str, str]) -> Callable[[], float]:
+    def _cli_cycle(self, env: dict[str, str],
+                   cli: list[str] | None = None) -> Callable[[], float]:
         def once() -> float:
             box = f"--box-id={CLI_CYCLE_BOX}"
             start = time.perf_counter()
             for cmd in (["--init"], ["--run", "--", *TRUE], ["--cleanup"]):
-                code = spawn_wait(self.cli + [box, *cmd], env)
+                code = spawn_wait((cli or self.cli) + [box, *cmd], env)
                 if code != 0:
                     self.results.failures.append(f"cellbox {cmd[0]} exited {code}")
+            return time.perf_counter() - start
+        return once
+
+    def _cms_test_case(self, command: list[str], box_id: int,
+                       env: dict[str, str] | None = None) -> Callable[[], float]:
+        """The 5 calls CMS's IsolateSandbox makes for one batch test case (its constructor's
+        --cleanup and --init, the evaluation with build_box_options' options, and
+        cleanup(delete=True)'s chmod run and --cleanup), ``command`` for ``isolate``."""
+        home = os.path.join(self.top, f"cms-{box_id}")
+        os.makedirs(home, exist_ok=True)
+        os.chmod(home, 0o777)
+        with open(os.path.join(home, "input.txt"), "w") as f:
+            f.write("1 2\n")
+        box, cg, tmp = f"--box-id={box_id}", "--cg", f"--dir=/tmp={home}:rw"
+        calls = [[box, cg, "--cleanup"], [box, cg, "--init"],
+                 [cg, box, "--chdir=/tmp", tmp, "--dir=/dev/shm:tmp", "--env=HOME=/tmp",
+                  "--fsize=1048576", "--stdin=/tmp/input.txt", "--cg-mem=262144",
+                  "--stdout=/tmp/output.txt", "--processes=1", "--stderr=/tmp/stderr.txt",
+                  "--time=1", "--wall-time=3", f"--meta={home}.meta", "--run", "--", *TRUE],
+                 [box, cg, tmp, "--run", "--", "/bin/chmod", "777", "-R", "/tmp"],
+                 [box, cg, "--cleanup"]]
+
+        def once() -> float:
+            start = time.perf_counter()
+            for i, call in enumerate(calls):
+                code = spawn_wait(command + call, env)
+                if code != 0 and i != 3:  # CMS ignores the chmod's (root's files stay root's)
+                    self.results.failures.append(f"{command[0]} {' '.join(call)} exited {code}")
             return time.perf_counter() - start
         return once
 
@@ -213,6 +248,7 @@ class Bench:
                 Case("isolate --run", "peer",
                      self._timed(["isolate", ISOLATE_RUN_BOX, "--run", "--", *TRUE])),
                 Case("isolate --cg init+run+cleanup", "peer", self._isolate_cycle),
+                Case(ISOLATE_CMS, "peer", self._cms_test_case(["isolate"], ISOLATE_CMS_BOX)),
             ]
         else:
             self.results.skipped.append("isolate: not on PATH (Debian does not package it)")
@@ -225,6 +261,17 @@ class Bench:
             Case(KEEPER_RUN, "cellbox", self._timed(cli_run, self.keeper_env)),
             Case(KEEPER_CYCLE, "cellbox", self._cli_cycle(self.keeper_env)),
         ]
+        native = native_client()
+        if native is None:
+            self.results.skipped.append("the native client: not built (scripts/bootstrap.sh)")
+        else:
+            native_run = [native, f"--box-id={CLI_RUN_BOX}", "--run", "--", *TRUE]
+            cases += [
+                Case(NATIVE_RUN, "cellbox", self._timed(native_run, self.keeper_env)),
+                Case(NATIVE_CYCLE, "cellbox", self._cli_cycle(self.keeper_env, [native])),
+                Case(NATIVE_CMS, "cellbox",
+                     self._cms_test_case([native], CMS_BOX, self.keeper_env)),
+            ]
         if langs:
             hello = self._hello_c()
             cases += [
@@ -352,10 +399,11 @@ class Bench:
         if self.keeper is not None:
             self.keeper.terminate()  # it ends once its commands have
             self.keeper.wait()
-        for box in (CLI_RUN_BOX, CLI_CYCLE_BOX):
+        for box in (CLI_RUN_BOX, CLI_CYCLE_BOX, CMS_BOX):
             spawn_wait(self.cli + [f"--box-id={box}", "--cleanup"], self.env)
         if shutil.which("isolate"):
             spawn_wait(["isolate", ISOLATE_RUN_BOX, "--cleanup"])
+            spawn_wait(["isolate", "--cg", f"--box-id={ISOLATE_CMS_BOX}", "--cleanup"])
         self.results.load_after = os.getloadavg()
         left = uid_processes(self.first_uid, self.num_boxes)
         with open("/proc/self/mountinfo") as f:
@@ -390,6 +438,16 @@ def _processes_rate(argv: list[str], seconds: float, workers: int = 2) -> float:
         runs, elapsed = p.communicate()[0].split()
         rate += int(runs) / float(elapsed)
     return rate
+
+
+def native_client() -> str | None:
+    """The native front door scripts/bootstrap.sh built next to this interpreter, if any."""
+    path = os.path.join(os.path.dirname(sys.executable), "cellbox")
+    try:
+        with open(path, "rb") as f:
+            return path if f.read(4) == b"\x7fELF" else None
+    except OSError:
+        return None
 
 
 def default_cli() -> list[str]:

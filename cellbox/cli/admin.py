@@ -179,7 +179,7 @@ def bench_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="cellbox-bench",
                    help="directory for bench.json and bench.png (default ./cellbox-bench)")
     p.add_argument("--first-uid", type=int, default=73000,
-                   help="first box uid/gid of the bench's 8 + COUNT boxes; must be used by "
+                   help="first box uid/gid of the bench's 9 + COUNT boxes; must be used by "
                         "nothing else (default 73000)")
     return p
 

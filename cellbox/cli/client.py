@@ -1,10 +1,13 @@
-"""The thin client: ``cellbox --init/--run/--cleanup`` through a resident keeper daemon.
+"""The thin client: ``cellbox --init/--run/--cleanup`` through a resident keeper daemon, when
+the Python CLI is called directly (the ``cellbox`` command is the native client,
+``client.c``, which speaks the same protocol without starting an interpreter).
 
 Importing the CLI costs ~50 ms of CPU per command; ``cellbox keeperd`` pays it once. This
 client hands the daemon its argv, environment, umask, working directory and stdio (the
 descriptors themselves, SCM_RIGHTS) over a unix socket; the daemon runs the same CLI code in a
 worker forked for the request and returns its exit status. When no daemon answers, the caller
-runs the CLI in-process as before (``CELLBOX_NO_DAEMON=1`` forces that).
+starts one (root, ``keeperd.start_on_demand``) or runs the CLI in-process
+(``CELLBOX_NO_DAEMON=1`` forces that).
 
 It imports nothing beyond what the interpreter has already loaded, ``_socket`` and
 ``_signal``: that is the point. The wire format is in ``cellbox.cli.keeperd``.
@@ -22,14 +25,21 @@ FORWARDED = (1, 2, 3, 15)  # SIGHUP, SIGINT, SIGQUIT, SIGTERM
 
 
 def socket_path() -> str:
-    """$CELLBOX_KEEPER_SOCKET, else root's daemon's, else (rootless mode) the user's own next
-    to their boxes, as cellbox.config places those."""
+    """Where a daemon run by this user listens: $CELLBOX_KEEPER_SOCKET, else root's socket for
+    root, else (rootless mode) the user's own, next to their boxes as cellbox.config places
+    those."""
+    return socket_paths()[0]
+
+
+def socket_paths() -> list[str]:
+    """Where this user's commands look for a daemon, in order: $CELLBOX_KEEPER_SOCKET alone,
+    else their own daemon's socket (users who are not root) and then root's."""
     runtime = os.environ.get("XDG_RUNTIME_DIR", "")
     if os.environ.get(SOCKET_ENV):
-        return os.environ[SOCKET_ENV]
+        return [os.environ[SOCKET_ENV]]
     if os.getuid() != 0 and os.path.isabs(runtime):
-        return os.path.join(runtime, "cellbox", "keeper.sock")
-    return DEFAULT_SOCKET
+        return [os.path.join(runtime, "cellbox", "keeper.sock"), DEFAULT_SOCKET]
+    return [DEFAULT_SOCKET]
 
 
 def wanted(argv: list[str]) -> bool:
@@ -55,14 +65,20 @@ def run(argv: list[str]) -> int | None:
     """The exit code of the command run by the daemon, or None when no daemon takes it."""
     import _socket
 
-    path = socket_path()
-    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_SEQPACKET | _socket.SOCK_CLOEXEC)
+    for path in socket_paths():
+        sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_SEQPACKET | _socket.SOCK_CLOEXEC)
+        try:
+            sock.connect(path)
+            break
+        except OSError:
+            sock.close()
+    else:
+        return None  # no daemon: nothing has started
     try:
         cwd = os.open(".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
-            sock.connect(path)
             peer = sock.getsockopt(_socket.SOL_SOCKET, _socket.SO_PEERCRED, 12)  # pid, uid, gid
-            if int.from_bytes(peer[4:8], sys.byteorder) != os.geteuid():
+            if int.from_bytes(peer[4:8], sys.byteorder) not in (0, os.geteuid()):
                 raise PermissionError("another user's socket: it gets neither fds nor env")
             fds = b"".join(fd.to_bytes(4, sys.byteorder) for fd in (0, 1, 2, cwd))
             sock.sendmsg([request(argv)], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, fds)])
@@ -107,7 +123,7 @@ def _finish(reply: bytes, path: str) -> int:
         return 128 + signum
     if kind == b"refused":
         print(f"cellbox: the keeper daemon at {path} refused this request: "
-              f"{value.decode(errors='replace')} (or set {NO_DAEMON_ENV}=1)", file=sys.stderr)
+              f"{value.decode(errors='replace')}", file=sys.stderr)
         return 2
     print(f"cellbox: the keeper daemon at {path} ended before the command did; if it was a "
           "run, the box's next command repairs it (see cellbox boxes)", file=sys.stderr)

@@ -130,8 +130,10 @@ def _wait(p: Parsed) -> float | None:
 def _caller(p: Parsed):  # noqa: ANN202
     from cellbox.box import Caller
 
+    from cellbox.linux import privileges
+
     uid, gid = p.get("as-uid"), p.get("as-gid")
-    if (uid is not None or gid is not None) and os.getuid() != 0:
+    if (uid is not None or gid is not None) and privileges.requester().uid != 0:
         raise UsageError("--as-uid and --as-gid are for root only")
     if (uid is None) != (gid is None):
         raise UsageError("--as-uid and --as-gid go together")
@@ -185,7 +187,9 @@ def _write_meta(p: Parsed, result: RunResult, box_dir: str, owner: tuple[int, in
 
         storage.write_file(box_dir, inside, text.encode(), owner=owner)
         return
-    with open(str(target), "w") as f:
+    from cellbox.linux.privileges import requester_access
+
+    with requester_access(), open(str(target), "w") as f:
         f.write(text)
 
 
@@ -241,8 +245,12 @@ def isolate_main(argv: list[str]) -> int:
         sys.stdout.write(help_text())
         return 0
     _check_arguments(p, command)
-    # Built before the box is touched, so bad rules or env change nothing.
-    spec = spec_from(p) if command == "run" else None
+    # Built before the box is touched, so bad rules or env change nothing; a policy file it
+    # names is read with the caller's permissions.
+    from cellbox.linux.privileges import requester_access
+
+    with requester_access():
+        spec = spec_from(p) if command == "run" else None
     if command == "version":
         return _version()
     if command in ("print-cg-root", "check-config"):

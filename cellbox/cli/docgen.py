@@ -58,6 +58,9 @@ CELLBOX_KEYS: dict[str, tuple[str, str, str]] = {
 STATUS_MEANING: dict[Status, str] = {
     Status.OK: "The program exited with code 0 within every limit",
     Status.RUNTIME_ERROR: "The program exited with a non-zero code",
+    Status.EXEC_ERROR: "The program could not be executed (missing, not executable, a bad "
+                       "interpreter line): as isolate, `status:RE` and `exitcode:127`, execve's "
+                       "error on the program's stderr; `message` names the error",
     Status.SIGNALED: "The program died on a signal that no limit explains",
     Status.TIME_LIMIT: "CPU time limit (`--time`) exceeded",
     Status.WALL_TIME_LIMIT: "Wall-clock time limit (`--wall-time`) exceeded",

@@ -9,7 +9,14 @@ lifecycle: it holds the box lock, and it dies with the daemon (PR_SET_PDEATHSIG)
 daemon is a killed CLI: the box's next command repairs it. If the client goes away first
 (EOF: it was SIGKILLed), the daemon SIGKILLs the worker, as the kernel would have the CLI.
 
-Only peers with the daemon's own uid are served (SO_PEERCRED), and the socket is mode 0600.
+Whom it serves (SO_PEERCRED, SO_PEERGROUPS): a daemon run by a user serves only that uid, on a
+socket of mode 0600 (rootless mode). Root's daemon listens on a socket any user may connect to
+and serves root and the users and groups its config allows (``daemon_users``,
+``daemon_groups``; default: group ``cellbox``), isolate's grammar only, and refuses anyone
+else with a message. Its worker for a user acts as isolate's setuid binary does for its caller:
+that user initialises and owns the box, and every host path the command names is reached with
+the user's permissions (``cellbox.linux.privileges.requester_access``); the config is the
+daemon's own, whatever ``CELLBOX_CONFIG`` the user passes.
 
 Wire format, one SOCK_SEQPACKET message each:
 - client to daemon: ``MAGIC, umask, argc, argv..., environment...``, NUL-separated, with
@@ -32,12 +39,16 @@ from functools import partial
 
 from cellbox.cli import client
 from cellbox.cli.subcommands import parser
+from cellbox.config import ENV_VAR, Config, load_config
 from cellbox.errors import CellboxError
 from cellbox.linux import privileges
 
 FDS = 4  # stdin, stdout, stderr, working directory
 MAX_REQUEST = 1 << 18  # above the default socket send buffer: a bigger request cannot be sent
 CREDS = struct.Struct("3i")  # struct ucred: pid, uid, gid
+SO_PEERGROUPS = 59
+MAX_GROUPS = 256  # the most getsockopt's 1024-byte buffer holds
+RLIMITS = 16  # RLIMIT_CPU (0) to RLIMIT_RTTIME (15): the rows of /proc/PID/limits
 
 
 class Refused(Exception):
@@ -50,12 +61,14 @@ class Request:
     env: list[tuple[bytes, bytes]]
     umask: int
     pid: int  # the client's, from SO_PEERCRED
-    gid: int
+    client: privileges.Credentials  # from SO_PEERCRED and SO_PEERGROUPS
     fds: list[int]  # FDS of them
 
 
 @dataclass
-class Job:
+class Worker:
+    """The forked process that runs one client's command."""
+
     conn: socket.socket
     pid: int
     pidfd: int
@@ -64,28 +77,91 @@ class Job:
 
 def keeperd_parser():  # noqa: ANN201 - argparse, imported lazily
     p = parser("keeperd", "The resident keeper daemon: it serves cellbox --init, --run and "
-               "--cleanup for the thin client over a unix socket, so that a command pays no "
-               "Python start-up and imports. Each command runs in a worker forked for it, "
-               "with the caller's stdio, working directory, umask, gid and environment. "
-               f"Without a daemon (or with {client.NO_DAEMON_ENV}=1) the CLI runs "
-               "in-process, with the same results. Stop it with SIGTERM: it finishes the "
-               "commands in progress first.")
+               "--cleanup for the cellbox client over a unix socket, so that a command pays "
+               "no Python start-up and imports. Each command runs in a worker forked for it, "
+               "with the caller's stdio, working directory, umask and environment. Run by "
+               "root, it also serves the users and groups the config allows (daemon_users, "
+               "daemon_groups; default: group cellbox) as a setuid isolate would: the box "
+               "belongs to the user, and every path they name is reached with their own "
+               "permissions. Without a daemon (or with "
+               f"{client.NO_DAEMON_ENV}=1) the CLI runs in-process, with the same results. "
+               "Stop it with SIGTERM: it finishes the commands in progress first.")
     p.add_argument("--socket", metavar="PATH",
                    help=f"the socket to listen on (default: ${client.SOCKET_ENV}, else "
                         f"{client.DEFAULT_SOCKET} for root and "
                         "$XDG_RUNTIME_DIR/cellbox/keeper.sock for other users; clients look in "
-                        "the same place); it is made mode 0600 and only clients with the "
-                        "daemon's uid are served")
+                        "the same place); root's is open to every user, who is then served "
+                        "or told why not; another user's is mode 0600, for that user only")
+    p.add_argument("--idle-exit", metavar="SECONDS", type=float,
+                   help="stop after this many seconds without a command (default: never; "
+                        "a daemon that the client starts on demand uses daemon_idle_exit "
+                        "from the config)")
     return p
 
 
 def keeperd_main(argv: list[str]) -> int:
     args = keeperd_parser().parse_args(argv)
+    if args.idle_exit is not None and not args.idle_exit > 0:
+        raise CellboxError(f"--idle-exit={args.idle_exit}: give a number of seconds above 0")
+    config = load_config()
     _warm()
-    daemon = Daemon(args.socket or client.socket_path())
+    listener = _from_systemd()
+    if listener is not None:  # systemd's socket unit listens; it stays when we stop
+        daemon = Daemon(listener.getsockname(), listener, None, config, args.idle_exit)
+    else:
+        path = args.socket or client.socket_path()
+        listener = _listen(path)
+        st = os.stat(path)
+        daemon = Daemon(path, listener, (st.st_dev, st.st_ino), config, args.idle_exit)
     print(f"cellbox keeperd: listening on {daemon.path}", file=sys.stderr, flush=True)
     daemon.serve()
     return 0
+
+
+def start_on_demand() -> bool:
+    """Root's command found no daemon: start one (unless the config's daemon_autostart is
+    off), which stops after daemon_idle_exit seconds without a command. True once one
+    listens. One starter at a time (a lock file next to the socket)."""
+    import fcntl
+    import subprocess
+    import time
+
+    try:
+        config = load_config()
+    except CellboxError:
+        return False  # the command, in-process, says what is wrong with it
+    if not config.daemon_autostart:
+        return False
+    path = client.socket_path()
+    os.makedirs(os.path.dirname(path) or ".", mode=0o755, exist_ok=True)
+    with open(path + ".lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if _listening(path):  # another command started it meanwhile
+            return True
+        code = (f"import sys; sys.path[:0] = {sys.path!r}; "
+                "from cellbox.cli.main import main; main()")
+        daemon = subprocess.Popen(
+            [sys.executable, "-I", "-S", "-c", code, "keeperd", "--socket", path,
+             "--idle-exit", str(config.daemon_idle_exit)],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            cwd="/", start_new_session=True)
+        deadline = time.monotonic() + 10
+        while daemon.poll() is None and time.monotonic() < deadline:
+            if _listening(path):
+                return True
+            time.sleep(0.002)
+        return False
+
+
+def _listening(path: str) -> bool:
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    try:
+        probe.connect(path)
+        return True
+    except OSError:
+        return False
+    finally:
+        probe.close()
 
 
 def _warm() -> None:
@@ -112,12 +188,19 @@ def _warm() -> None:
 
 
 class Daemon:
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, listener: socket.socket, socket_id: tuple[int, int] | None,
+                 config: Config, idle_exit: float | None = None) -> None:
         self.path = path
+        # (device, inode) of the socket file it made and removes when it stops, unless a
+        # later daemon has bound the path meanwhile; None: systemd's, which stays
+        self.socket_id = socket_id
+        self.config = config
+        self.idle_exit = idle_exit  # seconds without a command, then stop (None: never)
         self.pid = os.getpid()
         self.selector = selectors.DefaultSelector()
-        self.jobs: dict[int, Job] = {}  # by pidfd
-        self.listener: socket.socket | None = _listen(path)
+        self.workers: dict[int, Worker] = {}  # by pidfd
+        self.connecting: set[socket.socket] = set()  # accepted, their request not yet read
+        self.listener: socket.socket | None = listener
         self.wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self.wake_w = wake_w
         signal.set_wakeup_fd(wake_w)
@@ -128,68 +211,110 @@ class Daemon:
 
     def serve(self) -> None:
         """Until stopped, then until the commands in progress have ended."""
-        while self.listener is not None or self.jobs:
-            for key, _ in self.selector.select():
+        while self.listener is not None or self.workers or self.connecting:
+            busy = self.workers or self.connecting
+            events = self.selector.select(None if busy else self.idle_exit)
+            if not events and self.listener is not None:
+                self._idle()
+            for key, _ in events:
                 if self.selector.get_map().get(key.fd) is key:  # not closed by an earlier one
                     key.data()
 
     def _stop(self) -> None:
         os.read(self.wake_r, 64)
+        self._close_listener()
+        for conn in self.connecting:  # connected, but sent nothing yet: nothing started
+            self.selector.unregister(conn)
+            conn.close()
+        self.connecting.clear()
+
+    def _close_listener(self) -> None:
         if self.listener is not None:
             self.selector.unregister(self.listener)
             self.listener.close()
             self.listener = None
-            os.unlink(self.path)
+            self._unlink()
+
+    def _unlink(self) -> None:
+        if self.socket_id is None:
+            return
+        try:
+            st = os.stat(self.path)
+            if (st.st_dev, st.st_ino) == self.socket_id:
+                os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+
+    def _idle(self) -> None:
+        """No command for idle_exit seconds: stop, serving first the clients that connected
+        before the socket went (a new daemon may take its path at once)."""
+        assert self.listener is not None
+        self._unlink()
+        self.listener.setblocking(False)
+        while True:
+            try:
+                self._accept()
+            except BlockingIOError:
+                break
+        self._close_listener()
 
     def _accept(self) -> None:
+        """A new client: its request is read when it has come (a client that connects and
+        sends nothing holds up nobody)."""
         assert self.listener is not None  # registered only while it is open
         conn, _ = self.listener.accept()
+        self.connecting.add(conn)
+        self.selector.register(conn, selectors.EVENT_READ, partial(self._request, conn))
+
+    def _request(self, conn: socket.socket) -> None:
+        self.connecting.discard(conn)
+        self.selector.unregister(conn)
         try:
-            request = _receive(conn)
+            request = _receive(conn, self.config)
         except (Refused, OSError, ValueError) as e:
             _refuse(conn, e)
             return
         try:
             pid = os.fork()
             if pid == 0:
-                self._worker(conn, request)
+                self._work(conn, request)
         except OSError as e:  # out of processes or memory: a CLI could not start either
             _refuse(conn, e)
             return
         finally:
             for fd in request.fds:
                 os.close(fd)
-        job = Job(conn, pid, os.pidfd_open(pid))
-        self.jobs[job.pidfd] = job
-        self.selector.register(conn, selectors.EVENT_READ, partial(self._from_client, job))
-        self.selector.register(job.pidfd, selectors.EVENT_READ, partial(self._reap, job))
+        worker = Worker(conn, pid, os.pidfd_open(pid))
+        self.workers[worker.pidfd] = worker
+        self.selector.register(conn, selectors.EVENT_READ, partial(self._from_client, worker))
+        self.selector.register(worker.pidfd, selectors.EVENT_READ, partial(self._reap, worker))
 
-    def _from_client(self, job: Job) -> None:
+    def _from_client(self, worker: Worker) -> None:
         try:
-            data = job.conn.recv(64)
+            data = worker.conn.recv(64)
         except OSError:
             data = b""
         if not data:  # the client is gone, as if a CLI process had been SIGKILLed
-            job.client_gone = True
-            self.selector.unregister(job.conn)
-            signal.pidfd_send_signal(job.pidfd, signal.SIGKILL)
+            worker.client_gone = True
+            self.selector.unregister(worker.conn)
+            signal.pidfd_send_signal(worker.pidfd, signal.SIGKILL)
             return
         kind, _, value = data.partition(b" ")
         if kind == b"kill" and value.isdigit() and int(value) in client.FORWARDED:
-            signal.pidfd_send_signal(job.pidfd, int(value))
+            signal.pidfd_send_signal(worker.pidfd, int(value))
 
-    def _reap(self, job: Job) -> None:
-        del self.jobs[job.pidfd]
-        self.selector.unregister(job.pidfd)
-        _, status = os.waitpid(job.pid, 0)
-        os.close(job.pidfd)
+    def _reap(self, worker: Worker) -> None:
+        del self.workers[worker.pidfd]
+        self.selector.unregister(worker.pidfd)
+        _, status = os.waitpid(worker.pid, 0)
+        os.close(worker.pidfd)
         code = os.waitstatus_to_exitcode(status)
-        if not job.client_gone:
-            self.selector.unregister(job.conn)
-            _reply(job.conn, b"exit %d" % code if code >= 0 else b"signal %d" % -code)
-        job.conn.close()
+        if not worker.client_gone:
+            self.selector.unregister(worker.conn)
+            _reply(worker.conn, b"exit %d" % code if code >= 0 else b"signal %d" % -code)
+        worker.conn.close()
 
-    def _worker(self, conn: socket.socket, request: Request) -> None:
+    def _work(self, conn: socket.socket, request: Request) -> None:
         """The forked worker: run the command as the client's CLI process would; never
         returns."""
         code = 2
@@ -211,14 +336,30 @@ class Daemon:
         signal.signal(signal.SIGINT, signal.default_int_handler)
         for signum in (signal.SIGTERM, signal.SIGHUP):
             signal.signal(signum, signal.SIG_DFL)
-        for job in self.jobs.values():
-            job.conn.close()
-            os.close(job.pidfd)
+        for worker in self.workers.values():
+            worker.conn.close()
+            os.close(worker.pidfd)
+        for conn in self.connecting:
+            conn.close()
         self.selector.close()
         if self.listener is not None:
             self.listener.close()
         os.close(self.wake_r)
         os.close(self.wake_w)
+
+
+def _from_systemd() -> socket.socket | None:
+    """The listening socket that systemd's socket unit passed (sd_listen_fds: fd 3)."""
+    if os.environ.get("LISTEN_PID") != str(os.getpid()) or os.environ.get("LISTEN_FDS") != "1":
+        return None
+    for name in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
+        os.environ.pop(name, None)  # not for the workers' children
+    listener = socket.socket(fileno=3)
+    if listener.family != socket.AF_UNIX or listener.type != socket.SOCK_SEQPACKET:
+        raise CellboxError("the socket systemd passed is not a unix SOCK_SEQPACKET socket: "
+                           "use systemd/cellbox-keeperd.socket (ListenSequentialPacket=)")
+    os.set_inheritable(3, False)
+    return listener
 
 
 def _listen(path: str) -> socket.socket:
@@ -234,7 +375,9 @@ def _listen(path: str) -> socket.socket:
     finally:
         probe.close()
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    old = os.umask(0o177)  # mode 0600 from the start: no window for other users
+    # A user's daemon: mode 0600 from the start, no window for other users. Root's: anyone
+    # may connect, and is told whether they are served (_authorise).
+    old = os.umask(0o111 if os.geteuid() == 0 else 0o177)
     try:
         listener.bind(path)
     finally:
@@ -243,38 +386,82 @@ def _listen(path: str) -> socket.socket:
     return listener
 
 
-def _receive(conn: socket.socket) -> Request:
-    conn.settimeout(5)  # the client sends its request right after connecting
+def _receive(conn: socket.socket, config: Config) -> Request:
     msg, ancillary, flags, _ = conn.recvmsg(MAX_REQUEST, socket.CMSG_SPACE(FDS * 4),
-                                            socket.MSG_CMSG_CLOEXEC)
-    conn.settimeout(None)
+                                            socket.MSG_CMSG_CLOEXEC | socket.MSG_DONTWAIT)
     fds: list[int] = []
     for level, kind, data in ancillary:
         if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
             fds += struct.unpack(f"{len(data) // 4}i", data[:len(data) // 4 * 4])
     try:
-        return _parse(conn, msg, flags, fds)
+        return _parse(conn, msg, flags, fds, config)
     except (Refused, ValueError):
         for fd in fds:
             os.close(fd)
         raise
 
 
-def _parse(conn: socket.socket, msg: bytes, flags: int, fds: list[int]) -> Request:
-    # The uid is checked after the read, so that the client gets the refusal, not a reset.
+def _parse(conn: socket.socket, msg: bytes, flags: int, fds: list[int],
+           config: Config) -> Request:
+    # The peer is checked after the read, so that the client gets the refusal, not a reset.
     pid, uid, gid = CREDS.unpack(conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
                                                CREDS.size))
-    if uid != os.geteuid():
-        raise Refused(f"uid {uid} is not the daemon's uid {os.geteuid()}: run your own "
-                      f"cellbox keeperd with ${client.SOCKET_ENV} set")
+    peer = privileges.Credentials(uid, gid, _peer_groups(conn))
+    _authorise(peer, config)
     fields = msg.split(b"\0")
     if flags & (socket.MSG_TRUNC | socket.MSG_CTRUNC) or len(fds) != FDS \
             or fields[0] != client.MAGIC or len(fields) < 3:
         raise Refused("not a request of this version of the cellbox client")
     argc = int(fields[2])
     env = [tuple(item.split(b"=", 1)) for item in fields[3 + argc:] if b"=" in item]
-    return Request(argv=[os.fsdecode(a) for a in fields[3:3 + argc]],
-                   env=env, umask=int(fields[1]), pid=pid, gid=gid, fds=fds)  # type: ignore[arg-type]
+    argv = [os.fsdecode(a) for a in fields[3:3 + argc]]
+    if uid != os.geteuid() and (not argv or not argv[0].startswith("-")):
+        # (what a setuid isolate would do; the rest of the CLI runs as its user, in-process)
+        raise Refused("this daemon serves other users isolate's grammar only (--init, --run, "
+                      "--cleanup and their options)")
+    return Request(argv=argv, env=env, umask=int(fields[1]), pid=pid,  # type: ignore[arg-type]
+                   client=peer, fds=fds)
+
+
+def _peer_groups(conn: socket.socket) -> tuple[int, ...]:
+    try:
+        data = conn.getsockopt(socket.SOL_SOCKET, SO_PEERGROUPS, 4 * MAX_GROUPS)
+    except OSError as e:
+        raise Refused(f"cannot read your groups ({e.strerror}; more than {MAX_GROUPS}?)") \
+            from None
+    return struct.unpack(f"{len(data) // 4}I", data)
+
+
+def _authorise(peer: privileges.Credentials, config: Config) -> None:
+    """Root's daemon serves root, the config's daemon_users and the members of its
+    daemon_groups; a user's daemon, that user only."""
+    me = os.geteuid()
+    if peer.uid in (0, me):
+        return
+    if me != 0:
+        raise Refused(f"uid {peer.uid} is not the daemon's uid {me}: run your own cellbox "
+                      f"keeperd with ${client.SOCKET_ENV} set")
+    import grp
+    import pwd
+
+    try:
+        name = pwd.getpwuid(peer.uid).pw_name
+    except KeyError:
+        name = str(peer.uid)
+    gids = set()
+    for group in config.daemon_groups:
+        try:
+            gids.add(grp.getgrnam(group).gr_gid)
+        except KeyError:
+            pass  # a group this host lacks has no members
+    if name in config.daemon_users or gids & {peer.gid, *peer.groups}:
+        return
+    allowed = ", ".join([*(f"user {u}" for u in config.daemon_users),
+                         *(f"group {g}" for g in config.daemon_groups)]) or "root only"
+    raise Refused(f"user {name} (uid {peer.uid}) may not use root's cellbox daemon (it serves "
+                  f"root and: {allowed}); an administrator can add you to one of those groups "
+                  "(then log in again), or you can use cellbox in rootless mode with "
+                  f"{client.NO_DAEMON_ENV}=1")
 
 
 def _refuse(conn: socket.socket, why: Exception) -> None:
@@ -297,6 +484,7 @@ def _run_command(request: Request) -> int:
     for fd in request.fds:
         os.close(fd)
     os.umask(request.umask)
+    config = os.environ.get(ENV_VAR)
     os.environ.clear()
     for key, value in request.env:
         os.environb[key] = value
@@ -306,7 +494,7 @@ def _run_command(request: Request) -> int:
              closefd=False) for fd in (0, 1, 2))
     sys.argv = ["cellbox", *request.argv]
     try:
-        _take_identity(request)
+        _take_identity(request, config)
     except OSError as e:
         print(f"cellbox: this keeper daemon cannot run as your process would ({e}): set "
               f"{client.NO_DAEMON_ENV}=1", file=sys.stderr)
@@ -330,19 +518,42 @@ def _run_command(request: Request) -> int:
     return code
 
 
-def _take_identity(request: Request) -> None:
-    """The client's gid and resource limits: the run's unset limits are its keeper's."""
+def _take_identity(request: Request, config: str | None) -> None:
+    """The client's resource limits (the run's unset limits are its keeper's), and: from
+    root's daemon for a user, that user as the requester, with the daemon's config; else the
+    client's gid."""
     import resource
 
-    if request.gid != os.getgid():
-        os.setresgid(request.gid, request.gid, request.gid)
-    for name in dir(resource):
-        if name.startswith("RLIMIT_"):
-            which = getattr(resource, name)
-            try:
-                resource.setrlimit(which, resource.prlimit(request.pid, which))
-            except ValueError as e:  # a hard limit above the daemon's, which it may not raise
-                raise PermissionError(f"{name}: {e}") from None
+    client = request.client
+    for_user = client.uid != os.geteuid()
+    if for_user:
+        privileges.act_for(client)
+        os.environ.pop(ENV_VAR, None)
+        if config is not None:
+            os.environ[ENV_VAR] = config
+    elif client.gid != os.getgid():
+        os.setresgid(client.gid, client.gid, client.gid)
+    for which, (soft, hard) in enumerate(_limits_of(request.pid)):
+        if for_user:  # as a setuid isolate: no higher than root's own
+            own = resource.getrlimit(which)[1]
+            hard = own if hard < 0 or 0 <= own < hard else hard
+            soft = hard if soft < 0 or 0 <= hard < soft else soft
+        try:
+            resource.setrlimit(which, (soft, hard))
+        except ValueError as e:  # a hard limit above the daemon's, which it may not raise
+            raise PermissionError(f"resource limit {which}: {e}") from None
+
+
+def _limits_of(pid: int) -> list[tuple[int, int]]:
+    """The process's resource limits, by RLIMIT_ number, from /proc (prlimit on another
+    user's process needs CAP_SYS_RESOURCE, which a container's root may lack)."""
+    import resource
+
+    with open(f"/proc/{pid}/limits") as f:
+        rows = f.read().splitlines()[1:1 + RLIMITS]
+    values = [row[26:].split()[:2] for row in rows]  # (the names have spaces)
+    return [tuple(resource.RLIM_INFINITY if v == "unlimited" else int(v)  # type: ignore[misc]
+                  for v in pair) for pair in values]
 
 
 def _flush() -> None:

@@ -65,7 +65,8 @@ class Compilation:
         if self.ok:
             return None
         r = self.result
-        return Verdict.IE if r is not None and r.status is Status.INTERNAL_ERROR else Verdict.CE
+        return Verdict.IE if r is not None and r.status in (Status.INTERNAL_ERROR,
+                                                            Status.EXEC_ERROR) else Verdict.CE
 
     def to_dict(self) -> dict[str, object]:
         r = self.result

@@ -24,6 +24,7 @@ _STATUS = {
     Status.MEMORY_LIMIT: Verdict.MLE, Status.OUTPUT_LIMIT: Verdict.OLE,
     Status.FILE_SIZE_LIMIT: Verdict.OLE, Status.RUNTIME_ERROR: Verdict.RE,
     Status.SIGNALED: Verdict.RE, Status.INTERNAL_ERROR: Verdict.IE,
+    Status.EXEC_ERROR: Verdict.IE,  # the judge's command (a toolchain) could not start
 }
 
 

@@ -107,6 +107,16 @@ def mount_setattr(path: str, attr_set: int, attr_clr: int = 0, recursive: bool =
            f"mount_setattr {path}")
 
 
+def set_fs_ids(uid: int, gid: int) -> None:
+    """This thread's filesystem uid and gid (the ids that file permission checks use).
+    setfsuid(2) reports no error, only the previous id: the change is checked by asking
+    again."""
+    _libc.setfsgid(gid)
+    _libc.setfsuid(uid)
+    if _libc.setfsuid(0xFFFFFFFF) != uid or _libc.setfsgid(0xFFFFFFFF) != gid:
+        raise OSError(1, f"setfsuid({uid}) / setfsgid({gid}) did not take effect")
+
+
 def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:
     return _check(_libc.prctl(option, arg2, arg3, arg4, arg5), f"prctl({option})")
 

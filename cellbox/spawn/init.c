@@ -478,9 +478,32 @@ static void finish_pool_namespaces(const struct request *q, int kept_net) {
 
 /* ---- the program's steps, in order (see program()) ------------------------------------- */
 
+/* A FIFO as stdio (CMS's Communication task binds a directory of FIFOs into the box): only
+ * where the program cannot have planted it, a directory the box user may not write; opened
+ * blocking, as isolate does, so that the run's wall clock bounds the wait for the other end.
+ * (Called with the box user's fs ids: faccessat's AT_EACCESS checks with those.) */
+static int open_fifo(const char *path, int flags) {
+    char real[PATH_MAX], dir[PATH_MAX];
+    if (!realpath(path, real))
+        fail_errno();
+    snprintf(dir, sizeof dir, "%s", real);
+    char *slash = strrchr(dir, '/');
+    slash[slash == dir] = '\0';
+    if (faccessat(AT_FDCWD, dir, W_OK, AT_EACCESS) == 0)
+        fail("%s is a FIFO in a directory the box may write: a FIFO as stdio must come from "
+             "a directory the box user cannot write (bound in with --dir)", path);
+    int fd = open(real, flags & ~O_NONBLOCK, 0666);
+    if (fd < 0)
+        fail_errno();
+    return fd;
+}
+
 static int open_stdio(const char *path, int write_mode) {
     int flags = O_CLOEXEC | O_NOCTTY | O_NONBLOCK;
     flags |= write_mode ? O_WRONLY | O_CREAT | O_TRUNC : O_RDONLY;
+    struct stat named;
+    if (stat(path, &named) == 0 && S_ISFIFO(named.st_mode))
+        return open_fifo(path, flags);
     int fd = open(path, flags, 0666);
     if (fd < 0)
         fail_errno();
@@ -686,11 +709,22 @@ static void load_seccomp(const struct request *q) {
 
 /* execvpe with the request's PATH (glibc's looks at init's own environment and runs
  * ENOEXEC files with /bin/sh): the first error other than "not found" wins. */
+/* The program cannot be executed: as isolate, the error on the program's stderr and exit code
+ * 127 (the keeper reports RE with the detail, not a sandbox failure). */
+static void fail_exec(const char *file) {
+    int err = errno;
+    dprintf(2, "execve(\"%s\"): %s\n", file, strerror(err));
+    char line[256];
+    send_line(line, (size_t)snprintf(line, sizeof line, "{\"kind\": \"exec-error\", "
+                                     "\"errno\": %d}\n", err));
+    _exit(127);
+}
+
 static void exec_program(const struct request *q) {
     const char *file = q->argv[0];
     if (strchr(file, '/')) {
         execve(file, q->argv, q->env);
-        fail_errno();
+        fail_exec(file);
     }
     const char *path = "/bin:/usr/bin";
     for (char **e = q->env; *e; e++)
@@ -712,7 +746,7 @@ static void exec_program(const struct request *q) {
             break;
     }
     errno = saved ? saved : last;
-    fail_errno();
+    fail_exec(file);
 }
 
 /* The program's side, in the order of DESIGN.md ("One run"); never returns. */

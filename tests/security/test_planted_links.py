@@ -130,6 +130,30 @@ def test_stdio_fifos_do_not_hang(box: InitBox) -> None:
         assert meta.get("status") == "XX", (opt, meta, output(proc))
 
 
+def test_a_fifo_in_a_directory_the_box_may_write_is_refused_even_bound_in(
+        box: InitBox, canary_dir: Path) -> None:
+    """A directory bound in that the box user may write (here mode 1777) can hold a FIFO an
+    earlier run planted: as stdio it is refused at once, as one in the box's own storage is.
+    The same FIFO in a directory the box cannot write serves (tests/test_core.py)."""
+    canary_dir.chmod(0o1777)
+    os.mkfifo(canary_dir / "fifo", 0o666)
+    for opt in ("-i/data/fifo", "-o/data/fifo"):
+        proc, meta = box.run("/bin/true", opts=(f"--dir=/data={canary_dir}:rw", opt),
+                             timeout=20)
+        assert meta.get("status") == "XX", (opt, meta, output(proc))
+        assert "FIFO in a directory the box may write" in meta["message"]
+
+
+def test_a_link_in_a_bound_directory_to_a_fifo_in_the_box_is_refused(
+        box: InitBox, canary_dir: Path) -> None:
+    """The FIFO's own directory decides, not the link's."""
+    plant(box, "os.mkfifo('fifo')")
+    os.symlink("/box/fifo", canary_dir / "link")
+    proc, meta = box.run("/bin/true", opts=(*KEEP, f"--dir=/data={canary_dir}", "-i/data/link"),
+                         timeout=20)
+    assert meta.get("status") == "XX", (meta, output(proc))
+
+
 # -- copy-in and copy-out --------------------------------------------------------------------
 
 PLANT_LINKS = """

@@ -1,0 +1,358 @@
+"""Root's keeper daemon serving ordinary users, by isolate's rules for a setuid caller.
+
+Real users and a group, made for the module (useradd, groupadd) and removed after it, call
+cellbox through root's daemon as their own processes (``setpriv``): a member of the allowed
+group, a user allowed by name, and one outside both. The daemon runs with a config of its own
+in a directory every user may traverse (boxes 180..199 of the suite's box uids and cgroups).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import pwd
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from cellbox.cli import client
+from tests.conftest import CG_ROOT, FIRST_UID, NUM_BOXES, parse_meta, user_python
+
+pytestmark = pytest.mark.daemon
+
+ROOT = Path(__file__).parent.parent
+TAG = f"{os.getpid() % 100000}"
+GROUP = f"cbxg{TAG}"  # the allowed group
+_ids = itertools.cycle(range(180, 200))
+
+
+@dataclass
+class User:
+    name: str
+    uid: int
+    gid: int
+    home: Path  # theirs, mode 0700: meta files and private files
+    python: str
+    pythonpath: str
+    socket: Path
+
+    def command(self, *args: str) -> list[str]:
+        return ["setpriv", f"--reuid={self.uid}", f"--regid={self.gid}", "--init-groups",
+                self.python, "-m", "cellbox", *args]
+
+    def env(self, **extra: str) -> dict[str, str]:
+        return {"PATH": "/usr/bin:/bin", "PYTHONPATH": self.pythonpath, "HOME": str(self.home),
+                client.SOCKET_ENV: str(self.socket), **extra}
+
+    def cellbox(self, *args: str, timeout: float = 60, **env: str
+                ) -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run(self.command(*args), env=self.env(**env), cwd=self.home,
+                              capture_output=True, timeout=timeout)
+
+    def sh(self, script: str) -> subprocess.CompletedProcess[bytes]:
+        """A shell command as this user (their own file access, no cellbox)."""
+        return subprocess.run(["setpriv", f"--reuid={self.uid}", f"--regid={self.gid}",
+                               "--init-groups", "/bin/sh", "-c", script], capture_output=True,
+                              cwd=self.home, timeout=30)
+
+
+@dataclass
+class Site:
+    top: Path  # mode 0755: the daemon's config, socket, boxes and locks, the users' homes
+    config: Path
+    users: dict[str, User]  # member (of GROUP), named (in daemon_users), outsider
+    secret: Path  # root's, mode 0700, with sub/file in it (0755, 0644)
+    group_dir: Path  # root:GROUP, mode 0750, with pub/data in it (0755, 0644)
+
+
+def next_box_id() -> int:
+    return next(_ids)
+
+
+def _run(*cmd: str) -> None:
+    subprocess.run(cmd, check=True, capture_output=True)
+
+
+def _write_config(path: Path, top: Path, **extra: str) -> None:
+    lines = [f'box_root = "{top}/boxes"', f'lock_root = "{top}/locks"', f'cg_root = "{CG_ROOT}"',
+             f"first_uid = {FIRST_UID}", f"first_gid = {FIRST_UID}", f"num_boxes = {NUM_BOXES}",
+             f'daemon_groups = ["{GROUP}"]', f'daemon_users = ["cbxn{TAG}"]',
+             "daemon_autostart = false", *(f"{k} = {v}" for k, v in extra.items())]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def _start_daemon(config: Path, socket: Path) -> subprocess.Popen[bytes]:
+    env = {k: v for k, v in os.environ.items() if k != client.SOCKET_ENV}
+    env["CELLBOX_CONFIG"] = str(config)
+    proc = subprocess.Popen([sys.executable, "-m", "cellbox", "keeperd", "--socket", str(socket)],
+                            stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, cwd=ROOT)
+    assert proc.stderr is not None
+    line = proc.stderr.readline()
+    assert b"listening on" in line, line
+    return proc
+
+
+def _stop_daemon(proc: subprocess.Popen[bytes]) -> None:
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=20) == 0
+
+
+@pytest.fixture(scope="module")
+def site() -> Iterator[Site]:
+    top = Path(tempfile.mkdtemp(prefix="cellbox-users-"))
+    top.chmod(0o755)
+    names = {"member": f"cbxm{TAG}", "named": f"cbxn{TAG}", "outsider": f"cbxo{TAG}"}
+    made: list[str] = []
+    try:
+        _run("groupadd", GROUP)
+        for role, name in names.items():
+            groups = ["-G", GROUP] if role == "member" else []
+            _run("useradd", "--no-create-home", "--shell", "/usr/sbin/nologin", "-N",
+                 "-g", "nogroup", *groups, name)
+            made.append(name)
+        python, path = user_python(pwd.getpwnam(names["member"]).pw_uid)
+        users = {}
+        for role, name in names.items():
+            pw = pwd.getpwnam(name)
+            home = top / name
+            home.mkdir(mode=0o700)
+            os.chown(home, pw.pw_uid, pw.pw_gid)
+            users[role] = User(name, pw.pw_uid, pw.pw_gid, home, python, path, top / "k.sock")
+        secret = top / "secret"
+        secret.mkdir(mode=0o700)
+        (secret / "sub").mkdir(mode=0o755)  # open to all, but inside a directory of root's
+        (secret / "sub" / "file").write_text("root's secret\n")
+        group_dir = top / "group-only"
+        group_dir.mkdir()
+        os.chown(group_dir, 0, int(subprocess.check_output(["getent", "group", GROUP])
+                                   .split(b":")[2]))
+        group_dir.chmod(0o750)
+        (group_dir / "pub").mkdir(mode=0o755)
+        (group_dir / "pub" / "data").write_text("for the group\n")
+        config = top / "cellbox.toml"
+        _write_config(config, top)
+        daemon = _start_daemon(config, top / "k.sock")
+        try:
+            yield Site(top, config, users, secret, group_dir)
+        finally:
+            _stop_daemon(daemon)
+    finally:
+        for name in made:
+            subprocess.run(["userdel", name], capture_output=True)
+        subprocess.run(["groupdel", GROUP], capture_output=True)
+        shutil.rmtree(top, ignore_errors=True)
+
+
+def _init(user: User) -> tuple[int, Path]:
+    while True:  # skip boxes a concurrent test run holds
+        box_id = next(_ids)
+        proc = user.cellbox("-b", str(box_id), "--init")
+        if proc.returncode == 0:
+            return box_id, Path(proc.stdout.decode().strip())
+        assert b"busy" in proc.stderr or b"already initialised" in proc.stderr, proc.stderr
+
+
+def _root_cellbox(site: Site, *args: str) -> subprocess.CompletedProcess[bytes]:
+    """Root's own command, through the same daemon."""
+    env = dict(os.environ, CELLBOX_CONFIG=str(site.config))
+    env[client.SOCKET_ENV] = str(site.top / "k.sock")
+    env.pop(client.NO_DAEMON_ENV)
+    return subprocess.run([sys.executable, "-m", "cellbox", *args], env=env,
+                          capture_output=True, timeout=60)
+
+
+@pytest.fixture
+def member_box(site: Site) -> Iterator[tuple[User, int, Path]]:
+    user = site.users["member"]
+    box_id, box_dir = _init(user)
+    yield user, box_id, box_dir
+    proc = _root_cellbox(site, "-b", str(box_id), "--cleanup")
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_a_group_member_drives_a_root_mode_box_and_owns_its_files(
+        member_box: tuple[User, int, Path]) -> None:
+    user, box_id, box_dir = member_box
+    assert box_dir.stat().st_uid == 0 and (box_dir / "box").stat().st_uid == user.uid
+    # The user puts a file in and reads the program's output out, as with isolate.
+    assert user.sh(f"echo input > {box_dir}/box/in.txt").returncode == 0
+    proc = user.cellbox("-b", str(box_id), "--meta=meta", "--stdin=in.txt", "--stdout=out.txt",
+                        "-p", "--run", "--", "/bin/sh", "-c", "cat; id -u")
+    assert proc.returncode == 0, proc.stderr
+    out = user.sh(f"cat {box_dir}/box/out.txt")
+    # Root mode: the program ran as the box's uid, not in the user's namespace.
+    assert out.stdout == f"input\n{FIRST_UID + box_id}\n".encode(), out
+    meta = user.home / "meta"
+    assert meta.stat().st_uid == user.uid
+    assert parse_meta(meta.read_text())["cellbox-status"] == "OK"
+    proc = user.cellbox("-b", str(box_id), "--cleanup")
+    assert proc.returncode == 0, proc.stderr
+    assert not box_dir.exists()
+    assert user.cellbox("-b", str(box_id), "--init").returncode == 0  # for the fixture
+
+
+def test_a_user_named_in_the_config_is_served(site: Site) -> None:
+    user = site.users["named"]
+    box_id, box_dir = _init(user)
+    assert (box_dir / "box").stat().st_uid == user.uid
+    proc = user.cellbox("-b", str(box_id), "--cleanup")
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_a_user_outside_the_allowed_set_is_refused_not_sent_to_rootless_mode(site: Site) -> None:
+    user = site.users["outsider"]
+    box_id = next(_ids)
+    proc = user.cellbox("-b", str(box_id), "--init", XDG_RUNTIME_DIR=str(user.home))
+    assert proc.returncode == 2
+    assert f"user {user.name} (uid {user.uid}) may not use root's cellbox daemon".encode() \
+        in proc.stderr and GROUP.encode() in proc.stderr, proc.stderr
+    assert not (site.top / "boxes" / str(box_id)).exists()
+    assert not (user.home / "cellbox").exists()  # no rootless box either
+
+
+def test_only_the_owner_or_root_may_run_or_clean_up_a_box(
+        site: Site, member_box: tuple[User, int, Path]) -> None:
+    _, box_id, box_dir = member_box
+    other = site.users["named"]
+    for command in (("--run", "--", "/bin/true"), ("--cleanup",)):
+        proc = other.cellbox("-b", str(box_id), *command)
+        assert proc.returncode == 2, proc.stderr
+        assert b"belongs to uid" in proc.stderr and b"only its owner or root" in proc.stderr
+    assert (box_dir / "box").is_dir()
+    proc = _root_cellbox(site, "-b", str(box_id), "--run", "--", "/bin/true")
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_dir_rules_bind_only_what_the_caller_may_reach(
+        site: Site, member_box: tuple[User, int, Path]) -> None:
+    user, box_id, _ = member_box
+    proc = user.cellbox("-b", str(box_id), f"--dir=/s={site.secret}/sub", "--run", "--",
+                        "/bin/cat", "/s/file")
+    assert proc.returncode == 2 and b"you may not reach" in proc.stderr, proc.stderr
+    assert b"secret" not in proc.stdout
+    # ... by the supplementary groups too: the member reaches the group's directory, another
+    # allowed user does not.
+    proc = user.cellbox("-b", str(box_id), f"--dir=/g={site.group_dir}/pub", "--run", "--",
+                        "/bin/cat", "/g/data")
+    assert proc.returncode == 0 and proc.stdout == b"for the group\n", proc.stderr
+    other = site.users["named"]
+    other_box, _ = _init(other)
+    try:
+        proc = other.cellbox("-b", str(other_box), f"--dir=/g={site.group_dir}/pub", "--run",
+                             "--", "/bin/cat", "/g/data")
+        assert proc.returncode == 2 and b"you may not reach" in proc.stderr, proc.stderr
+    finally:
+        assert other.cellbox("-b", str(other_box), "--cleanup").returncode == 0
+
+
+def test_the_meta_file_and_a_policy_file_are_opened_as_the_caller(
+        site: Site, member_box: tuple[User, int, Path]) -> None:
+    user, box_id, _ = member_box
+    proc = user.cellbox("-b", str(box_id), f"--meta={site.secret}/meta", "--run", "--",
+                        "/bin/true")
+    assert proc.returncode == 2 and b"Permission denied" in proc.stderr, proc.stderr
+    assert not (site.secret / "meta").exists()
+    # A root-owned file the user may read but not write, in their own directory.
+    theirs = user.home / "roots"
+    theirs.write_text("root's\n")
+    proc = user.cellbox("-b", str(box_id), f"--meta={theirs}", "--run", "--", "/bin/true")
+    assert proc.returncode == 2 and theirs.read_text() == "root's\n", proc.stderr
+    (site.secret / "policy.toml").write_text("[deny]\n")
+    proc = user.cellbox("-b", str(box_id), f"--seccomp-policy={site.secret}/policy.toml",
+                        "--run", "--", "/bin/true")
+    assert proc.returncode == 2 and b"Permission denied" in proc.stderr, proc.stderr
+
+
+def test_as_uid_is_for_root_only(site: Site) -> None:
+    user = site.users["member"]
+    proc = user.cellbox("-b", str(next(_ids)), "--as-uid=0", "--as-gid=0", "--init")
+    assert proc.returncode == 2 and b"--as-uid and --as-gid are for root only" in proc.stderr
+
+
+def test_the_daemon_uses_its_own_config_whatever_the_user_names(site: Site) -> None:
+    user = site.users["member"]
+    theirs = user.home / "mine.toml"
+    _write_config(theirs, user.home)
+    theirs.write_text(theirs.read_text().replace(f"first_uid = {FIRST_UID}", "first_uid = 1"))
+    box_id = next(_ids)
+    proc = user.cellbox("-b", str(box_id), "--init", CELLBOX_CONFIG=str(theirs))
+    assert proc.returncode == 0, proc.stderr
+    try:
+        assert proc.stdout.decode().strip() == str(site.top / "boxes" / str(box_id))
+        assert not (user.home / "boxes").exists()
+    finally:
+        assert user.cellbox("-b", str(box_id), "--cleanup").returncode == 0
+
+
+def test_users_are_served_isolates_grammar_only(site: Site) -> None:
+    """A request sent by hand for another subcommand (the client sends none) is refused."""
+    user = site.users["member"]
+    by_hand = ("import sys, socket; from cellbox.cli import client; "
+               "s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET); "
+               "s.connect(client.socket_path()); "
+               "s.sendmsg([client.request(['boxes', '--json'])], [(socket.SOL_SOCKET, "
+               "socket.SCM_RIGHTS, b''.join(fd.to_bytes(4, sys.byteorder) "
+               "for fd in (0, 1, 2, 0)))]); print(s.recv(4096).decode())")
+    proc = subprocess.run(["setpriv", f"--reuid={user.uid}", f"--regid={user.gid}",
+                           "--init-groups", user.python, "-c", by_hand], env=user.env(),
+                          capture_output=True, timeout=30, cwd=user.home)
+    assert proc.stdout.startswith(b"refused this daemon serves other users isolate's grammar"), \
+        proc
+
+
+def test_restricted_init_leaves_init_to_root(site: Site) -> None:
+    config = site.top / "restricted.toml"
+    _write_config(config, site.top, restricted_init="true")
+    socket = site.top / "restricted.sock"
+    daemon = _start_daemon(config, socket)
+    user = site.users["member"]
+    user = User(**{**user.__dict__, "socket": socket})
+    try:
+        box_id = next(_ids)
+        proc = user.cellbox("-b", str(box_id), "--init")
+        assert proc.returncode == 2 and b"only root may --init" in proc.stderr, proc.stderr
+        env = dict(os.environ, CELLBOX_CONFIG=str(config))
+        env[client.SOCKET_ENV] = str(socket)
+        env.pop(client.NO_DAEMON_ENV)
+        subprocess.run([sys.executable, "-m", "cellbox", "-b", str(box_id),
+                        f"--as-uid={user.uid}", f"--as-gid={user.gid}", "--init"], env=env,
+                       check=True, capture_output=True, timeout=60)
+        proc = user.cellbox("-b", str(box_id), "--run", "--", "/bin/true")
+        assert proc.returncode == 0, proc.stderr
+        assert user.cellbox("-b", str(box_id), "--cleanup").returncode == 0
+    finally:
+        _stop_daemon(daemon)
+
+
+def test_the_socket_is_open_to_all_and_the_daemon_decides(site: Site) -> None:
+    assert stat.S_IMODE((site.top / "k.sock").stat().st_mode) == 0o666
+
+
+def test_the_native_client_serves_users_too(site: Site) -> None:
+    native = ROOT / ".venv" / "bin" / "cellbox"
+    if native.read_bytes()[:4] != b"\x7fELF":
+        pytest.skip(f"{native} is not the native client: run scripts/bootstrap.sh")
+    user = site.users["member"]
+    command = ["setpriv", f"--reuid={user.uid}", f"--regid={user.gid}", "--init-groups",
+               str(native)]
+    outputs = []
+    box_id = next_box_id()
+    for args in (("--init",), ("--run", "--", "/bin/echo", "native"), ("--cleanup",)):
+        proc = subprocess.run([*command, "-b", str(box_id), *args], env=user.env(),
+                              cwd=user.home, capture_output=True, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        outputs.append(proc.stdout)
+    assert outputs[0] == f"{site.top}/boxes/{box_id}\n".encode() and outputs[1] == b"native\n"
+    outsider = site.users["outsider"]
+    proc = subprocess.run(["setpriv", f"--reuid={outsider.uid}", f"--regid={outsider.gid}",
+                           "--init-groups", str(native), "-b", str(box_id), "--init"],
+                          env=outsider.env(), cwd="/", capture_output=True, timeout=60)
+    assert proc.returncode == 2 and b"may not use root's cellbox daemon" in proc.stderr
