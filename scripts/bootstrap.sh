@@ -12,7 +12,7 @@
 #   4. replace pip's .venv/bin/cellbox with a launcher that starts Python with -I -S (no
 #      `site`, no .pth files, no PYTHON* variables) and puts the repository and the venv's
 #      site-packages on sys.path itself: `site` alone costs every run several ms;
-#   5. build the box's C init (cellbox/spawn/init.c, statically linked: libc6-dev) into
+#   5. build the box init (cellbox/boxinit/*.c, statically linked: libc6-dev) into
 #      /var/cache/cellbox, where cellbox would otherwise build it on its first run;
 #   6. when ../shared/vm/run-in-vm is there (CI, the team's machines): its setup (qemu, a Debian
 #      kernel, busybox), so that scripts/test.sh can run the cgroup v2 tests in its VM.
@@ -141,10 +141,10 @@ if [[ ! -f $STAMP || $(cat "$STAMP") != "$WANT" ]] ||
     echo "$WANT" >"$STAMP"
 fi
 
-# ---- the box's C init ----------------------------------------------------------------------
+# ---- the box init ----------------------------------------------------------------------------
 
-quietly "building the box's init (cellbox/spawn/init.c)" \
-    env PYTHONPATH="$REPO" "$VENV/bin/python" -I -c 'from cellbox.spawn import init_binary; init_binary()'
+quietly "building the box init (cellbox/boxinit/)" \
+    env PYTHONPATH="$REPO" "$VENV/bin/python" -I -c 'from cellbox.boxinit import binary; binary()'
 
 # ---- the cgroup v2 VM (scripts/test.sh) ------------------------------------------------------
 

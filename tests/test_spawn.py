@@ -1,5 +1,5 @@
-"""The spawn path: the box's init is the small C program (cellbox/spawn/init.c), built once
-into a root-only cache; a run forks the Python interpreter once."""
+"""The spawn path: every box's init is the small C program (cellbox/boxinit/), built once
+into a root-only cache and posix_spawned by the keeper: no run copies the interpreter."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from cellbox import Box, Status, spawn
+from cellbox import Box, Status, boxinit
 from cellbox.errors import SandboxSetupError
 from tests.conftest import InitBox
 
@@ -34,7 +34,7 @@ def test_init_is_the_small_c_program(box: InitBox):
             status = dict(line.split(":", 1) for line in f)
     finally:
         assert cli.wait(timeout=30) == 0
-    assert exe.startswith(os.path.join(spawn.CACHE_DIR, "init-")), exe
+    assert exe.startswith(os.path.join(boxinit.CACHE_DIR, "boxinit-")), exe
     assert int(status["VmRSS"].split()[0]) < 2048, status["VmRSS"]  # KiB
 
 
@@ -67,14 +67,14 @@ def test_every_step_failure_names_the_step():
 
 def test_the_init_binary_is_root_only(monkeypatch, tmp_path):
     """A cache another user could write is refused: root execs the binary in every box."""
-    path = spawn.init_binary()
+    path = boxinit.binary()
     st = os.stat(path)
     assert st.st_uid == 0 and not st.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
     open_dir = tmp_path / "cache"
     open_dir.mkdir(mode=0o777)
     open_dir.chmod(0o777)
-    monkeypatch.setattr(spawn, "CACHE_DIR", str(open_dir))
-    monkeypatch.setattr(spawn, "_found", None)
+    monkeypatch.setattr(boxinit, "CACHE_DIR", str(open_dir))
+    monkeypatch.setattr(boxinit, "_found", None)
     with pytest.raises(SandboxSetupError, match="not root's alone"):
-        spawn.init_binary()
+        boxinit.binary()
     assert not list(open_dir.iterdir())  # refused before building anything there
