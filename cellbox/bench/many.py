@@ -24,7 +24,7 @@ import subprocess
 import sys
 import time
 
-from cellbox import spawn
+from cellbox import boxinit
 
 KERNEL_FIELDS = ("Slab", "PageTables", "KernelStack")
 
@@ -71,7 +71,7 @@ def _inits(pid: int) -> list[int]:
     found = []
     for child in children:
         with contextlib.suppress(OSError):
-            if os.readlink(f"/proc/{child}/exe").startswith(spawn.CACHE_DIR + "/"):
+            if os.readlink(f"/proc/{child}/exe").startswith(boxinit.CACHE_DIR + "/"):
                 found.append(int(child))
     return found
 

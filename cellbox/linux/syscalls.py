@@ -75,3 +75,11 @@ def mount(source: str | None, target: str, fstype: str | None, flags: int,
 
 def umount2(target: str, flags: int = 0) -> None:
     _check(_libc.umount2(_b(target), flags), f"umount {target}")
+
+
+_libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong,
+                        ctypes.c_ulong]
+
+
+def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:
+    return _check(_libc.prctl(option, arg2, arg3, arg4, arg5), f"prctl({option})")
