@@ -277,7 +277,7 @@ class Run:
         _require_single_thread()
         spec = self.spec
         filters = seccomp.compile_filters(spec.seccomp)  # once per policy and process
-        join = tuple(self.cgroup.start_run(spec.limits.memory, spec.limits.processes))
+        join = self.cgroup.start_run(spec.limits.memory, spec.limits.processes)
         self._cgroup_started = True
         child_ends: list[int] = []
         try:

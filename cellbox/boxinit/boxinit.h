@@ -83,7 +83,7 @@ struct run {
     const struct box *box;
     unsigned char *buf;
     uint32_t uid, gid, last_cap, flags;
-    int status_fd, pipe_fd[3];
+    int status_fd, pipe_fd[3], cgroup_fd;
     const char *chdir, *path[3];
     uint32_t n_rlimits, n_join, n_filters;
     struct rlim *rlimits;
@@ -132,6 +132,7 @@ void redirect_stdio(const struct run *q);
 void leave_terminal(const struct run *q);
 
 /* cgroup.c */
+pid_t fork_program(const struct run *q);
 void join_cgroups(const struct run *q);
 
 /* seccomp.c */

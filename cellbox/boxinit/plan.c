@@ -8,9 +8,10 @@
  *   mode's map), last_cap; str root (the host directory the root is built on), hostname; u32 n ×
  *   {u32 op, flags; u64 attrs, dev; str source, inside, fstype, data} mount steps.
  *   fds: [status, lifeline].
- * run (kind 2): u32 uid, gid, last_cap, flags; i32 stdin, stdout, stderr (-1: none); str
+ * run (kind 2): u32 uid, gid, last_cap, flags; i32 stdin, stdout, stderr, cgroup (-1: none;
+ *   cgroup: a v2 directory to fork the program into); str
  *   chdir, stdin, stdout, stderr (empty: none); u32 n × {u32 resource, u32 has_value, u64
- *   value, str name} rlimits; u32 n × i32 cgroup join fds; u32 n × blob seccomp BPF; u32 n ×
+ *   value, str name} rlimits; u32 n × i32 cgroup files to write "0" to (v1); u32 n × blob seccomp BPF; u32 n ×
  *   str argv; u32 n × str env.  fds: [status, then those the body names].
  * str = u32 length, bytes, NUL; blob = u32 length, bytes.
  */
@@ -186,6 +187,7 @@ void read_run(int sock, uint32_t size, const int *fds, int n_fds, const struct b
     q->flags = u32(&r);
     for (int i = 0; i < 3; i++)
         q->pipe_fd[i] = passed((int32_t)u32(&r), fds, n_fds);
+    q->cgroup_fd = passed((int32_t)u32(&r), fds, n_fds);
     q->chdir = str(&r);
     for (int i = 0; i < 3; i++)
         q->path[i] = str(&r);

@@ -9,6 +9,7 @@ import struct
 from dataclasses import dataclass
 from functools import lru_cache
 
+from cellbox.cgroup import Join
 from cellbox.linux.mounts import MountStep, root_steps
 from cellbox.linux.seccomp import Policy
 from cellbox.spec import RunSpec
@@ -104,17 +105,19 @@ def _net_reusable(policy: Policy) -> bool:
 @dataclass(frozen=True)
 class RunPlan:
     """One run: the program's stdio (pipes the keeper reads or feeds, else paths inside the
-    box), credentials, rlimits, cgroup join files, the compiled seccomp filters, argv and
-    env. Passed fds: [status, the stdio pipes given, the join files]."""
+    box), credentials, rlimits, how it joins its cgroups, the compiled seccomp filters, argv
+    and env. Passed fds: [status, the stdio pipes given, the cgroup's]."""
 
     spec: RunSpec
     status: int
     stdio: tuple[int | None, int | None, int | None]
-    join: tuple[int, ...]
+    join: Join
     filters: tuple[bytes, ...]
 
     def fds(self) -> list[int]:
-        return [self.status, *(fd for fd in self.stdio if fd is not None), *self.join]
+        into = () if self.join.into is None else (self.join.into,)
+        return [self.status, *(fd for fd in self.stdio if fd is not None), *into,
+                *self.join.tasks]
 
     def encode(self) -> bytes:
         spec, passed = self.spec, self.fds()
@@ -123,12 +126,13 @@ class RunPlan:
             RUN_NET_REUSABLE if not spec.fresh_net and _net_reusable(spec.seccomp) else 0)
         return _message(MSG_RUN, b"".join([
             struct.pack("<IIII", spec.uid, spec.gid, LAST_CAP, flags),
-            struct.pack("<iii", *(-1 if fd is None else passed.index(fd) for fd in self.stdio)),
+            struct.pack("<iiii", *(-1 if fd is None else passed.index(fd)
+                                   for fd in (*self.stdio, self.join.into))),
             _str(spec.chdir), _str(spec.stdin or ""), _str(spec.stdout or ""),
             _str(spec.stderr or ""),
             _list([struct.pack("<IIQ", res, value is not None, value or 0) + _str(name)
                    for name, res, value in _rlimits(spec)]),
-            _list([struct.pack("<i", passed.index(fd)) for fd in self.join]),
+            _list([struct.pack("<i", passed.index(fd)) for fd in self.join.tasks]),
             _list([struct.pack("<I", len(code)) + code for code in self.filters]),
             _list([_str(a) for a in spec.argv]),
             _list([_str(f"{k}={v}") for k, v in spec.env.items()]),

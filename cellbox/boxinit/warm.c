@@ -17,9 +17,9 @@
 
 /* Fork the program, report its start, reap until it ends, report its end. */
 static void run(const struct run *q) {
-    step = "forking the program";
+    step = q->cgroup_fd >= 0 ? "forking the program into its cgroup" : "forking the program";
     double started = monotonic();
-    pid_t pid = fork();
+    pid_t pid = fork_program(q);
     if (pid < 0)
         fail_errno();
     if (pid == 0)
@@ -96,6 +96,8 @@ void serve(const struct box *b, int sock) {
         run(&q);
         for (uint32_t i = 0; i < q.n_join; i++)
             close(q.join[i]);
+        if (q.cgroup_fd >= 0)
+            close(q.cgroup_fd);
         close(q.status_fd);
         status_fd = -1; /* the keeper has the result: what fails from here ends the box */
         if (last_run(sock))

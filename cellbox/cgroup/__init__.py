@@ -20,14 +20,24 @@ class CgroupStats:
     pids_limit_hits: int  # forks refused by the pids limit, in this run
 
 
+@dataclass(frozen=True)
+class Join:
+    """How a run's program enters the box's cgroups: ``into``, a cgroup v2 directory fd the
+    box init forks it into (clone3 with CLONE_INTO_CGROUP: atomic, no RCU wait); ``tasks``,
+    v1 files it writes b"0" (itself) to just before execve."""
+
+    tasks: tuple[int, ...] = ()
+    into: int | None = None
+
+
 class BoxCgroup(Protocol):
     """The cgroup(s) of one box."""
 
     kills: bool  # kill_all kills (False: rootless without a cgroup; see none.py)
 
-    def start_run(self, memory: int | None, pids: int | None) -> list[int]:
-        """Set this run's limits and start its counters from zero; return the fds the
-        program writes b'0' to, to join."""
+    def start_run(self, memory: int | None, pids: int | None) -> Join:
+        """Set this run's limits and start its counters from zero; return how the program
+        joins (the fds stay open until ``end_run``)."""
         ...
     def exists(self) -> bool: ...
     def cpu_ns(self) -> int: ...
