@@ -278,7 +278,7 @@ class Boxes:
                        id_map=(os.geteuid(), os.getegid()) if self.rootless else None)
 
     def warm(self, lock: BoxLock, caller: Caller, root: RunSpec) -> Slot:
-        """A warm init for a leased box (the pool's): started, with the root of ``root``
+        """A warm box init for a leased box (the pool's): started, with the root of ``root``
         (its rules and network); its ``spec`` is ``root`` resolved for this box."""
         from cellbox import keeper  # the run path only
 
@@ -287,7 +287,7 @@ class Boxes:
         return slot
 
     def run_warm(self, caller: Caller, spec: RunSpec, slot: Slot) -> RunResult:
-        """A pool's run in its leased box's warm init (``slot``); ``spec`` is the slot's,
+        """A pool's run in its leased box's warm box init (``slot``); ``spec`` is the slot's,
         with the run's argv, environment and limits. No record is written: the lease's record
         stands for the pool's life, and whoever takes the lock after the pool died repairs
         the box."""

@@ -8,7 +8,7 @@ measuring costs the worker nothing:
     worker: lease COUNT boxes, print {"ready": pid}, wait for a line on stdin, run them all,
             print {"ok": n, "failed": [...], "elapsed": s}, end the leases.
     bench:  meminfo before, "go", then while the runs live: the worker's children are the
-            boxes' C inits; at the most inits alive at once, their USS (private pages), the
+            boxes' box inits; at the most alive at once, their USS (private pages), the
             growth of the kernel's Slab + PageTables + KernelStack and of the worker's USS.
 
     python -m cellbox.bench.many COUNT SECONDS   (with $CELLBOX_CONFIG naming the bench config)
@@ -62,7 +62,7 @@ def _uss_kib(pid: int) -> int:
 
 
 def _inits(pid: int) -> list[int]:
-    """The worker's children that are C inits already (not Python still building a root)."""
+    """The worker's children that are box inits (not launchers, which exit at once)."""
     try:
         with open(f"/proc/{pid}/task/{pid}/children") as f:
             children = f.read().split()
