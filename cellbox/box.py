@@ -288,7 +288,7 @@ class Boxes:
                        id_map=(os.geteuid(), os.getegid()) if self.rootless else None)
 
     def warm(self, lock: BoxLock, caller: Caller, root: RunSpec) -> Slot:
-        """A warm init for a leased box (the pool's): started, with the root of ``root``
+        """A warm box init for a leased box (the pool's): started, with the root of ``root``
         (its rules and network); its ``spec`` is ``root`` resolved for this box."""
         from cellbox import keeper  # the run path only
 
@@ -298,7 +298,7 @@ class Boxes:
 
     def run_warm(self, caller: Caller, jobs: list[tuple[RunSpec, Slot]],
                  started: Callable[[], None] | None = None) -> list[RunResult]:
-        """Pool runs, one in each leased box's warm init (``slot``), all at once; each
+        """Pool runs, one in each leased box's warm box init (``slot``), all at once; each
         ``spec`` is its slot's, with the run's argv, environment and limits (``started``: see
         ``keeper.run_many``). No record is written: the lease's record stands for the pool's
         life, and whoever takes the lock after the pool died repairs the box."""

@@ -1,15 +1,18 @@
 """The keeper supervises runs: spawn, timers, I/O, accounting, kill, result.
 
-    keeper (host namespaces, root; or any user: rootless mode, see linux/userns)
-      └─ clone(new pid/mount/net/ipc/uts [+user] namespaces) → init (pid 1 of the box,
-         │  inside.init_main, builds the root, then execs the C init, cellbox/spawn/init.c,
-         │  and sends it the run)
-            └─ fork → program (joins the cgroup, drops privileges, execve)
+    keeper (host namespaces, root; or any user: rootless mode)
+      └─ posix_spawn → launcher (the box init binary, cellbox/boxinit/, a few hundred µs:
+         │  makes the namespaces, clones the box init as the keeper's child, exits)
+         box init (pid 1 of the box: builds the root, then serves runs)
+            └─ fork → program (confines itself step by step, execve)
 
-Killing init makes the kernel kill every process of the box's pid namespace, so ending a
-run needs one signal; init dies with the keeper too (PR_SET_PDEATHSIG). One keeper process
-drives any number of runs from one poll loop (``Run``, ``supervise``, ``run_many``). A warm
-box (``Slot``, for the pool) keeps its init between runs and gets one request per run.
+The keeper resolves each run into a plan (``boxinit.plan``: a ``BoxPlan`` once per box, a
+``RunPlan`` per run) and sends it over a unix socket; the box init makes no decision of its
+own. Killing the box init makes the kernel kill every process of the box's pid namespace, so
+ending a run needs one signal; the box init dies with the keeper too (PR_SET_PDEATHSIG). One
+keeper process drives any number of runs from one poll loop (``Run``, ``supervise``,
+``run_many``). A ``Slot`` is one box init: the pool keeps one per box for many runs (warm);
+a fresh run starts one, sends it its run and closes the socket, so it exits after that run.
 """
 
 from __future__ import annotations
@@ -27,13 +30,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from cellbox import boxinit
+from cellbox.boxinit.plan import BoxPlan, RunPlan
 from cellbox.cgroup import BoxCgroup, CgroupStats
 from cellbox.errors import SandboxSetupError
-from cellbox.inside import ChildFds, init_main
-from cellbox.linux import mounts, namespaces, seccomp, syscalls, userns
+from cellbox.linux import seccomp
 from cellbox.result import RunResult, Status
-from cellbox.rules import Kind
-from cellbox.spawn import init_binary, request
 from cellbox.spec import RunSpec
 
 POLL_INTERVAL = 0.02  # seconds between CPU-time checks (the issue asks for <= 50 ms)
@@ -97,38 +99,60 @@ def _require_single_thread() -> None:
 
 
 class Slot:
-    """A warm box: its init cloned once into the box's namespaces, with the root built, and
-    kept alive between runs (the C init in --pool mode). It takes one run at a time, each
-    with fresh IPC and network namespaces, hostname and tmpfs mounts; the box layer empties
-    the box's files and the run its cgroup. ``spec`` gives the root (rules, box, network);
-    ``cgroup`` is the box's, for its runs."""
+    """One box init: launched into the box's new namespaces, with ``spec``'s root (rules,
+    box, network) built, taking one run per request; ``cgroup`` is the box's, for its runs.
+    Warm (the pool's): ``start`` waits until it is ready, and it takes runs until ``close``.
+    Each run gets fresh IPC and network namespaces, hostname and tmpfs mounts; the box layer
+    empties the box's files and the run its cgroup. A fresh run's box init (``warm=False``)
+    takes its one run and exits."""
 
-    def __init__(self, spec: RunSpec, cgroup: BoxCgroup) -> None:
-        self.spec, self.cgroup = spec, cgroup
-        self.renew = tuple((r.inside, mounts.SHM_OPTIONS) for r in spec.rules
-                           if r.kind is Kind.SHM)
+    def __init__(self, spec: RunSpec, cgroup: BoxCgroup, warm: bool = True) -> None:
+        self.spec, self.cgroup, self.warm = spec, cgroup, warm
         self.pid: int | None = None
         self._sock: _socket.socket | None = None
+        self._launcher: int | None = None
         self._lifeline: int | None = None
 
-    def start(self) -> None:
-        """Clone the init and wait until it is ready; raises SandboxSetupError if it fails."""
+    def launch(self, status_w: int, lifeline_r: int) -> None:
+        """Start the launcher and send it the box's plan; setup failures are reported on
+        ``status_w``. The box init dies when the last copy of ``lifeline_r``'s other end is
+        closed before it has armed its death signal."""
         _require_single_thread()
-        init_path = init_binary()
+        path = boxinit.binary()
         ours, theirs = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM)
+        try:
+            fd = theirs.fileno()  # dup2 onto itself: kept across exec, nothing else is
+            self._launcher = os.posix_spawn(path, ["cellbox-boxinit", str(fd)], {},
+                                            file_actions=[(os.POSIX_SPAWN_DUP2, fd, fd)])
+        finally:
+            theirs.close()
+        self._sock = ours
+        self.send(BoxPlan.of(self.spec, self.warm).encode(), [status_w, lifeline_r])
+
+    def started(self) -> int | None:
+        """The box init's pid, once the launcher has cloned it (None: the launcher failed and
+        reported why on the status fd); the launcher is reaped."""
+        assert self._sock is not None and self._launcher is not None
+        raw = self._sock.recv(4, _socket.MSG_WAITALL)
+        os.waitpid(self._launcher, 0)
+        self._launcher = None
+        self.pid = struct.unpack("<I", raw)[0] if len(raw) == 4 else None
+        return self.pid
+
+    def start(self) -> None:
+        """Launch a warm box init and wait until it is ready; raises SandboxSetupError if it
+        fails."""
         status_r, status_w = os.pipe2(os.O_CLOEXEC)
         life_r, self._lifeline = os.pipe2(os.O_CLOEXEC)
         try:
-            fds = ChildFds(status_w, life_r, theirs.fileno(), None)
-            self.pid = _clone_init(self.spec, fds, init_path, self._lifeline)
-            self._sock = ours
+            self.launch(status_w, life_r)
         finally:
-            for fd in (status_w, life_r):
-                os.close(fd)
-            theirs.close()
-        with os.fdopen(status_r, "rb") as status:  # "ready", then EOF; or an error, then EOF
+            os.close(status_w)
+            os.close(life_r)
+        with os.fdopen(status_r, "rb") as status:  # EOF, or an error then EOF
+            self.started()
             messages = [json.loads(line) for line in status]
-        if messages != [{"kind": "ready"}]:
+        if messages or self.pid is None:
             self.close()
             errors = [m for m in messages if m.get("kind") == "error"]
             raise SandboxSetupError(
@@ -137,7 +161,7 @@ class Slot:
 
     @property
     def alive(self) -> bool:
-        """False once the init has died (it is then reaped and the slot closed)."""
+        """False once the box init has died (it is then reaped and the slot closed)."""
         if self.pid is None:
             return False
         if os.waitpid(self.pid, os.WNOHANG)[0] == 0:
@@ -147,7 +171,7 @@ class Slot:
         return False
 
     def send(self, data: bytes, fds: list[int]) -> None:
-        """One run's request, its fds attached to the first bytes."""
+        """One message, its fds attached to the first bytes."""
         if self._sock is None:
             raise SandboxSetupError("This warm box was closed; start it again")
         rights = (_socket.SOL_SOCKET, _socket.SCM_RIGHTS, struct.pack(f"{len(fds)}i", *fds))
@@ -156,45 +180,36 @@ class Slot:
         sent = self._sock.sendmsg([data], [rights])
         self._sock.sendall(data[sent:])
 
+    def hang_up(self) -> None:
+        """No more runs: the box init exits after the one it has."""
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
     def close(self) -> None:
-        """Kill the init (and with it the box's pid namespace) and reap it; release the
-        cgroup files kept open between runs."""
+        """``kill``, and release the cgroup files kept open between runs."""
+        self.kill()
+        self.cgroup.close()
+
+    def kill(self) -> None:
+        """Kill the box init (and with it the box's pid namespace) and reap it."""
+        if self._launcher is not None:
+            os.kill(self._launcher, signal.SIGKILL)
+            os.waitpid(self._launcher, 0)
+            self._launcher = None
         if self.pid is not None:
             os.kill(self.pid, signal.SIGKILL)
             os.waitpid(self.pid, 0)
             self.pid = None
-        if self._sock is not None:
-            self._sock.close()
-            self._sock = None
+        self.hang_up()
         if self._lifeline is not None:
             os.close(self._lifeline)
             self._lifeline = None
-        self.cgroup.close()
-
-
-def _clone_init(spec: RunSpec, fds: ChildFds, init_path: str, lifeline_w: int) -> int:
-    """Clone the box's init into its new namespaces; in rootless mode, with a user namespace
-    whose id maps are written before init is released (through the lifeline)."""
-    rootless = spec.id_map is not None
-    try:
-        pid = syscalls.clone(namespaces.clone_flags(spec.share_net, rootless) | signal.SIGCHLD)
-    except OSError as e:
-        if not rootless:
-            raise
-        raise SandboxSetupError(f"Cannot create the box's user namespace ({e.strerror}): this "
-                                "machine does not let unprivileged users create one. Run "
-                                "'cellbox doctor' (user namespaces) for the fix, or run "
-                                "cellbox as root") from e
-    if pid == 0:
-        init_main(spec, fds, init_path)  # never returns
-    if rootless:
-        userns.write_id_maps(pid, (spec.uid, spec.gid), spec.id_map, lifeline_w)
-    return pid
 
 
 def run_many(jobs: list[tuple[RunSpec, BoxCgroup, Slot | None]],
              started: Callable[[], None] | None = None) -> list[RunResult]:
-    """Start every run (in fresh namespaces, or in the warm box given), supervise them all in
+    """Start every run (in a box init of its own, or in the warm box given), supervise them all in
     this one process, and return their results in order. If a start fails, the runs already
     started are killed and ended first. ``started`` is called once every run has started
     (e.g. to close the caller's copies of the fds it handed them)."""
@@ -233,14 +248,15 @@ def _raise_fd_limit(runs: int) -> None:
 
 
 class Run:
-    """One run under supervision: ``start`` clones its init, a poll loop (``supervise``)
+    """One run under supervision: ``start`` launches its box init (or sends the run to a
+    warm one), a poll loop (``supervise``)
     drives it through ``watched``, ``handle`` and ``tick``, and ``finish`` (or ``abort``)
     ends it. Many runs share one single-threaded process: nothing here blocks but the final
     reap of an init that has already reported."""
 
     def __init__(self, spec: RunSpec, cgroup: BoxCgroup, slot: Slot | None = None) -> None:
         """``slot``: run in that warm box (its init and root already there) instead of
-        cloning a fresh init."""
+        launching a box init for this run alone."""
         self.spec, self.cgroup, self.slot = spec, cgroup, slot
         lim = spec.limits
         self._cpu_cap = None if lim.time is None else int((lim.time + lim.extra_time) * 1e9)
@@ -256,12 +272,12 @@ class Run:
         self._cgroup_started = False
 
     def start(self) -> None:
-        """Prepare the cgroup and pipes, and clone init (or send the run to the warm box's
-        init). Raises on failure (then ``abort``)."""
+        """Prepare the cgroup and pipes, and launch the run's box init (or send the run to
+        the warm box's). Raises on failure (then ``abort``)."""
         _require_single_thread()
         spec = self.spec
         filters = seccomp.compile_filters(spec.seccomp)  # once per policy and process
-        join = tuple(self.cgroup.start_run(spec.limits.memory, spec.limits.processes))
+        join = self.cgroup.start_run(spec.limits.memory, spec.limits.processes)
         self._cgroup_started = True
         child_ends: list[int] = []
         try:
@@ -281,39 +297,31 @@ class Run:
                 self._feed(in_w, spec.stdin_data)
             if spec.stdout_fd is not None:
                 out = spec.stdout_fd  # a captured stdout, if any, stays empty
+            run = RunPlan(spec, status_w, (stdin, out, err), join, filters)
+            self._started = time.monotonic()
             if self.slot is None:
-                self._clone(child_ends, request.RunFds(status_w, stdin, out, err, join),
-                            filters)
+                self._launch(child_ends, run)
             else:
-                self._send(request.RunFds(status_w, stdin, out, err, join), filters)
+                self.slot.send(run.encode(), run.fds())
         finally:
             for fd in child_ends:
                 os.close(fd)
 
-    def _clone(self, child_ends: list[int], run_fds: request.RunFds,
-               filters: tuple[bytes, ...]) -> None:
-        init_path = init_binary()
-        life_r, life_w = self._pipe(child_ends, parent_reads=False)
-        req_r, req_w = self._pipe(child_ends, parent_reads=False)
-        self._feed(req_w, request.encode(self.spec, run_fds, filters))
-        fds = ChildFds(run_fds.status, life_r, req_r, run_fds)
-        self._started = time.monotonic()
-        self.pid = _clone_init(self.spec, fds, init_path, life_w)
-
-    def _send(self, run_fds: request.RunFds, filters: tuple[bytes, ...]) -> None:
-        """To a warm box: the request, with the run's fds attached (numbered by position)."""
-        assert self.slot is not None
-        passed = [fd for fd in (run_fds.status, run_fds.stdin, run_fds.stdout, run_fds.stderr)
-                  if fd is not None] + list(run_fds.join)
-
-        def index(fd: int | None) -> int | None:
-            return None if fd is None else passed.index(fd)
-
-        numbered = request.RunFds(0, index(run_fds.stdin), index(run_fds.stdout),
-                                  index(run_fds.stderr),
-                                  tuple(range(len(passed) - len(run_fds.join), len(passed))))
-        self._started = time.monotonic()
-        self.slot.send(request.encode(self.spec, numbered, filters, self.slot.renew), passed)
+    def _launch(self, child_ends: list[int], run: RunPlan) -> None:
+        """A box init of its own for this one run: launched, sent the run, hung up on."""
+        life_r, _ = self._pipe(child_ends, parent_reads=False)
+        box = Slot(self.spec, self.cgroup, warm=False)
+        try:
+            box.launch(run.status, life_r)  # the run's status fd: setup failures end the run
+            try:
+                box.send(run.encode(), run.fds())
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the launch failed: its report is on the status pipe
+            self.pid = box.started()
+        except BaseException:
+            box.kill()
+            raise
+        box.hang_up()
 
     def _pipe(self, child_ends: list[int], parent_reads: bool) -> tuple[int, int]:
         r, w = os.pipe2(os.O_CLOEXEC)

@@ -7,17 +7,17 @@
                           stdin=b"hi", limits=Limits(time=1))
 
 Each slot of the pool is a leased box (``Box``: its lock held for the pool's life, so a pool
-process that dies leaves boxes that the next user of the lock repairs) and a warm init in the
-box's namespaces with its root built (``keeper.Slot``). A run sends that init a request; it
+process that dies leaves boxes that the next user of the lock repairs) and a warm box init in
+the box's namespaces with its root built (``keeper.Slot``). A run sends it a run plan; it
 forks, confines and execs the program. Every run starts clean:
 
 - the box's files: ``/box`` and ``/tmp`` are emptied by the keeper before the run, through
   directory fds (never following the box's links), then ``files`` are written;
-- ``/dev/shm``: mounted again, empty, by the init (kept when the run left its root untouched,
+- ``/dev/shm``: mounted again, empty, by the box init (kept when the run left its root untouched,
   to the nanosecond of its times);
 - SysV IPC and POSIX message queues: a new IPC namespace per run;
 - sockets and the loopback interface: a new network namespace after each run that left a
-  trace in it (a packet, a socket in flight, a flow label: init compares its counters and
+  trace in it (a packet, a socket in flight, a flow label: the box init compares its counters and
   lists, docs/performance.md, "The pool's network namespace"), or with a seccomp policy that
   allows io_uring; with ``share_net``, the host's network, as for ``Box.run``;
 - the hostname: set again;
@@ -86,7 +86,7 @@ class Pool:
 
     def __exit__(self, *exc: object) -> None:
         self._slots = []
-        self._stack.close()  # each slot's init, then each box's lease
+        self._stack.close()  # each slot's box init, then each box's lease
 
     @property
     def box_ids(self) -> list[int]:
@@ -122,7 +122,7 @@ class Pool:
                        seccomp=run.seccomp, capture_output=run.capture_output,
                        stdin_data=run.stdin_data)
         if not slot.alive:
-            slot.start()  # its init died (a setup step failed, or it was killed): a new one
+            slot.start()  # its box init died (a setup step failed, or it was killed): a new one
         storage.empty_dir(box._workdir())
         for name, data in (files or {}).items():
             box.write_file(name, data)

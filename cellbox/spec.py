@@ -1,5 +1,5 @@
 """RunSpec: everything one run needs, resolved and validated, handed from the box layer to
-the keeper and on to the child."""
+the keeper, which turns it into the box init's plan (``boxinit.plan``)."""
 
 from __future__ import annotations
 
@@ -43,5 +43,5 @@ class RunSpec:
     # Rootless mode: the (uid, gid) outside that uid/gid map to, in a new user namespace
     id_map: tuple[int, int] | None = None
     # Rootless mode without a cgroup: RLIMIT_NPROC, which counts the tasks of the box uid in
-    # the box's own user namespace (init's included), so it is a per-box processes limit
+    # the box's own user namespace (the box init's included), so it is a per-box processes limit
     nproc: int | None = None

@@ -16,7 +16,7 @@
 #      pip's .venv/bin/cellbox with the native front door (cellbox/cli/client.c, static), which
 #      hands isolate's grammar to the keeper daemon and execs cellbox-cli for the rest;
 #      create the group `cellbox`, whose members root's keeper daemon serves;
-#   5. build the box's C init (cellbox/spawn/init.c, statically linked: libc6-dev) into
+#   5. build the box init (cellbox/boxinit/*.c, statically linked: libc6-dev) into
 #      /var/cache/cellbox, where cellbox would otherwise build it on its first run;
 #   6. when ../shared/vm/run-in-vm is there (CI, the team's machines): its setup (qemu, a Debian
 #      kernel, busybox), so that scripts/test.sh can run the cgroup v2 tests in its VM.
@@ -146,10 +146,10 @@ if [[ ! -f $STAMP || $(cat "$STAMP") != "$WANT" ]] ||
     echo "$WANT" >"$STAMP"
 fi
 
-# ---- the box's C init ----------------------------------------------------------------------
+# ---- the box init ----------------------------------------------------------------------------
 
-quietly "building the box's init (cellbox/spawn/init.c)" \
-    env PYTHONPATH="$REPO" "$VENV/bin/python" -I -c 'from cellbox.spawn import init_binary; init_binary()'
+quietly "building the box init (cellbox/boxinit/)" \
+    env PYTHONPATH="$REPO" "$VENV/bin/python" -I -c 'from cellbox.boxinit import binary; binary()'
 
 # ---- the cgroup v2 VM (scripts/test.sh) ------------------------------------------------------
 

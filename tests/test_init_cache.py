@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from cellbox.spawn import cache
+from cellbox.boxinit import cache
 
 pytestmark = pytest.mark.operations
 
-HOLD = "import sys; from cellbox.spawn import cache; cache.hold(sys.argv[1]); print('held', " \
+HOLD = "import sys; from cellbox.boxinit import cache; cache.hold(sys.argv[1]); print('held', " \
        "flush=True); sys.stdin.read()"
-BUILD = "import sys, cellbox.spawn as s; s.CACHE_DIR = sys.argv[1]; print(s.init_binary())"
+BUILD = "import sys, cellbox.boxinit as b; b.CACHE_DIR = sys.argv[1]; print(b.binary())"
 
 
 def test_a_build_prunes_stale_builds_but_not_one_in_use(tmp_path: Path) -> None:
@@ -32,18 +32,18 @@ def test_a_build_prunes_stale_builds_but_not_one_in_use(tmp_path: Path) -> None:
         assert holder.stdout is not None and holder.stdout.readline() == "held\n"
         built = Path(subprocess.run([sys.executable, "-c", BUILD, str(builds)],
                                     capture_output=True, text=True, check=True).stdout.strip())
-        assert built.parent == builds and built.name.startswith("init-")
+        assert built.parent == builds and built.name.startswith("boxinit-")
         assert sorted(os.listdir(builds)) == sorted([".lock", held.name, built.name])
     finally:
         holder.communicate("")
     # once nobody holds it, the next build step deletes it; the current build stays
-    assert cache.prune(str(builds), "init-", built.name) == [held.name]
+    assert cache.prune(str(builds), ("boxinit-", "init-"), built.name) == [held.name]
     assert sorted(os.listdir(builds)) == [".lock", built.name]
 
 
 def test_hold_of_a_pruned_build_raises(tmp_path: Path) -> None:
     """hold() after prune() removed the file (the race a running build step can lose) says
-    so, and init_binary then builds again."""
+    so, and binary() then builds again."""
     build = tmp_path / "init-2222222222222222"
     build.write_bytes(b"x")
     assert cache.prune(str(tmp_path), "init-", keep="") == [build.name]

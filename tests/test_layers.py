@@ -19,10 +19,10 @@ LAYERS = {
     "cellbox.errors": 0, "cellbox.limits": 0, "cellbox.policy": 0, "cellbox.result": 0,
     "cellbox.rules": 0, "cellbox.spec": 0, "cellbox.config": 0, "cellbox.languages": 0,
     # kernel wrappers
-    "cellbox.linux": 1, "cellbox.cgroup": 1, "cellbox.spawn": 1, "cellbox.storage": 1,
+    "cellbox.linux": 1, "cellbox.cgroup": 1, "cellbox.boxinit": 1, "cellbox.storage": 1,
     "cellbox.lock": 1,
     # boxes and runs
-    "cellbox.keeper": 2, "cellbox.inside": 2, "cellbox.box": 2,
+    "cellbox.keeper": 2, "cellbox.box": 2,
     # the library
     "cellbox": 3, "cellbox.api": 3, "cellbox.pool": 3, "cellbox.interactive": 3,
     # the judge, and tools that the command line runs

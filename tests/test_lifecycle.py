@@ -158,8 +158,9 @@ def test_repair_kills_processes_left_in_the_box_cgroup(box):
     boxes = Boxes()
     cg = boxes.cgroups.box(box.id)
     join = cg.start_run(None, None)
-    stray = subprocess.Popen(["/bin/sleep", "60"], pass_fds=join,
-                             preexec_fn=lambda: [os.write(fd, b"0") for fd in join])
+    files = join.tasks or (os.open("cgroup.procs", os.O_WRONLY, dir_fd=join.into),)
+    stray = subprocess.Popen(["/bin/sleep", "60"], pass_fds=files,
+                             preexec_fn=lambda: [os.write(fd, b"0") for fd in files])
     cg.end_run()
     with BoxLock(boxes.config.lock_root, box.id) as lock:  # a run whose keeper died
         record = lock.read()

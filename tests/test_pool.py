@@ -202,10 +202,13 @@ def test_no_network_state_passes_to_the_next_run(trace: str):
 
 
 def test_fresh_net_renews_the_network_namespace_after_every_run():
-    """Pool(fresh_net=True): a new network namespace even after runs that left no trace."""
-    netns = ["readlink", "/proc/self/ns/net"]
+    """Pool(fresh_net=True): a new network namespace even after runs that left no trace.
+    Told apart by their cookies (SO_NETNS_COOKIE), which the kernel never reuses: the inode
+    number of a namespace freed after one run may be the next run's but one."""
+    cookie = ["python3", "-c", "import socket; print(socket.socket(socket.AF_UNIX)"
+              ".getsockopt(socket.SOL_SOCKET, 71, 8).hex())"]  # 71: SO_NETNS_COOKIE
     with Pool(size=1, fresh_net=True) as pool:
-        seen = [pool.run(netns).stdout for _ in range(3)]
+        seen = [pool.run(cookie).stdout for _ in range(3)]
     assert all(seen) and len(set(seen)) == 3, seen
 
 

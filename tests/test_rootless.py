@@ -271,13 +271,13 @@ def test_the_user_builds_the_box_init_when_root_has_not(rbox: RootlessBox) -> No
     meta = rbox.env.top / f"meta-{rbox.id}"
     cmd = rbox.env.command("-b", str(rbox.id), f"--meta={meta}", "--run", "--", "/bin/true")
     at = cmd.index("-m")
-    cmd[at:at + 2] = ["-c", "import cellbox.spawn as s; s.CACHE_DIR = '/nonexistent/cellbox'; "
+    cmd[at:at + 2] = ["-c", "import cellbox.boxinit as s; s.CACHE_DIR = '/nonexistent/cellbox'; "
                             "from cellbox.cli.main import main; main()"]
     proc = subprocess.run(cmd, env={**rbox.env.environ(), "HOME": str(home)},
                           capture_output=True, timeout=120, cwd="/")
     assert parse_meta(meta.read_text())["cellbox-status"] == "OK", proc.stderr
     meta.unlink()
-    built = list((home / ".cache" / "cellbox").glob("init-*"))
+    built = list((home / ".cache" / "cellbox").glob("boxinit-*"))
     assert len(built) == 1, built
     st = built[0].stat()
     assert st.st_uid == RL_UID and st.st_mode & 0o777 == 0o755

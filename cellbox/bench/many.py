@@ -8,7 +8,7 @@ measuring costs the worker nothing:
     worker: lease COUNT boxes, print {"ready": pid}, wait for a line on stdin, run them all,
             print {"ok": n, "failed": [...], "elapsed": s}, end the leases.
     bench:  meminfo before, "go", then while the runs live: the worker's children are the
-            boxes' C inits; at the most inits alive at once, their USS (private pages), the
+            boxes' box inits; at the most alive at once, their USS (private pages), the
             growth of the kernel's Slab + PageTables + KernelStack and of the worker's USS.
 
     python -m cellbox.bench.many COUNT SECONDS   (with $CELLBOX_CONFIG naming the bench config)
@@ -24,7 +24,7 @@ import subprocess
 import sys
 import time
 
-from cellbox import spawn
+from cellbox import boxinit
 
 KERNEL_FIELDS = ("Slab", "PageTables", "KernelStack")
 
@@ -62,7 +62,7 @@ def _uss_kib(pid: int) -> int:
 
 
 def _inits(pid: int) -> list[int]:
-    """The worker's children that are C inits already (not Python still building a root)."""
+    """The worker's children that are box inits (not launchers, which exit at once)."""
     try:
         with open(f"/proc/{pid}/task/{pid}/children") as f:
             children = f.read().split()
@@ -71,7 +71,7 @@ def _inits(pid: int) -> list[int]:
     found = []
     for child in children:
         with contextlib.suppress(OSError):
-            if os.readlink(f"/proc/{child}/exe").startswith(spawn.CACHE_DIR + "/"):
+            if os.readlink(f"/proc/{child}/exe").startswith(boxinit.CACHE_DIR + "/"):
                 found.append(int(child))
     return found
 

@@ -127,7 +127,7 @@ def print_tables(results: Results) -> None:
         tm = Table(title=f"{many['boxes']} boxes running sleep 1 under one keeper: "
                          f"{many['ok']} OK in {many['elapsed_s']:.1f} s, at most "
                          f"{many['live_at_once']} live at once; KiB of host memory per live box")
-        for col in ("C inits (USS)", "kernel (Slab, PageTables, KernelStack)",
+        for col in ("box inits (USS)", "kernel (Slab, PageTables, KernelStack)",
                     "keeper's growth (USS)", "total"):
             tm.add_column(col, justify="right")
         tm.add_row(*(f"{many[k]:.0f}" for k in ("init_uss_kib_per_box", "kernel_kib_per_box",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from cellbox.cgroup.stats import CgroupStats
+from cellbox.cgroup.run import CgroupStats, Join
 from cellbox.errors import SandboxSetupError
 
 
@@ -19,9 +19,9 @@ class BoxCgroup(Protocol):
 
     kills: bool  # kill_all kills (False: rootless without a cgroup; see none.py)
 
-    def start_run(self, memory: int | None, pids: int | None) -> list[int]:
-        """Set this run's limits and start its counters from zero; return the fds the
-        program writes b'0' to, to join."""
+    def start_run(self, memory: int | None, pids: int | None) -> Join:
+        """Set this run's limits and start its counters from zero; return how the program
+        joins (the fds stay open until ``end_run``)."""
         ...
     def exists(self) -> bool: ...
     def cpu_ns(self) -> int: ...

@@ -7,7 +7,7 @@ in the result what a cgroup would have done and did not (docs/security.md, "Root
 
 from __future__ import annotations
 
-from cellbox.cgroup.stats import CgroupStats
+from cellbox.cgroup.run import CgroupStats, Join
 from cellbox.limits import Limits
 
 V2_ADVICE = ("this process runs in a cgroup it may not write: run cellbox in a delegated one, "
@@ -35,8 +35,8 @@ def nproc(limits: Limits) -> int | None:
 class BoxNoCgroup:
     kills = False
 
-    def start_run(self, memory: int | None, pids: int | None) -> list[int]:
-        return []
+    def start_run(self, memory: int | None, pids: int | None) -> Join:
+        return Join()
 
     def exists(self) -> bool:
         return False

@@ -21,7 +21,7 @@ import errno
 import os
 from dataclasses import dataclass
 
-from cellbox.cgroup.stats import CgroupStats
+from cellbox.cgroup.run import CgroupStats, Join
 from cellbox.cgroup.files import keyed, read, rmdir_when_empty, swap_in_use, wait_until, write
 from cellbox.errors import SandboxSetupError
 
@@ -165,18 +165,18 @@ class BoxCgroupV2:
             raise SandboxSetupError(f"Cannot set cgroup limits (memory={memory}, "
                                     f"pids={pids}) in {self.path}: {e}") from e
 
-    def start_run(self, memory: int | None, pids: int | None) -> list[int]:
+    def start_run(self, memory: int | None, pids: int | None) -> Join:
         # A fresh leaf per run: every counter starts at zero and the limits of the previous
         # run are gone; the pages of files left in the box stay with the removed cgroup.
         rmdir_when_empty(self.path)
         os.mkdir(self.path)
         self._set_limits(memory, pids)
         self._cpu_fd = os.open(self._p("cpu.stat"), os.O_RDONLY | os.O_CLOEXEC)
-        # The program joins by writing "0" just before execve, so the work of the forked
-        # Python before it is not charged (as on v1). The kernel checks the write against
-        # the credentials of whoever opened the file (root, here), not the program's.
-        self._join_fd = os.open(self._p("cgroup.procs"), os.O_WRONLY | os.O_CLOEXEC)
-        return [self._join_fd]
+        # The box init forks the program into the leaf (clone3 CLONE_INTO_CGROUP): atomic,
+        # without the RCU grace period a write to cgroup.procs may wait for. What the
+        # program's side does before execve (a few C steps) is charged too (docs/cgroups.md).
+        self._join_fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        return Join(into=self._join_fd)
 
     def exists(self) -> bool:
         return os.path.isdir(self.path)

@@ -171,11 +171,11 @@ def _warm() -> None:
 
     import pyseccomp  # noqa: F401
 
-    from cellbox import box, inside, keeper, policy, rules, spawn, spec, storage  # noqa: F401
+    from cellbox import box, boxinit, keeper, policy, rules, spec, storage  # noqa: F401
+    from cellbox.boxinit import plan  # noqa: F401
     from cellbox.cgroup import v1, v2  # noqa: F401
     from cellbox.cli import commands, options  # noqa: F401
-    from cellbox.linux import mounts, namespaces, seccomp, terminal  # noqa: F401
-    from cellbox.spawn import request  # noqa: F401
+    from cellbox.linux import mounts, seccomp, terminal  # noqa: F401
 
     # The built-in seccomp policy, compiled once (the package's own file: restart the daemon
     # after an upgrade, as any process that has imported cellbox).

@@ -1,15 +1,16 @@
-"""The mount namespace of a box: a tmpfs root built from directory rules, then pivot_root.
+"""The mount namespace of a box, as a plan: directory rules turned into the ordered mount
+steps the box init executes (``cellbox/boxinit/mounts.c``) on a tmpfs root, before pivot_root.
 
-Child side only (runs inside the new mount namespace, as root). Mount points are created and
-mounted through O_NOFOLLOW directory fds, so a symlink planted anywhere under the root (e.g.
-inside the box's own directory) can never redirect a mount.
+Parent side only: every rule is resolved here (``Box`` checked its sources and made them
+absolute), so the box init needs no Python and makes no decision of its own but the ones a
+fresh proc or sysfs mount asks for (which of the masked files the kernel has).
 """
 
 from __future__ import annotations
 
 import os
-import stat
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from cellbox.linux import syscalls as sc
 from cellbox.rules import DirRule, Kind
@@ -18,10 +19,9 @@ DEV_NODES = {"null": (1, 3), "zero": (1, 5), "full": (1, 7), "random": (1, 8),
              "urandom": (1, 9)}
 DEV_LINKS = {"fd": "/proc/self/fd", "stdin": "/proc/self/fd/0", "stdout": "/proc/self/fd/1",
              "stderr": "/proc/self/fd/2"}
-# /dev/shm: a tmpfs of its own per box (and, in a warm box, mounted again by the C init before
-# every run, with these options and MS_NOSUID | MS_NODEV).
+# /dev/shm: a tmpfs of its own per box (and, in a warm box, mounted again by the box init
+# before every run that follows one that touched it).
 SHM_OPTIONS = "mode=1777,size=50%"
-_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 # Docker's masked and read-only paths. Masked files get /dev/null bound over them, masked
 # directories an empty read-only tmpfs; a path the kernel does not have is skipped.
@@ -29,46 +29,25 @@ PROC_MASKED = ("kcore", "keys", "timer_list", "timer_stats", "sched_debug", "lat
                "kallsyms", "kmsg", "acpi", "asound", "scsi", "sysrq-trigger")
 PROC_READ_ONLY = ("sys", "irq", "bus", "fs")
 SYS_MASKED = ("firmware", "devices/virtual/powercap", "kernel/security", "kernel/debug")
-_MASK_FLAGS = sc.MOUNT_ATTR_RDONLY | sc.MOUNT_ATTR_NOSUID | sc.MOUNT_ATTR_NODEV \
-    | sc.MOUNT_ATTR_NOEXEC
+
+# The steps (boxinit.h, enum mount_op)
+OP_BIND, OP_FS, OP_MASK, OP_READONLY, OP_DEVNODE, OP_SYMLINK, OP_MKDIR, OP_SETATTR = range(1, 9)
+AS_FILE, RECURSIVE, RENEW = 1, 2, 4
 
 
-def _fd_path(fd: int) -> str:
-    return f"/proc/self/fd/{fd}"
+@dataclass(frozen=True)
+class MountStep:
+    """One step of building the root; paths are inside the box. ``attrs``: MOUNT_ATTR_*
+    (bind, setattr) or MS_* flags (fs)."""
 
-
-def _make_mountpoint(root_fd: int, inside: str, as_file: bool) -> int:
-    """Create (if needed) the mount point for ``inside`` under the root; return an O_PATH fd."""
-    parts = inside.strip("/").split("/")
-    fd = os.dup(root_fd)
-    try:
-        for name in parts[:-1]:
-            try:
-                os.mkdir(name, 0o755, dir_fd=fd)
-            except FileExistsError:
-                pass
-            nfd = os.open(name, _DIR, dir_fd=fd)
-            os.close(fd)
-            fd = nfd
-        last = parts[-1]
-        if as_file:
-            try:
-                os.close(os.open(last, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW
-                                 | os.O_CLOEXEC, 0o644, dir_fd=fd))
-            except FileExistsError:
-                pass
-        else:
-            try:
-                os.mkdir(last, 0o755, dir_fd=fd)
-            except FileExistsError:
-                pass
-        target = os.open(last, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
-        if stat.S_ISLNK(os.fstat(target).st_mode):
-            os.close(target)
-            raise OSError(f"mount point {inside} is a symbolic link; refusing to follow it")
-        return target
-    finally:
-        os.close(fd)
+    op: int
+    inside: str
+    source: str = ""
+    fstype: str = ""
+    data: str = ""
+    flags: int = 0
+    attrs: int = 0
+    dev: int = 0
 
 
 def _attrs(rule: DirRule) -> int:
@@ -82,143 +61,67 @@ def _attrs(rule: DirRule) -> int:
     return a
 
 
-def _bind(source: str, target_fd: int, mounted_at: str, rule: DirRule) -> None:
-    sc.mount(source, _fd_path(target_fd), None, sc.MS_BIND | (0 if rule.norec else sc.MS_REC))
-    # The fd names the covered directory, not the new mount: set attributes by path (built
-    # from components just checked to be plain directories). mount_setattr reaches every
-    # submount of a recursive bind, where a plain remount would leave them writable and suid.
-    sc.mount_setattr(mounted_at, _attrs(rule), recursive=not rule.norec)
+def _bind(source: str, rule: DirRule, as_file: bool = False) -> MountStep:
+    return MountStep(OP_BIND, rule.inside, source, attrs=_attrs(rule),
+                     flags=(AS_FILE if as_file else 0) | (0 if rule.norec else RECURSIVE))
 
 
-def _minimal_dev(target_fd: int, mounted_at: str) -> None:
-    sc.mount("cellbox-dev", _fd_path(target_fd), "tmpfs", sc.MS_NOSUID | sc.MS_NOEXEC,
-             "mode=0755,size=64k,nr_inodes=64")
-    dev_fd = os.open(mounted_at, _DIR)
-    try:
-        for name, (major, minor) in DEV_NODES.items():
-            try:
-                os.mknod(name, stat.S_IFCHR | 0o666, os.makedev(major, minor), dir_fd=dev_fd)
-            except PermissionError:
-                # A user namespace (rootless mode) may not make device nodes: bind the
-                # host's node of the same name, checked to be that device, over a file.
-                _bind_host_node(dev_fd, name, os.makedev(major, minor))
-                continue
-            os.chmod(name, 0o666, dir_fd=dev_fd)  # mknod's mode went through the umask
-        for name, dest in DEV_LINKS.items():
-            os.symlink(dest, name, dir_fd=dev_fd)
-        os.mkdir("shm", 0o755, dir_fd=dev_fd)
-    finally:
-        os.close(dev_fd)
+def _minimal_dev(inside: str) -> list[MountStep]:
+    return [MountStep(OP_FS, inside, "cellbox-dev", "tmpfs", "mode=0755,size=64k,nr_inodes=64",
+                      attrs=sc.MS_NOSUID | sc.MS_NOEXEC),
+            # (a user namespace may not make device nodes: the host's are bound instead)
+            *(MountStep(OP_DEVNODE, f"{inside}/{name}", f"/dev/{name}",
+                        dev=os.makedev(major, minor))
+              for name, (major, minor) in DEV_NODES.items()),
+            *(MountStep(OP_SYMLINK, f"{inside}/{name}", dest) for name, dest in DEV_LINKS.items()),
+            MountStep(OP_MKDIR, f"{inside}/shm")]
 
 
-def _bind_host_node(dev_fd: int, name: str, device: int) -> None:
-    host = os.open(f"/dev/{name}", os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
-    try:
-        st = os.fstat(host)
-        if not stat.S_ISCHR(st.st_mode) or st.st_rdev != device:
-            raise OSError(f"/dev/{name} on the host is not the expected character device")
-        os.close(os.open(name, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW
-                         | os.O_CLOEXEC, 0o644, dir_fd=dev_fd))
-        target = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dev_fd)
-        try:
-            sc.mount(_fd_path(host), _fd_path(target), None, sc.MS_BIND)
-        finally:
-            os.close(target)
-    finally:
-        os.close(host)
-
-
-def _mask(mounted_at: str, masked: tuple[str, ...], read_only: tuple[str, ...]) -> None:
-    """Hide kernel files of a fresh proc or sysfs mount (trusted: nothing of the box's is in
-    it yet, so plain paths cannot be redirected)."""
-    for name in masked:
-        path = os.path.join(mounted_at, name)
-        if not os.path.lexists(path):
-            continue
-        if os.path.isdir(path):
-            sc.mount("cellbox-masked", path, "tmpfs", sc.MS_RDONLY | sc.MS_NOSUID | sc.MS_NODEV
-                     | sc.MS_NOEXEC, "mode=0555,size=4k,nr_inodes=1")
-        else:
-            sc.mount("/dev/null", path, None, sc.MS_BIND)
-            sc.mount_setattr(path, _MASK_FLAGS, recursive=False)
-    for name in read_only:
-        path = os.path.join(mounted_at, name)
-        if os.path.isdir(path):
-            sc.mount(path, path, None, sc.MS_BIND | sc.MS_REC)
-            sc.mount_setattr(path, _MASK_FLAGS)
-
-
-def _mount_fs(fd: int, at: str, rule: DirRule) -> None:
+def _filesystem(rule: DirRule) -> list[MountStep]:
     assert rule.source is not None
+    fs, at = rule.source, rule.inside
     # devpts holds only the ptys of its own instance: they must open, so no nodev there.
-    flags = sc.MS_NOSUID | (0 if rule.dev or rule.source == "devpts" else sc.MS_NODEV) | (
+    flags = sc.MS_NOSUID | (0 if rule.dev or fs == "devpts" else sc.MS_NODEV) | (
         # proc's and devpts's files carry their own modes; ptys are made by writing to ptmx.
-        0 if rule.rw or rule.source in ("proc", "devpts") else sc.MS_RDONLY) | (
-        sc.MS_NOEXEC if rule.noexec or rule.source in ("proc", "sysfs", "devpts") else 0)
+        0 if rule.rw or fs in ("proc", "devpts") else sc.MS_RDONLY) | (
+        sc.MS_NOEXEC if rule.noexec or fs in ("proc", "sysfs", "devpts") else 0)
     data = {"proc": "hidepid=invisible",
             # A new instance of its own; ptmx usable by the box user, no group tty needed.
-            "devpts": "newinstance,ptmxmode=0666,mode=0620"}.get(rule.source)
-    sc.mount(rule.source, _fd_path(fd), rule.source, flags, data)
-    if rule.source == "proc":
-        _mask(at, PROC_MASKED, PROC_READ_ONLY)
-    elif rule.source == "sysfs":
-        _mask(at, SYS_MASKED, ())
-    elif rule.source == "devpts":
+            "devpts": "newinstance,ptmxmode=0666,mode=0620"}.get(fs, "")
+    steps = [MountStep(OP_FS, at, fs, fs, data, attrs=flags)]
+    if fs == "proc":
+        steps += [MountStep(OP_MASK, f"{at}/{name}") for name in PROC_MASKED]
+        steps += [MountStep(OP_READONLY, f"{at}/{name}") for name in PROC_READ_ONLY]
+    elif fs == "sysfs":
+        steps += [MountStep(OP_MASK, f"{at}/{name}") for name in SYS_MASKED]
+    elif fs == "devpts":
         # /dev/ptmx must open this instance's multiplexer: a link into it, next to pts. An
         # existing ptmx (a /dev bound from the host by a rule) is left alone.
-        parent_fd = os.open(os.path.dirname(at), _DIR)
-        try:
-            os.symlink("pts/ptmx", "ptmx", dir_fd=parent_fd)
-        except FileExistsError:
-            pass
-        finally:
-            os.close(parent_fd)
+        steps.append(MountStep(OP_SYMLINK, f"{os.path.dirname(at)}/ptmx", "pts/ptmx"))
+    return steps
 
 
-def _mount_rule(root: str, root_fd: int, rule: DirRule, box_dir: str, tmp_dir: str) -> None:
-    as_file = rule.kind is Kind.BIND and not os.path.isdir(rule.source or "")
-    fd = _make_mountpoint(root_fd, rule.inside, as_file)
-    at = root + rule.inside
-    try:
-        if rule.kind is Kind.BIND:
-            assert rule.source is not None
-            _bind(rule.source, fd, at, rule)
-        elif rule.kind is Kind.BOX:
-            _bind(os.path.join(box_dir, "box"), fd, at, rule)
-        elif rule.kind is Kind.TMP:
-            _bind(tmp_dir, fd, at, rule)
-        elif rule.kind is Kind.FS:
-            _mount_fs(fd, at, rule)
-        elif rule.kind is Kind.DEV:
-            _minimal_dev(fd, at)
-        elif rule.kind is Kind.SHM:
-            sc.mount("cellbox-shm", _fd_path(fd), "tmpfs", sc.MS_NOSUID | sc.MS_NODEV,
-                     SHM_OPTIONS)
-    finally:
-        os.close(fd)
+def _rule_steps(rule: DirRule, box_dir: str) -> list[MountStep]:
+    if rule.kind is Kind.BIND:
+        assert rule.source is not None
+        return [_bind(rule.source, rule, as_file=not os.path.isdir(rule.source))]
+    if rule.kind is Kind.BOX:
+        return [_bind(os.path.join(box_dir, "box"), rule)]
+    if rule.kind is Kind.TMP:
+        return [_bind(os.path.join(box_dir, "tmp"), rule)]
+    if rule.kind is Kind.FS:
+        return _filesystem(rule)
+    if rule.kind is Kind.DEV:
+        return _minimal_dev(rule.inside)
+    return [MountStep(OP_FS, rule.inside, "cellbox-shm", "tmpfs", SHM_OPTIONS,
+                      flags=RENEW, attrs=sc.MS_NOSUID | sc.MS_NODEV)]
 
 
-def build_root(root: str, rules: Iterable[DirRule], box_dir: str, tmp_dir: str) -> None:
-    """Make every mount private, build the new root on a tmpfs at ``root``, pivot into it."""
-    sc.mount(None, "/", None, sc.MS_REC | sc.MS_PRIVATE)
-    sc.mount("cellbox-root", root, "tmpfs", sc.MS_NOSUID | sc.MS_NODEV,
-             "mode=0755,size=1m,nr_inodes=4096")
-    root_fd = os.open(root, _DIR)
-    try:
-        rule_list = list(rules)
-        for rule in rule_list:
-            _mount_rule(root, root_fd, rule, box_dir, tmp_dir)
-        for rule in rule_list:  # /dev is made read-only once /dev/shm has its mount point
-            if rule.kind is Kind.DEV:
-                sc.mount_setattr(root + rule.inside,
-                                 sc.MOUNT_ATTR_RDONLY | sc.MOUNT_ATTR_NOSUID
-                                 | sc.MOUNT_ATTR_NOEXEC, recursive=False)
-        sc.mount_setattr(root, sc.MOUNT_ATTR_RDONLY | sc.MOUNT_ATTR_NOSUID
-                         | sc.MOUNT_ATTR_NODEV, recursive=False)
-        os.fchdir(root_fd)
-    finally:
-        os.close(root_fd)
-    # pivot_root(".", ".") stacks the old root under the new one; detaching "." drops it.
-    sc.pivot_root(".", ".")
-    sc.umount2(".", sc.MNT_DETACH)
-    os.chdir("/")
+def root_steps(rules: Iterable[DirRule], box_dir: str) -> list[MountStep]:
+    """The steps that build a box's root from its resolved rules, in order."""
+    rule_list = list(rules)
+    steps = [s for rule in rule_list for s in _rule_steps(rule, box_dir)]
+    # /dev is made read-only once /dev/shm has its mount point
+    steps += [MountStep(OP_SETATTR, r.inside, attrs=sc.MOUNT_ATTR_RDONLY | sc.MOUNT_ATTR_NOSUID
+                        | sc.MOUNT_ATTR_NOEXEC) for r in rule_list if r.kind is Kind.DEV]
+    return steps

@@ -1,8 +1,8 @@
 """seccomp: the syscall policy, compiled with libseccomp in the parent, loaded in the child.
 
 Parent side: ``compile_filters`` turns a policy (``cellbox.policy``) into classic BPF once per
-policy and process (libseccomp, through pyseccomp), ready to load. Child side: the C init
-(``cellbox/spawn/init.c``) hands the raw BPF to the kernel, the last step before execve.
+policy and process (libseccomp, through pyseccomp), ready to load. Child side: the box init
+(``cellbox/boxinit/seccomp.c``) hands the raw BPF to the kernel, the last step before execve.
 
 Two filters are stacked; for each syscall the kernel applies the stricter answer of the two:
 
@@ -156,7 +156,7 @@ def _abi_filter(policy: Policy) -> bytes:
 @lru_cache(maxsize=8)
 def compile_filters(policy: Policy) -> tuple[bytes, ...]:
     """The policy as classic BPF programs, to be installed in this order (by the C init,
-    ``cellbox/spawn/init.c``). Cached per process."""
+    ``cellbox/boxinit/seccomp.c``). Cached per process."""
     try:
         return (_abi_filter(policy), _policy_filter(policy))
     except OSError as e:

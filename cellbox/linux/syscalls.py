@@ -16,8 +16,6 @@ if os.uname().machine != "x86_64":  # syscall numbers below are x86_64's (os.una
     raise ImportError("cellbox supports x86_64 only for now")
 
 SYS_CLONE = 56
-SYS_PIVOT_ROOT = 155
-SYS_MOUNT_SETATTR = 442
 
 # clone(2) flags
 CLONE_NEWNS = 0x00020000
@@ -33,14 +31,9 @@ MS_RDONLY = 1
 MS_NOSUID = 2
 MS_NODEV = 4
 MS_NOEXEC = 8
-MS_REMOUNT = 32
-MS_BIND = 4096
-MS_REC = 16384
-MS_PRIVATE = 1 << 18
 MNT_DETACH = 2
 
-# mount_setattr(2)
-AT_RECURSIVE = 0x8000
+# mount_setattr(2) (the box init's bind mounts, cellbox/linux/mounts.py)
 MOUNT_ATTR_RDONLY = 0x1
 MOUNT_ATTR_NOSUID = 0x2
 MOUNT_ATTR_NODEV = 0x4
@@ -50,10 +43,6 @@ _libc.syscall.restype = ctypes.c_long
 _libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong,
                         ctypes.c_char_p]
 _libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
-_libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong,
-                        ctypes.c_ulong]
-_libc.setfsuid.argtypes = [ctypes.c_uint]
-_libc.setfsgid.argtypes = [ctypes.c_uint]
 
 
 def _check(ret: int, what: str) -> int:
@@ -70,8 +59,8 @@ def _b(s: str | bytes | None) -> bytes | None:
 def clone(flags: int) -> int:
     """fork(2)-like clone with namespace flags: returns 0 in the child, the pid in the parent.
 
-    The child shares nothing with the parent but copy-on-write memory, like fork, so one
-    raw clone replaces fork + unshare + fork. Only call it from a single-threaded process.
+    The child shares nothing with the parent but copy-on-write memory, like fork. Only call
+    it from a single-threaded process (``cellbox doctor``'s user namespace probe).
     """
     return _check(_libc.syscall(ctypes.c_long(SYS_CLONE), ctypes.c_ulong(flags), ctypes.c_ulong(0),
                                 ctypes.c_ulong(0), ctypes.c_ulong(0), ctypes.c_ulong(0)),
@@ -88,23 +77,8 @@ def umount2(target: str, flags: int = 0) -> None:
     _check(_libc.umount2(_b(target), flags), f"umount {target}")
 
 
-def pivot_root(new_root: str, put_old: str) -> None:
-    _check(_libc.syscall(ctypes.c_long(SYS_PIVOT_ROOT), _b(new_root), _b(put_old)), "pivot_root")
-
-
-class _MountAttr(ctypes.Structure):
-    _fields_ = [("attr_set", ctypes.c_uint64), ("attr_clr", ctypes.c_uint64),
-                ("propagation", ctypes.c_uint64), ("userns_fd", ctypes.c_uint64)]
-
-
-def mount_setattr(path: str, attr_set: int, attr_clr: int = 0, recursive: bool = True) -> None:
-    """Set mount attributes on a mount and, with ``recursive``, on every mount below it."""
-    attr = _MountAttr(attr_set, attr_clr, 0, 0)
-    flags = AT_RECURSIVE if recursive else 0
-    _check(_libc.syscall(ctypes.c_long(SYS_MOUNT_SETATTR), ctypes.c_int(-100), _b(path),
-                         ctypes.c_uint(flags), ctypes.byref(attr),
-                         ctypes.c_size_t(ctypes.sizeof(attr))),
-           f"mount_setattr {path}")
+_libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong,
+                        ctypes.c_ulong]
 
 
 def set_fs_ids(uid: int, gid: int) -> None:
@@ -119,25 +93,3 @@ def set_fs_ids(uid: int, gid: int) -> None:
 
 def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:
     return _check(_libc.prctl(option, arg2, arg3, arg4, arg5), f"prctl({option})")
-
-
-# capabilities (rootless mode: init keeps its user-namespace capabilities across execve)
-SYS_CAPSET = 126
-_LINUX_CAPABILITY_VERSION_3 = 0x20080522
-
-
-class _CapHeader(ctypes.Structure):
-    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
-
-
-class _CapData(ctypes.Structure):
-    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32),
-                ("inheritable", ctypes.c_uint32)]
-
-
-def capset(effective: int, permitted: int, inheritable: int) -> None:
-    """Set this thread's capability sets (64 bits each; within what the kernel allows)."""
-    head = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
-    data = (_CapData * 2)(*((effective >> s & 0xFFFFFFFF, permitted >> s & 0xFFFFFFFF,
-                             inheritable >> s & 0xFFFFFFFF) for s in (0, 32)))
-    _check(_libc.syscall(ctypes.c_long(SYS_CAPSET), ctypes.byref(head), data), "capset")

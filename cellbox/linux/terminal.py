@@ -8,7 +8,7 @@ CAP_SYS_ADMIN, on top of the seccomp check).
 ``--tty-hack`` is isolate's option for interactive programs: the program stays in the caller's
 session, in its own process group, which is the terminal's foreground group while it runs;
 the caller takes the foreground back afterwards. The child side (``setsid``, or ``setpgid`` and
-``tcsetpgrp``) is in the C init (``cellbox/spawn/init.c``); the parent side is
+``tcsetpgrp``) is in the box init (``cellbox/boxinit/``); the parent side is
 ``foreground_restored``.
 """
 

@@ -22,7 +22,7 @@ def hold(path: str) -> int:
     return fd
 
 
-def prune(cache: str, prefix: str, keep: str) -> list[str]:
+def prune(cache: str, prefix: str | tuple[str, ...], keep: str) -> list[str]:
     """Delete each ``prefix*`` file in ``cache`` but ``keep`` that no process holds; return
     their names. Call it under the cache's build lock, so no build is half written."""
     removed = []

@@ -1,14 +1,16 @@
-"""The box's C init (``init.c``): where to find it, how to build it, what to tell it.
+"""The box init (the C files here, ``boxinit.h`` has the overview): where to find it and how
+to build it; ``plan`` is what the keeper tells it.
 
-The Python init builds the box's root and then execs this small program, which forks,
-confines and execs the user's program. So a run forks the Python interpreter once (the
-keeper's clone), and a live box holds a C process, not a forked interpreter.
+The keeper posix_spawns this small static program for every box: it makes the box's
+namespaces, builds the root, and forks, confines and execs each program. No run copies the
+Python interpreter, and a live box holds a C process, not a forked interpreter.
 
-The binary is built on first use, from ``init.c`` with the system's gcc, into
-``CACHE_DIR/init-<hash>``, the hash covering the source and the compiler flags, so a changed
-source never runs an old binary; ``scripts/bootstrap.sh`` builds it ahead of time. The build
-takes a lock, so concurrent first runs build it once, and then deletes the builds of other
-sources that no process holds (``cache.py``: every process that may run a build holds it). It is statically linked: after
+The binary is built on first use, from the C files with the system's gcc, into
+``CACHE_DIR/boxinit-<hash>``, the hash covering every source file and the compiler flags, so
+a changed source never runs an old binary; ``scripts/bootstrap.sh`` builds it ahead of time.
+The build takes a lock, so concurrent first runs build it once, and then deletes the builds
+of other sources that no process holds (``cache.py``: every process that may run a build
+holds it). It is statically linked: after
 pivot_root the box may have no dynamic loader. Root runs it before dropping anything, so the
 cache must be root's alone: a binary or directory that another user could write is refused.
 
@@ -25,9 +27,10 @@ import hashlib
 import os
 
 from cellbox.errors import SandboxSetupError
-from cellbox.spawn import cache as spawn_cache
+from cellbox.boxinit import cache
 
-SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "init.c")
+HERE = os.path.dirname(os.path.abspath(__file__))
+SOURCES = tuple(sorted(n for n in os.listdir(HERE) if n.endswith((".c", ".h"))))
 CACHE_DIR = "/var/cache/cellbox"
 CFLAGS = ("-O2", "-Wall", "-Wextra", "-Werror", "-static", "-std=gnu11")
 
@@ -40,17 +43,17 @@ def _check_owned(path: str, uid: int, cache: str) -> None:
         who = "root's" if uid == 0 else f"uid {uid}'s"
         raise SandboxSetupError(
             f"{path} is not {who} alone (owner uid {st.st_uid}, mode {st.st_mode & 0o777:o}); "
-            f"cellbox runs the box's init from there: remove {cache}"
+            f"cellbox runs the box init from there: remove {cache}"
             + (" and run scripts/bootstrap.sh" if uid == 0 else ""))
 
 
 def _user_cache() -> str:
-    """Rootless mode: the user's own cache directory for the C init."""
+    """Rootless mode: the user's own cache directory for the box init."""
     base = os.environ.get("XDG_CACHE_HOME") or (
         os.path.join(os.environ["HOME"], ".cache") if os.environ.get("HOME") else "")
     if not os.path.isabs(base):
         raise SandboxSetupError(
-            f"The box's init is not built in {CACHE_DIR} and this user has no cache directory "
+            f"The box init is not built in {CACHE_DIR} and this user has no cache directory "
             "to build it in: set XDG_CACHE_HOME (or HOME), or have root run "
             "scripts/bootstrap.sh")
     return os.path.join(base, "cellbox")
@@ -61,28 +64,37 @@ def _build(target: str) -> None:
 
     tmp = f"{target}.tmp{os.getpid()}"
     try:
-        subprocess.run(["gcc", *CFLAGS, "-o", tmp, SOURCE], check=True, capture_output=True,
-                       text=True)
+        subprocess.run(["gcc", *CFLAGS, "-o", tmp,
+                        *(os.path.join(HERE, n) for n in SOURCES if n.endswith(".c"))],
+                       check=True, capture_output=True, text=True)
     except FileNotFoundError:
         raise SandboxSetupError("cellbox needs gcc to build its box init once; install it, or "
                                 "run scripts/bootstrap.sh") from None
     except subprocess.CalledProcessError as e:
-        raise SandboxSetupError(f"building the box init from {SOURCE} failed: "
+        raise SandboxSetupError(f"building the box init in {HERE} failed: "
                                 f"{e.stderr.strip()}") from None
     os.chmod(tmp, 0o755)
     os.rename(tmp, target)
 
 
-def init_binary() -> str:
-    """The path of the built C init, building it first if needed (once per process). The
-    process holds it (``spawn_cache.hold``) so that no other build step deletes it."""
+def _key() -> str:
+    h = hashlib.sha256(" ".join(CFLAGS).encode())
+    for name in SOURCES:
+        with open(os.path.join(HERE, name), "rb") as f:
+            h.update(f"\0{name}\0".encode() + f.read())
+    return h.hexdigest()[:16]
+
+
+def binary() -> str:
+    """The path of the built box init, building it first if needed (once per process). The
+    process holds it (``cache.hold``) so that no other build step deletes it."""
     global _found
     if _found is not None:
         return _found
     while True:
         target = _built()
         try:
-            spawn_cache.hold(target)  # kept open for the process's life
+            cache.hold(target)  # kept open for the process's life
         except FileNotFoundError:
             continue  # pruned by another build step just now: build it again
         _found = target
@@ -91,23 +103,22 @@ def init_binary() -> str:
 
 def _built() -> str:
     """The path of this source's build in the cache, built if it is not there."""
-    with open(SOURCE, "rb") as f:
-        key = hashlib.sha256(f.read() + " ".join(CFLAGS).encode()).hexdigest()[:16]
-    name, uid, cache = f"init-{key}", os.geteuid(), CACHE_DIR
+    name, uid, cache_dir = f"boxinit-{_key()}", os.geteuid(), CACHE_DIR
     if uid != 0:
         if os.path.exists(os.path.join(CACHE_DIR, name)):
             uid = 0  # root's build: run it (after the same checks)
         else:
-            cache = _user_cache()
-    target = os.path.join(cache, name)
+            cache_dir = _user_cache()
+    target = os.path.join(cache_dir, name)
     if not os.path.exists(target):
-        os.makedirs(cache, mode=0o755, exist_ok=True)
-        _check_owned(cache, uid, cache)
-        with open(os.path.join(cache, ".lock"), "a") as lock:
+        os.makedirs(cache_dir, mode=0o755, exist_ok=True)
+        _check_owned(cache_dir, uid, cache_dir)
+        with open(os.path.join(cache_dir, ".lock"), "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             if not os.path.exists(target):  # another process may have built it meanwhile
                 _build(target)
-                spawn_cache.prune(cache, "init-", name)
-    _check_owned(cache, uid, cache)
-    _check_owned(target, uid, cache)
+                # builds of other sources, and of the single-file init that came before
+                cache.prune(cache_dir, ("boxinit-", "init-"), name)
+    _check_owned(cache_dir, uid, cache_dir)
+    _check_owned(target, uid, cache_dir)
     return target
