@@ -120,7 +120,7 @@ def test_a_failed_root_step_is_named_in_fresh_and_warm_boxes():
                 "/nonexistent/cellbox-test-source on /proc/self/fd/")
     with Box() as box:
         spec = _spec_with_a_missing_source(box)
-        result = keeper.run(spec, box._boxes.cgroups.box(box.box_id))
+        result = keeper.run_many([(spec, box._boxes.cgroups.box(box.box_id), None)])[0]
         assert result.status is Status.INTERNAL_ERROR
         assert result.message.startswith(expected), result.message
         assert result.message.endswith(": No such file or directory"), result.message
