@@ -54,7 +54,8 @@ def test_one_run_hitting_a_limit_or_failing_leaves_the_others_alone():
         results = run_many([(a, ["/bin/sleep", "0.3"]), (b, ["/bin/sleep", "30"]),
                             (c, ["no-such-program"])], Limits(wall_time=1))
         assert [r.status for r in results] == [Status.OK, Status.WALL_TIME_LIMIT,
-                                               Status.INTERNAL_ERROR], results
+                                               Status.EXEC_ERROR], results
+        assert results[2].exit_code == 127
         assert a.run(["/bin/true"]).status is Status.OK  # the boxes are reusable
 
 
