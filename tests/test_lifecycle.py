@@ -222,16 +222,18 @@ def test_reap_repairs_dead_boxes_and_leaves_live_runs_alone(box):
     dead.kill()
     dead.wait()
     assert cellbox("-b", "166", "--init").returncode == 0
-    live = start("-b", "166", "--run", "--", "/bin/sleep", "1")
-    wait_for(lambda: box_procs(166))
-    reaped = json.loads(cellbox("reap", "--json", check=True).stdout)
-    assert [b["box"] for b in reaped] == [box.id]
-    states = boxes_json()
-    assert states[box.id]["state"] == "initialised"
-    assert states[166]["state"] == "running"
-    assert live.wait(10) == 0
-    assert cellbox("reap").stdout == b"Nothing to repair.\n"
-    cellbox("-b", "166", "--cleanup", check=True)
+    try:  # the live run outlasts two CLI commands even on a loaded machine
+        live = start("-b", "166", "--run", "--", "/bin/sleep", "5")
+        wait_for(lambda: box_procs(166))
+        reaped = json.loads(cellbox("reap", "--json", check=True).stdout)
+        assert [b["box"] for b in reaped] == [box.id]
+        states = boxes_json()
+        assert states[box.id]["state"] == "initialised"
+        assert states[166]["state"] == "running"
+        assert live.wait(30) == 0
+        assert cellbox("reap").stdout == b"Nothing to repair.\n"
+    finally:
+        cellbox("-b", "166", "--cleanup", "--wait=30", check=True)
 
 
 # -- the supervisor killed by the kernel's OOM killer --------------------------------------
