@@ -30,6 +30,7 @@ from cellbox.languages import (
     languages,
     parse_profile,
 )
+from cellbox.limits import Limits
 from cellbox.result import Status
 from tests.conftest import cellbox
 
@@ -231,3 +232,85 @@ def test_languages_command_lists_versions_detected_in_the_box() -> None:
             assert row["version"] == toolchain_version(get(name))
     table = cellbox("languages", check=True).stdout.decode()
     assert "Java (OpenJDK 17)" in table
+
+
+# -- compiler options: an allow-list per language, and the admin's caps bound compilation ----
+
+# Options that make the compiler run a program of the submission's choosing at compile time
+# (a wrapper, a plugin, another linker, an annotation processor, a java agent), or read more
+# options from a file the submission wrote.
+CODE_RUNNING_OPTIONS = [
+    ("c", ["-wrapper", "/bin/sh,w.sh"]), ("c", ["-wrapper=/bin/sh,w.sh"]), ("c", ["-B."]),
+    ("c", ["-B", "."]), ("c", ["-specs=evil.specs"]), ("c", ["-fplugin=./p.so"]),
+    ("c", ["@opts"]), ("c", ["-Wl,-plugin=./p.so"]), ("c", ["-Xlinker", "--plugin"]),
+    ("c", ["-fuse-ld=./ld"]), ("cpp", ["-wrapper", "/bin/sh,w.sh"]), ("cpp", ["-B./"]),
+    ("rust", ["-C", "linker=./w.sh"]), ("rust", ["-Clinker=./w.sh"]),
+    ("rust", ["-Zunstable-options"]), ("rust", ["--extern", "x=./libx.rlib"]),
+    ("java", ["-processorpath", "."]), ("java", ["-J-javaagent:a.jar"]), ("java", ["@args"]),
+    ("java", ["-Xplugin:Evil"]),
+]
+
+
+@pytest.mark.parametrize(("name", "options"), CODE_RUNNING_OPTIONS)
+def test_code_running_compiler_options_are_refused(name: str, options: list[str]) -> None:
+    with pytest.raises(UsageError, match="compiler option .* is not allowed"):
+        get(name).compile_argv(COMPILE_LIMITS, options)
+
+
+@pytest.mark.parametrize(("name", "options"), [
+    ("c", ["-O0", "-DX=1", "-DONLINE_JUDGE", "-std=c11", "-Wall", "-Wextra", "-lm", "-g"]),
+    ("cpp", ["-O3", "-std=c++20", "-Werror=return-type", "-w", "-march=native"]),
+    ("java", ["-g", "-Xlint:all", "-nowarn"]),
+    ("rust", ["-Copt-level=3", "-g", "--edition=2018", "-Coverflow-checks=on"]),
+])
+def test_common_compiler_options_are_allowed(name: str, options: list[str]) -> None:
+    argv = get(name).compile_argv(COMPILE_LIMITS, options)
+    at = argv.index(get(name).source)
+    assert argv[at - len(options):at] == options
+
+
+def test_a_wrapper_option_never_runs_the_submissions_script() -> None:
+    lang = available("c")
+    script = b"touch ran\nexec \"$@\"\n"
+    with pytest.raises(UsageError, match="'-wrapper' is not allowed"):
+        compile_source(lang, b"int main(void) { return 0; }\n", files={"w.sh": script},
+                       options=["-wrapper", "/bin/sh,w.sh"])
+
+
+def test_the_admins_caps_bound_the_compile_step() -> None:
+    caps = Limits(time=1.0, wall_time=2.0, memory=64 << 20, processes=1, output=4096,
+                  file_size=1 << 20)
+    bounded = get("java").compile_limits(caps)
+    for key in ("time", "wall_time", "memory", "processes", "output", "file_size"):
+        assert getattr(bounded, key) == getattr(caps, key), key
+    assert get("c").compile_limits(Limits(time=100.0, processes=None)) == get("c").compile_limits()
+
+
+def test_a_service_job_compiles_under_the_admins_caps() -> None:
+    from cellbox.server.config import ServiceConfig
+    from cellbox.server.jobs import execute
+    from cellbox.server.native import RunIn, to_job
+
+    available("c")
+    source = "int main(void) { return 0; }"
+    roomy = to_job(RunIn.model_validate({"language": "c", "source": source}), ServiceConfig())
+    assert execute(roomy.to_dict())["verdict"] == "AC"
+    # gcc forks cc1, as and ld: with the admin's one process, compilation itself must fail.
+    tight = to_job(RunIn.model_validate({"language": "c", "source": source}),
+                   ServiceConfig(max_processes=1))
+    out = execute(tight.to_dict())
+    assert out["verdict"] == "CE", out
+
+
+@pytest.mark.parametrize("request_body", [
+    {"language": "c", "source": "int main(void){}", "compiler_options": ["-wrapper", "x"]},
+    {"language": "rust", "source": "fn main(){}", "compiler_options": ["-Clinker=./x"]},
+])
+def test_the_native_api_refuses_code_running_options(request_body: dict) -> None:
+    from cellbox.server.config import ServiceConfig
+    from cellbox.server.errors import ApiError
+    from cellbox.server.native import RunIn, to_job
+
+    with pytest.raises(ApiError, match="is not allowed") as e:
+        to_job(RunIn.model_validate(request_body), ServiceConfig())
+    assert e.value.status == 422
