@@ -195,9 +195,11 @@ def test_gigantic_diagnostics_are_capped() -> None:
     ('name = "x"\nbogus = 1\n', "unknown key(s) bogus"),
     ("name = [", "not valid TOML"),
     ('name = "x"\ntitle = "X"\nsource = "a"\nversion = ["x"]\nrun = ["x"]\n'
-     'compiler_options = true\n', "needs the source file in the compile command"),
+     'compiler_options = ["-O"]\n', "needs the source file in the compile command"),
     ('name = "x"\ntitle = "X"\nsource = "a"\nversion = ["x"]\nrun = ["x"]\n'
-     'compiler_options = 1\n', "compiler_options must be true or false"),
+     'compiler_options = "nosuchset"\n', "names no option set"),
+    ('name = "x"\ntitle = "X"\nsource = "a"\nversion = ["x"]\nrun = ["x"]\n'
+     'compiler_options = ["-O("]\n', "not a valid regular expression"),
 ])
 def test_bad_profiles_are_refused_clearly(text: str, complaint: str) -> None:
     with pytest.raises(ProfileError, match="Language profile bad.toml") as e:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import re
 import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from cellbox.errors import UsageError
 from cellbox.limits import Limits, parse_size
 
 MIB = 1 << 20
+OPTION_SETS = "_option_sets.toml"  # not a profile: compiler option allow-lists by family
 PLACEHOLDERS = {"memory_mib": 1, "heap_mib": 1}  # names (with dummy values for validation)
 
 # Compilation runs in the box like anything else, with these limits unless a profile's
@@ -29,6 +31,7 @@ COMPILE_LIMITS = Limits(time=15.0, wall_time=30.0, memory=768 * MIB, processes=1
 # Which Limits fields a profile may adjust: compilation has its own limits in full; a run's
 # time and memory are the caller's, so only the runtime's own needs are the profile's.
 COMPILE_KEYS = {"time", "wall_time", "memory", "processes", "open_files", "output", "file_size"}
+CAP_KEYS = COMPILE_KEYS - {"open_files"}  # what a service's admin caps
 RUN_KEYS = {"processes", "open_files", "stack"}
 SIZE_KEYS = {"memory", "output", "file_size", "stack"}
 TOP_KEYS = {"name", "title", "version", "source", "compile", "run", "artifacts", "dirs", "env",
@@ -54,7 +57,10 @@ class Language:
     heap_reserve: int = 0  # bytes of the memory limit kept out of {heap_mib}
     compile_changes: dict[str, float] = field(default_factory=dict)  # [compile_limits]
     run_changes: dict[str, float] = field(default_factory=dict)  # [run_limits]
-    compiler_options: bool = False  # the compile command takes user options (before source)
+    # Full-match patterns: each compiler option a caller gives must match one (none: the
+    # profile takes no options). An allow-list, since many options make a compiler run
+    # another program (gcc's -wrapper, -B, plugins; rustc's -C linker; javac's processors).
+    compiler_options: tuple[str, ...] = ()
 
     def compile_argv(self, limits: Limits, options: Sequence[str] = ()) -> list[str]:
         """The compile command; ``options`` go just before the source file, so that they
@@ -62,12 +68,21 @@ class Language:
         argv = self.fill(self.compile, limits)
         if not options:
             return argv
-        if not self.compiler_options:
+        self.check_options(options)
+        at = argv.index(self.source)
+        return argv[:at] + list(options) + argv[at:]
+
+    def check_options(self, options: Sequence[str]) -> None:
+        """Raise, naming the culprit, unless every option is on the profile's allow-list."""
+        if options and not self.compiler_options:
             step = " ".join(self.compile) or "none"
             raise UsageError(f"Language {self.name!r} takes no compiler options (its compile "
                              f"step: {step})")
-        at = argv.index(self.source)
-        return argv[:at] + list(options) + argv[at:]
+        for option in options:
+            if not any(re.fullmatch(p, option, re.DOTALL) for p in self.compiler_options):
+                raise UsageError(f"The compiler option {option!r} is not allowed for "
+                                 f"{self.name!r}; each option must match one of: "
+                                 f"{' '.join(self.compiler_options)}")
 
     def run_argv(self, limits: Limits) -> list[str]:
         return self.fill(self.run, limits)
@@ -82,20 +97,28 @@ class Language:
         heap = max(limits.memory - self.heap_reserve, limits.memory // 2) // MIB
         return [a.format(memory_mib=memory, heap_mib=heap) for a in argv]
 
-    def compile_limits(self) -> Limits:
-        return dataclasses.replace(COMPILE_LIMITS, **self.compile_changes)  # type: ignore[arg-type]
+    def compile_limits(self, caps: Limits | None = None) -> Limits:
+        """The profile's compile limits, each lowered to ``caps``' where that is set and
+        lower (a service's admin caps bound compilation as much as the run)."""
+        own = dataclasses.replace(COMPILE_LIMITS, **self.compile_changes)  # type: ignore[arg-type]
+        if caps is None:
+            return own
+        lowered = {k: getattr(caps, k) for k in CAP_KEYS
+                   if getattr(caps, k) is not None and getattr(caps, k) < getattr(own, k)}
+        return dataclasses.replace(own, **lowered)
 
     def run_limits(self, limits: Limits) -> Limits:
         """The caller's limits with the runtime's own needs (threads, open files) applied."""
         return dataclasses.replace(limits, **self.run_changes)  # type: ignore[arg-type]
 
 
-def _strings(name: str, key: str, value: object, allow_empty: bool = False) -> tuple[str, ...]:
+def _strings(name: str, key: str, value: object, allow_empty: bool = False,
+             placeholders: bool = True) -> tuple[str, ...]:
     if (not isinstance(value, list) or not all(isinstance(v, str) and v for v in value)
             or (not value and not allow_empty)):
         raise ProfileError(f"Language profile {name}: {key!r} must be a list of non-empty "
                            "strings, e.g. [\"gcc\", \"main.c\"]")
-    for v in value:
+    for v in value if placeholders else ():
         try:
             v.format(**PLACEHOLDERS)
         except (KeyError, IndexError, ValueError):
@@ -122,6 +145,30 @@ def _limits(name: str, key: str, table: object, allowed: set[str]) -> dict[str, 
     return out
 
 
+def _option_patterns(name: str, value: object) -> tuple[str, ...]:
+    """A list of full-match patterns, or the name of a shared set in _option_sets.toml."""
+    if isinstance(value, str):
+        if value not in option_sets():
+            raise ProfileError(f"Language profile {name}: compiler_options {value!r} names no "
+                               f"option set; known: {', '.join(option_sets())}")
+        return option_sets()[value]
+    patterns = _strings(name, "compiler_options", value, allow_empty=True, placeholders=False)
+    for p in patterns:
+        try:
+            re.compile(p)
+        except re.error as e:
+            raise ProfileError(f"Language profile {name}: compiler_options pattern {p!r} is "
+                               f"not a valid regular expression: {e}") from None
+    return patterns
+
+
+@functools.cache
+def option_sets() -> dict[str, tuple[str, ...]]:
+    """Allow-lists of compiler options shared by several profiles (a compiler family)."""
+    data = tomllib.loads(resources.files(__name__).joinpath(OPTION_SETS).read_text())
+    return {k: _option_patterns(OPTION_SETS, v) for k, v in data.items()}
+
+
 def parse_profile(name: str, text: str) -> Language:
     """Validate one profile's TOML text; ``name`` is where it came from, for messages."""
     try:
@@ -142,12 +189,10 @@ def parse_profile(name: str, text: str) -> Language:
     if not isinstance(env, dict) or not all(isinstance(v, str) for v in env.values()):
         raise ProfileError(f"Language profile {name}: [env] must map names to strings")
     reserve = data.get("heap_reserve", "0")
-    options = data.get("compiler_options", False)
-    if not isinstance(options, bool) or (options and data["source"] not in data.get("compile",
-                                                                                  [])):
-        raise ProfileError(f"Language profile {name}: compiler_options must be true or false, "
-                           "and true needs the source file in the compile command (options "
-                           "go before it)")
+    options = _option_patterns(name, data.get("compiler_options", []))
+    if options and data["source"] not in data.get("compile", []):
+        raise ProfileError(f"Language profile {name}: compiler_options needs the source file "
+                           "in the compile command (options go before it)")
     return Language(
         name=data["name"], title=data["title"], source=data["source"],
         version=_strings(name, "version", data.get("version")),
@@ -170,7 +215,7 @@ def languages() -> dict[str, Language]:
     """Every shipped profile, by name, sorted."""
     found: dict[str, Language] = {}
     for entry in sorted(resources.files(__name__).iterdir(), key=lambda e: e.name):
-        if entry.name.endswith(".toml"):
+        if entry.name.endswith(".toml") and entry.name != OPTION_SETS:
             lang = parse_profile(entry.name, entry.read_text())
             if lang.name in found:
                 raise ProfileError(f"Two language profiles are named {lang.name!r}")

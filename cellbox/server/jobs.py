@@ -16,6 +16,7 @@ from cellbox.api import Box
 from cellbox.errors import CellboxError
 from cellbox.judge import JudgeLimits, Verdict, compile_and_run, run_verdict
 from cellbox.languages import get
+from cellbox.limits import Limits
 from cellbox.result import RunResult
 
 MIB = 1 << 20
@@ -44,7 +45,8 @@ class Job:
     """Exactly one of ``language`` (a cellbox language name, with ``source``, ``args`` for
     the program, compiler ``options`` and ``files`` beside the source when compiling and
     running) or ``command`` (argv run in a box holding ``files``). ``runs``: language runs
-    only, Judge0's number_of_runs."""
+    only, Judge0's number_of_runs. ``caps``: the admin's caps, which bound the compile step
+    too (the submission's options may make a compiler run its code)."""
 
     language: str | None = None
     source: bytes = b""
@@ -57,6 +59,7 @@ class Job:
     options: tuple[str, ...] = ()
     stderr_to_stdout: bool = False
     runs: int = 1
+    caps: JobLimits | None = None
 
     def to_dict(self) -> dict[str, object]:
         d = asdict(self)
@@ -73,7 +76,8 @@ class Job:
                    files={str(k): unb64(v) for k, v in (d.get("files") or {}).items()},
                    stdin=unb64(d.get("stdin", "")), limits=JobLimits(**d.get("limits") or {}),
                    network=bool(d.get("network")), options=tuple(d.get("options") or ()),
-                   stderr_to_stdout=bool(d.get("stderr_to_stdout")), runs=int(d.get("runs", 1)))
+                   stderr_to_stdout=bool(d.get("stderr_to_stdout")), runs=int(d.get("runs", 1)),
+                   caps=JobLimits(**d["caps"]) if d.get("caps") else None)
 
 
 @dataclass
@@ -129,11 +133,16 @@ def _execute(job: Job) -> Outcome:
     assert job.language is not None
     result = compile_and_run(get(job.language), job.source, job.stdin, limits, job.files,
                              job.network, job.args, job.options, job.stderr_to_stdout,
-                             job.runs)
+                             job.runs, _limits(job.caps) if job.caps else None)
     out = Outcome(verdict=result.verdict.value, compile_output=result.compilation.message)
     if result.run is None:
         return out
     return _with_runs(out, result.runs)
+
+
+def _limits(lim: JobLimits) -> Limits:
+    return Limits(time=lim.time, wall_time=lim.wall_time, memory=lim.memory,
+                  output=lim.output, file_size=lim.file_size, processes=lim.processes)
 
 
 def _run_command(job: Job, limits: JudgeLimits) -> Outcome:

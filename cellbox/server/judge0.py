@@ -18,7 +18,7 @@ from cellbox.server import archive, callbacks
 from cellbox.server.config import ServiceConfig
 from cellbox.server.errors import ApiError
 from cellbox.server.jobs import Job, JobLimits, Outcome
-from cellbox.server.native import MAX_OPTIONS, check_batch, check_job, iso
+from cellbox.server.native import MAX_OPTIONS, caps, check_batch, check_job, iso
 from cellbox.server.records import Record
 
 VERSION = "1.13.1"  # the Judge0 CE version whose API this follows
@@ -128,7 +128,7 @@ def to_job(sub: SubmissionIn, b64: bool, cfg: ServiceConfig) -> tuple[Job, dict[
               network=bool(sub.enable_network),
               options=_split(sub.compiler_options, "compiler_options"),
               stderr_to_stdout=bool(sub.redirect_stderr_to_stdout),
-              runs=int(limits["number_of_runs"]))
+              runs=int(limits["number_of_runs"]), caps=caps(cfg))
     check_job(job, cfg, LIMIT_NAMES)
     echo: dict[str, object] = {k: v for k, v in sub.model_dump().items() if k not in TEXT_FIELDS}
     echo |= limits

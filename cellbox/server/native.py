@@ -12,6 +12,7 @@ from typing import Literal
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from cellbox.errors import UsageError
 from cellbox.judge import TokensChecker
 from cellbox.languages import languages
 from cellbox.server.config import ServiceConfig
@@ -115,6 +116,13 @@ def check_limits(lim: JobLimits, cfg: ServiceConfig, names: Mapping[str, str] = 
                            f"server's maximum {cap}")
 
 
+def caps(cfg: ServiceConfig) -> JobLimits:
+    """The admin's caps as limits: they bound a job's compile step as well as its run."""
+    return JobLimits(time=cfg.max_time, wall_time=cfg.max_wall_time, memory=cfg.max_memory,
+                     output=cfg.max_output, file_size=cfg.max_file_size,
+                     processes=cfg.max_processes)
+
+
 def check_job(job: Job, cfg: ServiceConfig, names: Mapping[str, str] = {}) -> None:
     """The admin's caps on sizes (413) and limits (422, ``names`` as in check_limits), and
     the network policy (403)."""
@@ -127,6 +135,11 @@ def check_job(job: Job, cfg: ServiceConfig, names: Mapping[str, str] = {}) -> No
             else "a command"
         raise ApiError(422, "compiler_options: setting compiler options is only allowed for "
                        f"compiled languages; {what} takes none")
+    if lang is not None:
+        try:
+            lang.check_options(job.options)
+        except UsageError as e:
+            raise ApiError(422, f"compiler_options: {e}") from None
     if sum(len(o) for o in job.options) > MAX_OPTIONS:
         raise ApiError(422, f"compiler_options: at most {MAX_OPTIONS} characters")
     if len(job.source) > cfg.max_source_bytes:
@@ -163,7 +176,8 @@ def to_job(req: RunIn, cfg: ServiceConfig) -> Job:
               files={n: decode(v, enc, f"file {n}") for n, v in req.files.items()},
               stdin=decode(req.stdin, enc, "stdin"),
               limits=JobLimits(**req.limits.model_dump()), network=req.network,
-              options=tuple(req.compiler_options), stderr_to_stdout=req.stderr_to_stdout)
+              options=tuple(req.compiler_options), stderr_to_stdout=req.stderr_to_stdout,
+              caps=caps(cfg))
     check_job(job, cfg)
     return job
 
