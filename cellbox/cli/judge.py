@@ -104,9 +104,10 @@ def languages_main(argv: list[str]) -> int:
     from cellbox.judge.sandbox import toolchain_version
     from cellbox.languages import languages
 
-    rows = [{"name": lang.name, "title": lang.title, "source": lang.source,
-             "compiled": bool(lang.compile), "version": toolchain_version(lang)}
-            for lang in languages().values()]
+    rows = [{"name": lang.name, "title": lang.titled(version), "source": lang.source,
+             "compiled": bool(lang.compile), "judge0_ids": list(lang.judge0_ids),
+             "version": version}
+            for lang in languages().values() for version in [toolchain_version(lang)]]
     for row in rows:
         row["available"] = row["version"] is not None
     if args.json:
@@ -115,11 +116,13 @@ def languages_main(argv: list[str]) -> int:
     from rich.table import Table
 
     t = Table(title="cellbox languages")
-    for c in ("name", "title", "source", "available", "version"):
+    for c in ("name", "title", "judge0 ids", "source", "available", "version"):
         t.add_column(c)
     for row in rows:
-        t.add_row(str(row["name"]), str(row["title"]), str(row["source"]),
-                  "yes" if row["available"] else "no", str(row["version"] or "-"))
+        t.add_row(str(row["name"]), str(row["title"]),
+                  " ".join(map(str, row["judge0_ids"])) or "-",  # type: ignore[call-overload]
+                  str(row["source"]), "yes" if row["available"] else "no",
+                  str(row["version"] or "-"))
     _console().print(t)
     return 0
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import re
 import stat
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -62,8 +63,8 @@ class Compilation:
                 "memory": r.peak_memory if r else None}
 
 
-def _environment(lang: Language) -> dict[str, str]:
-    return {"PATH": DEFAULT_PATH} | lang.env
+def _environment(lang: Language, limits: Limits) -> dict[str, str]:
+    return {"PATH": DEFAULT_PATH} | lang.environment(limits)
 
 
 def _message(result: RunResult) -> str:
@@ -88,21 +89,22 @@ def compile_source(lang: Language, source: bytes, limits: Limits | None = None,
         box.write_file(lang.source, source)
         if not lang.compile:
             return Compilation(lang, True, artifacts=(Artifact(lang.source, source, 0o644),))
-        result = box.run(argv, limits, env=_environment(lang), dirs=lang.dirs)
+        result = box.run(argv, limits, env=_environment(lang, limits), dirs=lang.dirs)
         if not result.ok:
             return Compilation(lang, False, _message(result), result)
         return Compilation(lang, True, _message(result), result, _artifacts(box, lang))
 
 
 def _artifacts(box: Box, lang: Language) -> tuple[Artifact, ...]:
-    """The source and every regular file at the top of the box matching an artifact pattern.
-    Listing names is safe: the compiler has exited and every file is read with read_file."""
-    found = [Artifact(lang.source, box.read_file(lang.source), 0o644)]
+    """The source and every regular file at the top of the box matching an artifact pattern,
+    each executable or not as the compile step left it. Listing names is safe: the compiler
+    has exited and every file is read with read_file."""
+    found = []
     with os.scandir(os.path.join(box.path, "box")) as entries:
         for e in sorted(entries, key=lambda e: e.name):
             st = e.stat(follow_symlinks=False)
-            if (e.name != lang.source and stat.S_ISREG(st.st_mode)
-                    and any(fnmatch.fnmatchcase(e.name, p) for p in lang.artifacts)):
+            if stat.S_ISREG(st.st_mode) and (e.name == lang.source or any(
+                    fnmatch.fnmatchcase(e.name, p) for p in lang.artifacts)):
                 mode = 0o755 if st.st_mode & stat.S_IXUSR else 0o644
                 found.append(Artifact(e.name, box.read_file(e.name), mode))
     return tuple(found)
@@ -124,14 +126,15 @@ def run_compiled(compilation: Compilation, limits: Limits, stdin: bytes = b"",
         for a in compilation.artifacts:
             box.write_file(a.name, a.data, a.mode)
         return box.run(lang.run_argv(limits) + list(args), limits, stdin=stdin,
-                       env=_environment(lang), dirs=lang.dirs + RUN_DIRS, share_net=share_net,
+                       env=_environment(lang, limits), dirs=lang.dirs + RUN_DIRS,
+                       share_net=share_net,
                        stderr_to_stdout=stderr_to_stdout)
 
 
 def require_toolchain(lang: Language) -> None:
     """Raise, saying what to do, if the language's toolchain does not work in a box here."""
     if toolchain_version(lang) is None:
-        raise UsageError(f"The {lang.title} toolchain does not work in a box here: its version "
+        raise UsageError(f"The {lang.titled(None)} toolchain does not work in a box here: its version "
                          f"command ({' '.join(lang.version)}) fails inside the box. Install "
                          "it (scripts/bootstrap.sh installs every shipped language's), then "
                          "check with 'cellbox languages'")
@@ -141,8 +144,9 @@ _versions: dict[str, str | None] = {}  # by language name, for the life of the p
 
 
 def toolchain_version(lang: Language) -> str | None:
-    """The first line the language's version command prints, run inside a box (so it proves
-    the box can see the toolchain), or None if it fails there."""
+    """The toolchain's version (``version_pattern``'s match, or its first group, in what the
+    version command prints), run inside a box, so that it proves the box can run the
+    toolchain; None if it fails there or prints no version."""
     if lang.name not in _versions:
         _versions[lang.name] = _detect_version(lang)
     return _versions[lang.name]
@@ -152,9 +156,14 @@ def _detect_version(lang: Language) -> str | None:
     limits = lang.compile_limits()
     with Box() as box:
         try:
-            r = box.run(lang.fill(lang.version, limits), limits, env=_environment(lang),
-                        dirs=lang.dirs)
+            r = box.run(lang.fill(lang.version, limits), limits,
+                        env=_environment(lang, limits), dirs=lang.dirs)
         except UsageError:  # e.g. a directory the profile binds is missing: no toolchain here
             return None
-    lines = (r.stdout + r.stderr).decode("utf-8", "replace").strip().splitlines()
-    return lines[0].strip() if r.ok and lines else None
+    found = re.search(lang.version_pattern, (r.stdout + r.stderr).decode("utf-8", "replace"))
+    return (found.group(found.lastindex or 0) if found else None) if r.ok else None
+
+
+def title(lang: Language) -> str:
+    """The language's title with the toolchain's version, as detected in a box."""
+    return lang.titled(toolchain_version(lang))

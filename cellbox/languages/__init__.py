@@ -1,10 +1,12 @@
 """Language profiles: one TOML file per language in this package, loaded into ``Language``.
 
 A profile is data: what to compile and run, which extra directories and environment the
-toolchain needs in the box, and how its limits differ from a plain program's. The keys are
-documented in docs/languages.md. Command-line elements may use two placeholders, filled from
-the run's memory limit: ``{memory_mib}`` (the limit) and ``{heap_mib}`` (the limit minus
-``heap_reserve``, at least half the limit), for runtimes that size their own heap.
+toolchain needs in the box, how its limits differ from a plain program's, and which Judge0
+language ids it answers. The keys are documented in docs/languages.md. Command-line elements
+and environment values may use two placeholders, filled from the run's memory limit:
+``{memory_mib}`` (the limit) and ``{heap_mib}`` (the limit minus ``heap_reserve``, at least
+half the limit), for runtimes that size their own heap. A title may hold ``{version}``, the
+toolchain's version as detected in a box (cellbox.judge.sandbox.toolchain_version).
 """
 
 from __future__ import annotations
@@ -22,6 +24,9 @@ from cellbox.limits import Limits, parse_size
 
 MIB = 1 << 20
 OPTION_SETS = "_option_sets.toml"  # not a profile: compiler option allow-lists by family
+JUDGE0 = "_judge0.toml"  # not a profile: Judge0 ids no profile answers, and why
+NOT_PROFILES = {OPTION_SETS, JUDGE0}
+VERSION_PATTERN = r"[0-9]+(?:\.[0-9]+)+"  # the first dotted number in the version output
 PLACEHOLDERS = {"memory_mib": 1, "heap_mib": 1}  # names (with dummy values for validation)
 
 # Compilation runs in the box like anything else, with these limits unless a profile's
@@ -35,7 +40,8 @@ CAP_KEYS = COMPILE_KEYS - {"open_files"}  # what a service's admin caps
 RUN_KEYS = {"processes", "open_files", "stack"}
 SIZE_KEYS = {"memory", "output", "file_size", "stack"}
 TOP_KEYS = {"name", "title", "version", "source", "compile", "run", "artifacts", "dirs", "env",
-            "oom_markers", "heap_reserve", "compile_limits", "run_limits", "compiler_options"}
+            "oom_markers", "heap_reserve", "compile_limits", "run_limits", "compiler_options",
+            "judge0_ids", "version_pattern"}
 
 
 class ProfileError(UsageError):
@@ -45,8 +51,8 @@ class ProfileError(UsageError):
 @dataclass(frozen=True)
 class Language:
     name: str  # what --lang takes
-    title: str
-    version: tuple[str, ...]  # prints the toolchain's version (first line kept)
+    title: str  # may hold {version}: see titled()
+    version: tuple[str, ...]  # prints the toolchain's version
     source: str  # the file name the source is saved as in the box
     run: tuple[str, ...]
     compile: tuple[str, ...] = ()  # empty: nothing to compile
@@ -61,6 +67,18 @@ class Language:
     # profile takes no options). An allow-list, since many options make a compiler run
     # another program (gcc's -wrapper, -B, plugins; rustc's -C linker; javac's processors).
     compiler_options: tuple[str, ...] = ()
+    judge0_ids: tuple[int, ...] = ()  # the Judge0 CE language ids this profile answers
+    version_pattern: str = VERSION_PATTERN  # finds the version in the version command's output
+
+    def titled(self, version: str | None) -> str:
+        """The title with the detected version in it (without it when there is none)."""
+        if version is None:  # "Go ({version})" -> "Go", "C (GCC {version})" -> "C (GCC)"
+            return re.sub(r" \(\{version\}\)| ?\{version\}", "", self.title)
+        return self.title.replace("{version}", version)
+
+    def environment(self, limits: Limits) -> dict[str, str]:
+        """The profile's environment, placeholders filled from ``limits``."""
+        return dict(zip(self.env, self.fill(tuple(self.env.values()), limits), strict=True))
 
     def compile_argv(self, limits: Limits, options: Sequence[str] = ()) -> list[str]:
         """The compile command; ``options`` go just before the source file, so that they
@@ -182,12 +200,25 @@ def parse_profile(name: str, text: str) -> Language:
     for key in ("name", "title", "source"):
         if not isinstance(data.get(key), str) or not data[key]:
             raise ProfileError(f"Language profile {name}: {key!r} must be a non-empty string")
+    if "{" in data["title"].replace("{version}", ""):
+        raise ProfileError(f"Language profile {name}: the title may hold only {{version}}")
+    ids = data.get("judge0_ids", [])
+    if not isinstance(ids, list) or not all(type(i) is int and i > 0 for i in ids):
+        raise ProfileError(f"Language profile {name}: judge0_ids must be a list of Judge0 "
+                           "language ids (positive integers)")
+    pattern = data.get("version_pattern", VERSION_PATTERN)
+    try:
+        re.compile(pattern)
+    except (re.error, TypeError):
+        raise ProfileError(f"Language profile {name}: version_pattern must be a regular "
+                           "expression") from None
     if "/" in data["source"]:
         raise ProfileError(f"Language profile {name}: source {data['source']!r} must be a plain "
                            "file name")
     env = data.get("env", {})
     if not isinstance(env, dict) or not all(isinstance(v, str) for v in env.values()):
         raise ProfileError(f"Language profile {name}: [env] must map names to strings")
+    _strings(name, "env", list(env.values()), allow_empty=True)  # placeholders
     reserve = data.get("heap_reserve", "0")
     options = _option_patterns(name, data.get("compiler_options", []))
     if options and data["source"] not in data.get("compile", []):
@@ -206,7 +237,7 @@ def parse_profile(name: str, text: str) -> Language:
         compile_changes=_limits(name, "compile_limits", data.get("compile_limits", {}),
                                COMPILE_KEYS),
         run_changes=_limits(name, "run_limits", data.get("run_limits", {}), RUN_KEYS),
-        compiler_options=options,
+        compiler_options=options, judge0_ids=tuple(ids), version_pattern=pattern,
     )
 
 
@@ -215,12 +246,41 @@ def languages() -> dict[str, Language]:
     """Every shipped profile, by name, sorted."""
     found: dict[str, Language] = {}
     for entry in sorted(resources.files(__name__).iterdir(), key=lambda e: e.name):
-        if entry.name.endswith(".toml") and entry.name != OPTION_SETS:
+        if entry.name.endswith(".toml") and entry.name not in NOT_PROFILES:
             lang = parse_profile(entry.name, entry.read_text())
             if lang.name in found:
                 raise ProfileError(f"Two language profiles are named {lang.name!r}")
             found[lang.name] = lang
     return found
+
+
+@dataclass(frozen=True)
+class Unsupported:
+    """A Judge0 language id that no profile answers: its Judge0 name and the reason."""
+
+    id: int
+    name: str
+    reason: str
+
+
+@functools.cache
+def judge0_table() -> tuple[dict[int, Language], dict[int, Unsupported]]:
+    """Judge0 CE's language ids: those a profile answers, and those none does (with why)."""
+    answered: dict[int, Language] = {}
+    for lang in languages().values():
+        for i in lang.judge0_ids:
+            if i in answered:
+                raise ProfileError(f"Judge0 language id {i} is in two profiles: "
+                                   f"{answered[i].name} and {lang.name}")
+            answered[i] = lang
+    data = tomllib.loads(resources.files(__name__).joinpath(JUDGE0).read_text())
+    unsupported = {int(k): Unsupported(int(k), v["name"], v["reason"])
+                   for k, v in data["unsupported"].items()}
+    both = set(answered) & set(unsupported)
+    if both:
+        raise ProfileError(f"Judge0 language id(s) {sorted(both)} are both answered by a "
+                           f"profile and listed as unsupported in {JUDGE0}")
+    return dict(sorted(answered.items())), dict(sorted(unsupported.items()))
 
 
 def get(name: str) -> Language:

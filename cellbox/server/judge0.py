@@ -13,7 +13,8 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from cellbox.languages import languages
+from cellbox.judge.sandbox import title
+from cellbox.languages import judge0_table, languages
 from cellbox.server import archive, callbacks
 from cellbox.server.config import ServiceConfig
 from cellbox.server.errors import ApiError
@@ -23,7 +24,6 @@ from cellbox.server.records import Record
 
 VERSION = "1.13.1"  # the Judge0 CE version whose API this follows
 KB = 1024
-LANGUAGE_IDS = {71: "python", 50: "c", 54: "cpp", 62: "java", 63: "javascript", 73: "rust"}
 STATUSES = {
     1: "In Queue", 2: "Processing", 3: "Accepted", 4: "Wrong Answer",
     5: "Time Limit Exceeded", 6: "Compilation Error", 7: "Runtime Error (SIGSEGV)",
@@ -104,9 +104,14 @@ def _encode(data: bytes | None, b64: bool) -> str | None:
 
 def to_job(sub: SubmissionIn, b64: bool, cfg: ServiceConfig) -> tuple[Job, dict[str, object]]:
     """The job, and the echo the record keeps (the submission as Judge0 would store it)."""
-    if sub.language_id not in LANGUAGE_IDS:
+    answered, unsupported = judge0_table()
+    if sub.language_id in unsupported:
+        u = unsupported[sub.language_id]
+        raise ApiError(422, f"language with id {u.id} ({u.name}) is not supported here: "
+                       f"{u.reason}")
+    if sub.language_id not in answered:
         raise ApiError(422, f"language with id {sub.language_id} doesn't exist; cellbox "
-                       f"has {', '.join(map(str, LANGUAGE_IDS))}")
+                       f"has {', '.join(map(str, answered))}")
     texts = {k: _decode(getattr(sub, k), b64, k) for k in TEXT_FIELDS}
     if sub.number_of_runs is not None and sub.number_of_runs > cfg.max_runs:
         raise ApiError(422, f"number_of_runs={sub.number_of_runs} is above this server's "
@@ -118,7 +123,7 @@ def to_job(sub: SubmissionIn, b64: bool, cfg: ServiceConfig) -> tuple[Job, dict[
         callbacks.check_url(sub.callback_url, cfg.callback_hosts)
     limits = {k: getattr(sub, k) if getattr(sub, k) is not None else v
               for k, v in DEFAULTS.items()}
-    job = Job(language=LANGUAGE_IDS[sub.language_id], source=texts["source_code"] or b"",
+    job = Job(language=answered[sub.language_id].name, source=texts["source_code"] or b"",
               args=_split(sub.command_line_arguments, "command_line_arguments"),
               stdin=texts["stdin"] or b"", files=_files(sub.additional_files, cfg),
               limits=JobLimits(time=float(limits["cpu_time_limit"]),
@@ -191,7 +196,7 @@ def to_json(rec: Record, b64: bool, fields: tuple[str, ...]) -> dict[str, object
     lang_id = rec.request.get("language_id")
     full |= {"token": rec.id, "status_id": sid, "status": {"id": sid, "description": STATUSES[sid]},
              "created_at": iso(rec.created), "finished_at": iso(rec.finished),
-             "language": {"id": lang_id, "name": languages()[rec.label].title},
+             "language": {"id": lang_id, "name": title(languages()[rec.label])},
              "stdout": None, "stderr": None, "compile_output": None, "message": None,
              "time": None, "wall_time": None, "memory": None, "exit_code": None,
              "exit_signal": None}
@@ -305,16 +310,23 @@ def router() -> APIRouter:
         await svc.delete(token)
         return to_json(rec, True, _fields(fields))
 
+    # Plain functions: FastAPI runs them in its thread pool, since a title's version is
+    # detected by running the toolchain in a box (once per process).
     @r.get("/languages")
-    async def langs() -> list[dict[str, object]]:
-        return [{"id": i, "name": languages()[n].title} for i, n in LANGUAGE_IDS.items()]
+    def langs() -> list[dict[str, object]]:
+        return [{"id": i, "name": title(lang)} for i, lang in judge0_table()[0].items()]
 
     @r.get("/languages/{id}")
-    async def lang(id: int) -> dict[str, object]:
-        if id not in LANGUAGE_IDS:
+    def lang(id: int) -> dict[str, object]:
+        answered, unsupported = judge0_table()
+        if id in unsupported:
+            u = unsupported[id]
+            raise ApiError(404, f"language with id {id} ({u.name}) is not supported here: "
+                           f"{u.reason}")
+        if id not in answered:
             raise ApiError(404, f"language with id {id} doesn't exist")
-        lang = languages()[LANGUAGE_IDS[id]]
-        return {"id": id, "name": lang.title, "is_archived": False,
+        lang = answered[id]
+        return {"id": id, "name": title(lang), "is_archived": False,
                 "source_file": lang.source, "compile_cmd": " ".join(lang.compile) or None,
                 "run_cmd": " ".join(lang.run)}
 
@@ -328,7 +340,7 @@ def router() -> APIRouter:
                 "source_code": "cellbox", "maintainer": "cellbox"}
 
     @r.get("/config_info")
-    async def config_info(request: Request) -> JSONResponse:
+    def config_info(request: Request) -> JSONResponse:
         return JSONResponse(_config_info(request.app.state.service.cfg))
 
     return r
@@ -346,7 +358,7 @@ def _config_info(cfg: ServiceConfig) -> dict[str, object]:
         "maintenance_mode": False, "enable_wait_result": True,
         "enable_compiler_options": True,
         "allowed_languages_for_compile_options": [
-            lang.title for lang in languages().values() if lang.compiler_options],
+            title(lang) for lang in languages().values() if lang.compiler_options],
         "enable_command_line_arguments": True,
         "enable_submission_delete": cfg.enable_submission_delete,
         "enable_callbacks": cfg.enable_callbacks, "callbacks_max_tries": callbacks.CALLBACK_TRIES,

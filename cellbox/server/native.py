@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from cellbox.errors import UsageError
 from cellbox.judge import TokensChecker
+from cellbox.judge.sandbox import title
 from cellbox.languages import languages
 from cellbox.server.config import ServiceConfig
 from cellbox.server.errors import ApiError
@@ -131,7 +132,7 @@ def check_job(job: Job, cfg: ServiceConfig, names: Mapping[str, str] = {}) -> No
                        f"{', '.join(languages())}")
     lang = languages().get(job.language or "")
     if job.options and (lang is None or not lang.compiler_options):
-        what = f"{lang.title}'s compile step ({' '.join(lang.compile) or 'none'})" if lang \
+        what = f"{lang.titled(None)}'s compile step ({' '.join(lang.compile) or 'none'})" if lang \
             else "a command"
         raise ApiError(422, "compiler_options: setting compiler options is only allowed for "
                        f"compiled languages; {what} takes none")
@@ -242,8 +243,9 @@ def router() -> APIRouter:
         return to_out(rec)
 
     @r.get("/languages")
-    async def langs() -> list[dict[str, object]]:
-        return [{"name": lang.name, "title": lang.title, "source": lang.source,
-                 "compiled": bool(lang.compile)} for lang in languages().values()]
+    def langs() -> list[dict[str, object]]:  # in the thread pool: title() may run a box
+        return [{"name": lang.name, "title": title(lang), "source": lang.source,
+                 "compiled": bool(lang.compile), "judge0_ids": list(lang.judge0_ids)}
+                for lang in languages().values()]
 
     return r
