@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from cellbox.judge import (
     Compilation,
     JudgeLimits,
     Verdict,
+    compile_and_run,
     compile_source,
     run_compiled,
     run_verdict,
@@ -37,25 +39,42 @@ from tests.conftest import cellbox
 pytestmark = pytest.mark.languages
 
 SOURCES = Path(__file__).parent / "languages"
-PROGRAM = {"python": "modes.py", "c": "modes.c", "cpp": "modes.cpp", "java": "Main.java",
-           "javascript": "modes.js", "rust": "modes.rs"}
-BROKEN = {"python": "print(\n", "c": "int main(void) { return x; }\n",
-          "cpp": "int main() { std::vector<int> v; }\n",
-          "java": "public class Main { void f() { int x = \"s\"; } }\n",
-          "javascript": "function (\n", "rust": "fn main() { let x: u32 = \"s\"; }\n"}
-LIMITS = JudgeLimits(time=1, wall_time=3, memory=256 << 20, output=1 << 20).limits()
-NAMES = sorted(PROGRAM)
+# One program per language in modes/, one that must not compile in broken/, named after the
+# language (any extension); a language may share another's (clang compiles gcc's sources).
+SHARES = {"c-clang": "c", "cpp-clang": "cpp"}
+# Plain Text and Executable are not programming languages: they have tests of their own.
+NOT_PROGRAMS = {"plaintext", "executable"}
+# Languages with no separate check before the run: a broken program fails its run (RE).
+NO_CHECK = {"sqlite"}
+# A generous wall time: the CPU-bound cases must reach the CPU limit even on a loaded machine.
+LIMITS = JudgeLimits(time=1, wall_time=10, memory=256 << 20, output=1 << 20).limits()
+SLEEP_LIMITS = dataclasses.replace(LIMITS, wall_time=3)
+LIMITS_JUDGE = JudgeLimits(time=1, wall_time=10, memory=256 << 20, output=1 << 20)
+NAMES = sorted(set(languages()) - NOT_PROGRAMS)
 
 
-def test_every_shipped_language_has_a_test_program() -> None:
-    assert sorted(languages()) == NAMES
+def source(kind: str, name: str) -> bytes:
+    found = sorted((SOURCES / kind).glob(f"{SHARES.get(name, name)}.*"))
+    assert len(found) == 1, f"tests/languages/{kind}/ needs one file for {name}"
+    return found[0].read_bytes()
+
+
+def test_every_shipped_language_has_test_programs() -> None:
+    for name in NAMES:
+        source("modes", name)
+        source("broken", name)
 
 
 def available(name: str) -> Language:
-    if toolchain_version(get(name)) is None:
-        pytest.skip(f"{name}: its toolchain does not run in a box on this machine "
-                    "(scripts/bootstrap.sh installs gcc, g++, a JDK, node and rustc)")
-    return get(name)
+    """The language, if the host has its toolchain. A toolchain the host has but a box
+    cannot run is a failure (a box regression), never a skip."""
+    lang = get(name)
+    if shutil.which(lang.version[0]) is None:
+        pytest.skip(f"{name}: this machine lacks its toolchain ({lang.version[0]} is not on "
+                    "PATH; scripts/bootstrap.sh installs it)")
+    assert toolchain_version(lang) is not None, (
+        f"{name}: the host has {lang.version[0]}, but its version command fails in a box")
+    return lang
 
 
 @pytest.fixture(scope="session")
@@ -67,15 +86,16 @@ def compiled() -> dict[str, Compilation]:
 def program(compiled: dict[str, Compilation], name: str) -> Compilation:
     lang = available(name)
     if name not in compiled:
-        c = compile_source(lang, (SOURCES / PROGRAM[name]).read_bytes())
+        c = compile_source(lang, source("modes", name))
         assert c.ok, c.message
         compiled[name] = c
     return compiled[name]
 
 
-def run(compiled: dict[str, Compilation], name: str, stdin: str):  # noqa: ANN201
+def run(compiled: dict[str, Compilation], name: str, stdin: str,  # noqa: ANN201
+        limits: Limits = LIMITS):
     c = program(compiled, name)
-    r = run_compiled(c, LIMITS, stdin.encode())
+    r = run_compiled(c, limits, stdin.encode())
     return r, run_verdict(r, c.language)
 
 
@@ -93,7 +113,13 @@ def test_echo_stdin(compiled, name: str) -> None:  # noqa: ANN001
 
 @pytest.mark.parametrize("name", NAMES)
 def test_compile_error(name: str) -> None:
-    c = compile_source(available(name), BROKEN[name].encode())
+    lang = available(name)
+    c = compile_source(lang, source("broken", name))
+    if name in NO_CHECK:
+        assert c.ok and not lang.compile
+        r = run_compiled(c, LIMITS)
+        assert run_verdict(r, lang) is Verdict.RE and r.stderr, (r.status, r.stderr)
+        return
     assert not c.ok and c.result is not None
     assert c.result.status is Status.RUNTIME_ERROR and c.message, c.message
 
@@ -112,7 +138,7 @@ def test_cpu_time_limit(compiled, name: str) -> None:  # noqa: ANN001
 
 @pytest.mark.parametrize("name", NAMES)
 def test_sleeping_gets_wall_time_limit(compiled, name: str) -> None:  # noqa: ANN001
-    r, verdict = run(compiled, name, "sleep\n")
+    r, verdict = run(compiled, name, "sleep\n", SLEEP_LIMITS)
     assert verdict is Verdict.TLE and r.status is Status.WALL_TIME_LIMIT, (r.status, r.stderr)
     assert r.wall_time < 5
 
@@ -134,6 +160,26 @@ def test_output_limit(compiled, name: str) -> None:  # noqa: ANN001
 def test_nonzero_exit(compiled, name: str) -> None:  # noqa: ANN001
     r, verdict = run(compiled, name, "exit\n")
     assert verdict is Verdict.RE and r.exit_code == 3, (r.status, r.stderr)
+
+
+def test_plain_text_is_its_own_output() -> None:
+    text = b"Plain text,\nprinted as it is.\n"
+    result = compile_and_run(available("plaintext"), text, b"ignored stdin\n")
+    assert result.verdict is Verdict.AC and result.run is not None, result.compilation.message
+    assert result.run.stdout == text
+
+
+def test_executable_runs_a_ready_program(compiled) -> None:  # noqa: ANN001
+    binary = next(a for a in program(compiled, "c").artifacts if a.name == "main")
+    lang = available("executable")
+    for stdin, verdict, stdout, exit_code in ((b"hello\n", Verdict.AC, b"hello\n", 0),
+                                              (b"exit\n", Verdict.RE, b"", 3)):
+        result = compile_and_run(lang, binary.data, stdin, LIMITS_JUDGE)
+        assert result.verdict is verdict and result.run is not None, result.compilation.message
+        assert (result.run.stdout, result.run.exit_code) == (stdout, exit_code)
+    result = compile_and_run(lang, b"not a program\n", b"", LIMITS_JUDGE)
+    assert result.verdict in (Verdict.RE, Verdict.IE) and result.run is not None
+    assert result.run.exit_code != 0
 
 
 def test_java_hello_under_256m_counts_the_whole_jvm(compiled) -> None:  # noqa: ANN001
@@ -227,13 +273,15 @@ def test_a_toolchain_the_box_cannot_see_is_unavailable() -> None:
 def test_languages_command_lists_versions_detected_in_the_box() -> None:
     proc = cellbox("languages", "--json", check=True)
     rows = {row["name"]: row for row in json.loads(proc.stdout)}
-    assert sorted(rows) == NAMES
+    assert sorted(rows) == sorted(languages())
     for name, row in rows.items():
         assert row["available"] is (row["version"] is not None)
         if row["available"]:
             assert row["version"] == toolchain_version(get(name))
+        assert row["title"] == get(name).titled(row["version"])
+        assert row["judge0_ids"] == list(get(name).judge0_ids)
     table = cellbox("languages", check=True).stdout.decode()
-    assert "Java (OpenJDK 17)" in table
+    assert f"Java (OpenJDK {rows['java']['version']})" in table and "48 49 50" in table
 
 
 # -- compiler options: an allow-list per language, and the admin's caps bound compilation ----

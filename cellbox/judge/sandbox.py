@@ -136,7 +136,8 @@ def require_toolchain(lang: Language) -> None:
     if toolchain_version(lang) is None:
         raise UsageError(f"The {lang.titled(None)} toolchain does not work in a box here: its version "
                          f"command ({' '.join(lang.version)}) fails inside the box. Install "
-                         "it (scripts/bootstrap.sh installs every shipped language's), then "
+                         f"it (apt-get install {' '.join(lang.packages) or '...'}; "
+                         "scripts/bootstrap.sh installs every shipped language's), then "
                          "check with 'cellbox languages'")
 
 

@@ -41,7 +41,7 @@ RUN_KEYS = {"processes", "open_files", "stack"}
 SIZE_KEYS = {"memory", "output", "file_size", "stack"}
 TOP_KEYS = {"name", "title", "version", "source", "compile", "run", "artifacts", "dirs", "env",
             "oom_markers", "heap_reserve", "compile_limits", "run_limits", "compiler_options",
-            "judge0_ids", "version_pattern"}
+            "judge0_ids", "version_pattern", "packages"}
 
 
 class ProfileError(UsageError):
@@ -68,6 +68,7 @@ class Language:
     # another program (gcc's -wrapper, -B, plugins; rustc's -C linker; javac's processors).
     compiler_options: tuple[str, ...] = ()
     judge0_ids: tuple[int, ...] = ()  # the Judge0 CE language ids this profile answers
+    packages: tuple[str, ...] = ()  # Debian packages of the toolchain (scripts/bootstrap.sh)
     version_pattern: str = VERSION_PATTERN  # finds the version in the version command's output
 
     def titled(self, version: str | None) -> str:
@@ -238,6 +239,8 @@ def parse_profile(name: str, text: str) -> Language:
                                COMPILE_KEYS),
         run_changes=_limits(name, "run_limits", data.get("run_limits", {}), RUN_KEYS),
         compiler_options=options, judge0_ids=tuple(ids), version_pattern=pattern,
+        packages=_strings(name, "packages", data.get("packages", []), allow_empty=True,
+                          placeholders=False),
     )
 
 
