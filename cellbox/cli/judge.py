@@ -120,7 +120,7 @@ def languages_main(argv: list[str]) -> int:
         t.add_column(c)
     for row in rows:
         t.add_row(str(row["name"]), str(row["title"]),
-                  " ".join(map(str, row["judge0_ids"])) or "-",  # type: ignore[call-overload]
+                  " ".join(map(str, row["judge0_ids"])) or "-",  # type: ignore[arg-type]
                   str(row["source"]), "yes" if row["available"] else "no",
                   str(row["version"] or "-"))
     _console().print(t)

@@ -11,6 +11,7 @@ import fnmatch
 import os
 import re
 import stat
+import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -131,14 +132,32 @@ def run_compiled(compilation: Compilation, limits: Limits, stdin: bytes = b"",
                        stderr_to_stdout=stderr_to_stdout)
 
 
+def on_host(lang: Language) -> bool:
+    """Whether the language's version command succeeds on the host, outside any box: the
+    toolchain is installed, whether or not a box can run it."""
+    limits = lang.compile_limits()
+    try:
+        r = subprocess.run(lang.fill(lang.version, limits), capture_output=True, timeout=60,
+                           env={"PATH": DEFAULT_PATH, **lang.environment(limits)}, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return r.returncode == 0
+
+
 def require_toolchain(lang: Language) -> None:
     """Raise, saying what to do, if the language's toolchain does not work in a box here."""
-    if toolchain_version(lang) is None:
-        raise UsageError(f"The {lang.titled(None)} toolchain does not work in a box here: its version "
-                         f"command ({' '.join(lang.version)}) fails inside the box. Install "
-                         f"it (apt-get install {' '.join(lang.packages) or '...'}; "
-                         "scripts/bootstrap.sh installs every shipped language's), then "
-                         "check with 'cellbox languages'")
+    if toolchain_version(lang) is not None:
+        return
+    if on_host(lang):
+        raise UsageError(f"The {lang.titled(None)} toolchain is installed but does not work "
+                         f"in a box: its version command ({' '.join(lang.version)}) succeeds "
+                         "on the host and fails inside the box. Check the profile's dirs and "
+                         "env (docs/languages.md), then 'cellbox languages'")
+    raise UsageError(f"The {lang.titled(None)} toolchain is not installed here: its version "
+                     f"command ({' '.join(lang.version)}) fails. Install "
+                     f"it (apt-get install {' '.join(lang.packages) or '...'}; "
+                     "scripts/bootstrap.sh installs every shipped language's), then "
+                     "check with 'cellbox languages'")
 
 
 _versions: dict[str, str | None] = {}  # by language name, for the life of the process

@@ -1,8 +1,9 @@
 object Main {
   def main(args: Array[String]): Unit = {
-    scala.io.StdIn.readLine() match {
+    val lines = scala.io.Source.stdin.getLines()
+    lines.next() match {
       case "hello" => println("hello")
-      case "echo" => print(scala.io.Source.stdin.mkString)
+      case "echo" => lines.foreach(println)
       case "re" => throw new IllegalStateException("boom")
       case "cpu" => { var x = 0L; while (x >= 0) x += 1 }
       case "sleep" => Thread.sleep(30000)
