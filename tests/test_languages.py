@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -28,6 +29,7 @@ from cellbox.languages import (
     Language,
     ProfileError,
     get,
+    judge0_table,
     languages,
     parse_profile,
 )
@@ -367,3 +369,41 @@ def test_the_native_api_refuses_code_running_options(request_body: dict) -> None
     with pytest.raises(ApiError, match="is not allowed") as e:
         to_job(RunIn.model_validate(request_body), ServiceConfig())
     assert e.value.status == 422
+
+
+# -- Judge0 ids: every Judge0 CE 1.13.1 id is answered by one profile or refused with why ---
+
+def test_every_judge0_ce_id_is_answered_or_refused_with_a_reason() -> None:
+    answered, unsupported = judge0_table()
+    assert sorted([*answered, *unsupported]) == list(range(43, 90))  # Judge0 CE 1.13.1's 47
+    assert len(answered) >= 40
+    assert {answered[i].name for i in (48, 49, 50)} == {"c"}
+    assert all(u.reason for u in unsupported.values())
+
+
+@pytest.mark.parametrize(("language_id", "says"), [
+    (70, "id 70 (Python (2.7.17)) is not supported here: Debian 12 no longer packages"),
+    (83, "Swift"), (1, "doesn't exist"),
+])
+def test_judge0_ids_with_no_language_are_refused_with_the_reason(language_id: int,
+                                                                 says: str) -> None:
+    from cellbox.server.config import ServiceConfig
+    from cellbox.server.errors import ApiError
+    from cellbox.server.judge0 import SubmissionIn, to_job
+
+    sub = SubmissionIn.model_validate({"source_code": "x", "language_id": language_id})
+    with pytest.raises(ApiError, match=re.escape(says)) as e:
+        to_job(sub, False, ServiceConfig())
+    assert e.value.status == 422
+
+
+def test_a_judge0_family_id_runs_the_installed_toolchain() -> None:
+    from cellbox.server.config import ServiceConfig
+    from cellbox.server.jobs import execute
+    from cellbox.server.judge0 import SubmissionIn, to_job
+
+    available("c")
+    sub = SubmissionIn.model_validate({"source_code": "int main(void) { return 0; }",
+                                       "language_id": 48})
+    job, _ = to_job(sub, False, ServiceConfig())
+    assert job.language == "c" and execute(job.to_dict())["verdict"] == "AC"
