@@ -21,9 +21,10 @@ CHECKERS = ("tokens", "exact", "float")
 
 
 def languages_parser() -> argparse.ArgumentParser:
-    p = _parser("languages", "List the shipped languages and whether each works here: its "
-                "version command runs inside a box, so a toolchain the box cannot see counts "
-                "as unavailable. See docs/languages.md.")
+    p = _parser("languages", "List the shipped languages, the Judge0 language ids each "
+                "answers, and whether each works here: its version command runs inside a box, "
+                "so a toolchain the box cannot see counts as unavailable, and the version it "
+                "prints is in the title. See docs/languages.md.")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     return p
 
