@@ -47,13 +47,14 @@ SHARES = {"c-clang": "c", "cpp-clang": "cpp"}
 NOT_PROGRAMS = {"plaintext", "executable"}
 # Languages with no separate check before the run: a broken program fails its run (RE).
 NO_CHECK = {"sqlite"}
-# A generous wall time: the CPU-bound cases must reach the CPU limit even on a loaded machine.
-LIMITS = JudgeLimits(time=1, wall_time=10, memory=256 << 20, output=1 << 20).limits()
+# A generous wall time: the CPU-bound cases must reach the CPU limit even on a machine so
+# loaded that a run gets a tenth of a core.
+LIMITS = JudgeLimits(time=1, wall_time=30, memory=256 << 20, output=1 << 20).limits()
 SLEEP_LIMITS = dataclasses.replace(LIMITS, wall_time=3)
 # Runtimes whose start alone takes more than half a second of CPU here (Clojure and Groovy
 # load and compile much of themselves): their tests get 3 s of CPU.
 SLOW_START = {"clojure", "groovy"}
-LIMITS_JUDGE = JudgeLimits(time=1, wall_time=10, memory=256 << 20, output=1 << 20)
+LIMITS_JUDGE = JudgeLimits(time=1, wall_time=30, memory=256 << 20, output=1 << 20)
 NAMES = sorted(set(languages()) - NOT_PROGRAMS)
 
 

@@ -6,7 +6,8 @@ elseif mode == "cpu" then local x = 0; while x >= 0 do x = x + 1 end
 elseif mode == "sleep" then os.execute("sleep 30")
 elseif mode == "mle" then
   local hold = {}
-  while true do hold[#hold + 1] = string.rep("x", 16 << 20) end
+  local page = string.rep("x", 4096)
+  while true do hold[#hold + 1] = string.rep(page, 4096) end
 elseif mode == "ole" then
   local s = string.rep("x", 65536)
   while true do io.write(s) end
