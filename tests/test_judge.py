@@ -237,7 +237,7 @@ def test_exec_prints_output_and_verdict(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("args", "complaint"), [
-    (("exec", "--lang", "cobol", "s.py"), b"Unknown language 'cobol'"),
+    (("exec", "--lang", "brainfuck", "s.py"), b"Unknown language 'brainfuck'"),
     (("judge", "--lang", "python", "s.py", "--tests", "missing"), b"does not exist"),
     (("judge", "--lang", "python", "s.py", "--tests", "t", "--mem", "lots"),
      b"Cannot read size 'lots'"),
