@@ -132,16 +132,28 @@ def run_compiled(compilation: Compilation, limits: Limits, stdin: bytes = b"",
                        stderr_to_stdout=stderr_to_stdout)
 
 
+_host_versions: dict[str, str | None] = {}  # by language name, for the life of the process
+
+
+def host_version(lang: Language) -> str | None:
+    """The toolchain's version as its version command prints it on the host, outside any
+    box (so without proving that a box can run it); None if it fails or prints none."""
+    if lang.name not in _host_versions:
+        limits = lang.compile_limits()
+        try:
+            r = subprocess.run(lang.fill(lang.version, limits), capture_output=True,
+                               timeout=60, check=False,
+                               env={"PATH": DEFAULT_PATH, **lang.environment(limits)})
+        except (OSError, subprocess.TimeoutExpired):
+            r = None
+        _host_versions[lang.name] = (_version(lang, r.stdout + r.stderr)
+                                     if r is not None and r.returncode == 0 else None)
+    return _host_versions[lang.name]
+
+
 def on_host(lang: Language) -> bool:
-    """Whether the language's version command succeeds on the host, outside any box: the
-    toolchain is installed, whether or not a box can run it."""
-    limits = lang.compile_limits()
-    try:
-        r = subprocess.run(lang.fill(lang.version, limits), capture_output=True, timeout=60,
-                           env={"PATH": DEFAULT_PATH, **lang.environment(limits)}, check=False)
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return r.returncode == 0
+    """Whether the toolchain is installed, whether or not a box can run it."""
+    return host_version(lang) is not None
 
 
 def require_toolchain(lang: Language) -> None:
@@ -180,10 +192,15 @@ def _detect_version(lang: Language) -> str | None:
                         env=_environment(lang, limits), dirs=lang.dirs)
         except UsageError:  # e.g. a directory the profile binds is missing: no toolchain here
             return None
-    found = re.search(lang.version_pattern, (r.stdout + r.stderr).decode("utf-8", "replace"))
-    return (found.group(found.lastindex or 0) if found else None) if r.ok else None
+    return _version(lang, r.stdout + r.stderr) if r.ok else None
+
+
+def _version(lang: Language, output: bytes) -> str | None:
+    found = re.search(lang.version_pattern, output.decode("utf-8", "replace"))
+    return found.group(found.lastindex or 0) if found else None
 
 
 def title(lang: Language) -> str:
-    """The language's title with the toolchain's version, as detected in a box."""
-    return lang.titled(toolchain_version(lang))
+    """The language's title with the toolchain's version, as the host's toolchain prints it
+    (no box needed: the service's own process names its languages this way)."""
+    return lang.titled(host_version(lang))

@@ -136,13 +136,13 @@ def check_job(job: Job, cfg: ServiceConfig, names: Mapping[str, str] = {}) -> No
             else "a command"
         raise ApiError(422, "compiler_options: setting compiler options is only allowed for "
                        f"compiled languages; {what} takes none")
+    if sum(len(o) for o in job.options) > MAX_OPTIONS:
+        raise ApiError(422, f"compiler_options: at most {MAX_OPTIONS} characters")
     if lang is not None:
         try:
             lang.check_options(job.options)
         except UsageError as e:
             raise ApiError(422, f"compiler_options: {e}") from None
-    if sum(len(o) for o in job.options) > MAX_OPTIONS:
-        raise ApiError(422, f"compiler_options: at most {MAX_OPTIONS} characters")
     if len(job.source) > cfg.max_source_bytes:
         raise ApiError(413, f"the source is {len(job.source)} bytes; the most is "
                        f"{cfg.max_source_bytes}")
