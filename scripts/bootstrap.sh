@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up a fresh Debian 12 machine for cellbox, idempotently (run as root):
-#   1. apt-get install what is missing: gcc, g++, libseccomp2 (the seccomp filter, through
-#      pyseccomp), the toolchains of the shipped languages (a JDK, node, rustc), bubblewrap and
+#   1. apt-get install what is missing: gcc, libseccomp2 (the seccomp filter, through
+#      pyseccomp), the toolchains of the shipped languages (each profile's `packages` in
+#      cellbox/languages/; CELLBOX_LANGUAGES chooses which, below), bubblewrap and
 #      util-linux's unshare (peers in `cellbox bench`), redis-server (the service tests start
 #      their own, as the Celery broker), chromium (the playground's headless browser test),
 #      and python3 / python3-venv only when no
@@ -21,6 +22,11 @@
 #   6. when ../shared/vm/run-in-vm is there (CI, the team's machines): its setup (qemu, a Debian
 #      kernel, busybox), so that scripts/test.sh can run the cgroup v2 tests in its VM.
 # Quiet when there is nothing to do; on a failure it says what failed and shows the log.
+#
+# CELLBOX_LANGUAGES chooses the language toolchains to install: "all" (the default, a few GB),
+# "none", or a comma-separated list of profile names, e.g. CELLBOX_LANGUAGES=c,cpp,python for
+# a small machine (cellbox languages lists the names; a language left out is reported as
+# unavailable, never run without its toolchain).
 set -euo pipefail
 
 # One bootstrap at a time (e.g. demo.sh and test.sh started together): lock this script.
@@ -84,12 +90,30 @@ fi
 # ---- system packages -----------------------------------------------------------------------
 
 # "package[:command]": present if dpkg has the package installed (dpkg -s, but also false for a
-# removed package whose config files remain), or if the command is on PATH (e.g. a JDK that
-# came from another package than default-jdk-headless).
-# rustc has no command fallback: a rustup toolchain under a home directory is invisible in a box.
-REQUIRED=(gcc:gcc g++:g++ libc6-dev libseccomp2 default-jdk-headless:javac nodejs:node rustc
-          bubblewrap:bwrap util-linux:unshare redis-server:redis-server
-          chromium:chromium)  # the playground's browser test (headless)
+# removed package whose config files remain), or if the command is on PATH under /usr (e.g. a
+# JDK that came from another package than default-jdk-headless; a toolchain under a home
+# directory, such as rustup's, is invisible in a box, so it does not count).
+REQUIRED=(gcc:gcc libc6-dev libseccomp2 bubblewrap:bwrap util-linux:unshare
+          redis-server:redis-server)
+
+# The chosen languages' packages, each with its profile's version command as the fallback.
+LANGUAGES=${CELLBOX_LANGUAGES:-all}
+KNOWN=()
+for profile in cellbox/languages/[!_]*.toml; do
+    name=$(sed -n 's/^name = "\(.*\)"$/\1/p' "$profile")
+    KNOWN+=("$name")
+    [[ $LANGUAGES == all || ",$LANGUAGES," == *",$name,"* ]] || continue
+    cmd=$(sed -n 's/^version = \["\([^"]*\)".*/\1/p' "$profile")
+    for pkg in $(sed -n 's/^packages = \[\([^]]*\)\].*/\1/p' "$profile" | tr -d '",'); do
+        REQUIRED+=("$pkg:$cmd")
+    done
+done
+if [[ $LANGUAGES != all && $LANGUAGES != none ]]; then
+    for name in ${LANGUAGES//,/ }; do
+        [[ " ${KNOWN[*]} " == *" $name "* ]] || die "CELLBOX_LANGUAGES names an unknown" \
+            "language $name; known: all, none, ${KNOWN[*]}"
+    done
+fi
 if [[ $NEED_VENV == 1 ]]; then
     if [[ -z $PYTHON ]]; then
         REQUIRED+=(python3 python3-venv)  # Debian 12's python3 is 3.11
@@ -106,7 +130,8 @@ for req in "${REQUIRED[@]}"; do
     if [[ $(dpkg-query -W -f='${db:Status-Status}' "$pkg" 2>/dev/null) == installed ]]; then
         continue
     fi
-    if [[ -n $cmd ]] && command -v "$cmd" >/dev/null 2>&1; then
+    if [[ -n $cmd ]] && found=$(command -v "$cmd" 2>/dev/null) &&
+        [[ $(readlink -f "$found") == /usr/* ]]; then
         continue
     fi
     MISSING+=("$pkg")
@@ -117,7 +142,9 @@ if ((${#MISSING[@]})); then
         "them; run this as root (sudo $0)"
     command -v apt-get >/dev/null || die "packages ${MISSING[*]} are missing and there is no" \
         "apt-get; install them by hand (this script supports Debian 12)"
-    say "installing ${MISSING[*]} (apt-get)"
+    # Each package once (languages share some), in the order first named.
+    mapfile -t MISSING < <(printf '%s\n' "${MISSING[@]}" | awk '!seen[$0]++')
+    say "installing ${MISSING[*]} (apt-get; CELLBOX_LANGUAGES=$LANGUAGES)"
     export DEBIAN_FRONTEND=noninteractive
     quietly "apt-get update" apt-get update -q
     quietly "apt-get install" apt-get install -y -q --no-install-recommends "${MISSING[@]}"

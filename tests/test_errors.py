@@ -99,6 +99,6 @@ def test_missing_toolchain_is_ie_and_says_install() -> None:
                                  version=("/nonexistent/cc", "--version"))
     result = compile_and_run(broken, b"int main(void) { return 0; }\n")
     assert result.verdict is Verdict.IE and result.run is None
-    with pytest.raises(UsageError, match="toolchain does not work in a box here.*Install"):
+    with pytest.raises(UsageError, match="toolchain is not installed here.*Install"):
         require_toolchain(broken)
     require_toolchain(get("python"))  # a working one passes

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -17,44 +18,68 @@ from cellbox.judge import (
     Compilation,
     JudgeLimits,
     Verdict,
+    compile_and_run,
     compile_source,
     run_compiled,
     run_verdict,
 )
-from cellbox.judge.sandbox import toolchain_version
+from cellbox.judge.sandbox import on_host, require_toolchain, toolchain_version
 from cellbox.languages import (
     COMPILE_LIMITS,
     Language,
     ProfileError,
     get,
+    judge0_table,
     languages,
     parse_profile,
 )
+from cellbox.limits import Limits
 from cellbox.result import Status
+from cellbox.server.judge0 import PROJECT_ID
 from tests.conftest import cellbox
 
 pytestmark = pytest.mark.languages
 
 SOURCES = Path(__file__).parent / "languages"
-PROGRAM = {"python": "modes.py", "c": "modes.c", "cpp": "modes.cpp", "java": "Main.java",
-           "javascript": "modes.js", "rust": "modes.rs"}
-BROKEN = {"python": "print(\n", "c": "int main(void) { return x; }\n",
-          "cpp": "int main() { std::vector<int> v; }\n",
-          "java": "public class Main { void f() { int x = \"s\"; } }\n",
-          "javascript": "function (\n", "rust": "fn main() { let x: u32 = \"s\"; }\n"}
-LIMITS = JudgeLimits(time=1, wall_time=3, memory=256 << 20, output=1 << 20).limits()
-NAMES = sorted(PROGRAM)
+# One program per language in modes/, one that must not compile in broken/, named after the
+# language (any extension); a language may share another's (clang compiles gcc's sources).
+SHARES = {"c-clang": "c", "cpp-clang": "cpp"}
+# Plain Text and Executable are not programming languages: they have tests of their own.
+NOT_PROGRAMS = {"plaintext", "executable"}
+# Languages with no separate check before the run: a broken program fails its run (RE).
+NO_CHECK = {"sqlite"}
+# A generous wall time: the CPU-bound cases must reach the CPU limit even on a machine so
+# loaded that a run gets a tenth of a core.
+LIMITS = JudgeLimits(time=1, wall_time=30, memory=256 << 20, output=1 << 20).limits()
+SLEEP_LIMITS = dataclasses.replace(LIMITS, wall_time=3)
+# Runtimes whose start alone takes more than half a second of CPU here (Clojure and Groovy
+# load and compile much of themselves): their tests get 3 s of CPU.
+SLOW_START = {"clojure", "groovy"}
+LIMITS_JUDGE = JudgeLimits(time=1, wall_time=30, memory=256 << 20, output=1 << 20)
+NAMES = sorted(set(languages()) - NOT_PROGRAMS)
 
 
-def test_every_shipped_language_has_a_test_program() -> None:
-    assert sorted(languages()) == NAMES
+def source(kind: str, name: str) -> bytes:
+    found = sorted((SOURCES / kind).glob(f"{SHARES.get(name, name)}.*"))
+    assert len(found) == 1, f"tests/languages/{kind}/ needs one file for {name}"
+    return found[0].read_bytes()
+
+
+def test_every_shipped_language_has_test_programs() -> None:
+    for name in NAMES:
+        source("modes", name)
+        source("broken", name)
 
 
 def available(name: str) -> Language:
-    if toolchain_version(get(name)) is None:
-        pytest.skip(f"{name}: its toolchain does not run in a box on this machine "
-                    "(scripts/bootstrap.sh installs gcc, g++, a JDK, node and rustc)")
-    return get(name)
+    """The language, if the host has its toolchain. A toolchain the host has but a box
+    cannot run is a failure (a box regression), never a skip."""
+    lang = get(name)
+    if not on_host(lang):
+        pytest.skip(f"{name}: this machine lacks its toolchain (its version command fails on "
+                    f"the host; apt-get install {' '.join(lang.packages)})")
+    require_toolchain(lang)  # raises, saying so, if the box cannot run it
+    return lang
 
 
 @pytest.fixture(scope="session")
@@ -66,15 +91,18 @@ def compiled() -> dict[str, Compilation]:
 def program(compiled: dict[str, Compilation], name: str) -> Compilation:
     lang = available(name)
     if name not in compiled:
-        c = compile_source(lang, (SOURCES / PROGRAM[name]).read_bytes())
+        c = compile_source(lang, source("modes", name))
         assert c.ok, c.message
         compiled[name] = c
     return compiled[name]
 
 
-def run(compiled: dict[str, Compilation], name: str, stdin: str):  # noqa: ANN201
+def run(compiled: dict[str, Compilation], name: str, stdin: str,  # noqa: ANN201
+        limits: Limits = LIMITS):
     c = program(compiled, name)
-    r = run_compiled(c, LIMITS, stdin.encode())
+    if name in SLOW_START:
+        limits = dataclasses.replace(limits, time=3.0)
+    r = run_compiled(c, limits, stdin.encode())
     return r, run_verdict(r, c.language)
 
 
@@ -92,7 +120,13 @@ def test_echo_stdin(compiled, name: str) -> None:  # noqa: ANN001
 
 @pytest.mark.parametrize("name", NAMES)
 def test_compile_error(name: str) -> None:
-    c = compile_source(available(name), BROKEN[name].encode())
+    lang = available(name)
+    c = compile_source(lang, source("broken", name))
+    if name in NO_CHECK:
+        assert c.ok and not lang.compile
+        r = run_compiled(c, LIMITS)
+        assert run_verdict(r, lang) is Verdict.RE and r.stderr, (r.status, r.stderr)
+        return
     assert not c.ok and c.result is not None
     assert c.result.status is Status.RUNTIME_ERROR and c.message, c.message
 
@@ -111,7 +145,7 @@ def test_cpu_time_limit(compiled, name: str) -> None:  # noqa: ANN001
 
 @pytest.mark.parametrize("name", NAMES)
 def test_sleeping_gets_wall_time_limit(compiled, name: str) -> None:  # noqa: ANN001
-    r, verdict = run(compiled, name, "sleep\n")
+    r, verdict = run(compiled, name, "sleep\n", SLEEP_LIMITS)
     assert verdict is Verdict.TLE and r.status is Status.WALL_TIME_LIMIT, (r.status, r.stderr)
     assert r.wall_time < 5
 
@@ -133,6 +167,26 @@ def test_output_limit(compiled, name: str) -> None:  # noqa: ANN001
 def test_nonzero_exit(compiled, name: str) -> None:  # noqa: ANN001
     r, verdict = run(compiled, name, "exit\n")
     assert verdict is Verdict.RE and r.exit_code == 3, (r.status, r.stderr)
+
+
+def test_plain_text_is_its_own_output() -> None:
+    text = b"Plain text,\nprinted as it is.\n"
+    result = compile_and_run(available("plaintext"), text, b"ignored stdin\n")
+    assert result.verdict is Verdict.AC and result.run is not None, result.compilation.message
+    assert result.run.stdout == text
+
+
+def test_executable_runs_a_ready_program(compiled) -> None:  # noqa: ANN001
+    binary = next(a for a in program(compiled, "c").artifacts if a.name == "main")
+    lang = available("executable")
+    for stdin, verdict, stdout, exit_code in ((b"hello\n", Verdict.AC, b"hello\n", 0),
+                                              (b"exit\n", Verdict.RE, b"", 3)):
+        result = compile_and_run(lang, binary.data, stdin, LIMITS_JUDGE)
+        assert result.verdict is verdict and result.run is not None, result.compilation.message
+        assert (result.run.stdout, result.run.exit_code) == (stdout, exit_code)
+    result = compile_and_run(lang, b"not a program\n", b"", LIMITS_JUDGE)
+    assert result.verdict in (Verdict.RE, Verdict.IE) and result.run is not None
+    assert result.run.exit_code != 0
 
 
 def test_java_hello_under_256m_counts_the_whole_jvm(compiled) -> None:  # noqa: ANN001
@@ -194,9 +248,11 @@ def test_gigantic_diagnostics_are_capped() -> None:
     ('name = "x"\nbogus = 1\n', "unknown key(s) bogus"),
     ("name = [", "not valid TOML"),
     ('name = "x"\ntitle = "X"\nsource = "a"\nversion = ["x"]\nrun = ["x"]\n'
-     'compiler_options = true\n', "needs the source file in the compile command"),
+     'compiler_options = ["-O"]\n', "needs the source file in the compile command"),
     ('name = "x"\ntitle = "X"\nsource = "a"\nversion = ["x"]\nrun = ["x"]\n'
-     'compiler_options = 1\n', "compiler_options must be true or false"),
+     'compiler_options = "nosuchset"\n', "names no option set"),
+    ('name = "x"\ntitle = "X"\nsource = "a"\nversion = ["x"]\nrun = ["x"]\n'
+     'compiler_options = ["-O("]\n', "not a valid regular expression"),
 ])
 def test_bad_profiles_are_refused_clearly(text: str, complaint: str) -> None:
     with pytest.raises(ProfileError, match="Language profile bad.toml") as e:
@@ -224,10 +280,133 @@ def test_a_toolchain_the_box_cannot_see_is_unavailable() -> None:
 def test_languages_command_lists_versions_detected_in_the_box() -> None:
     proc = cellbox("languages", "--json", check=True)
     rows = {row["name"]: row for row in json.loads(proc.stdout)}
-    assert sorted(rows) == NAMES
+    assert sorted(rows) == sorted(languages())
     for name, row in rows.items():
         assert row["available"] is (row["version"] is not None)
         if row["available"]:
             assert row["version"] == toolchain_version(get(name))
+        assert row["title"] == get(name).titled(row["version"])
+        assert row["judge0_ids"] == list(get(name).judge0_ids)
     table = cellbox("languages", check=True).stdout.decode()
-    assert "Java (OpenJDK 17)" in table
+    assert f"Java (OpenJDK {rows['java']['version']})" in table and "48 49 50" in table
+
+
+# -- compiler options: an allow-list per language, and the admin's caps bound compilation ----
+
+# Options that make the compiler run a program of the submission's choosing at compile time
+# (a wrapper, a plugin, another linker, an annotation processor, a java agent), or read more
+# options from a file the submission wrote.
+CODE_RUNNING_OPTIONS = [
+    ("c", ["-wrapper", "/bin/sh,w.sh"]), ("c", ["-wrapper=/bin/sh,w.sh"]), ("c", ["-B."]),
+    ("c", ["-B", "."]), ("c", ["-specs=evil.specs"]), ("c", ["-fplugin=./p.so"]),
+    ("c", ["@opts"]), ("c", ["-Wl,-plugin=./p.so"]), ("c", ["-Xlinker", "--plugin"]),
+    ("c", ["-fuse-ld=./ld"]), ("cpp", ["-wrapper", "/bin/sh,w.sh"]), ("cpp", ["-B./"]),
+    ("rust", ["-C", "linker=./w.sh"]), ("rust", ["-Clinker=./w.sh"]),
+    ("rust", ["-Zunstable-options"]), ("rust", ["--extern", "x=./libx.rlib"]),
+    ("java", ["-processorpath", "."]), ("java", ["-J-javaagent:a.jar"]), ("java", ["@args"]),
+    ("java", ["-Xplugin:Evil"]),
+]
+
+
+@pytest.mark.parametrize(("name", "options"), CODE_RUNNING_OPTIONS)
+def test_code_running_compiler_options_are_refused(name: str, options: list[str]) -> None:
+    with pytest.raises(UsageError, match="compiler option .* is not allowed"):
+        get(name).compile_argv(COMPILE_LIMITS, options)
+
+
+@pytest.mark.parametrize(("name", "options"), [
+    ("c", ["-O0", "-DX=1", "-DONLINE_JUDGE", "-std=c11", "-Wall", "-Wextra", "-lm", "-g"]),
+    ("cpp", ["-O3", "-std=c++20", "-Werror=return-type", "-w", "-march=native"]),
+    ("java", ["-g", "-Xlint:all", "-nowarn"]),
+    ("rust", ["-Copt-level=3", "-g", "--edition=2018", "-Coverflow-checks=on"]),
+])
+def test_common_compiler_options_are_allowed(name: str, options: list[str]) -> None:
+    argv = get(name).compile_argv(COMPILE_LIMITS, options)
+    at = argv.index(get(name).source)
+    assert argv[at - len(options):at] == options
+
+
+def test_a_wrapper_option_never_runs_the_submissions_script() -> None:
+    lang = available("c")
+    script = b"touch ran\nexec \"$@\"\n"
+    with pytest.raises(UsageError, match="'-wrapper' is not allowed"):
+        compile_source(lang, b"int main(void) { return 0; }\n", files={"w.sh": script},
+                       options=["-wrapper", "/bin/sh,w.sh"])
+
+
+def test_the_admins_caps_bound_the_compile_step() -> None:
+    caps = Limits(time=1.0, wall_time=2.0, memory=64 << 20, processes=1, output=4096,
+                  file_size=1 << 20)
+    bounded = get("java").compile_limits(caps)
+    for key in ("time", "wall_time", "memory", "processes", "output", "file_size"):
+        assert getattr(bounded, key) == getattr(caps, key), key
+    assert get("c").compile_limits(Limits(time=100.0, processes=None)) == get("c").compile_limits()
+
+
+def test_a_service_job_compiles_under_the_admins_caps() -> None:
+    from cellbox.server.config import ServiceConfig
+    from cellbox.server.jobs import execute
+    from cellbox.server.native import RunIn, to_job
+
+    available("c")
+    source = "int main(void) { return 0; }"
+    roomy = to_job(RunIn.model_validate({"language": "c", "source": source}), ServiceConfig())
+    assert execute(roomy.to_dict())["verdict"] == "AC"
+    # gcc forks cc1, as and ld: with the admin's one process, compilation itself must fail.
+    tight = to_job(RunIn.model_validate({"language": "c", "source": source}),
+                   ServiceConfig(max_processes=1))
+    out = execute(tight.to_dict())
+    assert out["verdict"] == "CE", out
+
+
+@pytest.mark.parametrize("request_body", [
+    {"language": "c", "source": "int main(void){}", "compiler_options": ["-wrapper", "x"]},
+    {"language": "rust", "source": "fn main(){}", "compiler_options": ["-Clinker=./x"]},
+])
+def test_the_native_api_refuses_code_running_options(request_body: dict) -> None:
+    from cellbox.server.config import ServiceConfig
+    from cellbox.server.errors import ApiError
+    from cellbox.server.native import RunIn, to_job
+
+    with pytest.raises(ApiError, match="is not allowed") as e:
+        to_job(RunIn.model_validate(request_body), ServiceConfig())
+    assert e.value.status == 422
+
+
+# -- Judge0 ids: every Judge0 CE 1.13.1 id is answered by one profile or refused with why ---
+
+def test_every_judge0_ce_id_is_answered_or_refused_with_a_reason() -> None:
+    answered, unsupported = judge0_table()
+    # Judge0 CE 1.13.1's 47; the server runs 89 (multi-file programs) itself
+    assert sorted([*answered, *unsupported, PROJECT_ID]) == list(range(43, 90))
+    assert len(answered) >= 40
+    assert {answered[i].name for i in (48, 49, 50)} == {"c"}
+    assert all(u.reason for u in unsupported.values())
+
+
+@pytest.mark.parametrize(("language_id", "says"), [
+    (70, "id 70 (Python (2.7.17)) is not supported here: Debian 12 no longer packages"),
+    (83, "Swift"), (1, "doesn't exist"),
+])
+def test_judge0_ids_with_no_language_are_refused_with_the_reason(language_id: int,
+                                                                 says: str) -> None:
+    from cellbox.server.config import ServiceConfig
+    from cellbox.server.errors import ApiError
+    from cellbox.server.judge0 import SubmissionIn, to_job
+
+    sub = SubmissionIn.model_validate({"source_code": "x", "language_id": language_id})
+    with pytest.raises(ApiError, match=re.escape(says)) as e:
+        to_job(sub, False, ServiceConfig())
+    assert e.value.status == 422
+
+
+def test_a_judge0_family_id_runs_the_installed_toolchain() -> None:
+    from cellbox.server.config import ServiceConfig
+    from cellbox.server.jobs import execute
+    from cellbox.server.judge0 import SubmissionIn, to_job
+
+    available("c")
+    sub = SubmissionIn.model_validate({"source_code": "int main(void) { return 0; }",
+                                       "language_id": 48})
+    job, _ = to_job(sub, False, ServiceConfig())
+    assert job.language == "c" and execute(job.to_dict())["verdict"] == "AC"

@@ -76,7 +76,7 @@ def main() -> None:
                             data = f.read()
                         start = time.perf_counter()
                         run = pool.prepare(lang.run_argv(limits), limits, stdin=data,
-                                           env=run_environment(lang))
+                                           env=run_environment(lang, limits))
                         compilation.copy_into(run.box)
                         result = run_warm([run])[0]
                         bare.append(time.perf_counter() - start)

@@ -21,9 +21,10 @@ CHECKERS = ("tokens", "exact", "float")
 
 
 def languages_parser() -> argparse.ArgumentParser:
-    p = _parser("languages", "List the shipped languages and whether each works here: its "
-                "version command runs inside a box, so a toolchain the box cannot see counts "
-                "as unavailable. See docs/languages.md.")
+    p = _parser("languages", "List the shipped languages, the Judge0 language ids each "
+                "answers, and whether each works here: its version command runs inside a box, "
+                "so a toolchain the box cannot see counts as unavailable, and the version it "
+                "prints is in the title. See docs/languages.md.")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     return p
 
@@ -125,9 +126,10 @@ def languages_main(argv: list[str]) -> int:
     from cellbox.judge.sandbox import toolchain_version
     from cellbox.languages import languages
 
-    rows = [{"name": lang.name, "title": lang.title, "source": lang.source,
-             "compiled": bool(lang.compile), "version": toolchain_version(lang)}
-            for lang in languages().values()]
+    rows = [{"name": lang.name, "title": lang.titled(version), "source": lang.source,
+             "compiled": bool(lang.compile), "judge0_ids": list(lang.judge0_ids),
+             "version": version}
+            for lang in languages().values() for version in [toolchain_version(lang)]]
     for row in rows:
         row["available"] = row["version"] is not None
     if args.json:
@@ -136,11 +138,13 @@ def languages_main(argv: list[str]) -> int:
     from rich.table import Table
 
     t = Table(title="cellbox languages")
-    for c in ("name", "title", "source", "available", "version"):
+    for c in ("name", "title", "judge0 ids", "source", "available", "version"):
         t.add_column(c)
     for row in rows:
-        t.add_row(str(row["name"]), str(row["title"]), str(row["source"]),
-                  "yes" if row["available"] else "no", str(row["version"] or "-"))
+        t.add_row(str(row["name"]), str(row["title"]),
+                  " ".join(map(str, row["judge0_ids"])) or "-",  # type: ignore[arg-type]
+                  str(row["source"]), "yes" if row["available"] else "no",
+                  str(row["version"] or "-"))
     _console().print(t)
     return 0
 

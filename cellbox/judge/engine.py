@@ -107,13 +107,15 @@ def compile_and_run(lang: Language, source: bytes, stdin: bytes = b"",
                     limits: JudgeLimits | None = None, files: Mapping[str, bytes] = {},
                     share_net: bool = False, args: Sequence[str] = (),
                     options: Sequence[str] = (), stderr_to_stdout: bool = False,
-                    runs: int = 1) -> ExecResult:
+                    runs: int = 1, compile_caps: Limits | None = None) -> ExecResult:
     """``files``: more files in the compiler's box and the run's; ``share_net``: the run
     gets the host's network (the service allows it only when its admin does); ``args``: the
     program's command-line arguments; ``options``: compiler options (profiles with
     compiler_options only); ``runs``: run that many times, each in a fresh box, stopping at
-    the first run that does not end well (Judge0's number_of_runs)."""
-    compilation = compile_source(lang, source, files=files, options=options)
+    the first run that does not end well (Judge0's number_of_runs); ``compile_caps``: limits
+    the compile step may not exceed (a service's admin caps)."""
+    compilation = compile_source(lang, source, lang.compile_limits(compile_caps), files,
+                                 options)
     if compilation.verdict is not None:
         return ExecResult(compilation, None, compilation.verdict)
     done: list[RunResult] = []

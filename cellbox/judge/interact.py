@@ -59,7 +59,7 @@ def interact(lang: Language, source: bytes, interactor: Language, interactor_sou
     with Pool(1, dirs=lang.dirs + RUN_DIRS) as programs, \
             Pool(1, dirs=interactor.dirs + RUN_DIRS) as interactors:
         program = programs.prepare(lang.run_argv(run_limits), run_limits,
-                                   env=run_environment(lang))
+                                   env=run_environment(lang, run_limits))
         compilation.copy_into(program.box)
         other = prepare_validator(interactors, built, interactor_limits, data, answer)
         run, irun = run_interactive(program, other)

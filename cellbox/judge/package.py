@@ -228,7 +228,7 @@ class PackageJudge:
         lang = compilation.language
         run_limits = lang.run_limits(limits)
         sub = self._pool(compilation).prepare(lang.run_argv(run_limits), run_limits,
-                                              stdin=data, env=run_environment(lang))
+                                              stdin=data, env=run_environment(lang, run_limits))
         compilation.copy_into(sub.box)
         if self.problem.interactive:
             val = self._validator_run(test, data, answer, feedback, None, limits.wall_time)

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import re
 import shutil
 import stat
+import subprocess
 import tempfile
 import weakref
 from collections.abc import Mapping, Sequence
@@ -77,8 +79,9 @@ class Compilation:
                 "memory": r.peak_memory if r else None}
 
 
-def run_environment(lang: Language) -> dict[str, str]:
-    return {"PATH": DEFAULT_PATH} | lang.env
+def run_environment(lang: Language, limits: Limits) -> dict[str, str]:
+    """The environment of the profile's commands, placeholders filled from ``limits``."""
+    return {"PATH": DEFAULT_PATH} | lang.environment(limits)
 
 
 def _message(result: RunResult) -> str:
@@ -106,7 +109,8 @@ def compile_source(lang: Language, source: bytes, limits: Limits | None = None,
             if not lang.compile:
                 return Compilation(lang, True, artifacts=_artifacts(box, lang, directory, limits),
                                    directory=directory)
-            result = box.run(argv, limits, env=run_environment(lang), dirs=lang.dirs)
+            result = box.run(argv, limits, env=run_environment(lang, limits),
+                             dirs=lang.dirs)
             if not result.ok:
                 shutil.rmtree(directory)
                 return Compilation(lang, False, _message(result), result)
@@ -123,12 +127,13 @@ def _artifacts(box: Box, lang: Language, directory: str,
     copied to ``directory``, each at most the compile step's file size limit. Listing names
     is safe: the compiler has exited and every file is copied with copy_out."""
     cap = limits.file_size if limits.file_size is not None else COMPILE_LIMITS.file_size
-    names = [(lang.source, 0o644)]
+    names = []
     with os.scandir(os.path.join(box.path, "box")) as entries:
         for e in sorted(entries, key=lambda e: e.name):
             st = e.stat(follow_symlinks=False)
-            if (e.name != lang.source and stat.S_ISREG(st.st_mode)
-                    and any(fnmatch.fnmatchcase(e.name, p) for p in lang.artifacts)):
+            if stat.S_ISREG(st.st_mode) and (e.name == lang.source or any(
+                    fnmatch.fnmatchcase(e.name, p) for p in lang.artifacts)):
+                # executable or not as the compile step left it
                 names.append((e.name, 0o755 if st.st_mode & stat.S_IXUSR else 0o644))
     found = []
     for i, (name, mode) in enumerate(names):
@@ -153,25 +158,58 @@ def run_compiled(compilation: Compilation, limits: Limits, stdin: bytes = b"",
             box.write_file(name, data)
         compilation.copy_into(box)
         return box.run(lang.run_argv(limits) + list(args), limits, stdin=stdin,
-                       env=run_environment(lang), dirs=lang.dirs + RUN_DIRS, share_net=share_net,
+                       env=run_environment(lang, limits), dirs=lang.dirs + RUN_DIRS,
+                       share_net=share_net,
                        stderr_to_stdout=stderr_to_stdout)
+
+
+_host_versions: dict[str, str | None] = {}  # by language name, for the life of the process
+
+
+def host_version(lang: Language) -> str | None:
+    """The toolchain's version as its version command prints it on the host, outside any
+    box (so without proving that a box can run it); None if it fails or prints none."""
+    if lang.name not in _host_versions:
+        limits = lang.compile_limits()
+        try:
+            r = subprocess.run(lang.fill(lang.version, limits), capture_output=True,
+                               timeout=60, check=False,
+                               env={"PATH": DEFAULT_PATH, **lang.environment(limits)})
+        except (OSError, subprocess.TimeoutExpired):
+            r = None
+        _host_versions[lang.name] = (_version(lang, r.stdout + r.stderr)
+                                     if r is not None and r.returncode == 0 else None)
+    return _host_versions[lang.name]
+
+
+def on_host(lang: Language) -> bool:
+    """Whether the toolchain is installed, whether or not a box can run it."""
+    return host_version(lang) is not None
 
 
 def require_toolchain(lang: Language) -> None:
     """Raise, saying what to do, if the language's toolchain does not work in a box here."""
-    if toolchain_version(lang) is None:
-        raise UsageError(f"The {lang.title} toolchain does not work in a box here: its version "
-                         f"command ({' '.join(lang.version)}) fails inside the box. Install "
-                         "it (scripts/bootstrap.sh installs every shipped language's), then "
-                         "check with 'cellbox languages'")
+    if toolchain_version(lang) is not None:
+        return
+    if on_host(lang):
+        raise UsageError(f"The {lang.titled(None)} toolchain is installed but does not work "
+                         f"in a box: its version command ({' '.join(lang.version)}) succeeds "
+                         "on the host and fails inside the box. Check the profile's dirs and "
+                         "env (docs/languages.md), then 'cellbox languages'")
+    raise UsageError(f"The {lang.titled(None)} toolchain is not installed here: its version "
+                     f"command ({' '.join(lang.version)}) fails. Install "
+                     f"it (apt-get install {' '.join(lang.packages) or '...'}; "
+                     "scripts/bootstrap.sh installs every shipped language's), then "
+                     "check with 'cellbox languages'")
 
 
 _versions: dict[str, str | None] = {}  # by language name, for the life of the process
 
 
 def toolchain_version(lang: Language) -> str | None:
-    """The first line the language's version command prints, run inside a box (so it proves
-    the box can see the toolchain), or None if it fails there."""
+    """The toolchain's version (``version_pattern``'s match, or its first group, in what the
+    version command prints), run inside a box, so that it proves the box can run the
+    toolchain; None if it fails there or prints no version."""
     if lang.name not in _versions:
         _versions[lang.name] = _detect_version(lang)
     return _versions[lang.name]
@@ -181,9 +219,19 @@ def _detect_version(lang: Language) -> str | None:
     limits = lang.compile_limits()
     with Box() as box:
         try:
-            r = box.run(lang.fill(lang.version, limits), limits, env=run_environment(lang),
-                        dirs=lang.dirs)
+            r = box.run(lang.fill(lang.version, limits), limits,
+                        env=run_environment(lang, limits), dirs=lang.dirs)
         except UsageError:  # e.g. a directory the profile binds is missing: no toolchain here
             return None
-    lines = (r.stdout + r.stderr).decode("utf-8", "replace").strip().splitlines()
-    return lines[0].strip() if r.ok and lines else None
+    return _version(lang, r.stdout + r.stderr) if r.ok else None
+
+
+def _version(lang: Language, output: bytes) -> str | None:
+    found = re.search(lang.version_pattern, output.decode("utf-8", "replace"))
+    return found.group(found.lastindex or 0) if found else None
+
+
+def title(lang: Language) -> str:
+    """The language's title with the toolchain's version, as the host's toolchain prints it
+    (no box needed: the service's own process names its languages this way)."""
+    return lang.titled(host_version(lang))

@@ -136,7 +136,7 @@ def prepare_validator(pool: Pool, compilation: Compilation, limits: Limits, data
     files = {"testdata.in": data, "testdata.ans": answer,
              **{f"{FEEDBACK}/{n}": d for n, d in feedback.items()}}
     argv = [*lang.run_argv(limits), "testdata.in", "testdata.ans", f"{FEEDBACK}/", *flags]
-    run = pool.prepare(argv, limits, files=files, stdin=stdin, env=run_environment(lang))
+    run = pool.prepare(argv, limits, files=files, stdin=stdin, env=run_environment(lang, limits))
     run.box.make_dir(FEEDBACK)
     compilation.copy_into(run.box)
     return run

@@ -17,7 +17,7 @@ from cellbox.api import DEFAULT_PATH, Box
 from cellbox.errors import CellboxError
 from cellbox.judge import JudgeLimits, Verdict, compile_and_run, run_verdict
 from cellbox.languages import COMPILE_LIMITS, get
-from cellbox.limits import COMMAND_PROCESSES
+from cellbox.limits import COMMAND_PROCESSES, Limits
 from cellbox.pool import Pool
 from cellbox.result import RunResult
 
@@ -50,7 +50,9 @@ class Job:
     the program, compiler ``options`` and ``files`` beside the source when compiling and
     running), ``command`` (argv run in a box holding ``files``) or ``project`` (Judge0's
     multi-file program: ``files`` bring a ``run`` script, and a ``compile`` script if it
-    needs one). ``runs``: language runs only, Judge0's number_of_runs."""
+    needs one). ``runs``: language runs only, Judge0's number_of_runs. ``caps``: the admin's
+    caps, which bound the compile step too (the submission's options may make a compiler run
+    its code)."""
 
     language: str | None = None
     source: bytes = b""
@@ -67,6 +69,7 @@ class Job:
     # interactor the program talks to (cellbox.judge.interact)
     interactor: dict[str, Any] | None = None
     project: bool = False
+    caps: JobLimits | None = None
 
     @property
     def label(self) -> str:
@@ -89,7 +92,8 @@ class Job:
                    stdin=unb64(d.get("stdin", "")), limits=JobLimits(**d.get("limits") or {}),
                    network=bool(d.get("network")), options=tuple(d.get("options") or ()),
                    stderr_to_stdout=bool(d.get("stderr_to_stdout")), runs=int(d.get("runs", 1)),
-                   interactor=d.get("interactor"), project=bool(d.get("project")))
+                   interactor=d.get("interactor"), project=bool(d.get("project")),
+                   caps=JobLimits(**d["caps"]) if d.get("caps") else None)
 
 
 @dataclass
@@ -150,7 +154,7 @@ def _execute(job: Job) -> Outcome:
         return _interact(job, limits)
     result = compile_and_run(get(job.language), job.source, job.stdin, limits, job.files,
                              job.network, job.args, job.options, job.stderr_to_stdout,
-                             job.runs)
+                             job.runs, _limits(job.caps) if job.caps else None)
     out = Outcome(verdict=result.verdict.value, compile_output=result.compilation.message)
     if result.run is None:
         return out
@@ -197,6 +201,11 @@ def close_warm_pool() -> None:
     pool, _warm = _warm, None
     if pool is not None:
         pool.__exit__(None, None, None)
+
+
+def _limits(lim: JobLimits) -> Limits:
+    return Limits(time=lim.time, wall_time=lim.wall_time, memory=lim.memory,
+                  output=lim.output, file_size=lim.file_size, processes=lim.processes)
 
 
 def _run_command(job: Job, limits: JudgeLimits) -> Outcome:

@@ -19,17 +19,17 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict
 
-from cellbox.languages import languages
+from cellbox.judge.sandbox import title
+from cellbox.languages import judge0_table
 from cellbox.server import archive
 from cellbox.server.config import ServiceConfig, is_loopback
 from cellbox.server.errors import ApiError, field_errors
 from cellbox.server.jobs import Job, JobLimits, Outcome
-from cellbox.server.native import MAX_OPTIONS, check_job
+from cellbox.server.native import MAX_OPTIONS, caps, check_job
 from cellbox.server.records import Record
 
 VERSION = "1.13.1"  # the Judge0 CE version whose API this follows
 KB = 1024
-LANGUAGE_IDS = {71: "python", 50: "c", 54: "cpp", 62: "java", 63: "javascript", 73: "rust"}
 PROJECT_ID, PROJECT_NAME = 89, "Multi-file program"  # additional_files with compile/run scripts
 STATUSES = {
     1: "In Queue", 2: "Processing", 3: "Accepted", 4: "Wrong Answer",
@@ -172,10 +172,15 @@ def _check(sub: SubmissionIn, cfg: ServiceConfig) -> None:
     def add(field: str, message: str) -> None:
         errors.setdefault(field, []).append(message)
 
+    answered, unsupported = judge0_table()
     project = sub.language_id == PROJECT_ID
     if sub.language_id is None:
         add("language_id", "can't be blank")
-    elif not project and sub.language_id not in LANGUAGE_IDS:
+    elif sub.language_id in unsupported:
+        u = unsupported[sub.language_id]
+        add("language_id", f"language with id {u.id} ({u.name}) is not supported here: "
+            f"{u.reason}")
+    elif not project and sub.language_id not in answered:
         add("language_id", f"language with id {sub.language_id} doesn't exist")
     if project and sub.source_code:
         add("source_code", "must be blank")
@@ -195,7 +200,7 @@ def _check(sub: SubmissionIn, cfg: ServiceConfig) -> None:
     for field in ("compiler_options", "command_line_arguments"):
         if len(getattr(sub, field) or "") > MAX_OPTIONS:
             add(field, f"is too long (maximum is {MAX_OPTIONS} characters)")
-    lang = languages().get(LANGUAGE_IDS.get(sub.language_id or 0, ""))
+    lang = answered.get(sub.language_id or 0)
     if sub.compiler_options and (lang is None or not lang.compiler_options):
         add("compiler_options", "setting compiler options is only allowed for compiled "
             "languages")
@@ -242,8 +247,8 @@ def to_job(sub: SubmissionIn, b64: bool, cfg: ServiceConfig) -> tuple[Job, dict[
     limits = {k: getattr(sub, k) if getattr(sub, k) is not None else v
               for k, v in defaults(cfg).items()}
     project = sub.language_id == PROJECT_ID
-    job = Job(language=None if project else LANGUAGE_IDS[sub.language_id or 0],
-              project=project, source=texts["source_code"] or b"",
+    job = Job(language=None if project else judge0_table()[0][sub.language_id or 0].name,
+              project=project, caps=caps(cfg), source=texts["source_code"] or b"",
               args=_split(sub.command_line_arguments, "command_line_arguments"),
               stdin=texts["stdin"] or b"", files=_files(zipped, cfg),
               limits=JobLimits(time=float(limits["cpu_time_limit"]),
@@ -325,8 +330,8 @@ def language_name(id: object) -> str | None:
     """The name of a Judge0 language id; None for an id this server no longer has."""
     if id == PROJECT_ID:
         return PROJECT_NAME
-    lang = languages().get(LANGUAGE_IDS.get(int(str(id)), ""))
-    return lang.title if lang else None
+    lang = judge0_table()[0].get(int(str(id)))
+    return title(lang) if lang else None
 
 
 def to_json(rec: Record, b64: bool, fields: tuple[str, ...]) -> dict[str, object]:
@@ -487,23 +492,30 @@ def router() -> APIRouter:
         await svc.delete(token)
         return to_json(rec, True, wanted)
 
+    # Plain functions: FastAPI runs them in its thread pool, since a title's version is read
+    # from the toolchain (once per process).
     @r.get("/languages")
-    async def langs() -> list[dict[str, object]]:
+    def langs() -> list[dict[str, object]]:
         return [{"id": id, "name": name} for id, name in _languages()]
 
     @r.get("/languages/all")
-    async def all_langs() -> list[dict[str, object]]:
+    def all_langs() -> list[dict[str, object]]:
         return [{"id": id, "name": name, "is_archived": False} for id, name in _languages()]
 
     @r.get("/languages/{id}")
-    async def lang(id: int) -> dict[str, object]:
+    def lang(id: int) -> dict[str, object]:
         if id == PROJECT_ID:
             return {"id": id, "name": PROJECT_NAME, "is_archived": False, "source_file": None,
                     "compile_cmd": None, "run_cmd": None}
-        if id not in LANGUAGE_IDS:
+        answered, unsupported = judge0_table()
+        if id in unsupported:
+            u = unsupported[id]
+            raise ApiError(404, f"language with id {id} ({u.name}) is not supported here: "
+                           f"{u.reason}")
+        if id not in answered:
             raise ApiError(404, f"language with id {id} doesn't exist")
-        lang = languages()[LANGUAGE_IDS[id]]
-        return {"id": id, "name": lang.title, "is_archived": False,
+        lang = answered[id]
+        return {"id": id, "name": title(lang), "is_archived": False,
                 "source_file": lang.source, "compile_cmd": " ".join(lang.compile) or None,
                 "run_cmd": " ".join(lang.run)}
 
@@ -516,7 +528,7 @@ def router() -> APIRouter:
 
 def _languages() -> list[tuple[int, str]]:
     """Every language id this server runs, by name, as Judge0 orders them."""
-    found = [(id, name) for id in (*LANGUAGE_IDS, PROJECT_ID)
+    found = [(id, name) for id in (*judge0_table()[0], PROJECT_ID)
              if (name := language_name(id)) is not None]
     return sorted(found, key=lambda x: x[1])
 

@@ -14,6 +14,7 @@ from importlib import metadata
 from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse, Response
 
+from cellbox.judge.sandbox import title
 from cellbox.languages import languages
 from cellbox.server.config import ServiceConfig
 from cellbox.server.judge0 import (
@@ -108,7 +109,7 @@ def _config_info(cfg: ServiceConfig) -> dict[str, object]:
         "maintenance_mode": False, "enable_wait_result": True,
         "enable_compiler_options": True,
         "allowed_languages_for_compile_options": [
-            lang.title for lang in languages().values() if lang.compiler_options],
+            title(lang) for lang in languages().values() if lang.compiler_options],
         "enable_command_line_arguments": True,
         "enable_submission_delete": cfg.enable_submission_delete,
         "enable_callbacks": cfg.enable_callbacks, "callbacks_max_tries": CALLBACK_TRIES,

@@ -12,7 +12,9 @@ from typing import Literal
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from cellbox.errors import UsageError
 from cellbox.judge import TokensChecker
+from cellbox.judge.sandbox import title
 from cellbox.languages import languages
 from cellbox.limits import COMMAND_PROCESSES
 from cellbox.server.config import ServiceConfig
@@ -130,6 +132,13 @@ def check_limits(lim: JobLimits, cfg: ServiceConfig, names: Mapping[str, str] = 
                            f"server's maximum {cap}")
 
 
+def caps(cfg: ServiceConfig) -> JobLimits:
+    """The admin's caps as limits: they bound a job's compile step as well as its run."""
+    return JobLimits(time=cfg.max_time, wall_time=cfg.max_wall_time, memory=cfg.max_memory,
+                     output=cfg.max_output, file_size=cfg.max_file_size,
+                     processes=cfg.max_processes)
+
+
 def check_job(job: Job, cfg: ServiceConfig, names: Mapping[str, str] = {}) -> None:
     """The admin's caps on sizes (413) and limits (422, ``names`` as in check_limits), and
     the network policy (403)."""
@@ -138,12 +147,17 @@ def check_job(job: Job, cfg: ServiceConfig, names: Mapping[str, str] = {}) -> No
                        f"{', '.join(languages())}")
     lang = languages().get(job.language or "")
     if job.options and (lang is None or not lang.compiler_options):
-        what = f"{lang.title}'s compile step ({' '.join(lang.compile) or 'none'})" if lang \
+        what = f"{lang.titled(None)}'s compile step ({' '.join(lang.compile) or 'none'})" if lang \
             else "a command"
         raise ApiError(422, "compiler_options: setting compiler options is only allowed for "
                        f"compiled languages; {what} takes none")
     if sum(len(o) for o in job.options) > MAX_OPTIONS:
         raise ApiError(422, f"compiler_options: at most {MAX_OPTIONS} characters")
+    if lang is not None:
+        try:
+            lang.check_options(job.options)
+        except UsageError as e:
+            raise ApiError(422, f"compiler_options: {e}") from None
     if len(job.source) > cfg.max_source_bytes:
         raise ApiError(413, f"the source is {len(job.source)} bytes; the most is "
                        f"{cfg.max_source_bytes}")
@@ -194,7 +208,7 @@ def to_job(req: RunIn, cfg: ServiceConfig) -> Job:
               stdin=decode(req.stdin, enc, "stdin"),
               limits=JobLimits(**req.limits.model_dump()), network=req.network,
               options=tuple(req.compiler_options), stderr_to_stdout=req.stderr_to_stdout,
-              interactor=interactor)
+              interactor=interactor, caps=caps(cfg))
     check_job(job, cfg)
     return job
 
@@ -260,8 +274,9 @@ def router() -> APIRouter:
         return to_out(rec)
 
     @r.get("/languages")
-    async def langs() -> list[dict[str, object]]:
-        return [{"name": lang.name, "title": lang.title, "source": lang.source,
-                 "compiled": bool(lang.compile)} for lang in languages().values()]
+    def langs() -> list[dict[str, object]]:  # in the thread pool: title() may run a box
+        return [{"name": lang.name, "title": title(lang), "source": lang.source,
+                 "compiled": bool(lang.compile), "judge0_ids": list(lang.judge0_ids)}
+                for lang in languages().values()]
 
     return r

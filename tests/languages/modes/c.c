@@ -13,7 +13,15 @@ int main(void) {
     else if (!strcmp(mode, "cpu")) { volatile unsigned long x = 0; for (;;) x++; }
     else if (!strcmp(mode, "sleep")) sleep(30);
     else if (!strcmp(mode, "mle")) {
-        for (;;) { char *p = malloc(16 << 20); if (!p) return 4; memset(p, 1, 16 << 20); }
+        /* Each block is published through a volatile pointer, so that no compiler may
+           drop the allocation (clang removes a malloc whose memory nothing reads). */
+        static char *volatile last;
+        for (;;) {
+            char *p = malloc(16 << 20);
+            if (!p) return 4;
+            memset(p, 1, 16 << 20);
+            last = p;
+        }
     }
     else if (!strcmp(mode, "ole")) {
         static char b[65536]; memset(b, 'x', sizeof b);

@@ -1,0 +1,3 @@
+section .text
+global _start
+_start: mov rax, [

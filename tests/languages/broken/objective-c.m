@@ -1,0 +1,4 @@
+@interface A
+- (void)f
+@end
+int main(void) { return x; }
