@@ -17,7 +17,7 @@ from cellbox import Box, Limits
 from cellbox.cli import commands, subcommands
 from cellbox.errors import BoxBusyError
 from cellbox.result import RunResult, Status
-from cellbox.server.jobs import Job, JobLimits, Outcome, execute
+from cellbox.server.jobs import Job, JobLimits, Outcome, close_warm_pool, execute
 
 pytestmark = pytest.mark.operations
 
@@ -74,11 +74,14 @@ def test_cellbox_run_allows_a_shell_pipeline() -> None:
 
 def test_the_service_allows_a_pipeline_and_says_when_the_process_limit_hit() -> None:
     command = ("/bin/sh", "-c", "echo a | cat; echo b")
-    ok = Outcome.from_dict(execute(Job(command=command).to_dict()))
-    assert (ok.verdict, ok.stdout, ok.processes_limit_hit) == ("AC", b"a\nb\n", False), ok
-    one = Outcome.from_dict(execute(Job(command=command, limits=JobLimits(processes=1))
-                                    .to_dict()))
-    assert one.verdict == "RE" and one.processes_limit_hit, one
+    try:
+        ok = Outcome.from_dict(execute(Job(command=command).to_dict()))
+        assert (ok.verdict, ok.stdout, ok.processes_limit_hit) == ("AC", b"a\nb\n", False), ok
+        one = Outcome.from_dict(execute(Job(command=command, limits=JobLimits(processes=1))
+                                        .to_dict()))
+        assert one.verdict == "RE" and one.processes_limit_hit, one
+    finally:
+        close_warm_pool()  # a worker's warm box, which commands run in
 
 
 def test_tables_fit_the_terminal_width_in_a_pipe() -> None:

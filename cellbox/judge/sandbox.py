@@ -15,8 +15,10 @@ import shutil
 import stat
 import subprocess
 import tempfile
+import threading
 import weakref
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from cellbox.api import DEFAULT_PATH, Box
@@ -164,22 +166,35 @@ def run_compiled(compilation: Compilation, limits: Limits, stdin: bytes = b"",
 
 
 _host_versions: dict[str, str | None] = {}  # by language name, for the life of the process
+_version_locks: dict[str, threading.Lock] = {}  # one reader per language at a time
+_locks_lock = threading.Lock()
 
 
 def host_version(lang: Language) -> str | None:
     """The toolchain's version as its version command prints it on the host, outside any
-    box (so without proving that a box can run it); None if it fails or prints none."""
-    if lang.name not in _host_versions:
-        limits = lang.compile_limits()
-        try:
-            r = subprocess.run(lang.fill(lang.version, limits), capture_output=True,
-                               timeout=60, check=False,
-                               env={"PATH": DEFAULT_PATH, **lang.environment(limits)})
-        except (OSError, subprocess.TimeoutExpired):
-            r = None
-        _host_versions[lang.name] = (_version(lang, r.stdout + r.stderr)
-                                     if r is not None and r.returncode == 0 else None)
-    return _host_versions[lang.name]
+    box (so without proving that a box can run it); None if it fails or prints none. Read
+    once per process; a caller asking while another thread reads it waits for that read."""
+    with _locks_lock:
+        lock = _version_locks.setdefault(lang.name, threading.Lock())
+    with lock:
+        if lang.name not in _host_versions:
+            limits = lang.compile_limits()
+            try:
+                r = subprocess.run(lang.fill(lang.version, limits), capture_output=True,
+                                   timeout=60, check=False,
+                                   env={"PATH": DEFAULT_PATH, **lang.environment(limits)})
+            except (OSError, subprocess.TimeoutExpired):
+                r = None
+            _host_versions[lang.name] = (_version(lang, r.stdout + r.stderr)
+                                         if r is not None and r.returncode == 0 else None)
+        return _host_versions[lang.name]
+
+
+def read_host_versions(langs: Sequence[Language]) -> None:
+    """Read the versions of many toolchains at once (each is a process of its own, the JVM's
+    take seconds)."""
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(host_version, langs))
 
 
 def on_host(lang: Language) -> bool:

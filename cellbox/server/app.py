@@ -17,6 +17,8 @@ from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from cellbox.judge.sandbox import read_host_versions
+from cellbox.languages import languages
 from cellbox.server import callbacks, errors, judge0, judge0_info, native
 from cellbox.server.backends import (
     Backend,
@@ -165,6 +167,10 @@ def create_app(cfg: ServiceConfig) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        # The languages' names carry their toolchains' versions: read them in the background
+        # from the start (a few seconds), so that the first /languages does not pay for all.
+        asyncio.get_running_loop().run_in_executor(None, read_host_versions,
+                                                   list(languages().values()))
         service.start()
         yield
         backend, service.backend = service.backend, None
