@@ -1,0 +1,177 @@
+"""Resources a box could take outside its limits: kernel socket buffers beyond --cg-mem,
+machine-wide AIO contexts, and files in /dev/shm beyond the box's disk quota. Every bomb
+here is capped well below what would hurt the machine."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.conftest import InitBox, cellbox, init_next_box
+
+from .conftest import assert_no_channel, run_attack
+
+pytestmark = pytest.mark.security
+
+MiB = 1 << 20
+
+# Socket buffers held in the kernel, measured by the program itself with SO_MEMINFO (the
+# socket's receive allocation and send queue, in the kernel's own accounting).
+HOLD = """
+import errno, socket, struct, sys, time
+SO_MEMINFO, CAP = 55, int(sys.argv[2]) << 20
+
+def held(socks):
+    total = 0
+    for s in socks:
+        info = struct.unpack("9I", s.getsockopt(socket.SOL_SOCKET, SO_MEMINFO, 36))
+        total += info[0] + info[5]  # rmem_alloc + wmem_queued
+    return total
+
+socks = []
+def fill_tcp():
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(64)
+    socks.append(server)
+    chunk = b"x" * 65536
+    while len(socks) < 56 and held(socks) < CAP:
+        try:
+            c = socket.create_connection(server.getsockname())
+            a, _ = server.accept()
+        except OSError:
+            break
+        socks.extend((c, a))
+        c.setblocking(False)
+        try:
+            while held(socks) < CAP:
+                c.send(chunk)
+        except OSError:
+            pass
+
+def fill_udp():
+    target = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    target.bind(("127.0.0.1", 0))
+    socks.append(target)
+    for _ in range(54):
+        r = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        r.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 24)
+        r.bind(("127.0.0.1", 0))
+        socks.append(r)
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.setblocking(False)
+        for _ in range(4096):
+            if held(socks) >= CAP:
+                return
+            try:
+                s.sendto(b"y" * 8192, r.getsockname())
+            except OSError:
+                break
+        s.close()
+
+{"tcp": fill_tcp, "udp": fill_udp}[sys.argv[1]]()
+print("held", held(socks) >> 20, "MiB")
+"""
+
+
+def held_mib(out: str) -> int:
+    return int(out.split("held ", 1)[1].split()[0])
+
+
+@pytest.mark.parametrize("kind", ["tcp", "udp"])
+def test_loopback_socket_buffers_stay_within_cg_mem(box: InitBox, kind: str) -> None:
+    """Loopback send and receive buffers are kernel memory the program holds for as long as
+    it likes: they must count against --cg-mem (cgroup v1 keeps them apart, in
+    memory.kmem.tcp, which must be limited too)."""
+    out = run_attack(box, HOLD, kind, "256", opts=("--cg-mem=32768", "--open-files=128",
+                                                   "--time=20", "--wall-time=40"))
+    assert held_mib(out) < 32, out
+
+
+def test_aio_contexts_are_not_available(box: InitBox) -> None:
+    """AIO contexts come from one machine-wide pool (fs.aio-max-nr): a box could take every
+    one of them from the host, and the count (/proc/sys/fs/aio-nr) is visible to all."""
+    out = run_attack(box, """
+import ctypes, errno
+libc = ctypes.CDLL(None, use_errno=True)
+def aio_nr():
+    return int(open("/proc/sys/fs/aio-nr").read())
+before, held = aio_nr(), []
+for _ in range(4):  # capped: 4 x 4096 events, far below the host's limit
+    ctx = ctypes.c_ulong(0)
+    if libc.syscall(206, 4096, ctypes.byref(ctx)) != 0:
+        print("io_setup", errno.errorcode[ctypes.get_errno()])
+        break
+    held.append(ctx)
+print("reserved", aio_nr() - before)
+for ctx in held:
+    libc.syscall(207, ctx)
+""")
+    assert "io_setup ENOSYS" in out and "reserved 0" in out, out
+
+
+def test_aio_count_is_no_channel(box: InitBox, box2: InitBox) -> None:
+    assert_no_channel(box, box2, "aio", control_opts=("--syscalls=+io_setup",))
+
+
+@pytest.fixture
+def small_box() -> Iterator[InitBox]:
+    """A box with 1 MiB and 64 inodes of storage."""
+    b = init_next_box("--quota=1024,64")
+    yield b
+    cellbox("-b", str(b.id), "--cleanup", check=True)
+
+
+SHM_FILL = """
+import os, sys
+where, written, made = sys.argv[1], 0, 0
+for i in range(int(sys.argv[2])):  # capped by the test: at most 64 MiB, or 4096 files
+    try:
+        with open(f"{where}/f{i}", "wb") as f:
+            f.write(b"z" * int(sys.argv[3]))
+            f.flush()
+            os.fsync(f.fileno())
+        written += int(sys.argv[3])
+        made += 1
+    except OSError as e:
+        print("stopped:", e)
+        break
+print("written", written >> 10, "KiB in", made, "files")
+"""
+
+
+@pytest.mark.parametrize("where", ["/dev/shm", "/tmp", "/box"])
+def test_box_storage_is_within_the_quota_everywhere(small_box: InitBox, where: str) -> None:
+    """/dev/shm is writable storage like /box and /tmp: bytes written there count against
+    the box's disk quota, whatever --fsize and --mem allow per file."""
+    out = run_attack(small_box, SHM_FILL, where, "64", str(MiB - 4096),
+                     opts=("--fsize=1024", "--mem=65536", "--open-files=16"))
+    assert int(out.split("written ", 1)[1].split()[0]) <= 1024, out
+
+
+def test_shm_files_count_against_the_inode_quota(small_box: InitBox) -> None:
+    out = run_attack(small_box, SHM_FILL, "/dev/shm", "4096", "0")
+    assert int(out.split(" in ", 1)[1].split()[0]) < 64, out
+
+
+def test_posix_shared_memory_is_within_the_quota(small_box: InitBox) -> None:
+    """shm_open's way into /dev/shm (glibc opens a file there), with the pages reserved by
+    posix_fallocate, as a program does before it maps them (a plain write through the map of
+    a full tmpfs would be SIGBUS)."""
+    out = run_attack(small_box, """
+import os
+made = 0
+for i in range(32):  # capped: 32 MiB
+    fd = os.open(f"/dev/shm/cellbox-{i}", os.O_CREAT | os.O_RDWR | os.O_NOFOLLOW, 0o600)
+    try:
+        os.posix_fallocate(fd, 0, 1 << 20)
+    except OSError as e:
+        print("stopped:", e)
+        break
+    finally:
+        os.close(fd)
+    made += 1
+print("segments", made)
+""")
+    assert int(out.split("segments ", 1)[1].split()[0]) <= 1, out
