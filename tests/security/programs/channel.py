@@ -293,6 +293,7 @@ class Aio:
     LISTEN, TALK = 3001, 1709
 
     def setup(self, arg):
+        self.base = _aio_nr()  # kept if the reservation is refused
         self.ctx = _io_setup(self.LISTEN)
         self.base = _aio_nr()
 
