@@ -109,7 +109,7 @@ class Slot:
 
     def __init__(self, spec: RunSpec, cgroup: BoxCgroup) -> None:
         self.spec, self.cgroup = spec, cgroup
-        self.renew = tuple((r.inside, mounts.SHM_OPTIONS) for r in spec.rules
+        self.renew = tuple((r.inside, mounts.shm_options(spec.box_dir)) for r in spec.rules
                            if r.kind is Kind.SHM)
         self.pid: int | None = None
         self._sock: _socket.socket | None = None

@@ -19,8 +19,7 @@ DEV_NODES = {"null": (1, 3), "zero": (1, 5), "full": (1, 7), "random": (1, 8),
 DEV_LINKS = {"fd": "/proc/self/fd", "stdin": "/proc/self/fd/0", "stdout": "/proc/self/fd/1",
              "stderr": "/proc/self/fd/2"}
 # /dev/shm: a tmpfs of its own per box (and, in a warm box, mounted again by the C init before
-# every run, with these options and MS_NOSUID | MS_NODEV).
-SHM_OPTIONS = "mode=1777,size=50%"
+# every run, with shm_options() and MS_NOSUID | MS_NODEV).
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 # Docker's masked and read-only paths. Masked files get /dev/null bound over them, masked
@@ -31,6 +30,16 @@ PROC_READ_ONLY = ("sys", "irq", "bus", "fs")
 SYS_MASKED = ("firmware", "devices/virtual/powercap", "kernel/security", "kernel/debug")
 _MASK_FLAGS = sc.MOUNT_ATTR_RDONLY | sc.MOUNT_ATTR_NOSUID | sc.MOUNT_ATTR_NODEV \
     | sc.MOUNT_ATTR_NOEXEC
+
+
+def shm_options(box_dir: str) -> str:
+    """/dev/shm's tmpfs options: the size and inodes of the box's storage, i.e. its disk quota
+    (pages there are not the box's storage, but no fewer limits apply to them). A rootless box
+    has no storage of its own to copy them from, and no quota: half the RAM, the default."""
+    if not os.path.ismount(box_dir):
+        return "mode=1777,size=50%"
+    vfs = os.statvfs(box_dir)
+    return f"mode=1777,size={vfs.f_blocks * vfs.f_frsize // 1024}k,nr_inodes={vfs.f_files}"
 
 
 def _fd_path(fd: int) -> str:
@@ -193,7 +202,7 @@ def _mount_rule(root: str, root_fd: int, rule: DirRule, box_dir: str, tmp_dir: s
             _minimal_dev(fd, at)
         elif rule.kind is Kind.SHM:
             sc.mount("cellbox-shm", _fd_path(fd), "tmpfs", sc.MS_NOSUID | sc.MS_NODEV,
-                     SHM_OPTIONS)
+                     shm_options(box_dir))
     finally:
         os.close(fd)
 

@@ -169,8 +169,8 @@ print("written", written >> 10, "KiB in", made, "files")
 
 @pytest.mark.parametrize("where", ["/dev/shm", "/tmp", "/box"])
 def test_box_storage_is_within_the_quota_everywhere(small_box: InitBox, where: str) -> None:
-    """/dev/shm is writable storage like /box and /tmp: bytes written there count against
-    the box's disk quota, whatever --fsize and --mem allow per file."""
+    """/dev/shm is writable like /box and /tmp, and no larger than the box's disk quota,
+    whatever --fsize and --mem allow per file."""
     out = run_attack(small_box, SHM_FILL, where, "64", str(MiB - 4096),
                      opts=("--fsize=1024", "--mem=65536", "--open-files=16"))
     assert int(out.split("written ", 1)[1].split()[0]) <= 1024, out
