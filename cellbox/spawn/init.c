@@ -40,6 +40,7 @@
 #include <limits.h>
 #include <linux/capability.h>
 #include <linux/filter.h>
+#include <linux/keyctl.h>
 #include <linux/seccomp.h>
 #include <net/if.h>
 #include <sched.h>
@@ -625,6 +626,27 @@ static void become_box_user(const struct request *q) {
         fail("setresuid left the process as root");
 }
 
+/* Keyrings outlive a run: the box uid's user, user-session and persistent keyrings would
+ * hand what one run stored (with keyctl and add_key allowed) to the uid's next run, and the
+ * session keyring is init's. The program gets a new session keyring of its own, with the
+ * user keyring linked in as pam_keyinit does, and finds the uid's keyrings empty. (A kernel
+ * without keyrings, or without persistent ones, has nothing to clear.) */
+static void fresh_keyrings(void) {
+    if (syscall(SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, NULL) < 0) {
+        if (errno == ENOSYS)
+            return;
+        fail_errno();
+    }
+    if (syscall(SYS_keyctl, KEYCTL_CLEAR, KEY_SPEC_USER_KEYRING) < 0
+        || syscall(SYS_keyctl, KEYCTL_CLEAR, KEY_SPEC_USER_SESSION_KEYRING) < 0
+        || syscall(SYS_keyctl, KEYCTL_LINK, KEY_SPEC_USER_KEYRING, KEY_SPEC_SESSION_KEYRING) < 0)
+        fail_errno();
+    long persistent = syscall(SYS_keyctl, KEYCTL_GET_PERSISTENT, -1, KEY_SPEC_SESSION_KEYRING);
+    if (persistent < 0 ? errno != EOPNOTSUPP
+                       : syscall(SYS_keyctl, KEYCTL_CLEAR, persistent) < 0)
+        fail_errno();
+}
+
 /* Empty the inheritable set (setresuid leaves it alone), then check that the effective,
  * permitted and inheritable sets are empty and the securebits locked: a capability left here
  * would survive execve. The kernel keeps ambient within permitted and inheritable. */
@@ -729,6 +751,8 @@ static void program(const struct request *q) {
     snprintf(what, sizeof what, "switching to uid %u / gid %u", q->uid, q->gid);
     step = what;
     become_box_user(q);
+    step = "emptying the box user's keyrings";
+    fresh_keyrings();
     step = "checking that no capability is left";
     check_unprivileged();
     step = "setting no_new_privs";
