@@ -141,7 +141,7 @@ for f in ("/box/left", "/tmp/left"):
         top.chmod(mode)
     assert got.count("\n") == len(paths) and "DONE" not in got, got
     st = os.stat(box.dir)
-    assert st.st_mode & 0o077 == 0, oct(st.st_mode)
+    assert st.st_mode & 0o007 == 0 and st.st_uid == 0, oct(st.st_mode)
 
 
 # -- the caller's stdio -----------------------------------------------------------------------
