@@ -19,24 +19,25 @@ MiB = 1 << 20
 # Socket buffers held in the kernel, measured by the program itself with SO_MEMINFO (the
 # socket's receive allocation and send queue, in the kernel's own accounting).
 HOLD = """
-import errno, socket, struct, sys, time
+import socket, struct, sys
 SO_MEMINFO, CAP = 55, int(sys.argv[2]) << 20
 
-def held(socks):
+def held(*socks):
     total = 0
     for s in socks:
         info = struct.unpack("9I", s.getsockopt(socket.SOL_SOCKET, SO_MEMINFO, 36))
         total += info[0] + info[5]  # rmem_alloc + wmem_queued
     return total
 
-socks = []
+total, socks = 0, []  # socks: kept open, so that their buffers stay held
+
 def fill_tcp():
+    global total
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
     server.listen(64)
-    socks.append(server)
     chunk = b"x" * 65536
-    while len(socks) < 56 and held(socks) < CAP:
+    while len(socks) < 56 and total < CAP:
         try:
             c = socket.create_connection(server.getsockname())
             a, _ = server.accept()
@@ -45,33 +46,33 @@ def fill_tcp():
         socks.extend((c, a))
         c.setblocking(False)
         try:
-            while held(socks) < CAP:
+            while True:  # until both ends' buffers are full
                 c.send(chunk)
         except OSError:
             pass
+        total += held(c, a)
 
 def fill_udp():
-    target = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    target.bind(("127.0.0.1", 0))
-    socks.append(target)
+    global total
     for _ in range(54):
         r = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         r.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 24)
         r.bind(("127.0.0.1", 0))
-        socks.append(r)
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         s.setblocking(False)
-        for _ in range(4096):
-            if held(socks) >= CAP:
-                return
+        for _ in range(256):  # more than the receive buffer takes: the rest is dropped
             try:
                 s.sendto(b"y" * 8192, r.getsockname())
             except OSError:
                 break
         s.close()
+        socks.append(r)
+        total += held(r)
+        if total >= CAP:
+            return
 
 {"tcp": fill_tcp, "udp": fill_udp}[sys.argv[1]]()
-print("held", held(socks) >> 20, "MiB")
+print("held", total >> 20, "MiB")
 """
 
 
