@@ -203,3 +203,14 @@ def test_stdout_file_still_gets_all_of_a_large_output(box: InitBox, tmp_path: Pa
                               stdout=f, stderr=subprocess.PIPE, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert out.stat().st_size == 8 << 20
+
+
+def test_output_past_the_capture_is_an_output_limit(box: InitBox, tmp_path: Path) -> None:
+    """Fail closed: a stdout file gets the first 64 MiB, and the run says it was cut."""
+    out = tmp_path / "huge"
+    with open(out, "wb") as f:
+        proc = subprocess.run([sys.executable, "-m", "cellbox", "-b", str(box.id), "--run",
+                               "--", PY, "-c", "import sys; sys.stdout.write('x' * (65 << 20))"],
+                              stdout=f, stderr=subprocess.PIPE, timeout=120)
+    assert proc.returncode == 1 and b"utput" in proc.stderr, proc.stderr
+    assert out.stat().st_size <= 64 << 20
