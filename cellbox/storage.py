@@ -76,29 +76,34 @@ def make_plain_storage(box_dir: str) -> None:
 
 def renew_dir(path: str, mode: int, owner: tuple[int, int]) -> None:
     """Put back everything a run may have changed about the directory ``path`` itself
-    (``DIR_STATE``): xattrs and ACLs removed, chattr's flags cleared, ``owner`` and ``mode``, both
-    times now; then check it. Raises BoxStateError if something would not go back."""
+    (``DIR_STATE``): xattrs and ACLs removed, chattr's flags cleared, ``owner`` and ``mode``,
+    both times now; each checked. Raises BoxStateError if something would not go back."""
     fd = os.open(path, _DIR)
     try:
-        for name in os.listxattr(fd):
-            os.removexattr(fd, name)
-        flags = _flags(fd)
-        if flags & FS_FL_USER_MODIFIABLE:
-            fcntl.ioctl(fd, FS_IOC_SETFLAGS, struct.pack("i", flags & ~FS_FL_USER_MODIFIABLE))
-        os.fchown(fd, *owner)
-        os.fchmod(fd, mode)
+        want = (mode, owner, [], 0)
+        if _dir_state(fd) != want:  # the usual case costs three reads
+            for name in os.listxattr(fd):
+                os.removexattr(fd, name)
+            flags = _flags(fd)
+            if flags & FS_FL_USER_MODIFIABLE:
+                fcntl.ioctl(fd, FS_IOC_SETFLAGS, struct.pack("i", flags & ~FS_FL_USER_MODIFIABLE))
+            os.fchown(fd, *owner)
+            os.fchmod(fd, mode)
+            left = [what for what, now, wanted in zip(
+                ("mode", "owner", "extended attributes", "inode flags"), _dir_state(fd), want)
+                if now != wanted]
+            if left:
+                raise BoxStateError(f"{path}: cannot reset its {', '.join(left)} after a run; "
+                                    "run --cleanup and --init the box again")
         os.utime(fd)
-        st = os.fstat(fd)
-        left = [what for what, wrong in (
-            ("its mode", stat.S_IMODE(st.st_mode) != mode),
-            ("its owner", (st.st_uid, st.st_gid) != owner),
-            ("its extended attributes", bool(os.listxattr(fd))),
-            ("its inode flags", bool(_flags(fd) & FS_FL_USER_MODIFIABLE))) if wrong]
     finally:
         os.close(fd)
-    if left:
-        raise BoxStateError(f"{path}: cannot reset {', '.join(left)} after a run; "
-                            "run --cleanup and --init the box again")
+
+
+def _dir_state(fd: int) -> tuple[int, tuple[int, int], list[str], int]:
+    st = os.fstat(fd)
+    return (stat.S_IMODE(st.st_mode), (st.st_uid, st.st_gid), os.listxattr(fd),
+            _flags(fd) & FS_FL_USER_MODIFIABLE)
 
 
 def _flags(fd: int) -> int:
