@@ -195,22 +195,22 @@ def test_program_cannot_read_or_rewrite_the_callers_output_file(box: InitBox, tm
     assert secret.strip() not in other, "the program read the earlier output"
 
 
+def write_to_a_file(box: InitBox, path: Path, mib: int) -> subprocess.CompletedProcess[bytes]:
+    """A run that writes ``mib`` MiB to its stdout, which is the file ``path``."""
+    with open(path, "wb") as f:
+        return subprocess.run([sys.executable, "-m", "cellbox", "-b", str(box.id), "--run", "--",
+                               PY, "-c", f"import sys; sys.stdout.write('x' * ({mib} << 20))"],
+                              stdout=f, stderr=subprocess.PIPE, timeout=120)
+
+
 def test_stdout_file_still_gets_all_of_a_large_output(box: InitBox, tmp_path: Path) -> None:
-    out = tmp_path / "big"
-    with open(out, "wb") as f:
-        proc = subprocess.run([sys.executable, "-m", "cellbox", "-b", str(box.id), "--run",
-                               "--", PY, "-c", "import sys; sys.stdout.write('x' * (8 << 20))"],
-                              stdout=f, stderr=subprocess.PIPE, timeout=60)
+    proc = write_to_a_file(box, tmp_path / "big", 8)
     assert proc.returncode == 0, proc.stderr
-    assert out.stat().st_size == 8 << 20
+    assert (tmp_path / "big").stat().st_size == 8 << 20
 
 
 def test_output_past_the_capture_is_an_output_limit(box: InitBox, tmp_path: Path) -> None:
     """Fail closed: a stdout file gets the first 64 MiB, and the run says it was cut."""
-    out = tmp_path / "huge"
-    with open(out, "wb") as f:
-        proc = subprocess.run([sys.executable, "-m", "cellbox", "-b", str(box.id), "--run",
-                               "--", PY, "-c", "import sys; sys.stdout.write('x' * (65 << 20))"],
-                              stdout=f, stderr=subprocess.PIPE, timeout=120)
+    proc = write_to_a_file(box, tmp_path / "huge", 65)
     assert proc.returncode == 1 and b"utput" in proc.stderr, proc.stderr
-    assert out.stat().st_size <= 64 << 20
+    assert (tmp_path / "huge").stat().st_size <= 64 << 20
