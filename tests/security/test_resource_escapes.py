@@ -202,3 +202,32 @@ for i in range(32):  # capped: 32 MiB
 print("segments", made)
 """)
     assert int(out.split("segments ", 1)[1].split()[0]) <= 1, out
+
+
+PTYS = """
+import os
+def count():
+    try:
+        return open("/proc/sys/kernel/pty/nr").read().strip() or "empty"
+    except OSError as e:
+        return e.strerror
+before, held = count(), []
+for _ in range(100):  # capped: 100 ptys, far below the machine's 4096
+    try:
+        held.append(os.open("/dev/ptmx", os.O_RDWR | os.O_NOCTTY))
+    except OSError as e:
+        print("stopped:", e.strerror)
+        break
+print("opened", len(held), "count", before, "->", count())
+"""
+
+
+def test_ptys_are_bounded_and_their_count_is_hidden(box: InitBox) -> None:
+    """With /dev/pts asked for, ptys come from one machine-wide pool (kernel.pty.max) whose
+    count, /proc/sys/kernel/pty/nr, another box would read exactly: a box gets at most 64,
+    and does not see the count."""
+    out = run_attack(box, PTYS, opts=("--dir=/dev/pts=devpts:fs", "--open-files=128"))
+    opened = int(out.split("opened ", 1)[1].split()[0])
+    assert opened <= 64, out
+    counts = out.split(" count ", 1)[1].split(" -> ")
+    assert not any(c.strip().isdigit() for c in counts), out
