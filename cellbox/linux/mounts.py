@@ -25,7 +25,9 @@ _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 # Docker's masked and read-only paths. Masked files get /dev/null bound over them, masked
 # directories an empty read-only tmpfs; a path the kernel does not have is skipped.
 PROC_MASKED = ("kcore", "keys", "timer_list", "timer_stats", "sched_debug", "latency_stats",
-               "kallsyms", "kmsg", "acpi", "asound", "scsi", "sysrq-trigger")
+               "kallsyms", "kmsg", "acpi", "asound", "scsi", "sysrq-trigger",
+               # the machine-wide count of ptys, which another box would read exactly
+               "sys/kernel/pty")
 PROC_READ_ONLY = ("sys", "irq", "bus", "fs")
 SYS_MASKED = ("firmware", "devices/virtual/powercap", "kernel/security", "kernel/debug")
 _MASK_FLAGS = sc.MOUNT_ATTR_RDONLY | sc.MOUNT_ATTR_NOSUID | sc.MOUNT_ATTR_NODEV \
@@ -165,8 +167,9 @@ def _mount_fs(fd: int, at: str, rule: DirRule) -> None:
         0 if rule.rw or rule.source in ("proc", "devpts") else sc.MS_RDONLY) | (
         sc.MS_NOEXEC if rule.noexec or rule.source in ("proc", "sysfs", "devpts") else 0)
     data = {"proc": "hidepid=invisible",
-            # A new instance of its own; ptmx usable by the box user, no group tty needed.
-            "devpts": "newinstance,ptmxmode=0666,mode=0620"}.get(rule.source)
+            # A new instance of its own; ptmx usable by the box user, no group tty needed. Its
+            # ptys come from the machine's pool (kernel.pty.max): 64 at most per box.
+            "devpts": "newinstance,ptmxmode=0666,mode=0620,max=64"}.get(rule.source)
     sc.mount(rule.source, _fd_path(fd), rule.source, flags, data)
     if rule.source == "proc":
         _mask(at, PROC_MASKED, PROC_READ_ONLY)
