@@ -232,7 +232,7 @@ class Boxes:
             if self.rootless:
                 storage.make_plain_storage(box_dir)
             else:
-                storage.mount_storage(box_dir, size, inodes)
+                storage.mount_storage(box_dir, size, inodes, caller.uid)
                 os.chown(os.path.join(box_dir, "box"), caller.uid, caller.gid)
         except OSError as e:
             cg.remove()
@@ -337,21 +337,30 @@ class Boxes:
         lock.write(record)
 
     def _prepare_files(self, spec: RunSpec) -> None:
-        """An empty /tmp; the box's files become the box user's for the run (rootless: they
-        are already, through the user namespace's map)."""
-        storage.empty_dir(os.path.join(spec.box_dir, "tmp"))
-        os.chmod(os.path.join(spec.box_dir, "tmp"), 0o1777)
+        """An empty /tmp; /box and /tmp themselves as new (``storage.DIR_STATE``); the box's
+        files become the box user's for the run (rootless: they are already, through the user
+        namespace's map)."""
+        tmp, box = os.path.join(spec.box_dir, "tmp"), os.path.join(spec.box_dir, "box")
+        storage.renew_dir(tmp, storage.TMP_MODE, (os.geteuid(), os.getegid()))
+        storage.empty_dir(tmp)
+        storage.renew_dir(box, storage.BOX_MODE, self._box_owner(spec.uid, spec.gid))
         if not self.rootless:
-            storage.chown_tree(os.path.join(spec.box_dir, "box"), spec.uid, spec.gid)
+            storage.chown_tree(box, spec.uid, spec.gid)
 
     def _restore_files(self, box_dir: str, uid: int, gid: int,
                        keep_special_files: bool) -> None:
-        """The box's files go back to their owner (no device, fifo or socket kept)."""
+        """The box's files go back to their owner (no device, fifo or socket kept), and /box
+        itself to its owner alone."""
         box = os.path.join(box_dir, "box")
+        storage.renew_dir(box, storage.BOX_MODE, self._box_owner(uid, gid))
         if not keep_special_files:
             storage.remove_special_files(box)
         if not self.rootless:
             storage.chown_tree(box, uid, gid)
+
+    def _box_owner(self, uid: int, gid: int) -> tuple[int, int]:
+        """Rootless: every file of the box is the user's own, whoever ``uid`` names."""
+        return (os.geteuid(), os.getegid()) if self.rootless else (uid, gid)
 
     def _without_cgroup(self, spec: RunSpec) -> tuple[RunSpec, list[str]]:
         """Rootless mode without a cgroup: ``spec`` with RLIMIT_NPROC for its processes limit,

@@ -290,6 +290,9 @@ class Run:
                 r2, err = self._pipe(child_ends, parent_reads=True)
                 self._captures = (_Capture(r, limit), _Capture(r2, limit))
                 self._readers.update({r: self._captures[0], r2: self._captures[1]})
+                # A stream with a file of its own (-o, -r) goes there; its pipe stays empty.
+                out = out if spec.stdout is None else None
+                err = err if spec.stderr is None else None
             if spec.stdin_fd is not None:
                 stdin = spec.stdin_fd
             elif spec.stdin_data is not None:

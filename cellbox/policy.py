@@ -24,7 +24,7 @@ POLICY_DIR = os.path.join(os.path.dirname(os.path.realpath(__file__)), "policies
 DEFAULT_POLICY = "default"
 
 # Syscalls that take an argument check in the policy filter (personality: in the ABI filter).
-CHECKED = ("clone", "socket", "personality", "ioctl", "fcntl", "flock")
+CHECKED = ("clone", "socket", "socketpair", "personality", "ioctl", "fcntl", "flock")
 
 @dataclass(frozen=True)
 class Policy:

@@ -13,6 +13,11 @@ forks, confines and execs the program. Every run starts clean:
 
 - the box's files: ``/box`` and ``/tmp`` are emptied by the keeper before the run, through
   directory fds (never following the box's links), then ``files`` are written;
+- ``/box`` and ``/tmp`` themselves: everything a run may change about a directory (mode,
+  owner, xattrs and ACLs, chattr flags, times: the list is ``storage.DIR_STATE``) is set back
+  and checked by ``storage.renew_dir``;
+- keyrings: the program starts with a session keyring of its own, and the box uid's user,
+  user-session and persistent keyrings empty (the box init);
 - ``/dev/shm``: mounted again, empty, by the box init (kept when the run left its root untouched,
   to the nanosecond of its times);
 - SysV IPC and POSIX message queues: a new IPC namespace per run;

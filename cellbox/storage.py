@@ -12,23 +12,59 @@ and tree walks (chown, removal) use fd-relative calls, iteratively (any depth).
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import stat
+import struct
 from collections.abc import Callable
 
 from cellbox.errors import BoxStateError, UsageError
 from cellbox.linux import syscalls as sc
 
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+BOX_MODE = 0o700  # box/ (/box), between runs and during them
+TMP_MODE = 0o1777  # tmp/ (/tmp) during a run
+FS_IOC_GETFLAGS, FS_IOC_SETFLAGS = 0x80086601, 0x40086602
+FS_FL_USER_MODIFIABLE = 0x000380FF  # chattr's flags; the filesystem's own (extents...) stay
+
+# What a run may change about a directory of box storage it can write to (/box, /tmp), not
+# its contents: every attribute the kernel shows, and what ``renew_dir`` does with it before the
+# next run. "renewed": set back and checked; "now": set to the time of the renewal, which
+# says nothing of the run; "contents": follows what is in it (emptied, or the caller's files);
+# "per-box": fixed for the box's life (its inode and device). tests/security/test_warm_state.py
+# fails when the kernel shows an attribute this list does not name.
+DIR_STATE = {
+    "st_mode": "renewed", "st_uid": "renewed", "st_gid": "renewed",
+    "xattrs": "renewed",  # user.* up to 64 KiB each, POSIX ACLs (system.posix_acl_*)
+    "flags": "renewed",  # inode flags: nodump, noatime (chattr), which the owner may set
+    "st_atime": "now", "st_mtime": "now", "st_ctime": "now",
+    "st_atime_ns": "now", "st_mtime_ns": "now", "st_ctime_ns": "now",
+    "st_nlink": "contents", "st_size": "contents", "st_blocks": "contents",
+    "st_ino": "per-box", "st_dev": "per-box", "st_rdev": "per-box", "st_blksize": "per-box",
+}
 
 
-def mount_storage(box_dir: str, size_kb: int, inodes: int) -> None:
+def mount_storage(box_dir: str, size_kb: int, inodes: int, owner_uid: int) -> None:
+    """The box's tmpfs. Its top directory is root's, mode 0700, and the box's owner may pass
+    through it (an ACL entry, --x) to reach ``box/``: no other host user may enter what a run
+    left, however open it made it, and the owner may not rename what root relies on."""
     os.makedirs(box_dir, mode=0o755, exist_ok=True)
     sc.mount("cellbox-box", box_dir, "tmpfs", sc.MS_NOSUID | sc.MS_NODEV,
-             f"size={size_kb}k,nr_inodes={inodes},mode=0755")
+             f"size={size_kb}k,nr_inodes={inodes},mode=0700")
+    if owner_uid != 0:
+        os.setxattr(box_dir, "system.posix_acl_access", _acl_passage(owner_uid))
     os.mkdir(os.path.join(box_dir, "root"), 0o755)
     os.mkdir(os.path.join(box_dir, "tmp"), 0o755)
     os.mkdir(os.path.join(box_dir, "box"), 0o700)
+
+
+def _acl_passage(uid: int) -> bytes:
+    """A POSIX ACL (the kernel's xattr form) of rwx for the owner, --x for ``uid``, and
+    nothing for anyone else."""
+    user_obj, user, group_obj, mask, other = 0x01, 0x02, 0x04, 0x10, 0x20
+    entries = ((user_obj, 7, 0xFFFFFFFF), (user, 1, uid), (group_obj, 0, 0xFFFFFFFF),
+               (mask, 1, 0xFFFFFFFF), (other, 0, 0xFFFFFFFF))
+    return struct.pack("<I", 2) + b"".join(struct.pack("<HHI", *e) for e in entries)
 
 
 def make_plain_storage(box_dir: str) -> None:
@@ -36,6 +72,48 @@ def make_plain_storage(box_dir: str) -> None:
     os.makedirs(box_dir, mode=0o700)
     for name in ("root", "tmp", "box"):
         os.mkdir(os.path.join(box_dir, name), 0o700)
+
+
+def renew_dir(path: str, mode: int, owner: tuple[int, int]) -> None:
+    """Put back everything a run may have changed about the directory ``path`` itself
+    (``DIR_STATE``): xattrs and ACLs removed, chattr's flags cleared, ``owner`` and ``mode``,
+    both times now; each checked. Raises BoxStateError if something would not go back."""
+    fd = os.open(path, _DIR)
+    try:
+        want = (mode, owner, [], 0)
+        if _dir_state(fd) != want:  # the usual case costs three reads
+            for name in os.listxattr(fd):
+                os.removexattr(fd, name)
+            flags = _flags(fd)
+            if flags & FS_FL_USER_MODIFIABLE:
+                fcntl.ioctl(fd, FS_IOC_SETFLAGS, struct.pack("i", flags & ~FS_FL_USER_MODIFIABLE))
+            os.fchown(fd, *owner)
+            os.fchmod(fd, mode)
+            left = [what for what, now, wanted in zip(
+                ("mode", "owner", "extended attributes", "inode flags"), _dir_state(fd), want)
+                if now != wanted]
+            if left:
+                raise BoxStateError(f"{path}: cannot reset its {', '.join(left)} after a run; "
+                                    "run --cleanup and --init the box again")
+        os.utime(fd)
+    finally:
+        os.close(fd)
+
+
+def _dir_state(fd: int) -> tuple[int, tuple[int, int], list[str], int]:
+    st = os.fstat(fd)
+    return (stat.S_IMODE(st.st_mode), (st.st_uid, st.st_gid), os.listxattr(fd),
+            _flags(fd) & FS_FL_USER_MODIFIABLE)
+
+
+def _flags(fd: int) -> int:
+    """The inode flags (chattr) of ``fd``; 0 where the filesystem has none."""
+    try:
+        return int(struct.unpack("i", fcntl.ioctl(fd, FS_IOC_GETFLAGS, bytes(4)))[0])
+    except OSError as e:
+        if e.errno in (errno.ENOTTY, errno.EOPNOTSUPP, errno.EINVAL):
+            return 0
+        raise
 
 
 def remove_plain_storage(box_dir: str) -> None:

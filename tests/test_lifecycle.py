@@ -189,7 +189,7 @@ def test_lease_holder_killed_frees_the_box_at_once():
 def test_interrupted_init_and_cleanup_are_repaired(test_config: Path):
     boxes = Boxes()
     # an --init killed after mounting the storage, before writing the record
-    storage.mount_storage(boxes.box_dir(165), 1024, 64)
+    storage.mount_storage(boxes.box_dir(165), 1024, 64, 0)
     BoxLock(boxes.config.lock_root, 165).acquire().release()
     assert boxes_json()[165]["state"] == "needs-repair"
     assert cellbox("-b", "165", "--init").returncode == 0

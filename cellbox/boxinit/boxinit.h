@@ -122,6 +122,7 @@ void enter_user_namespace(const struct box *b);
 void drop_bounding_set(uint32_t last_cap);
 void drop_capabilities(const struct run *q);
 void become_box_user(const struct run *q);
+void fresh_keyrings(void);
 void check_unprivileged(void);
 void set_no_new_privs(void);
 void set_rlimits(const struct run *q);

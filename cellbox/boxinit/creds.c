@@ -13,6 +13,7 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <linux/capability.h>
+#include <linux/keyctl.h>
 #include <sched.h>
 #include <stdio.h>
 #include <string.h>
@@ -133,6 +134,27 @@ void rootless_effective_caps(int on) {
     for (int i = 0; i < 2; i++)
         data[i].effective = on ? data[i].permitted : 0;
     set_caps(data);
+}
+
+/* Keyrings outlive a run: the box uid's user, user-session and persistent keyrings would
+ * hand what one run stored (with keyctl and add_key allowed) to the uid's next run, and the
+ * session keyring is the box init's. The program gets a new session keyring of its own, with
+ * the user keyring linked in as pam_keyinit does, and finds the uid's keyrings empty. (A
+ * kernel without keyrings, or without persistent ones, has nothing to clear.) */
+void fresh_keyrings(void) {
+    if (syscall(SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, NULL) < 0) {
+        if (errno == ENOSYS)
+            return;
+        fail_errno();
+    }
+    if (syscall(SYS_keyctl, KEYCTL_CLEAR, KEY_SPEC_USER_KEYRING) < 0
+        || syscall(SYS_keyctl, KEYCTL_CLEAR, KEY_SPEC_USER_SESSION_KEYRING) < 0
+        || syscall(SYS_keyctl, KEYCTL_LINK, KEY_SPEC_USER_KEYRING, KEY_SPEC_SESSION_KEYRING) < 0)
+        fail_errno();
+    long persistent = syscall(SYS_keyctl, KEYCTL_GET_PERSISTENT, -1, KEY_SPEC_SESSION_KEYRING);
+    if (persistent < 0 ? errno != EOPNOTSUPP
+                       : syscall(SYS_keyctl, KEYCTL_CLEAR, persistent) < 0)
+        fail_errno();
 }
 
 /* Empty the inheritable set (setresuid leaves it alone), then check that the effective,

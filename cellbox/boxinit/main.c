@@ -139,6 +139,8 @@ void program(const struct run *q) {
     snprintf(what, sizeof what, "switching to uid %u / gid %u", q->uid, q->gid);
     step = what;
     become_box_user(q);
+    step = "emptying the box user's keyrings";
+    fresh_keyrings();
     step = "checking that no capability is left";
     check_unprivileged();
     step = "setting no_new_privs";

@@ -155,6 +155,9 @@ class BoxCgroupV1:
                 write(self._p("memory", "memory.limit_in_bytes"), memory)
                 if memsw:  # memsw >= limit at every moment: set after the limit
                     write(self._p("memory", "memory.memsw.limit_in_bytes"), memory)
+                # v1 charges socket buffers (TCP and, once this is set, UDP) to a counter of
+                # their own, unlimited by default: loopback sockets held hundreds of MiB.
+                write(self._p("memory", "memory.kmem.tcp.limit_in_bytes"), memory)
             pids_max = "max" if pids is None else str(pids)
             if pids_max != self._pids_max:
                 os.pwrite(self._fd("pids", "pids.max", os.O_WRONLY), pids_max.encode(), 0)

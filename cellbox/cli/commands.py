@@ -4,6 +4,7 @@ and ``cellbox run`` (one-shot). Thin: all the work is in ``cellbox.box``."""
 from __future__ import annotations
 
 import os
+import stat
 import sys
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
@@ -170,6 +171,58 @@ def _say(p: Parsed, result: RunResult) -> None:
         print(result.message, file=sys.stderr)
 
 
+def _check_meta(p: Parsed, spec, box_dir: str) -> None:  # noqa: ANN001 - RunSpec, lazily
+    """Before the run: a meta file that the program could replace before cellbox writes it
+    (with a link to a root-only file, a FIFO, a forged result) is refused: one in a directory
+    bound read-write, or reached through a host link into the box's storage. (One named by its
+    path in the box's storage is written without following links.)"""
+    from cellbox.rules import Kind
+
+    target = p.get("meta")
+    if target in (None, "-") or _path_in(os.path.abspath(str(target)), box_dir) is not None:
+        return
+    real = os.path.join(os.path.realpath(os.path.dirname(os.path.abspath(str(target)))),
+                        os.path.basename(str(target)))
+    writable = [r.source for r in spec.rules if r.kind is Kind.BIND and r.rw and r.source]
+    for top in [box_dir, *writable]:
+        if _path_in(real, top) is not None:
+            raise UsageError(f"--meta={target}: the program can write where that file lies "
+                             f"(in {top}, read-write in the box) and could replace it before "
+                             "cellbox writes it; put the meta file outside the box's read-write "
+                             "directories")
+
+
+def _shielded_stdio(spec):  # noqa: ANN001, ANN202 - RunSpec, imported lazily
+    """The caller's stdout and stderr, when regular files, are not handed to the program: it
+    could read what the file held before through /proc/self/fd, and truncate or overwrite it
+    (docs/security.md, "The caller's files"). Such a run's output is captured instead (up to
+    the output limit, 64 MiB by default) and written to them after the run."""
+    from dataclasses import replace
+
+    from cellbox.keeper import DEFAULT_CAPTURE
+
+    def regular_file(fd: int) -> bool:
+        try:
+            return stat.S_ISREG(os.fstat(fd).st_mode)
+        except OSError:
+            return False
+
+    exposed = ((spec.stdout is None and regular_file(1))
+               or (spec.stderr is None and not spec.stderr_to_stdout and regular_file(2)))
+    if not exposed or spec.capture_output:
+        return spec
+    return replace(spec, capture_output=True,
+                   limits=replace(spec.limits, output=spec.limits.output or DEFAULT_CAPTURE))
+
+
+def _deliver_output(spec, result: RunResult) -> None:  # noqa: ANN001 - RunSpec
+    """What ``_shielded_stdio`` captured, to the caller's stdout and stderr."""
+    for fd, data, own_file in ((1, result.stdout, spec.stdout), (2, result.stderr, spec.stderr)):
+        view = memoryview(data if own_file is None else b"")
+        while view:
+            view = view[os.write(fd, view):]
+
+
 def _write_meta(p: Parsed, result: RunResult, box_dir: str, owner: tuple[int, int]) -> None:
     target = p.get("meta")
     if target is None:
@@ -267,6 +320,8 @@ def isolate_main(argv: list[str]) -> int:
             boxes.cleanup(lock, _caller(p))
             return 0
         assert spec is not None
+        _check_meta(p, spec, boxes.box_dir(lock.box_id))
+        spec = _shielded_stdio(spec)
         if p.get("verbose"):
             _describe(boxes, lock.box_id, spec)
         try:
@@ -275,6 +330,8 @@ def isolate_main(argv: list[str]) -> int:
                                    keep_special_files=p.flag("special-files"))
         except SandboxSetupError as e:
             result = RunResult(status=Status.INTERNAL_ERROR, message=str(e))
+        if spec.capture_output:
+            _deliver_output(spec, result)
         record = lock.read()
         _write_meta(p, result, boxes.box_dir(lock.box_id), (record.owner_uid, record.owner_gid))
     _say(p, result)
@@ -354,9 +411,12 @@ def oneshot_main(argv: list[str]) -> int:
 
     boxes = Boxes()
     caller = _caller(p)
+    if not as_json:
+        spec = _shielded_stdio(spec)
     with boxes.acquire_free(_wait(p)) as lock:
         box_dir = boxes.init(lock, caller, lease=True)  # reset by the next holder if we die
         try:
+            _check_meta(p, spec, box_dir)
             for host, name in files:
                 with open(host, "rb") as f:
                     storage.write_file(os.path.join(box_dir, "box"), name, f.read(),
@@ -368,6 +428,8 @@ def oneshot_main(argv: list[str]) -> int:
             result = RunResult(status=Status.INTERNAL_ERROR, message=str(e))
         finally:
             boxes.cleanup(lock, caller)
+    if spec.capture_output and not as_json:
+        _deliver_output(spec, result)
     _write_meta(p, result, box_dir, (caller.uid, caller.gid))
     if as_json:
         import json

@@ -215,12 +215,27 @@ def render() -> str:
         "as isolate does; `--meta-format=json` writes the same keys as one JSON object. A key "
         "that does not apply to the run is left out. Units are isolate's: seconds and KiB.")
     add("")
+    add("FILE must lie where the program cannot replace it: a meta file in a directory bound "
+        "read-write into the box (`-d /out=/srv/out:rw`), or reached through a host link into "
+        "the box's storage, is refused before the run (exit 2). One in the box's own storage "
+        "is written without following links. See [security.md](security.md), \"The caller's "
+        "files\".")
+    add("")
     add("| key | origin | unit | present when | meaning |")
     add("|---|---|---|---|---|")
     for key in _full_result().meta():
         origin = "isolate" if key in ISOLATE_KEYS else "cellbox"
         unit, when, meaning = {**ISOLATE_KEYS, **CELLBOX_KEYS}[key]
         add(f"| `{key}` | {origin} | {unit} | {_cell(when)} | {_cell(meaning)} |")
+    add("")
+    add("## The caller's stdout and stderr")
+    add("")
+    add("When cellbox's own stdout or stderr is a regular file (`cellbox --run ... > log`) and "
+        "`-o`/`-r` do not send that stream to a file in the box, the program does not get the "
+        "file itself: both streams are captured and written out after the run, each to where "
+        "cellbox's own goes (up to 64 MiB a stream; past it the run ends as an output limit). "
+        "When neither is a regular file, pipes and terminals are handed to the program as they "
+        "are. Why: [security.md](security.md), \"The caller's files\".")
     add("")
     add("## Statuses")
     add("")

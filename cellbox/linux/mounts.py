@@ -19,20 +19,28 @@ DEV_NODES = {"null": (1, 3), "zero": (1, 5), "full": (1, 7), "random": (1, 8),
              "urandom": (1, 9)}
 DEV_LINKS = {"fd": "/proc/self/fd", "stdin": "/proc/self/fd/0", "stdout": "/proc/self/fd/1",
              "stderr": "/proc/self/fd/2"}
-# /dev/shm: a tmpfs of its own per box (and, in a warm box, mounted again by the box init
-# before every run that follows one that touched it).
-SHM_OPTIONS = "mode=1777,size=50%"
-
 # Docker's masked and read-only paths. Masked files get /dev/null bound over them, masked
 # directories an empty read-only tmpfs; a path the kernel does not have is skipped.
 PROC_MASKED = ("kcore", "keys", "timer_list", "timer_stats", "sched_debug", "latency_stats",
-               "kallsyms", "kmsg", "acpi", "asound", "scsi", "sysrq-trigger")
+               "kallsyms", "kmsg", "acpi", "asound", "scsi", "sysrq-trigger",
+               # the machine-wide count of ptys, which another box would read exactly
+               "sys/kernel/pty")
 PROC_READ_ONLY = ("sys", "irq", "bus", "fs")
 SYS_MASKED = ("firmware", "devices/virtual/powercap", "kernel/security", "kernel/debug")
 
 # The steps (boxinit.h, enum mount_op)
 OP_BIND, OP_FS, OP_MASK, OP_READONLY, OP_DEVNODE, OP_SYMLINK, OP_MKDIR, OP_SETATTR = range(1, 9)
 AS_FILE, RECURSIVE, RENEW = 1, 2, 4
+
+
+def shm_options(box_dir: str) -> str:
+    """/dev/shm's tmpfs options: the size and inodes of the box's storage, i.e. its disk quota
+    (pages there are not the box's storage, but no fewer limits apply to them). A rootless box
+    has no storage of its own to copy them from, and no quota: half the RAM, the default."""
+    if not os.path.ismount(box_dir):
+        return "mode=1777,size=50%"
+    vfs = os.statvfs(box_dir)
+    return f"mode=1777,size={vfs.f_blocks * vfs.f_frsize // 1024}k,nr_inodes={vfs.f_files}"
 
 
 @dataclass(frozen=True)
@@ -87,7 +95,8 @@ def _filesystem(rule: DirRule) -> list[MountStep]:
         sc.MS_NOEXEC if rule.noexec or fs in ("proc", "sysfs", "devpts") else 0)
     data = {"proc": "hidepid=invisible",
             # A new instance of its own; ptmx usable by the box user, no group tty needed.
-            "devpts": "newinstance,ptmxmode=0666,mode=0620"}.get(fs, "")
+                        # Its ptys come from the machine's pool (kernel.pty.max): 64 at most per box.
+            "devpts": "newinstance,ptmxmode=0666,mode=0620,max=64"}.get(fs, "")
     steps = [MountStep(OP_FS, at, fs, fs, data, attrs=flags)]
     if fs == "proc":
         steps += [MountStep(OP_MASK, f"{at}/{name}") for name in PROC_MASKED]
@@ -113,7 +122,7 @@ def _rule_steps(rule: DirRule, box_dir: str) -> list[MountStep]:
         return _filesystem(rule)
     if rule.kind is Kind.DEV:
         return _minimal_dev(rule.inside)
-    return [MountStep(OP_FS, rule.inside, "cellbox-shm", "tmpfs", SHM_OPTIONS,
+    return [MountStep(OP_FS, rule.inside, "cellbox-shm", "tmpfs", shm_options(box_dir),
                       flags=RENEW, attrs=sc.MS_NOSUID | sc.MS_NODEV)]
 
 

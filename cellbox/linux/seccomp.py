@@ -12,7 +12,8 @@ Two filters are stacked; for each syscall the kernel applies the stricter answer
 2. the policy filter (libseccomp): every denial of the policy (EPERM, or the errno it names),
    and the argument checks, each on by default and each lifted by ``+NAME``: clone with
    namespace flags (EPERM), socket families other than AF_UNIX, AF_INET, AF_INET6 and
-   NETLINK_ROUTE (EPERM), ioctl TIOCSTI and TIOCLINUX (EPERM), fcntl F_NOTIFY (EPERM), and
+   NETLINK_ROUTE, and the type SOCK_PACKET (EPERM), socketpair of any family but AF_UNIX
+   (EPERM), ioctl TIOCSTI and TIOCLINUX (EPERM), fcntl F_NOTIFY (EPERM), and
    file locks, flock and fcntl's F_SETLK/F_SETLKW/F_OFD_SETLK/F_OFD_SETLKW, which succeed
    without effect (see docs/security.md).
 
@@ -38,6 +39,9 @@ CLONE_NAMESPACE_FLAGS = (sc.CLONE_NEWNS, sc.CLONE_NEWCGROUP, sc.CLONE_NEWUTS, sc
 AF_UNIX, AF_INET, AF_INET6, AF_NETLINK = 1, 2, 10, 16
 ALLOWED_FAMILIES = (AF_UNIX, AF_INET, AF_INET6, AF_NETLINK)
 NETLINK_ROUTE = 0  # glibc's getaddrinfo and if_nameindex use it
+# The obsolete (AF_INET, SOCK_PACKET), which the kernel turns into a packet socket; the type
+# argument carries SOCK_NONBLOCK and SOCK_CLOEXEC above the type's 4 bits.
+SOCK_PACKET, SOCK_TYPE_MASK = 10, 0xF
 TIOCSTI, TIOCLINUX = 0x5412, 0x541C
 F_SETLK, F_SETLKW, F_OFD_SETLK, F_OFD_SETLKW = 6, 7, 37, 38
 F_NOTIFY = 1026  # dnotify: like inotify, it tells one box what another does in a shared dir
@@ -92,6 +96,11 @@ def _policy_filter(policy: Policy) -> bytes:
                 f.add_rule(eperm, "socket", lib.Arg(0, lib.EQ, family))
         f.add_rule(eperm, "socket", lib.Arg(0, lib.EQ, AF_NETLINK),
                    lib.Arg(2, lib.NE, NETLINK_ROUTE))
+        f.add_rule(eperm, "socket", lib.Arg(1, lib.MASKED_EQ, SOCK_TYPE_MASK, SOCK_PACKET))
+    if "socketpair" in checks:
+        # Only unix sockets come in pairs; any other family would reach its kernel code
+        # (vsock, netlink audit...) before refusing. High bits set: refused as well.
+        f.add_rule(eperm, "socketpair", lib.Arg(0, lib.NE, AF_UNIX))
     if "ioctl" in checks:
         for request in (TIOCSTI, TIOCLINUX):
             f.add_rule(eperm, "ioctl", lib.Arg(1, lib.MASKED_EQ, LOW32, request))

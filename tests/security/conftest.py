@@ -231,6 +231,21 @@ def run_py(box: InitBox, code: str, *args: str, opts: tuple[str, ...] = (),
     return box.run(PY, "-c", code, *args, opts=opts, timeout=timeout)
 
 
+STARTED = "cellbox-attack-started"
+
+
+def run_attack(box: InitBox, code: str, *args: str, opts: tuple[str, ...] = (),
+               timeout: float = 60) -> str:
+    """Run a Python attack in the box and return its stdout, after proving that it ran there:
+    its first line (printed before the attack) names the box's uid, and it exited 0."""
+    prelude = f"import os; print({STARTED!r}, os.getuid(), flush=True)\n"
+    proc, meta = run_py(box, prelude + code, *args, opts=opts, timeout=timeout)
+    out = proc.stdout.decode()
+    assert out.startswith(f"{STARTED} {box_uid(box.id)}\n"), (output(proc), meta)
+    assert meta.get("exitcode") == "0" and "status" not in meta, (output(proc), meta)
+    return out
+
+
 @pytest.fixture(scope="session")
 def hostile(c_program: Callable[..., Path]) -> Callable[[str], Path]:
     """NAME -> the compiled tests/security/programs/NAME.c (on the host)."""

@@ -16,7 +16,8 @@ import pytest
 
 from tests.conftest import InitBox
 
-from .conftest import PY, assert_no_channel, dir_listing, listen_and_talk, output
+from .conftest import (PROGRAMS, PY, assert_no_channel, dir_listing, listen_and_talk, output,
+                       run_attack)
 
 pytestmark = pytest.mark.security
 
@@ -123,33 +124,20 @@ def test_keyrings(box: InitBox, box2: InitBox) -> None:
                       control_opts=("--syscalls=+keyctl,+add_key,+request_key",))
 
 
-USER_KEYRING = """
-import ctypes, sys
-libc = ctypes.CDLL(None, use_errno=True)
-libc.syscall.restype = ctypes.c_long
-KEY_SPEC_USER_KEYRING, SYS_add_key, SYS_keyctl, KEYCTL_SEARCH, KEYCTL_READ = -4, 248, 250, 10, 11
-KEYCTL_CLEAR = 7
-if sys.argv[1] == "put":
-    print("add_key", libc.syscall(SYS_add_key, b"user", b"next-run", sys.argv[2].encode(),
-                                  len(sys.argv[2]), KEY_SPEC_USER_KEYRING))
-elif sys.argv[1] == "clear":
-    libc.syscall(SYS_keyctl, KEYCTL_CLEAR, KEY_SPEC_USER_KEYRING)
-else:
-    key = libc.syscall(SYS_keyctl, KEYCTL_SEARCH, KEY_SPEC_USER_KEYRING, b"user", b"next-run", 0)
-    buf = ctypes.create_string_buffer(128)
-    if key >= 0 and libc.syscall(SYS_keyctl, KEYCTL_READ, key, buf, 128) > 0:
-        print("SAW", buf.value)
-"""
+KEYRING = (PROGRAMS / "keyring.py").read_text()
+KEYRING_ALLOWED = ("--syscalls=+keyctl,+add_key",)
 
 
-def test_user_keyring_does_not_carry_over_to_the_next_run(box: InitBox) -> None:
-    """A box's uid is the same on every run, and so is its user keyring (@u) unless something
-    stops it: one run stores a secret there, the next run of the box (maybe another user's
-    submission) must not find it."""
+@pytest.mark.parametrize("ring", ["user", "user-session", "persistent", "session"])
+def test_keyrings_do_not_carry_over_to_the_next_run(box: InitBox, ring: str) -> None:
+    """A box's uid is the same on every run, and so are its keyrings: with keyctl and add_key
+    allowed, one run stores a secret (and reads it back), the next run of the box (maybe
+    another user's submission, with the same syscalls) must not find it."""
     secret = "cellbox-keyring-" + os.urandom(8).hex()
     try:
-        box.run(PY, "-c", USER_KEYRING, "put", secret)
-        proc, _ = box.run(PY, "-c", USER_KEYRING, "get")
+        put = run_attack(box, KEYRING, "put", ring, secret, opts=KEYRING_ALLOWED)
+        assert f"stored\nSAW {secret}" in put, put
+        later = run_attack(box, KEYRING, "get", ring, opts=KEYRING_ALLOWED)
     finally:
-        box.run(PY, "-c", USER_KEYRING, "clear")  # leave no key in the kernel
-    assert secret.encode() not in output(proc)
+        box.run(PY, "-c", KEYRING, "clear", ring, opts=KEYRING_ALLOWED)  # leave no key behind
+    assert secret not in later, later

@@ -91,15 +91,26 @@ def test_file_handles_cannot_bypass_the_mount_namespace(box, sys_program) -> Non
     denied(got, ["name_to_handle_at", "open_by_handle_at"])
 
 
-def test_keyring_is_denied_and_leaves_nothing_for_a_later_run(box, sys_program) -> None:  # noqa: ANN001
+def test_keyring_is_denied(box, sys_program) -> None:  # noqa: ANN001
     token = f"cellbox-canary-{os.getpid()}-{time.monotonic_ns()}"
     got, _ = hostile(box, sys_program, "sys_keyring", "add", token)
     denied(got, ["add_key", "request_key", "keyctl_join", "keyctl_get"])
-    # A later run of the same uid, allowed to search its user keyring, finds no such key.
-    later, meta = hostile(box, sys_program, "sys_keyring", "find", token,
-                          opts=("--syscalls=+keyctl",))
-    assert later["search"] == "ENOKEY"
-    assert meta["cellbox-seccomp-weakened"] == "keyctl"
+
+
+def test_keyring_allowed_leaves_nothing_for_a_later_run(box, sys_program) -> None:  # noqa: ANN001
+    """With the keyring calls allowed, a run plants a key in the uid's user keyring (and the
+    kernel takes it); a later run of the same uid, allowed to search, finds none."""
+    token = f"cellbox-canary-{os.getpid()}-{time.monotonic_ns()}"
+    allowed = ("--syscalls=+keyctl,+add_key,+request_key",)
+    try:
+        got, meta = hostile(box, sys_program, "sys_keyring", "add", token, opts=allowed)
+        assert got["add_key"] == got["request_key"] == got["keyctl_get"] == "OK", got
+        assert meta["cellbox-seccomp-weakened"] == "add_key,keyctl,request_key"
+        later, _ = hostile(box, sys_program, "sys_keyring", "find", token,
+                           opts=("--syscalls=+keyctl",))
+    finally:
+        hostile(box, sys_program, "sys_keyring", "clear", token, opts=allowed)
+    assert later["search"] == "ENOKEY", later
 
 
 def test_socket_families_beyond_unix_inet_and_route_are_denied(box, sys_program) -> None:  # noqa: ANN001

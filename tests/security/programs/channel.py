@@ -273,6 +273,41 @@ class Vsock:
                 say("SAW", "the vsock port is taken")
 
 
+def _aio_nr():
+    with open("/proc/sys/fs/aio-nr") as f:
+        return int(f.read())
+
+
+def _io_setup(events):
+    ctx = ctypes.c_ulong(0)
+    if libc.syscall(206, events, ctypes.byref(ctx)) != 0:  # io_setup, x86_64
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+    return ctx
+
+
+class Aio:
+    """The machine-wide count of AIO events reserved (/proc/sys/fs/aio-nr): the listener
+    reserves LISTEN events and watches the count grow by the talker's TALK."""
+
+    LISTEN, TALK = 3001, 1709
+
+    def setup(self, arg):
+        self.base = _aio_nr()  # kept if the reservation is refused
+        self.ctx = _io_setup(self.LISTEN)
+        self.base = _aio_nr()
+
+    def poll(self):
+        moved = _aio_nr() - self.base
+        return f"aio-nr moved by {moved}".encode() if moved >= self.TALK else None
+
+    def talk(self, arg):
+        if _aio_nr() >= self.LISTEN:
+            say("SAW", f"aio-nr is {_aio_nr()}")
+        self.ctx = _io_setup(self.TALK)
+        time.sleep(1)  # held while the listener polls
+
+
 CHANNELS = {
     "shm": lambda: Files("/dev/shm/cellbox-chan"),
     "tmp": lambda: Files("/tmp/cellbox-chan"),
@@ -281,7 +316,7 @@ CHANNELS = {
     "unix-shared": lambda: Stream(socket.AF_UNIX, lambda arg: "/shared/sock"),
     "tcp": lambda: Stream(socket.AF_INET, lambda arg: ("127.0.0.1", int(arg))),
     "udp": Udp, "signal": Signals, "lock": Locks, "keyring": Keyring, "vsock": Vsock,
-    "proc": ProcNames,
+    "proc": ProcNames, "aio": Aio,
 }
 
 
