@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from cellbox import policy
 from cellbox.linux import seccomp
 from tests.conftest import InitBox
 
@@ -82,7 +83,7 @@ for name, family, kind in [("inet_sock_packet", 2, 10), ("inet_sock_packet_nonbl
 
 
 def under_the_filter(filtered: bool) -> dict[str, str]:
-    blobs = [f.hex() for f in seccomp.compile_filters(seccomp.default_policy())]
+    blobs = [f.hex() for f in seccomp.compile_filters(policy.default_policy())]
     argv = [sys.executable, "-c", UNDER_FILTER, "filtered" if filtered else "bare"]
     proc = subprocess.run(argv + (blobs if filtered else []), capture_output=True, timeout=30)
     assert proc.returncode == 0, proc.stderr.decode()
