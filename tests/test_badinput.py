@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import cellbox
+from tests.support.boxes import cellbox
 
 pytestmark = pytest.mark.badinput
 

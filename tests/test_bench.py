@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from cellbox.chaos import uid_processes
-from tests.conftest import cellbox
+from tests.support.boxes import cellbox
 
 pytestmark = pytest.mark.bench
 

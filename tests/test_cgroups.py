@@ -14,22 +14,22 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import CG_ROOT, InitBox, cellbox, parse_meta
 
 from cellbox.cgroup import detect
 from cellbox.cgroup.v2 import BOXES, LEAF, find_mount
+from tests.support.boxes import CG_ROOT, InitBox, cellbox, parse_meta, run_capped
 
 pytestmark = pytest.mark.cgroup2
 
 MIB_KB = 1024  # cg-mem is in KiB
-SAFETY = ("-w", "60")  # no run may last longer, whatever the sandbox does (slow VM included)
 BACKEND = detect(CG_ROOT)
 needs_v2 = pytest.mark.skipif(BACKEND.version != 2, reason="this machine has no usable cgroup "
                               "v2 hierarchy (CI runs these tests in the cgroup v2 VM)")
 
 
 def run(box: InitBox, *argv: str, opts: tuple[str, ...] = ()):  # noqa: ANN201
-    return box.run(*argv, opts=(*SAFETY, *opts), timeout=180)
+    """A capped run with room for the slow VM."""
+    return run_capped(box, *argv, opts=opts, wall=60, timeout=180)
 
 
 def assert_memory_limit_kill(meta: dict[str, str]) -> None:

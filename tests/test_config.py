@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import cellbox
+from tests.support.boxes import cellbox
 
 pytestmark = pytest.mark.operations
 

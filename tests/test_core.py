@@ -9,7 +9,7 @@ import pytest
 
 from cellbox.cli.options import parse
 from cellbox.result import RunResult, Status
-from tests.conftest import cellbox, parse_meta
+from tests.support.boxes import cellbox, parse_meta
 
 pytestmark = pytest.mark.core
 

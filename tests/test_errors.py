@@ -18,7 +18,7 @@ from cellbox.errors import UsageError
 from cellbox.judge import Verdict, compile_and_run, require_toolchain
 from cellbox.languages import get
 from cellbox.lock import BoxLock
-from tests.conftest import InitBox, cellbox
+from tests.support.boxes import InitBox, cellbox
 
 pytestmark = pytest.mark.badinput
 

@@ -28,7 +28,7 @@ from cellbox.judge.engine import judge_one
 from cellbox.judge.sandbox import toolchain_version
 from cellbox.languages import get
 from cellbox.result import RunResult, Status
-from tests.conftest import cellbox
+from tests.support.boxes import cellbox
 
 pytestmark = pytest.mark.judge
 

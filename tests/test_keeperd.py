@@ -18,8 +18,17 @@ from pathlib import Path
 import pytest
 
 from cellbox.cli import client
-from tests.conftest import InitBox, cellbox, init_next_box, parse_meta
-from tests.test_lifecycle import BUSY, box_procs, boxes_json, start, wait_for
+from tests.support.boxes import (
+    BUSY,
+    InitBox,
+    box_procs,
+    boxes_json,
+    cellbox,
+    init_next_box,
+    parse_meta,
+    start,
+    wait_for,
+)
 
 pytestmark = pytest.mark.daemon
 
@@ -57,8 +66,11 @@ def daemon(test_config: Path) -> Iterator[Daemon]:
 
 @pytest.fixture
 def through(daemon: Daemon, monkeypatch: pytest.MonkeyPatch) -> Daemon:
-    """Every cellbox command of the test (conftest's helpers too) goes to the daemon."""
+    """Every cellbox command of the test (the support helpers' too) goes to the daemon, and
+    only the daemon may serve it: a command it does not take fails instead of running
+    in-process, so each passing request is proof that the daemon served it."""
     monkeypatch.setenv(client.SOCKET_ENV, str(daemon.socket))
+    monkeypatch.setenv(client.REQUIRE_DAEMON_ENV, "1")
     return daemon
 
 

@@ -31,7 +31,7 @@ from cellbox.languages import (
     parse_profile,
 )
 from cellbox.result import Status
-from tests.conftest import cellbox
+from tests.support.boxes import cellbox
 
 pytestmark = pytest.mark.languages
 

@@ -18,33 +18,18 @@ from cellbox.box import Boxes
 from cellbox.chaos import uid_processes
 from cellbox.config import load_config
 from cellbox.lock import BoxLock
-from tests.conftest import FIRST_UID, cellbox
+from tests.support.boxes import (
+    BUSY,
+    CG_ROOT,
+    FIRST_UID,
+    box_procs,
+    boxes_json,
+    cellbox,
+    start,
+    wait_for,
+)
 
 pytestmark = pytest.mark.lifecycle
-
-BUSY = "for i in 1 2 3; do (while :; do :; done) & done; while :; do :; done"
-
-
-def boxes_json() -> dict[int, dict[str, object]]:
-    proc = cellbox("boxes", "--json", check=True)
-    return {int(b["box"]): b for b in json.loads(proc.stdout)}
-
-
-def start(*args: str) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "cellbox", *args], stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-
-
-def wait_for(predicate, timeout: float = 10.0) -> None:  # noqa: ANN001
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out waiting"
-        time.sleep(0.01)
-
-
-def box_procs(box_id: int) -> list[str]:
-    return uid_processes(FIRST_UID + box_id, 1)
-
 
 @pytest.fixture
 def held(test_config: Path):  # noqa: ANN201
@@ -240,8 +225,6 @@ def test_supervisor_killed_by_the_oom_killer_leaves_nothing(test_config: Path):
     boxes = Boxes()
     if boxes.cgroups.version != 1:
         pytest.skip("this test confines the supervisor with a cgroup v1 memory limit")
-    from tests.conftest import CG_ROOT
-
     supervisor_cg = Path("/sys/fs/cgroup/memory", CG_ROOT, "supervisor")
     supervisor_cg.mkdir(parents=True)
     try:

@@ -17,7 +17,7 @@ import pytest
 
 from cellbox import Box, Limits, Pool, Status
 from cellbox.chaos import uid_processes
-from tests.conftest import FIRST_UID, NUM_BOXES
+from tests.support.boxes import FIRST_UID, NUM_BOXES
 
 pytestmark = pytest.mark.pool
 

@@ -2,8 +2,9 @@
 
 The suite runs as root; these tests run the cellbox command line as an unprivileged numeric
 uid (``setpriv``; no /etc/passwd entry needed), with a configuration of its own: storage and
-locks in a directory that uid owns, the suite's box uids (so that the isolation checks
-borrowed from test_isolation and tests/security hold as they are), boxes 260..279.
+locks in a directory that uid owns, the suite's box uids, boxes 260..279
+(tests/support/rootless.py). The isolation and privilege checks of the root mode also run
+rootless (marked ``in_both_modes`` where they are).
 Three cgroup situations: none (fail closed, or --no-cgroups and the result says so), a v1
 subtree given by ``cellbox delegate`` (the host), and a v2 cgroup chowned to the uid as
 systemd's Delegate=yes does it (the VM; marker cgroup2).
@@ -11,134 +12,33 @@ systemd's Delegate=yes does it (the VM; marker cgroup2).
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
 import shutil
 import subprocess
 import sys
-import sysconfig
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import test_isolation as iso
-from conftest import FIRST_UID, InitBox, cellbox, parse_meta
 
 from cellbox.cgroup import detect
 from cellbox.cgroup.v2 import find_mount
 from cellbox.chaos import uid_processes
-from tests.security import test_privileges as priv
-from tests.security.seccomp_helpers import sys_program  # noqa: F401
+from tests.support.boxes import FIRST_UID, PY, cellbox, parse_meta
+from tests.support.rootless import REPO, RL_UID, ROOTLESS_IDS, RootlessBox, UserEnv, rootless_box
 
 pytestmark = pytest.mark.rootless
 
-RL_UID = 58000 + os.getpid() % 1000  # per session; no other user of the machine has it
-REPO = Path(__file__).resolve().parent.parent
 BACKEND_VERSION = detect().version
-_ids = itertools.cycle(range(260, 280))
-
-
-@dataclass
-class UserEnv:
-    """What the unprivileged uid runs cellbox with."""
-
-    top: Path  # owned by RL_UID: config, boxes, locks, meta files
-    python: str
-    pythonpath: str
-    cgroup: Path | None = None  # v2: the delegated cgroup its commands start in
-
-    def command(self, *args: str) -> list[str]:
-        cmd = ["setpriv", f"--reuid={RL_UID}", f"--regid={RL_UID}", "--clear-groups",
-               self.python, "-m", "cellbox", *args]
-        if self.cgroup is not None:  # start where a delegated service's processes are
-            cmd = ["sh", "-c", 'echo $$ > "$0" && exec "$@"',
-                   str(self.cgroup / "supervisor" / "cgroup.procs"), *cmd]
-        return cmd
-
-    def environ(self, config: Path | None = None) -> dict[str, str]:
-        return {"PATH": os.environ["PATH"], "PYTHONPATH": self.pythonpath,
-                "CELLBOX_CONFIG": str(config or self.top / "cellbox.toml"),
-                "HOME": str(self.top)}  # where the user builds the C init if root has not
-
-    def cellbox(self, *args: str, timeout: float = 60, config: Path | None = None,
-                env: dict[str, str] | None = None) -> subprocess.CompletedProcess[bytes]:
-        return subprocess.run(self.command(*args), env={**self.environ(config), **(env or {})},
-                              capture_output=True, timeout=timeout, cwd="/")
-
-
-def _user_python(top: Path) -> tuple[str, str]:
-    """An interpreter the uid can run, with cellbox and its dependencies: this one, or (when
-    it lives where the uid cannot reach, e.g. pyenv under /root) the system's python3 of the
-    same version with this environment's site-packages."""
-    site = sysconfig.get_paths()["purelib"]
-    tried = []
-    for python, path in ((sys.executable, str(REPO)), ("/usr/bin/python3", f"{REPO}:{site}")):
-        env = UserEnv(top, python, path)
-        probe = subprocess.run(
-            ["setpriv", f"--reuid={RL_UID}", f"--regid={RL_UID}", "--clear-groups", python,
-             "-c", "import sys, cellbox.box, pyseccomp; print(sys.version_info[:2])"],
-            env={"PYTHONPATH": env.pythonpath}, capture_output=True, cwd="/")
-        if probe.returncode == 0 and probe.stdout.decode().strip() == str(sys.version_info[:2]):
-            return python, path
-        tried.append(f"{python}: {probe.stderr.decode().strip()[-200:]}")
-    pytest.fail(f"uid {RL_UID} cannot run a Python with cellbox and its dependencies "
-                f"(make the interpreter and the checkout world-readable): {tried}")
-
-
-@pytest.fixture(scope="session")
-def user_env() -> Iterator[UserEnv]:
-    top = Path(tempfile.mkdtemp(prefix="cellbox-rootless-"))
-    (top / "cellbox.toml").write_text(
-        f'box_root = "{top}/boxes"\nlock_root = "{top}/locks"\nnum_boxes = 280\n'
-        f"first_uid = {FIRST_UID}\nfirst_gid = {FIRST_UID}\n")
-    os.chown(top, RL_UID, RL_UID)
-    python, path = _user_python(top)
-    yield UserEnv(top, python, path)
-    shutil.rmtree(top)
 
 
 @pytest.fixture(autouse=True)
 def no_user_processes() -> Iterator[None]:
     yield
     assert not uid_processes(RL_UID, 1), "processes of the rootless uid outlived the test"
-
-
-@dataclass
-class RootlessBox(InitBox):
-    """A box initialised by the unprivileged uid, used as conftest's InitBox is."""
-
-    env: UserEnv
-
-    @property
-    def meta_dir(self) -> Path:
-        return self.env.top
-
-    def cellbox(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[bytes]:
-        return self.env.cellbox(*args, timeout=timeout)
-
-    def put(self, name: str, data: bytes | str, mode: int = 0o644) -> Path:
-        p = super().put(name, data, mode)
-        os.chown(p, RL_UID, RL_UID)
-        return p
-
-
-@contextmanager
-def rootless_box(env: UserEnv) -> Iterator[RootlessBox]:
-    box_id = next(_ids)
-    proc = env.cellbox("-b", str(box_id), "--init")
-    assert proc.returncode == 0, proc.stderr
-    box = RootlessBox(box_id, Path(proc.stdout.decode().strip()), env)
-    try:
-        yield box
-    finally:
-        proc = env.cellbox("-b", str(box_id), "--cleanup")
-        assert proc.returncode == 0, proc.stderr
-        assert not box.dir.exists()
 
 
 @pytest.fixture
@@ -320,7 +220,7 @@ def test_the_warm_pool_works_rootless(user_env: UserEnv) -> None:
     """A pool of the user's: the warm C init keeps its capabilities in the box's user
     namespace (fresh namespaces and /dev/shm per run); a wall-time kill without a cgroup
     takes the init with it, and the next run gets a new one."""
-    box_id = next(_ids)
+    box_id = next(ROOTLESS_IDS)
     cmd = user_env.command()
     at = cmd.index("-m")
     cmd[at:] = ["-c", _POOL_SCRIPT, str(box_id)]
@@ -345,23 +245,12 @@ def test_unreadable_directories_the_program_made_are_cleaned_up(rbox: RootlessBo
     assert sorted(p.name for p in (rbox.work / "a" / "b").iterdir()) == []  # links, FIFOs go
 
 
-# -- isolation: the checks the root mode passes, run rootless --------------------------------
-
-@pytest.mark.parametrize("check", [
-    iso.test_new_pid_namespace_hides_host_processes, iso.test_every_namespace_differs_from_the_host,
-    iso.test_hostname_is_cellbox_and_host_keeps_its_own, iso.test_only_loopback_and_it_is_up,
-    iso.test_root_and_system_dirs_are_read_only, iso.test_dev_has_only_the_minimal_nodes,
-    iso.test_runs_as_box_user_without_capabilities, iso.test_sysv_ipc_namespace_is_separate,
-    priv.test_seccomp_filters_are_in_force,
-], ids=lambda f: f.__name__[5:])
-def test_isolation_holds_rootless(rbox: RootlessBox, check) -> None:  # noqa: ANN001
-    check(rbox)
-
+# -- isolation: what only rootless mode must add (the checks of the root mode run rootless
+#    too: tests/support/rootless.py's in_both_modes) --------------------------------------
 
 def test_the_users_files_are_out_of_reach(rbox: RootlessBox) -> None:
-    """The program is the user outside: what the box does not bind must be invisible, and
-    what it binds read-only must stay so, even for files the user owns."""
-    iso.test_host_files_are_not_visible(rbox, rbox.env.top)  # top: the user's own directory
+    """The program is the user outside: what the box binds read-only must stay so, even
+    for files the user owns."""
     mine = rbox.env.top / "mine"
     mine.mkdir(exist_ok=True)
     os.chown(mine, RL_UID, RL_UID)
@@ -371,25 +260,13 @@ def test_the_users_files_are_out_of_reach(rbox: RootlessBox) -> None:
     assert list(mine.iterdir()) == [] and (mine.stat().st_mode & 0o777) == 0o755
 
 
-# The program opens its stdio files while it still holds init's capabilities in the box's user
-# namespace: links the box planted to the host or to init's /proc files must lead nowhere.
-
-def test_stdout_links_the_box_planted_write_nothing(rbox: RootlessBox, tmp_path: Path) -> None:
-    iso.test_stdout_symlink_planted_by_the_box_cannot_write_host_files(rbox, tmp_path)
-
-
-def test_stdin_links_the_box_planted_read_nothing(rbox: RootlessBox, tmp_path: Path,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    iso.test_stdin_symlink_cannot_read_host_or_init_data(rbox, tmp_path, monkeypatch)
-
-
 def test_the_users_other_processes_are_out_of_reach(rbox: RootlessBox) -> None:
     """The program is the user outside, so only its pid namespace keeps it from the user's
     other processes: SIGKILL by their host pid, and kill(-1), reach none of them."""
     canary = subprocess.Popen(["setpriv", f"--reuid={RL_UID}", f"--regid={RL_UID}",
                                "--clear-groups", "sleep", "60"])
     try:
-        proc, meta = rbox.run(iso.PY, "-c", f"""
+        proc, meta = rbox.run(PY, "-c", f"""
 import os, signal
 for target in ({canary.pid}, -1):
     try:
@@ -406,19 +283,6 @@ for target in ({canary.pid}, -1):
     finally:
         canary.kill()
         canary.wait()
-
-
-def test_setuid_binaries_raise_nothing(rbox: RootlessBox, sys_program) -> None:  # noqa: ANN001,F811
-    priv.test_setuid_binary_made_in_the_box_raises_nothing(rbox, sys_program)
-    host = Path(tempfile.mkdtemp(dir=rbox.env.top))  # a path the user may reach, to bind
-    try:
-        priv.test_setuid_binary_bound_from_the_host_raises_nothing(rbox, sys_program, host)
-    finally:
-        shutil.rmtree(host)
-
-
-def test_no_further_user_namespace_inside(rbox: RootlessBox, sys_program) -> None:  # noqa: ANN001,F811
-    priv.test_no_root_inside_a_user_namespace(rbox, sys_program)
 
 
 # -- with a delegated cgroup: every limit, as for root ---------------------------------------

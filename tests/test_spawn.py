@@ -13,7 +13,7 @@ import pytest
 
 from cellbox import Box, Status, spawn
 from cellbox.errors import SandboxSetupError
-from tests.conftest import InitBox
+from tests.support.boxes import InitBox
 
 pytestmark = pytest.mark.core
 

@@ -68,7 +68,8 @@ def keeperd_parser():  # noqa: ANN201 - argparse, imported lazily
                "Python start-up and imports. Each command runs in a worker forked for it, "
                "with the caller's stdio, working directory, umask, gid and environment. "
                f"Without a daemon (or with {client.NO_DAEMON_ENV}=1) the CLI runs "
-               "in-process, with the same results. Stop it with SIGTERM: it finishes the "
+               f"in-process, with the same results; with {client.REQUIRE_DAEMON_ENV}=1 it "
+               "fails instead. Stop it with SIGTERM: it finishes the "
                "commands in progress first.")
     p.add_argument("--socket", metavar="PATH",
                    help=f"the socket to listen on (default: ${client.SOCKET_ENV}, else "

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import InitBox
-
-from .conftest import PY, assert_no_channel, dir_listing, listen_and_talk, output
+from tests.support.boxes import PY, InitBox
+from tests.support.hostile import assert_no_channel, dir_listing, listen_and_talk
+from tests.support.proof import output, run_checked
 
 pytestmark = pytest.mark.security
 
@@ -66,8 +66,8 @@ def test_unix_socket_in_a_shared_directory(box: InitBox, box2: InitBox,
     heard, said = listen_and_talk(box, box2, "unix-shared", (f"--dir=/shared={shared}",))
     assert b"GOT" not in heard and b"SAW" not in said, (heard, said)
     assert dir_listing(canary_dir) == before
-    control, _ = box.run(PY, "channel.py", "both", "unix-shared", "0",
-                         opts=("-p", f"--dir=/shared={shared}:rw"))
+    control, _ = run_checked(box, PY, "channel.py", "both", "unix-shared", "0",
+                             opts=("-p", f"--dir=/shared={shared}:rw"))
     assert b"GOT" in control.stdout, output(control)
 
 

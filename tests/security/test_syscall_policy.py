@@ -13,7 +13,8 @@ import pytest
 from cellbox import Box
 from cellbox.errors import UsageError
 from cellbox.linux.seccomp import load_policy
-from tests.security.seccomp_helpers import PY, cli, hostile, sys_program  # noqa: F401
+from tests.support.boxes import PY, cellbox
+from tests.support.proof import hostile
 
 pytestmark = pytest.mark.security
 
@@ -28,7 +29,7 @@ def test_allowing_a_denied_syscall_works_and_is_reported(box, sys_program) -> No
 
 
 def test_verbose_names_the_weakening(box) -> None:  # noqa: ANN001
-    proc = cli("-b", str(box.id), "-v", "--syscalls=+mount", "--run", "--", "/bin/true")
+    proc = cellbox("-b", str(box.id), "-v", "--syscalls=+mount", "--run", "--", "/bin/true")
     assert proc.returncode == 0, proc.stderr
     assert b"WEAKENED, allows mount" in proc.stderr
 
@@ -97,7 +98,7 @@ BAD_POLICIES = {
 def test_invalid_policy_file_is_a_clear_error(box, tmp_path: Path, name: str) -> None:  # noqa: ANN001
     text, message = BAD_POLICIES[name]
     (tmp_path / name).write_text(text.replace("{dir}", str(tmp_path)))
-    proc = cli("-b", str(box.id), f"--seccomp-policy={tmp_path / name}", "--run", "--",
+    proc = cellbox("-b", str(box.id), f"--seccomp-policy={tmp_path / name}", "--run", "--",
                "/bin/true")
     assert proc.returncode == 2
     assert message.encode() in proc.stderr, proc.stderr
@@ -115,7 +116,7 @@ def test_invalid_policy_file_is_a_clear_error(box, tmp_path: Path, name: str) ->
 def test_invalid_syscall_changes_are_clear_errors(box, option: str, message: str) -> None:  # noqa: ANN001
     canary = box.work / "canary"
     canary.write_text("untouched")
-    proc = cli("-b", str(box.id), option, "--run", "--", "/bin/rm", "-f", "/box/canary")
+    proc = cellbox("-b", str(box.id), option, "--run", "--", "/bin/rm", "-f", "/box/canary")
     assert proc.returncode == 2
     assert message.encode() in proc.stderr, proc.stderr
     assert canary.read_text() == "untouched"  # nothing ran

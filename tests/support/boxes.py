@@ -1,0 +1,149 @@
+"""The test session's configuration, the cellbox command line, and boxes initialised for a
+test (cleaned up after it)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from cellbox.chaos import uid_processes
+
+NUM_BOXES = 200
+# Per session, like CG_ROOT: concurrent test runs get disjoint box uids, all in 60000-64999,
+# below nobody's 65534 (cellbox --check-config and doctor refuse a range with a real user).
+FIRST_UID = 60000 + NUM_BOXES * (os.getpid() % 25)
+CG_ROOT = f"cellbox/test-{os.getpid()}"  # per session: parallel runs never meet
+PROGRAMS = Path(__file__).parent.parent / "programs"
+PY = "/usr/bin/python3"
+# A run that loops forever (four busy processes): for tests that need a run in progress.
+BUSY = "for i in 1 2 3; do (while :; do :; done) & done; while :; do :; done"
+
+
+def box_uid(box_id: int) -> int:
+    return FIRST_UID + box_id
+
+
+def box_uid_processes() -> list[str]:
+    return uid_processes(FIRST_UID, NUM_BOXES)
+
+
+def box_procs(box_id: int) -> list[str]:
+    return uid_processes(box_uid(box_id), 1)
+
+
+def cellbox(*args: str, input: bytes | None = None, timeout: float = 60,
+            check: bool = False) -> subprocess.CompletedProcess[bytes]:
+    """Run the cellbox command line (as a new process, the way judges call it)."""
+    proc = subprocess.run([sys.executable, "-m", "cellbox", *args], input=input,
+                          capture_output=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"cellbox {' '.join(args)} exited {proc.returncode}: "
+                             f"{proc.stderr.decode()}")
+    return proc
+
+
+def start(*args: str) -> subprocess.Popen[bytes]:
+    """The cellbox command line in the background."""
+    return subprocess.Popen([sys.executable, "-m", "cellbox", *args], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def wait_for(predicate: Callable[[], object], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.01)
+
+
+def boxes_json() -> dict[int, dict[str, object]]:
+    proc = cellbox("boxes", "--json", check=True)
+    return {int(b["box"]): b for b in json.loads(proc.stdout)}
+
+
+def parse_meta(text: str | bytes) -> dict[str, str]:
+    if isinstance(text, bytes):
+        text = text.decode()
+    return dict(line.split(":", 1) for line in text.splitlines() if line)
+
+
+@dataclass
+class InitBox:
+    """A box initialised through the CLI for one test; cleaned up after it."""
+
+    id: int
+    dir: Path  # <box_root>/<id>
+
+    @property
+    def work(self) -> Path:
+        return self.dir / "box"
+
+    @property
+    def meta_dir(self) -> Path:
+        """Where run() keeps its meta file: apart from the box and the program's stdout."""
+        return self.dir.parent.parent
+
+    def cellbox(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[bytes]:
+        return cellbox(*args, timeout=timeout)
+
+    def run(self, *argv: str, opts: tuple[str, ...] = (), timeout: float = 60
+            ) -> tuple[subprocess.CompletedProcess[bytes], dict[str, str]]:
+        """--run with a meta file; returns the process and the parsed meta file."""
+        meta = self.meta_dir / f"meta-{self.id}"
+        proc = self.cellbox("-b", str(self.id), f"--meta={meta}", *opts, "--run", "--", *argv,
+                            timeout=timeout)
+        text = meta.read_text() if meta.exists() else ""
+        meta.unlink(missing_ok=True)
+        return proc, parse_meta(text)
+
+    def put(self, name: str, data: bytes | str, mode: int = 0o644) -> Path:
+        p = self.work / name
+        p.write_bytes(data.encode() if isinstance(data, str) else data)
+        p.chmod(mode)
+        return p
+
+
+def run_capped(box: InitBox, *argv: str, opts: tuple[str, ...] = (), wall: int = 20,
+               timeout: float = 60) -> tuple[subprocess.CompletedProcess[bytes], dict[str, str]]:
+    """A run under a wall-clock limit of ``wall`` seconds, so that no program of a limits or
+    accounting test can last longer, whatever the sandbox does. Options given later win."""
+    return box.run(*argv, opts=("-w", str(wall), *opts), timeout=timeout)
+
+
+# Fixtures take boxes 1..139 in turn (each is cleaned up after its test); 140..199 are for
+# tests that name a fixed box, so that no counter or state of theirs is shared.
+_ids = itertools.cycle(range(1, 140))
+
+
+def init_next_box(*opts: str) -> InitBox:
+    """--init the next free box id (``opts``: extra --init options); the caller cleans up."""
+    while True:  # skip boxes that a concurrent test run holds
+        box_id = next(_ids)
+        proc = cellbox("-b", str(box_id), *opts, "--init")
+        if proc.returncode == 0:
+            return InitBox(box_id, Path(proc.stdout.decode().strip()))
+        if b"busy" not in proc.stderr and b"already initialised" not in proc.stderr:
+            raise AssertionError(f"--init failed: {proc.stderr.decode()}")
+
+
+@contextmanager
+def new_box(*opts: str, box_id: int | None = None) -> Iterator[InitBox]:
+    """A box (the next free one, or ``box_id``) initialised with ``opts``, always cleaned up
+    after; the test's own box, or a second one beside it."""
+    if box_id is None:
+        b = init_next_box(*opts)
+    else:
+        proc = cellbox("-b", str(box_id), *opts, "--init")
+        assert proc.returncode == 0, proc.stderr
+        b = InitBox(box_id, Path(proc.stdout.decode().strip()))
+    try:
+        yield b
+    finally:
+        cellbox("-b", str(b.id), "--cleanup", check=True)
