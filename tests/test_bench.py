@@ -21,7 +21,7 @@ FIRST_UID = 73100 + (6 + MANY) * (os.getpid() % 50)  # away from the suite's and
 
 def _bench_leftovers() -> set[str]:
     return set(glob.glob("/run/cellbox-bench-locks-*")
-               + glob.glob("/sys/fs/cgroup/*/cellbox/bench-*")
+               + glob.glob("/sys/fs/cgroup/**/cellbox/bench-*", recursive=True)  # v1 or v2
                + glob.glob("/tmp/cellbox-bench-*"))
 
 

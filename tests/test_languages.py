@@ -113,7 +113,7 @@ def test_cpu_time_limit(compiled, name: str) -> None:  # noqa: ANN001
 def test_sleeping_gets_wall_time_limit(compiled, name: str) -> None:  # noqa: ANN001
     r, verdict = run(compiled, name, "sleep\n")
     assert verdict is Verdict.TLE and r.status is Status.WALL_TIME_LIMIT, (r.status, r.stderr)
-    assert r.wall_time < 5
+    assert r.wall_time < 30  # stopped, not left to sleep
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -170,7 +170,7 @@ def test_template_explosion_stops_at_a_compile_limit() -> None:
     assert not c.ok and c.result is not None
     assert c.result.status in (Status.TIME_LIMIT, Status.WALL_TIME_LIMIT, Status.MEMORY_LIMIT,
                                Status.RUNTIME_ERROR), c.message[-300:]
-    assert c.result.wall_time < 8
+    assert c.result.wall_time < 30  # stopped, not left to run
 
 
 def test_gigantic_diagnostics_are_capped() -> None:

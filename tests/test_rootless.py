@@ -105,14 +105,14 @@ def test_cpu_rlimit_still_ends_a_busy_loop_without_a_cgroup(rbox: RootlessBox) -
     proc, meta = rbox.run("/bin/sh", "-c", "while :; do :; done",
                           opts=("--no-cgroups", "--time=0.2"))
     assert meta["cellbox-status"] == "TIME_LIMIT", (proc.stderr, meta)
-    assert 0.2 < float(meta["time"]) < 3.0  # RLIMIT_CPU: whole seconds, one over
+    assert 0.2 < float(meta["time"]) < 30  # RLIMIT_CPU (whole seconds) stopped the loop
     assert meta["cellbox-cgroup-weakened"] == "time,accounting"
 
 
 def test_wall_time_limit_ends_the_run_at_once_without_a_cgroup(rbox: RootlessBox) -> None:
     proc, meta = rbox.run("/bin/sleep", "10", opts=("--wall-time=0.3",))
     assert meta["cellbox-status"] == "WALL_TIME_LIMIT", (proc.stderr, meta)
-    assert float(meta["time-wall"]) < 1.0, meta  # no grace for a cgroup kill that cannot be
+    assert float(meta["time-wall"]) < 5, meta  # before the sleep's end: no grace to wait out
 
 
 def test_state_dirs_default_to_the_users_runtime_dir(user_env: UserEnv) -> None:
@@ -144,7 +144,7 @@ def test_a_killed_rootless_run_leaves_nothing_and_is_repaired(rbox: RootlessBox)
         time.sleep(0.05)
     keeper.kill()
     keeper.wait()
-    deadline = time.monotonic() + 1
+    deadline = time.monotonic() + 30
     while uid_processes(RL_UID, 1):
         assert time.monotonic() < deadline, uid_processes(RL_UID, 1)
         time.sleep(0.01)
@@ -288,22 +288,46 @@ for target in ({canary.pid}, -1):
 # -- with a delegated cgroup: every limit, as for root ---------------------------------------
 
 def _limits_hold(box: RootlessBox, c_program) -> None:  # noqa: ANN001
+    """Every run limit of the command line, hit, in a rootless box with a delegated cgroup:
+    those the cgroup enforces (memory, processes, CPU time across processes) and the others
+    (wall time and its grace, address space, stack, open files, file size, core size)."""
     assert "no cgroup" not in box.env.cellbox("--print-cg-root").stdout.decode()
     doctor = _doctor_says(box.env)
     assert doctor["level"] == "pass" and "delegated to this user" in doctor["found"], doctor
-    shutil.copy(c_program("forker"), box.work / "forker")
-    shutil.copy(c_program("alloc"), box.work / "alloc")
-    proc, meta = box.run("./forker", "10", opts=("--processes=3",))
+    for name in ("forker", "alloc", "burn", "recurse", "openfiles"):
+        box.put(name, c_program(name).read_bytes(), 0o755)
+
+    def run(*argv: str, opts: tuple[str, ...]) -> tuple[bytes, dict[str, str]]:
+        proc, meta = box.run(*argv, opts=("--wall-time=60", *opts))
+        assert "cellbox-cgroup-weakened" not in meta, meta
+        return proc.stdout, meta
+
+    out, meta = run("./forker", "10", opts=("--processes=3",))
     assert meta["cellbox-status"] == "OK" and meta.get("processes-limit-hit") == "1", meta
-    assert "cellbox-cgroup-weakened" not in meta and int(meta["cg-mem"]) > 0
-    proc, meta = box.run("./alloc", "200", opts=("--cg-mem=65536",))
-    assert meta["cellbox-status"] == "MEMORY_LIMIT", (proc.stderr, meta)
-    # CPU time across processes: two busy children, killed by the keeper well before the
-    # per-process RLIMIT_CPU backstop (2 s) could end either.
-    proc, meta = box.run("/bin/sh", "-c", "(while :; do :; done) & while :; do :; done",
-                         opts=("--time=0.3", "--processes=4"))
-    assert meta["cellbox-status"] == "TIME_LIMIT", (proc.stderr, meta)
-    assert float(meta["time-wall"]) < 1.5, meta
+    assert out == b"forked=2 failed=8\n" and int(meta["cg-mem"]) > 0, out
+    _, meta = run("./alloc", "200", opts=("--cg-mem=65536",))
+    assert meta["cellbox-status"] == "MEMORY_LIMIT", meta
+    # CPU time across processes: two busy processes, killed by the keeper before the
+    # per-process RLIMIT_CPU backstop (2 s each, 4 s in all) could end either.
+    _, meta = run("/bin/sh", "-c", "(while :; do :; done) & while :; do :; done",
+                  opts=("--time=0.3", "--processes=4"))
+    assert meta["cellbox-status"] == "TIME_LIMIT" and float(meta["time"]) < 4, meta
+    _, meta = run("./burn", "1", "0.7", opts=("--time=0.4", "--extra-time=2"))
+    assert meta["cellbox-status"] == "TIME_LIMIT" and meta["exitcode"] == "0", meta  # grace
+    _, meta = run("/bin/sleep", "30", opts=("--wall-time=0.5",))
+    assert meta["cellbox-status"] == "WALL_TIME_LIMIT", meta
+    out, meta = run("./alloc", "200", opts=("--mem=100M",))
+    assert out == b"malloc failed\n" and meta["exitcode"] == "3", (out, meta)
+    _, meta = run("./recurse", "10000", opts=("--stack=1024",))
+    assert meta["status"] == "SG" and meta["exitsig"] == "11", meta
+    out, meta = run("./openfiles", "100", opts=("--open-files=10",))
+    assert out == b"opened=7 errno=24\n", out
+    _, meta = run("/usr/bin/dd", "if=/dev/zero", "of=big", "bs=64k", "count=32",
+                  opts=("--fsize=1024",))
+    assert meta["cellbox-status"] == "FILE_SIZE_LIMIT" and meta["exceeded"] == "fsize", meta
+    assert (box.work / "big").stat().st_size == 1024 << 10
+    out, meta = run("/bin/sh", "-c", "ulimit -c", opts=("--core=2048",))
+    assert out == b"4096\n", out  # the shell counts 512-byte blocks
 
 
 @pytest.fixture

@@ -81,6 +81,7 @@ def test_processes_in_proc(box: InitBox, box2: InitBox) -> None:
     assert_no_channel(box, box2, "proc")
 
 
+@pytest.mark.cgroup2
 def test_loopback_tcp(box: InitBox, box2: InitBox) -> None:
     """A TCP listener on the box's 127.0.0.1."""
     assert_no_channel(box, box2, "tcp")

@@ -57,6 +57,7 @@ def root_canary() -> Iterator[HostCanary]:
     shutil.rmtree(d)
 
 
+@pytest.mark.cgroup2
 def test_host_files_outside_the_binds_are_invisible(box: InitBox, canary: HostCanary,
                                                     root_canary: HostCanary) -> None:
     """Open canaries in the host's /tmp and /root by their host paths: the box's /tmp is its
@@ -171,6 +172,7 @@ print("sys", os.path.exists("/sys"), os.listdir("/sys") if os.path.exists("/sys"
 """
 
 
+@pytest.mark.cgroup2
 def test_sys_and_host_cgroups_are_out_of_reach(box: InitBox, canary_cgroup: Path) -> None:
     """/sys is not mounted: the program tries to join, or raise the limit of, a host cgroup
     whose files are world-writable (so only the sandbox stands in the way), directly and via

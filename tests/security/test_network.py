@@ -53,6 +53,7 @@ def connect_args(ls: Listeners) -> list[str]:
     return [str(ls.port(k)) for k in ("tcp4", "tcp6", "udp4", "udp6")] + [ls.abstract_name]
 
 
+@pytest.mark.cgroup2
 def test_host_loopback_listeners_get_nothing(box: InitBox, listeners: Listeners) -> None:
     """TCP and UDP to the host's 127.0.0.1 and ::1, and the host's abstract unix socket: the
     box has its own loopback and its own abstract namespace, so nothing arrives. Control:

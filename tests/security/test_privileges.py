@@ -17,6 +17,7 @@ pytestmark = pytest.mark.security
 SECBIT_LOCKS = 0x2 | 0x8 | 0x20 | 0x80  # NOROOT, NO_SETUID_FIXUP, KEEP_CAPS, NO_CAP_AMBIENT_RAISE
 
 
+@pytest.mark.cgroup2
 def test_capabilities_cannot_be_regained(box, sys_program) -> None:  # noqa: ANN001
     got, _ = hostile(box, sys_program, "sys_caps")
     for label in ("capset_all", "ambient_raise", "securebits_clear", "keepcaps", "setuid_0",

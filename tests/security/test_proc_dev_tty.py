@@ -44,6 +44,7 @@ print(json.dumps(out))
 """
 
 
+@pytest.mark.cgroup2
 def test_proc_kernel_files_are_masked_and_sys_is_read_only(box) -> None:  # noqa: ANN001
     got = probe(box, PROC_PROBE % (PROC_MASKED,))
     for name, result in got["files"].items():

@@ -23,6 +23,7 @@ from tests.support.proof import output, public_copy, run_c, run_on_host, run_py
 pytestmark = pytest.mark.security
 
 
+@pytest.mark.cgroup2
 def test_signals_to_host_processes(box: InitBox, sys_program: Callable[[str], Path],
                                    canary_process: Callable[..., CanaryProcess],
                                    canary_dir: Path) -> None:
@@ -67,6 +68,7 @@ def assert_daemon_is_gone(heartbeat: Path) -> None:
     assert heartbeat.stat().st_size == size, "a daemon is still writing"
 
 
+@pytest.mark.cgroup2
 def test_daemon_does_not_outlive_a_cli_run(box: InitBox, sys_program: Callable[[str], Path],
                                            canary_cgroup: Path) -> None:
     """Double fork, setsid, ignore all signals, write its pid to every inherited fd and to a
@@ -104,6 +106,7 @@ print("forked")
 """
 
 
+@pytest.mark.cgroup2
 def test_orphans_in_new_sessions_end_with_the_run(box: InitBox) -> None:
     """Twenty orphans in their own sessions, sleeping 30 s: none outlives the run."""
     proc, meta = run_py(box, FORK_ESCAPE, opts=("-p64",))

@@ -117,6 +117,7 @@ def test_tiocsti_cannot_push_input_into_a_terminal(box, sys_program) -> None:  #
     assert got["injected"] == "no"
 
 
+@pytest.mark.cgroup2
 def test_non_native_abis_get_enosys(box, sys_program) -> None:  # noqa: ANN001
     got, _ = hostile(box, sys_program, "sys_arch")
     denied(got, ["i386_getpid", "x32_getpid", "beyond_table"], "ENOSYS")

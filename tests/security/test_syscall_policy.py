@@ -19,6 +19,7 @@ from tests.support.proof import hostile
 pytestmark = pytest.mark.security
 
 
+@pytest.mark.cgroup2
 def test_allowing_a_denied_syscall_works_and_is_reported(box, sys_program) -> None:  # noqa: ANN001
     got, meta = hostile(box, sys_program, "sys_ptrace",
                         opts=("--processes=4", "--syscalls=+ptrace,+process_vm_readv"))

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from cellbox.cgroup import detect
 from cellbox.chaos import uid_processes
 
 NUM_BOXES = 200
@@ -147,3 +148,28 @@ def new_box(*opts: str, box_id: int | None = None) -> Iterator[InitBox]:
         yield b
     finally:
         cellbox("-b", str(b.id), "--cleanup", check=True)
+
+
+def session_cgroup(controller: str, name: str) -> Path:
+    """A new cgroup ``name`` with ``controller`` (e.g. pids, memory), in the session's cgroup
+    directory, on whichever cgroup version this machine has; the caller removes it."""
+    backend = detect(CG_ROOT)
+    if backend.version == 1:
+        base = Path(backend.mounts[controller], backend.root)  # type: ignore[attr-defined]
+        base.mkdir(parents=True, exist_ok=True)
+    else:  # v2: the directories down to the base, with the controller enabled on the way
+        mount = Path(backend.mount)  # type: ignore[attr-defined]
+        base = Path(backend.base_dirs()[0])
+        if not base.exists():  # let cellbox make it, taking a delegated cgroup if it must
+            backend.box(NUM_BOXES - 1).remove()
+        path = mount
+        for part in (*base.relative_to(mount).parts, None):
+            control = path / "cgroup.subtree_control"
+            if controller not in control.read_text().split():
+                control.write_text(f"+{controller}")
+            if part is not None:
+                path = path / part
+                path.mkdir(exist_ok=True)
+    cg = base / name
+    cg.mkdir()
+    return cg

@@ -31,8 +31,7 @@ from pathlib import Path
 
 import pytest
 
-from cellbox.cgroup import detect
-from tests.support.boxes import CG_ROOT, PY, InitBox
+from tests.support.boxes import PY, InitBox, session_cgroup
 from tests.support.proof import STARTED, output, run_checked
 
 HOSTILE_PROGRAMS = Path(__file__).parent.parent / "security" / "programs"
@@ -104,37 +103,15 @@ def dir_listing(d: Path) -> dict[str, tuple]:
 
 @pytest.fixture
 def canary_cgroup() -> Iterator[Path]:
-    """A host pids cgroup made for the test (under the session's cgroup directory, on either
+    """A host pids cgroup made for the test (in the session's cgroup directory, on either
     cgroup version), its files world-writable, pids.max 7."""
-    backend = detect(CG_ROOT)
-    if backend.version == 1:
-        base = Path(backend.mounts["pids"], backend.root)  # type: ignore[attr-defined]
-        base.mkdir(parents=True, exist_ok=True)
-    else:
-        base = Path(backend.base_dirs()[0])
-        _with_pids_controller(base)
-    cg = base / f"canary-{uuid.uuid4().hex[:12]}"
-    cg.mkdir()
+    cg = session_cgroup("pids", f"canary-{uuid.uuid4().hex[:12]}")
     (cg / "pids.max").write_text("7")
     for f in ("cgroup.procs", "tasks", "cgroup.threads", "pids.max"):
         if (cg / f).exists():
             (cg / f).chmod(0o666)
     yield cg
     cg.rmdir()
-
-
-def _with_pids_controller(cg: Path) -> None:
-    """Create the cgroup v2 directory ``cg`` and its parents, with the pids controller
-    enabled down to it (as cellbox enables it down to its boxes)."""
-    mount = Path(detect(CG_ROOT).mount)  # type: ignore[attr-defined]
-    path = mount
-    for part in cg.relative_to(mount).parts:
-        if "pids" not in (path / "cgroup.subtree_control").read_text().split():
-            (path / "cgroup.subtree_control").write_text("+pids")
-        path = path / part
-        path.mkdir(exist_ok=True)
-    if "pids" not in (cg / "cgroup.subtree_control").read_text().split():
-        (cg / "cgroup.subtree_control").write_text("+pids")
 
 
 # -- canary processes ----------------------------------------------------------------------
