@@ -159,6 +159,7 @@ def test_oneshot_run_copies_files(tmp_path):
 
 # -- the grammar itself (getopt_long semantics), no kernel needed ----------------------------
 
+@pytest.mark.unit
 def test_optional_argument_forms():
     assert parse(["-p", "--run", "--", "x"])[0]["processes"] is None
     assert parse(["-p5", "--run"])[0]["processes"] == "5"
@@ -168,6 +169,7 @@ def test_optional_argument_forms():
     assert values["processes"] is None and rest == ["5"]
 
 
+@pytest.mark.unit
 def test_bundled_shorts_prefixes_and_repeats():
     values, rest = parse(["-vsb3", "--box=4", "-E", "A", "--env=B=1", "--run", "--", "p", "-x"])
     assert values["verbose"] == [True] and values["silent"] is True
@@ -176,6 +178,7 @@ def test_bundled_shorts_prefixes_and_repeats():
     assert rest == ["p", "-x"]
 
 
+@pytest.mark.unit
 def test_meta_text_format_roundtrip():
     r = RunResult(status=Status.MEMORY_LIMIT, signal=9, cpu_time=0.1234, wall_time=0.5,
                   peak_memory=10 << 20, oom_killed=True, message="Memory limit exceeded")
@@ -186,6 +189,7 @@ def test_meta_text_format_roundtrip():
     assert meta["time"] == "0.123"
 
 
+@pytest.mark.unit
 def test_cli_reference_is_generated_from_the_option_table():
     import subprocess
     import sys

@@ -23,6 +23,7 @@ from tests.support.boxes import InitBox, cellbox
 pytestmark = pytest.mark.badinput
 
 
+@pytest.mark.unit
 def test_unknown_command_lists_the_commands() -> None:
     proc = cellbox("frobnicate")
     assert proc.returncode == 2

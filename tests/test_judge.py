@@ -104,6 +104,7 @@ def test_tampering_with_the_input_reaches_neither_the_next_test_nor_the_checker(
 
 # -- test directories -------------------------------------------------------------------------
 
+@pytest.mark.unit
 def test_tests_run_in_natural_order_and_pairs_are_required(tmp_path: Path) -> None:
     d = make_tests(tmp_path / "t", {n: ("1", "2") for n in ("10", "2", "1", "b", "a")})
     (d / "README").write_text("ignored")
@@ -128,6 +129,7 @@ def test_tests_run_in_natural_order_and_pairs_are_required(tmp_path: Path) -> No
     (FloatChecker(1e-6, 1e-6), b"0.334", b"0.333333333", Verdict.WA),
     (FloatChecker(1e-6, 1e-6), b"0.3333334 no", b"0.333333333 yes", Verdict.WA),
 ])
+@pytest.mark.unit
 def test_builtin_checkers(checker, output: bytes, answer: bytes,  # noqa: ANN001
                           verdict: Verdict) -> None:
     assert checker.check(b"", output, answer).verdict is verdict

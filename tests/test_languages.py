@@ -46,6 +46,7 @@ LIMITS = JudgeLimits(time=1, wall_time=3, memory=256 << 20, output=1 << 20).limi
 NAMES = sorted(PROGRAM)
 
 
+@pytest.mark.unit
 def test_every_shipped_language_has_a_test_program() -> None:
     assert sorted(languages()) == NAMES
 
@@ -198,12 +199,14 @@ def test_gigantic_diagnostics_are_capped() -> None:
     ('name = "x"\ntitle = "X"\nsource = "a"\nversion = ["x"]\nrun = ["x"]\n'
      'compiler_options = 1\n', "compiler_options must be true or false"),
 ])
+@pytest.mark.unit
 def test_bad_profiles_are_refused_clearly(text: str, complaint: str) -> None:
     with pytest.raises(ProfileError, match="Language profile bad.toml") as e:
         parse_profile("bad.toml", text)
     assert complaint in str(e.value)
 
 
+@pytest.mark.unit
 def test_compiler_options_go_before_the_source_or_are_refused() -> None:
     argv = get("c").compile_argv(COMPILE_LIMITS, ["-O0", "-DX=1"])
     assert argv[argv.index("main.c") - 2:argv.index("main.c")] == ["-O0", "-DX=1"]

@@ -601,6 +601,7 @@ def test_tokens_and_rate_limit(start_server: Callable[..., Server]) -> None:
     ("max_runs = 0\n", "max_runs must be at least 1"),
     ("bogus = 1\n", "unknown key(s) bogus"),
 ])
+@pytest.mark.unit
 def test_bad_service_configs_are_refused(tmp_path: Path, text: str, says: str) -> None:
     path = tmp_path / "service.toml"
     path.write_text(text)

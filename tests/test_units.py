@@ -38,6 +38,7 @@ def _cellbox_argvs(unit: Path) -> list[list[str]]:
     return argvs
 
 
+@pytest.mark.unit
 def test_serve_unit_runs_cellbox_serve_with_real_options() -> None:
     argvs = _cellbox_argvs(UNITS / "cellbox-serve.service")
     assert argvs and all(argv[0] == "serve" for argv in argvs)
@@ -46,6 +47,7 @@ def test_serve_unit_runs_cellbox_serve_with_real_options() -> None:
         parser().parse_args(argv[1:])  # raises UsageError on an option that does not exist
 
 
+@pytest.mark.unit
 def test_serve_unit_runs_as_root_with_delegation() -> None:
     text = (UNITS / "cellbox-serve.service").read_text()
     settings = dict(line.split("=", 1) for line in text.splitlines()
@@ -74,6 +76,7 @@ def test_units_verify(tmp_path: Path) -> None:
     assert proc.returncode == 0 and not problems, problems
 
 
+@pytest.mark.unit
 def test_keeperd_unit_runs_cellbox_keeperd_with_real_options() -> None:
     argvs = _cellbox_argvs(UNITS / "cellbox-keeperd.service")
     assert argvs == [["keeperd"]]
