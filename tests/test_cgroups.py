@@ -18,13 +18,14 @@ import pytest
 from cellbox.cgroup import detect
 from cellbox.cgroup.v2 import BOXES, LEAF, find_mount
 from tests.support.boxes import CG_ROOT, InitBox, cellbox, parse_meta, run_capped
+from tests.support.skips import unless
 
 pytestmark = pytest.mark.cgroup2
 
 MIB_KB = 1024  # cg-mem is in KiB
 BACKEND = detect(CG_ROOT)
-needs_v2 = pytest.mark.skipif(BACKEND.version != 2, reason="this machine has no usable cgroup "
-                              "v2 hierarchy (CI runs these tests in the cgroup v2 VM)")
+needs_v2 = unless(BACKEND.version == 2, "a usable cgroup v2 hierarchy (CI runs these tests in "
+                  "the cgroup v2 VM)")
 
 
 def run(box: InitBox, *argv: str, opts: tuple[str, ...] = ()):  # noqa: ANN201

@@ -29,6 +29,7 @@ from cellbox.cgroup.v2 import find_mount
 from cellbox.chaos import uid_processes
 from tests.support.boxes import FIRST_UID, PY, cellbox, parse_meta
 from tests.support.rootless import REPO, RL_UID, ROOTLESS_IDS, RootlessBox, UserEnv, rootless_box
+from tests.support.skips import lacks
 
 pytestmark = pytest.mark.rootless
 
@@ -333,7 +334,7 @@ def _limits_hold(box: RootlessBox, c_program) -> None:  # noqa: ANN001
 @pytest.fixture
 def v1_delegated(user_env: UserEnv) -> Iterator[None]:
     if BACKEND_VERSION != 1:
-        pytest.skip("cgroup v1 delegation needs a cgroup v1 host (the VM runs the v2 test)")
+        lacks("cgroup v1 (its delegation test; a cgroup v2 machine runs the v2 one)")
     proc = cellbox("delegate", f"--uid={RL_UID}")
     assert proc.returncode == 0, proc.stderr
     yield
@@ -354,7 +355,7 @@ def v2_delegated(user_env: UserEnv) -> Iterator[UserEnv]:
     its processes start in (DelegateSubgroup=supervisor)."""
     mount = find_mount()
     if BACKEND_VERSION != 2 or mount is None:
-        pytest.skip("cgroup v2 delegation needs a cgroup v2 machine (CI: the VM)")
+        lacks("cgroup v2 (its delegation test; CI runs it in the cgroup v2 VM)")
     d = Path(mount) / f"cellbox-rootless-{os.getpid()}"
     (d / "supervisor").mkdir(parents=True)
     for p in (d, d / "cgroup.procs", d / "cgroup.subtree_control", d / "cgroup.threads",

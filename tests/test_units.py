@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from cellbox.cli import subcommands
+from tests.support.skips import unless
 
 pytestmark = pytest.mark.operations
 
@@ -61,8 +62,7 @@ def test_serve_unit_runs_as_root_with_delegation() -> None:
         assert key not in settings, key
 
 
-@pytest.mark.skipif(shutil.which("systemd-analyze") is None,
-                    reason="systemd-analyze is not installed (a host without systemd)")
+@unless(shutil.which("systemd-analyze") is not None, "systemd-analyze (a host without systemd)")
 def test_units_verify(tmp_path: Path) -> None:
     # verify checks that ExecStart's program exists: point it at this checkout's launcher.
     launcher = Path(sys.executable).parent / "cellbox"
