@@ -1,7 +1,7 @@
 """The cgroup backends: detection, delegation, and the limits and figures that depend on the
 cgroup, on whichever backend this machine has. CI runs this file (marker ``cgroup2``) on the
-host (cgroup v1) and again in a cgroup v2 VM (scripts/test.sh, shared/vm/run-in-vm), which is
-emulated and 15-60 times slower: bounds on figures leave room for that, never for a wrong
+host (cgroup v1) and again in a cgroup v2 VM (scripts/test.sh with CELLBOX_VM_RUNNER), which
+is emulated and 15-60 times slower: bounds on figures leave room for that, never for a wrong
 status.
 """
 

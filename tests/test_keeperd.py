@@ -138,7 +138,7 @@ def test_a_client_killed_mid_run_leaves_what_a_killed_cli_leaves(through: Daemon
     assert boxes_json()[box.id]["state"] == "running"
     runner.send_signal(signal.SIGKILL)
     runner.wait()
-    wait_for(lambda: not box_procs(box.id) and not through.workers(), timeout=30)
+    wait_for(lambda: not box_procs(box.id) and not through.workers())
     assert boxes_json()[box.id]["state"] == "needs-repair"
     again = cellbox("-b", str(box.id), "--run", "--", "/bin/true")
     assert again.returncode == 0 and b"repaired: a run" in again.stderr
@@ -156,7 +156,7 @@ def test_signals_to_the_client_do_what_they_do_to_the_cli(through: Daemon, box: 
         wait_for(lambda: bool(box_procs(box.id)))
         runner.send_signal(signum)
         _, err = runner.communicate(timeout=30)
-        wait_for(lambda: not box_procs(box.id), timeout=5)
+        wait_for(lambda: not box_procs(box.id))
         outcomes.append((runner.returncode, b"KeyboardInterrupt" in err))
         cellbox("-b", str(box.id), "--run", "--", "/bin/true", check=True)  # repairs
     assert outcomes[0] == outcomes[1] == (-signum, signum == signal.SIGINT)
@@ -173,7 +173,7 @@ def test_a_killed_daemon_ends_the_run_and_the_client_says_so(test_config: Path, 
     d.proc.wait()
     _, err = runner.communicate(timeout=10)
     assert runner.returncode == 2 and b"keeper daemon" in err and b"ended before" in err, err
-    wait_for(lambda: not box_procs(box.id), timeout=5)
+    wait_for(lambda: not box_procs(box.id))
     d.socket.unlink()
     again = cellbox("-b", str(box.id), "--run", "--", "/bin/true")  # in-process: no daemon
     assert again.returncode == 0 and b"repaired: a run" in again.stderr

@@ -38,7 +38,7 @@ def test_signals_to_host_processes(box: InitBox, sys_program: Callable[[str], Pa
     assert target.alive(), output(proc)
     victim = canary_process(uid=uid)
     run_on_host([str(public_copy(exe, canary_dir)), str(victim.pid)], uid=uid)
-    victim.proc.wait(timeout=5)
+    victim.proc.wait(timeout=60)
 
 
 def test_ptrace_a_host_process(box: InitBox, sys_program: Callable[[str], Path],

@@ -57,7 +57,9 @@ def start(*args: str) -> subprocess.Popen[bytes]:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
-def wait_for(predicate: Callable[[], object], timeout: float = 10.0) -> None:
+def wait_for(predicate: Callable[[], object], timeout: float = 60.0) -> None:
+    """Until ``predicate`` holds; the timeout is generous (an emulated VM is slow), so that it
+    only ends a test that would wait forever."""
     deadline = time.monotonic() + timeout
     while not predicate():
         assert time.monotonic() < deadline, "timed out waiting"
