@@ -3,6 +3,7 @@ test (cleaned up after it)."""
 
 from __future__ import annotations
 
+import fcntl
 import itertools
 import json
 import os
@@ -18,9 +19,28 @@ from cellbox.cgroup import detect
 from cellbox.chaos import uid_processes
 
 NUM_BOXES = 200
+SLOTS = 25  # of NUM_BOXES uids each, in 60000-64999
+
+
+def _session_slot() -> int:
+    """A slot that no other test session on this machine holds: a lock held for the life of
+    this process (root's; without root, where no box is made, any slot does)."""
+    if os.geteuid() != 0:
+        return os.getpid() % SLOTS
+    for slot in range(SLOTS):
+        fd = os.open(f"/run/cellbox-test-slot-{slot}", os.O_CREAT | os.O_RDWR | os.O_CLOEXEC,
+                     0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return slot  # the fd stays open, and the lock held, until the session ends
+        except BlockingIOError:
+            os.close(fd)
+    raise RuntimeError(f"all {SLOTS} test session slots are taken (/run/cellbox-test-slot-*)")
+
+
 # Per session, like CG_ROOT: concurrent test runs get disjoint box uids, all in 60000-64999,
 # below nobody's 65534 (cellbox --check-config and doctor refuse a range with a real user).
-FIRST_UID = 60000 + NUM_BOXES * (os.getpid() % 25)
+FIRST_UID = 60000 + NUM_BOXES * _session_slot()
 CG_ROOT = f"cellbox/test-{os.getpid()}"  # per session: parallel runs never meet
 PROGRAMS = Path(__file__).parent.parent / "programs"
 PY = "/usr/bin/python3"
