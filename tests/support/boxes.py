@@ -24,7 +24,8 @@ SLOTS = 25  # of NUM_BOXES uids each, in 60000-64999
 
 def _session_slot() -> int:
     """A slot that no other test session on this machine holds: a lock held for the life of
-    this process (root's; without root, where no box is made, any slot does)."""
+    this process, on a slot whose uids no process has (root's; without root, where no box is
+    made, any slot does)."""
     if os.geteuid() != 0:
         return os.getpid() % SLOTS
     for slot in range(SLOTS):
@@ -32,9 +33,12 @@ def _session_slot() -> int:
                      0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return slot  # the fd stays open, and the lock held, until the session ends
         except BlockingIOError:
             os.close(fd)
+            continue
+        if not uid_processes(60000 + NUM_BOXES * slot, NUM_BOXES):
+            return slot  # the fd stays open, and the lock held, until the session ends
+        os.close(fd)
     raise RuntimeError(f"all {SLOTS} test session slots are taken (/run/cellbox-test-slot-*)")
 
 
