@@ -244,14 +244,14 @@ def listen_and_talk(listener: InitBox, talker: InitBox, kind: str, opts: tuple[s
                             *opts, "--run", "--", PY, "channel.py", "listen", kind, port],
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 120  # generous: the emulated VM starts it slowly
         while not (listener.work / "ready").exists():
             assert lst.poll() is None and time.monotonic() < deadline, "listener never ready"
             time.sleep(0.02)
         during(port)
         said, _ = run_checked(talker, PY, "channel.py", "talk", kind, port, opts=("-p", *opts))
         (listener.work / "done").touch()
-        heard, _ = lst.communicate(timeout=30)
+        heard, _ = lst.communicate(timeout=120)
     finally:
         if lst.poll() is None:
             lst.kill()
