@@ -21,6 +21,7 @@ from cellbox.lock import BoxLock
 from tests.support.boxes import (
     BUSY,
     FIRST_UID,
+    UNTIL_GO,
     box_procs,
     boxes_json,
     cellbox,
@@ -93,24 +94,31 @@ def test_wait_gets_the_box_when_the_holder_lets_go_and_is_counted(held):
 
 @pytest.mark.cgroup2
 def test_run_on_a_running_box_is_busy_and_cleanup_never_pulls_it(box):
-    runner = start("-b", str(box.id), "--run", "--", "/bin/sleep", "1.5")
-    wait_for(lambda: box_procs(box.id))
-    second = cellbox("-b", str(box.id), "--run", "--", "/bin/true")
-    assert second.returncode == 2 and b"running a program" in second.stderr
-    refused = cellbox("-b", str(box.id), "--cleanup")
-    assert refused.returncode == 2 and b"busy" in refused.stderr
-    waited = cellbox("-b", str(box.id), "--run", "--wait", "--", "/bin/true")
-    assert waited.returncode == 0
-    assert runner.wait(10) == 0  # the first run was never disturbed
+    runner = start("-b", str(box.id), "-p2", "--run", "--", "/bin/sh", "-c", UNTIL_GO)
+    try:
+        wait_for(lambda: box_procs(box.id))
+        second = cellbox("-b", str(box.id), "--run", "--", "/bin/true")
+        assert second.returncode == 2 and b"running a program" in second.stderr
+        refused = cellbox("-b", str(box.id), "--cleanup")
+        assert refused.returncode == 2 and b"busy" in refused.stderr
+        waiter = start("-b", str(box.id), "--run", "--wait", "--", "/bin/true")
+    finally:
+        box.put("go", "")
+    assert waiter.wait(60) == 0
+    assert runner.wait(60) == 0  # the first run was never disturbed
     assert boxes_json()[box.id]["state"] == "initialised"
 
 
 def test_cleanup_with_wait_waits_for_the_run_to_end(box):
-    runner = start("-b", str(box.id), "--run", "--", "/bin/sleep", "1")
-    wait_for(lambda: box_procs(box.id))
-    cleaner = start("-b", str(box.id), "--cleanup", "--wait")
-    assert runner.wait(10) == 0
-    assert cleaner.wait(10) == 0
+    runner = start("-b", str(box.id), "-p2", "--run", "--", "/bin/sh", "-c", UNTIL_GO)
+    try:
+        wait_for(lambda: box_procs(box.id))
+        cleaner = start("-b", str(box.id), "--cleanup", "--wait")
+        assert cleaner.poll() is None  # it cannot be done: the run holds the box
+    finally:
+        box.put("go", "")
+    assert runner.wait(60) == 0
+    assert cleaner.wait(60) == 0
     assert not storage.is_mounted(str(box.dir))
 
 
@@ -213,8 +221,7 @@ def test_reap_repairs_dead_boxes_and_leaves_live_runs_alone(box):
     with new_box(box_id=166) as other:
         # A live run that lasts until the test lets it end (by a file), however slow the
         # machine: reap must leave it alone.
-        live = start("-b", "166", "-p2", "--run", "--", "/bin/sh", "-c",
-                     "while [ ! -e go ]; do sleep 0.05; done")
+        live = start("-b", "166", "-p2", "--run", "--", "/bin/sh", "-c", UNTIL_GO)
         try:
             wait_for(lambda: box_procs(166))
             reaped = json.loads(cellbox("reap", "--json", check=True).stdout)

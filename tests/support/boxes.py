@@ -48,8 +48,11 @@ FIRST_UID = 60000 + NUM_BOXES * _session_slot()
 CG_ROOT = f"cellbox/test-{os.getpid()}"  # per session: parallel runs never meet
 PROGRAMS = Path(__file__).parent.parent / "programs"
 PY = "/usr/bin/python3"
-# A run that loops forever (four busy processes): for tests that need a run in progress.
-BUSY = "for i in 1 2 3; do (while :; do :; done) & done; while :; do :; done"
+# A run that lasts until it is killed, in four processes (and their sleeps, 8 at most), that
+# leave the CPU to the rest (an emulated VM has little): for tests that need a run in progress.
+BUSY = "for i in 1 2 3; do (while :; do sleep 1; done) & done; while :; do sleep 1; done"
+# A run that lasts until the test puts a file named "go" in the box (-p2 or more).
+UNTIL_GO = "while [ ! -e go ]; do sleep 0.05; done"
 
 
 def box_uid(box_id: int) -> int:
