@@ -6,7 +6,7 @@ children, --cleanup, and library leases. About half of them are SIGKILLed at a r
 of their life. After every kill it checks that
 
 - every process of the killed operation (its whole process tree, and anything running with
-  the box's uid) is gone within ``DEATH_LIMIT`` seconds, and
+  the box's uid) is gone within ``DEATH_LIMIT`` seconds (by default), and
 - the next operation on that box (a --cleanup) succeeds within ``RECOVERY_LIMIT`` seconds;
 
 and at the end, after a final cleanup, that no process runs with a box uid, no box cgroup,
@@ -52,6 +52,8 @@ with Box(int(sys.argv[1]), wait=5) as box:
 @dataclass
 class ChaosReport:
     target_kills: int
+    death_limit: float = DEATH_LIMIT
+    recovery_limit: float = RECOVERY_LIMIT
     ops: int = 0
     kills: int = 0
     kills_by_op: dict[str, int] = field(default_factory=dict)
@@ -85,9 +87,9 @@ class ChaosReport:
             + ", ".join(f"{k} {v}" for k, v in sorted(self.kills_by_op.items())),
             f"  repairs {self.repairs}, orphans killed by repairs {self.orphans_killed}",
             f"  death of a killed run's processes: {_describe(self.deaths)} "
-            f"(limit {DEATH_LIMIT:g} s)",
+            f"(limit {self.death_limit:g} s)",
             f"  next operation after a kill: {_describe(self.recoveries)} "
-            f"(limit {RECOVERY_LIMIT:g} s)",
+            f"(limit {self.recovery_limit:g} s)",
             f"  survivors {len(self.survivors)}, stuck boxes {len(self.stuck_boxes)}, "
             f"leftover mounts {len(self.leftover_mounts)}, "
             f"leftover cgroups {len(self.leftover_cgroups)}",
@@ -168,8 +170,12 @@ def uid_processes(first: int, count: int) -> list[str]:
 
 class Chaos:
     def __init__(self, boxes: int = 4, workers: int = 2, first_uid: int = 61000,
-                 seed: int | None = None, on_kill: Callable[[], None] | None = None) -> None:
-        """``on_kill`` is called (from a worker thread) after each kill: a progress display."""
+                 seed: int | None = None, on_kill: Callable[[], None] | None = None,
+                 death_limit: float = DEATH_LIMIT, recovery_limit: float = RECOVERY_LIMIT
+                 ) -> None:
+        """``on_kill`` is called (from a worker thread) after each kill: a progress display.
+        ``death_limit`` and ``recovery_limit``: the checks' limits, in seconds (a slow,
+        e.g. emulated, machine needs more)."""
         self.n_boxes = boxes
         self.on_kill = on_kill
         self.n_workers = workers
@@ -178,7 +184,8 @@ class Chaos:
         self.top = tempfile.mkdtemp(prefix="cellbox-chaos-")
         self.config, cfg = write_private_config(self.top, "chaos", boxes, first_uid)
         self.env = {**os.environ, ENV_VAR: cfg}
-        self.report = ChaosReport(target_kills=0)
+        self.report = ChaosReport(target_kills=0, death_limit=death_limit,
+                                  recovery_limit=recovery_limit)
         self.mutex = threading.Lock()
         self.durations: dict[str, float] = {"init": 0.2, "run": 0.5, "cleanup": 0.2,
                                             "lease": 0.6}
@@ -266,7 +273,7 @@ class Chaos:
 
     def _kill(self, proc: subprocess.Popen[bytes], op: str, box: int) -> None:
         """SIGKILL the cellbox process; every process of its run must then die within
-        DEATH_LIMIT: its descendants, and anything running with the box's uid."""
+        the death limit: its descendants, and anything running with the box's uid."""
         run = _tree(proc.pid)
         del run[proc.pid]
         proc.send_signal(signal.SIGKILL)
@@ -275,7 +282,7 @@ class Chaos:
         while True:
             alive = _alive(run) + uid_processes(uid, 1)
             waited = time.monotonic() - killed_at
-            if not alive or waited > DEATH_LIMIT + 2:
+            if not alive or waited > self.report.death_limit + 2:
                 break
             time.sleep(0.005)
         proc.wait()
@@ -288,20 +295,21 @@ class Chaos:
             self.report.deaths.append(waited)
         if self.on_kill is not None:
             self.on_kill()
-        if alive or waited > DEATH_LIMIT:
+        if alive or waited > self.report.death_limit:
             self._fail(f"box {box}: processes of a killed {op} lived {waited:.3f} s: {alive}")
 
     def _recover(self, box: int) -> None:
-        """The next operation after a kill: must succeed within RECOVERY_LIMIT."""
+        """The next operation after a kill: must succeed within the recovery limit."""
+        limit = self.report.recovery_limit
         t0 = time.monotonic()
-        proc = subprocess.run(self._argv("cleanup", box) + [f"--wait={RECOVERY_LIMIT}"],
+        proc = subprocess.run(self._argv("cleanup", box) + [f"--wait={limit}"],
                               env=self.env, stdin=subprocess.DEVNULL, capture_output=True,
                               timeout=OP_TIMEOUT)
         took = time.monotonic() - t0
         with self.mutex:
             self.report.ops += 1
             self.report.recoveries.append(took)
-        if proc.returncode != 0 or took > RECOVERY_LIMIT:
+        if proc.returncode != 0 or took > limit:
             self._fail(f"box {box}: cleanup after a kill exited {proc.returncode} in "
                        f"{took:.3f} s: {proc.stderr.decode(errors='replace').strip()[-300:]}")
 

@@ -19,8 +19,8 @@
 #      create the group `cellbox`, whose members root's keeper daemon serves;
 #   5. build the box init (cellbox/boxinit/*.c, statically linked: libc6-dev) into
 #      /var/cache/cellbox, where cellbox would otherwise build it on its first run;
-#   6. when ../shared/vm/run-in-vm is there (CI, the team's machines): its setup (qemu, a Debian
-#      kernel, busybox), so that scripts/test.sh can run the cgroup v2 tests in its VM.
+#   6. when $CELLBOX_VM_RUNNER names a VM runner (CI's .ci/run sets it): its setup (qemu, a
+#      Debian kernel, busybox), so that scripts/test.sh can run the cgroup v2 tests in its VM.
 # Quiet when there is nothing to do; on a failure it says what failed and shows the log.
 #
 # CELLBOX_LANGUAGES chooses the language toolchains to install: "all" (the default, a few GB),
@@ -180,10 +180,9 @@ quietly "building the box init (cellbox/boxinit/)" \
 
 # ---- the cgroup v2 VM (scripts/test.sh) ------------------------------------------------------
 
-# Called through python3: CI's copy of shared/ has no execute bits. Its setup is idempotent.
-RUN_IN_VM="$REPO/../shared/vm/run-in-vm"
-if [[ -f $RUN_IN_VM ]]; then
-    quietly "the cgroup v2 VM's setup" python3 "$RUN_IN_VM" --setup
+# Called through python3: CI's copy of the runner has no execute bits. Its setup is idempotent.
+if [[ -n ${CELLBOX_VM_RUNNER:-} && -f $CELLBOX_VM_RUNNER ]]; then
+    quietly "the cgroup v2 VM's setup" python3 "$CELLBOX_VM_RUNNER" --setup
 fi
 
 # ---- the fast launcher -----------------------------------------------------------------------

@@ -5,18 +5,29 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import cellbox
+from cellbox.errors import UsageError
+from cellbox.rules import parse_dir_rule
+from tests.support.boxes import cellbox
 
 pytestmark = pytest.mark.badinput
 
+# Directory rules that the rule grammar itself refuses.
+BAD_DIR_RULES = ["/box/../etc", "/", "/x=relative/path", "/x:bogus"]
 BAD_RUN_OPTIONS = [
     ["-t", "abc"], ["-t", "-1"], ["--time=nan"], ["-w", "x"], ["-x", "?"], ["-m", "12Q"],
     ["--cg-mem=lots"], ["-k", "-5"], ["-n", "two"], ["-n", "2"], ["-f", "1e"], ["--core=x"],
-    ["-p0x"], ["-b", "x"], ["-b", "-1"], ["-b", "99999"], ["-d", "/box/../etc"], ["-d", "/"],
-    ["-d", "/x=relative/path"], ["-d", "/x=/nonexistent-cellbox-dir"], ["-d", "/x:bogus"],
+    ["-p0x"], ["-b", "x"], ["-b", "-1"], ["-b", "99999"], *(["-d", r] for r in BAD_DIR_RULES),
+    ["-d", "/x=/nonexistent-cellbox-dir"],
     ["-E", "=v"], ["--meta-format=xml"], ["-r", "e", "--stderr-to-stdout"],
     ["--as-uid=1000"], ["--wait=soon"], ["--bogus"], ["-Z"], ["--json"],
 ]
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("rule", BAD_DIR_RULES)
+def test_bad_dir_rules_are_refused_by_the_grammar(rule: str) -> None:
+    with pytest.raises(UsageError, match="-d|Directory rule|directory option"):
+        parse_dir_rule(rule)
 
 
 @pytest.mark.parametrize("opts", BAD_RUN_OPTIONS, ids=lambda o: " ".join(o))

@@ -13,7 +13,7 @@ import pytest
 from cellbox.bench.judging import BOXES as JUDGING_BOXES
 from cellbox.bench.suite import NUM_BOXES
 from cellbox.chaos import uid_processes
-from tests.conftest import cellbox
+from tests.support.boxes import cellbox
 
 pytestmark = pytest.mark.bench
 
@@ -23,7 +23,7 @@ FIRST_UID = 73100 + (NUM_BOXES + JUDGING_BOXES + MANY) * (os.getpid() % 50)  # a
 
 def _bench_leftovers() -> set[str]:
     return set(glob.glob("/run/cellbox-bench-locks-*")
-               + glob.glob("/sys/fs/cgroup/*/cellbox/bench-*")
+               + glob.glob("/sys/fs/cgroup/**/cellbox/bench-*", recursive=True)  # v1 or v2
                + glob.glob("/tmp/cellbox-bench-*"))
 
 

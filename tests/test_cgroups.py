@@ -1,7 +1,7 @@
 """The cgroup backends: detection, delegation, and the limits and figures that depend on the
 cgroup, on whichever backend this machine has. CI runs this file (marker ``cgroup2``) on the
-host (cgroup v1) and again in a cgroup v2 VM (scripts/test.sh, shared/vm/run-in-vm), which is
-emulated and 15-60 times slower: bounds on figures leave room for that, never for a wrong
+host (cgroup v1) and again in a cgroup v2 VM (scripts/test.sh with CELLBOX_VM_RUNNER), which
+is emulated and 15-60 times slower: bounds on figures leave room for that, never for a wrong
 status.
 """
 
@@ -14,22 +14,23 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import CG_ROOT, InitBox, cellbox, parse_meta
 
 from cellbox.cgroup import detect
 from cellbox.cgroup.v2 import BOXES, LEAF, find_mount
+from tests.support.boxes import CG_ROOT, InitBox, cellbox, parse_meta, run_capped
+from tests.support.skips import unless
 
 pytestmark = pytest.mark.cgroup2
 
 MIB_KB = 1024  # cg-mem is in KiB
-SAFETY = ("-w", "60")  # no run may last longer, whatever the sandbox does (slow VM included)
 BACKEND = detect(CG_ROOT)
-needs_v2 = pytest.mark.skipif(BACKEND.version != 2, reason="this machine has no usable cgroup "
-                              "v2 hierarchy (CI runs these tests in the cgroup v2 VM)")
+needs_v2 = unless(BACKEND.version == 2, "a usable cgroup v2 hierarchy (CI runs these tests in "
+                  "the cgroup v2 VM)")
 
 
 def run(box: InitBox, *argv: str, opts: tuple[str, ...] = ()):  # noqa: ANN201
-    return box.run(*argv, opts=(*SAFETY, *opts), timeout=180)
+    """A capped run with room for the slow VM."""
+    return run_capped(box, *argv, opts=opts, wall=60, timeout=180)
 
 
 def assert_memory_limit_kill(meta: dict[str, str]) -> None:
@@ -75,17 +76,17 @@ def test_four_thread_burner_is_stopped_at_the_time_limit(progs: InitBox) -> None
     proc, meta = run(progs, "./burn", "4", "30", opts=("-p", "--time=1"))
     assert proc.returncode == 1, (proc.stderr, meta)
     assert meta["status"] == "TO" and meta["exceeded"] == "time" and meta["killed"] == "1", meta
-    assert 1.0 <= float(meta["time"]) <= 2.0, meta  # every thread counts; slow VM polls late
+    assert 1.0 <= float(meta["time"]) < 10, meta  # every thread counts; long before 120 s
 
 
 def test_cpu_time_is_the_programs(progs: InitBox) -> None:
     """Within 5 % on a real machine (test_accounting.py); the emulated VM on a loaded host
-    reads up to 6 % high, so the bound here only catches a wrong figure (some threads not
-    counted, another run's time, nothing at all)."""
+    reads higher (the program's start-up, emulated), so the bound here only catches a wrong
+    figure (a thread not counted, another run's time, nothing at all)."""
     proc, meta = run(progs, "./burn", "2", "0.5", opts=("-p",))
     assert meta["cellbox-status"] == "OK", (proc.stderr, meta)
     own = float(proc.stdout)  # the threads' own clocks: 1 s in all
-    assert 0.95 * own <= float(meta["time"]) <= 1.15 * own, (meta["time"], own)
+    assert 0.95 * own <= float(meta["time"]) <= 1.5 * own, (meta["time"], own)
 
 
 def test_fork_bomb_stops_at_the_pids_limit(progs: InitBox) -> None:

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import cellbox
+from cellbox.config import host_problems, load_config
+from cellbox.errors import ConfigError
+from tests.support.boxes import cellbox
 
 pytestmark = pytest.mark.operations
 
@@ -47,17 +49,32 @@ def _check(cfg: Path, content: str, monkeypatch: pytest.MonkeyPatch):  # noqa: A
     return cellbox("--check-config")
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("case", list(BAD))
 def test_config_error_names_file_key_and_fix(case: str, tmp_path: Path,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """The validation itself (what --check-config and every command report): the file's
+    content, then what the host makes of it."""
     content, words = BAD[case]
     cfg = tmp_path / "cellbox.toml"
-    proc = _check(cfg, content, monkeypatch)
-    message = proc.stderr.decode()
-    assert proc.returncode == 2, message
+    cfg.write_text(content)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))  # where a user who is not root keeps boxes
+    try:
+        message = "\n".join(host_problems(load_config(str(cfg)), str(cfg)))
+    except ConfigError as e:
+        message = str(e)
     assert f"Config file {cfg}" in message
     for word in words:
         assert word in message, (word, message)
+
+
+@pytest.mark.parametrize("case", ["not toml", "real user"])
+def test_check_config_exits_2_with_the_message(case: str, tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    content, words = BAD[case]
+    cfg = tmp_path / "cellbox.toml"
+    proc = _check(cfg, content, monkeypatch)
+    assert proc.returncode == 2 and words[0].encode() in proc.stderr, proc.stderr
 
 
 def test_a_bad_config_stops_every_command(tmp_path: Path,

@@ -24,7 +24,8 @@ from pathlib import Path
 import pytest
 
 from cellbox.cli import client
-from tests.conftest import CG_ROOT, FIRST_UID, NUM_BOXES, parse_meta, user_python
+from tests.support.boxes import CG_ROOT, FIRST_UID, NUM_BOXES, parse_meta
+from tests.support.rootless import user_python
 
 pytestmark = pytest.mark.daemon
 
@@ -338,8 +339,8 @@ def test_the_socket_is_open_to_all_and_the_daemon_decides(site: Site) -> None:
 
 def test_the_native_client_serves_users_too(site: Site) -> None:
     native = ROOT / ".venv" / "bin" / "cellbox"
-    if native.read_bytes()[:4] != b"\x7fELF":
-        pytest.skip(f"{native} is not the native client: run scripts/bootstrap.sh")
+    assert native.read_bytes()[:4] == b"\x7fELF", \
+        f"{native} is not the native client: run scripts/bootstrap.sh"
     user = site.users["member"]
     command = ["setpriv", f"--reuid={user.uid}", f"--regid={user.gid}", "--init-groups",
                str(native)]

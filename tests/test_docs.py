@@ -8,7 +8,6 @@ import re
 import shlex
 import signal
 import subprocess
-import sys
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +52,7 @@ def _links() -> list[tuple[Path, str]]:
 
 @pytest.mark.parametrize(("page", "target"), _links(),
                          ids=lambda v: v.name if isinstance(v, Path) else v)
+@pytest.mark.unit
 def test_relative_link_resolves(page: Path, target: str) -> None:
     path, _, anchor = target.partition("#")
     dest = (page.parent / path).resolve() if path else page
@@ -110,6 +110,7 @@ def _cellbox_commands() -> list[tuple[str, list[str]]]:
 
 @pytest.mark.parametrize(("page", "argv"), _cellbox_commands(),
                          ids=lambda v: " ".join(v) if isinstance(v, list) else v)
+@pytest.mark.unit
 def test_documented_command_parses(page: str, argv: list[str],
                                    capsys: pytest.CaptureFixture[str]) -> None:
     try:
@@ -125,6 +126,7 @@ def test_documented_command_parses(page: str, argv: list[str],
         pytest.fail(f"{page}: cellbox {' '.join(argv)}: {e}")
 
 
+@pytest.mark.unit
 def test_every_doc_is_in_the_index() -> None:
     index = (ROOT / "docs" / "README.md").read_text()
     for page in (ROOT / "docs").glob("*.md"):
@@ -138,6 +140,7 @@ def _blocks(lang: str) -> list[tuple[str, str]]:
             for fence, block in FENCE.findall(page.read_text()) if fence == lang]
 
 
+@pytest.mark.unit
 def test_python_examples_compile() -> None:
     """Examples compile; a signature (``Box(box_id: int | None = None, ...)``) compiles as a
     def. A SyntaxError names the page."""
@@ -148,6 +151,7 @@ def test_python_examples_compile() -> None:
         compile(block, page, "exec")
 
 
+@pytest.mark.unit
 def test_config_examples_load(tmp_path: Path) -> None:
     """A TOML example of the box configuration is a valid configuration."""
     for page, block in _blocks("toml"):

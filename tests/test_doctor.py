@@ -8,7 +8,7 @@ import os
 import pytest
 
 from cellbox import doctor
-from tests.conftest import cellbox
+from tests.support.boxes import cellbox
 
 pytestmark = pytest.mark.operations
 

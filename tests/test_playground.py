@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.skips import lacks
+
 from tests.test_service import Server, start_server  # noqa: F401 - fixture
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is a test "
@@ -37,7 +39,7 @@ def server(start_server: Callable[..., Server]) -> Server:
 @pytest.fixture
 def page(server: Server, tmp_path: Path) -> Iterator[tuple[object, list[str]]]:
     if not Path(CHROMIUM).exists():
-        pytest.skip("chromium is not installed (scripts/bootstrap.sh installs it)")
+        lacks("chromium (scripts/bootstrap.sh installs it)")
     requests: list[str] = []
     with sync_api.sync_playwright() as pw:
         browser = pw.chromium.launch_persistent_context(

@@ -2,8 +2,9 @@
 
 The suite runs as root; these tests run the cellbox command line as an unprivileged numeric
 uid (``setpriv``; no /etc/passwd entry needed), with a configuration of its own: storage and
-locks in a directory that uid owns, the suite's box uids (so that the isolation checks
-borrowed from test_isolation and tests/security hold as they are), boxes 260..279.
+locks in a directory that uid owns, the suite's box uids, boxes 260..279
+(tests/support/rootless.py). The isolation and privilege checks of the root mode also run
+rootless (marked ``in_both_modes`` where they are).
 Three cgroup situations: none (fail closed, or --no-cgroups and the result says so), a v1
 subtree given by ``cellbox delegate`` (the host), and a v2 cgroup chowned to the uid as
 systemd's Delegate=yes does it (the VM; marker cgroup2).
@@ -11,7 +12,6 @@ systemd's Delegate=yes does it (the VM; marker cgroup2).
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
 import shutil
@@ -20,105 +20,26 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import test_isolation as iso
-from conftest import FIRST_UID, InitBox, cellbox, parse_meta, user_python
 
 from cellbox.cgroup import detect
 from cellbox.cgroup.v2 import find_mount
 from cellbox.chaos import uid_processes
-from tests.security import test_privileges as priv
-from tests.security.seccomp_helpers import sys_program  # noqa: F401
+from tests.support.boxes import FIRST_UID, PY, cellbox, parse_meta
+from tests.support.rootless import REPO, RL_UID, ROOTLESS_IDS, RootlessBox, UserEnv, rootless_box
+from tests.support.skips import lacks
 
 pytestmark = pytest.mark.rootless
 
-RL_UID = 58000 + os.getpid() % 1000  # per session; no other user of the machine has it
-REPO = Path(__file__).resolve().parent.parent
 BACKEND_VERSION = detect().version
-_ids = itertools.cycle(range(260, 280))
-
-
-@dataclass
-class UserEnv:
-    """What the unprivileged uid runs cellbox with."""
-
-    top: Path  # owned by RL_UID: config, boxes, locks, meta files
-    python: str
-    pythonpath: str
-    cgroup: Path | None = None  # v2: the delegated cgroup its commands start in
-
-    def command(self, *args: str) -> list[str]:
-        cmd = ["setpriv", f"--reuid={RL_UID}", f"--regid={RL_UID}", "--clear-groups",
-               self.python, "-m", "cellbox", *args]
-        if self.cgroup is not None:  # start where a delegated service's processes are
-            cmd = ["sh", "-c", 'echo $$ > "$0" && exec "$@"',
-                   str(self.cgroup / "supervisor" / "cgroup.procs"), *cmd]
-        return cmd
-
-    def environ(self, config: Path | None = None) -> dict[str, str]:
-        return {"PATH": os.environ["PATH"], "PYTHONPATH": self.pythonpath,
-                "CELLBOX_CONFIG": str(config or self.top / "cellbox.toml"),
-                "HOME": str(self.top)}  # where the user builds the C init if root has not
-
-    def cellbox(self, *args: str, timeout: float = 60, config: Path | None = None,
-                env: dict[str, str] | None = None) -> subprocess.CompletedProcess[bytes]:
-        return subprocess.run(self.command(*args), env={**self.environ(config), **(env or {})},
-                              capture_output=True, timeout=timeout, cwd="/")
-
-
-@pytest.fixture(scope="session")
-def user_env() -> Iterator[UserEnv]:
-    top = Path(tempfile.mkdtemp(prefix="cellbox-rootless-"))
-    (top / "cellbox.toml").write_text(
-        f'box_root = "{top}/boxes"\nlock_root = "{top}/locks"\nnum_boxes = 280\n'
-        f"first_uid = {FIRST_UID}\nfirst_gid = {FIRST_UID}\n")
-    os.chown(top, RL_UID, RL_UID)
-    python, path = user_python(RL_UID)
-    yield UserEnv(top, python, path)
-    shutil.rmtree(top)
 
 
 @pytest.fixture(autouse=True)
 def no_user_processes() -> Iterator[None]:
     yield
     assert not uid_processes(RL_UID, 1), "processes of the rootless uid outlived the test"
-
-
-@dataclass
-class RootlessBox(InitBox):
-    """A box initialised by the unprivileged uid, used as conftest's InitBox is."""
-
-    env: UserEnv
-
-    @property
-    def meta_dir(self) -> Path:
-        return self.env.top
-
-    def cellbox(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[bytes]:
-        return self.env.cellbox(*args, timeout=timeout)
-
-    def put(self, name: str, data: bytes | str, mode: int = 0o644) -> Path:
-        p = super().put(name, data, mode)
-        os.chown(p, RL_UID, RL_UID)
-        return p
-
-
-@contextmanager
-def rootless_box(env: UserEnv) -> Iterator[RootlessBox]:
-    box_id = next(_ids)
-    proc = env.cellbox("-b", str(box_id), "--init")
-    assert proc.returncode == 0, proc.stderr
-    box = RootlessBox(box_id, Path(proc.stdout.decode().strip()), env)
-    try:
-        yield box
-    finally:
-        proc = env.cellbox("-b", str(box_id), "--cleanup")
-        assert proc.returncode == 0, proc.stderr
-        assert not box.dir.exists()
 
 
 @pytest.fixture
@@ -185,14 +106,14 @@ def test_cpu_rlimit_still_ends_a_busy_loop_without_a_cgroup(rbox: RootlessBox) -
     proc, meta = rbox.run("/bin/sh", "-c", "while :; do :; done",
                           opts=("--no-cgroups", "--time=0.2"))
     assert meta["cellbox-status"] == "TIME_LIMIT", (proc.stderr, meta)
-    assert 0.2 < float(meta["time"]) < 3.0  # RLIMIT_CPU: whole seconds, one over
+    assert 0.2 < float(meta["time"]) < 30  # RLIMIT_CPU (whole seconds) stopped the loop
     assert meta["cellbox-cgroup-weakened"] == "time,accounting"
 
 
 def test_wall_time_limit_ends_the_run_at_once_without_a_cgroup(rbox: RootlessBox) -> None:
     proc, meta = rbox.run("/bin/sleep", "10", opts=("--wall-time=0.3",))
     assert meta["cellbox-status"] == "WALL_TIME_LIMIT", (proc.stderr, meta)
-    assert float(meta["time-wall"]) < 1.0, meta  # no grace for a cgroup kill that cannot be
+    assert float(meta["time-wall"]) < 5, meta  # before the sleep's end: no grace to wait out
 
 
 def test_state_dirs_default_to_the_users_runtime_dir(user_env: UserEnv) -> None:
@@ -224,7 +145,7 @@ def test_a_killed_rootless_run_leaves_nothing_and_is_repaired(rbox: RootlessBox)
         time.sleep(0.05)
     keeper.kill()
     keeper.wait()
-    deadline = time.monotonic() + 1
+    deadline = time.monotonic() + 30
     while uid_processes(RL_UID, 1):
         assert time.monotonic() < deadline, uid_processes(RL_UID, 1)
         time.sleep(0.01)
@@ -300,7 +221,7 @@ def test_the_warm_pool_works_rootless(user_env: UserEnv) -> None:
     """A pool of the user's: the warm C init keeps its capabilities in the box's user
     namespace (fresh namespaces and /dev/shm per run); a wall-time kill without a cgroup
     takes the init with it, and the next run gets a new one."""
-    box_id = next(_ids)
+    box_id = next(ROOTLESS_IDS)
     cmd = user_env.command()
     at = cmd.index("-m")
     cmd[at:] = ["-c", _POOL_SCRIPT, str(box_id)]
@@ -325,23 +246,12 @@ def test_unreadable_directories_the_program_made_are_cleaned_up(rbox: RootlessBo
     assert sorted(p.name for p in (rbox.work / "a" / "b").iterdir()) == []  # links, FIFOs go
 
 
-# -- isolation: the checks the root mode passes, run rootless --------------------------------
-
-@pytest.mark.parametrize("check", [
-    iso.test_new_pid_namespace_hides_host_processes, iso.test_every_namespace_differs_from_the_host,
-    iso.test_hostname_is_cellbox_and_host_keeps_its_own, iso.test_only_loopback_and_it_is_up,
-    iso.test_root_and_system_dirs_are_read_only, iso.test_dev_has_only_the_minimal_nodes,
-    iso.test_runs_as_box_user_without_capabilities, iso.test_sysv_ipc_namespace_is_separate,
-    priv.test_seccomp_filters_are_in_force,
-], ids=lambda f: f.__name__[5:])
-def test_isolation_holds_rootless(rbox: RootlessBox, check) -> None:  # noqa: ANN001
-    check(rbox)
-
+# -- isolation: what only rootless mode must add (the checks of the root mode run rootless
+#    too: tests/support/rootless.py's in_both_modes) --------------------------------------
 
 def test_the_users_files_are_out_of_reach(rbox: RootlessBox) -> None:
-    """The program is the user outside: what the box does not bind must be invisible, and
-    what it binds read-only must stay so, even for files the user owns."""
-    iso.test_host_files_are_not_visible(rbox, rbox.env.top)  # top: the user's own directory
+    """The program is the user outside: what the box binds read-only must stay so, even
+    for files the user owns."""
     mine = rbox.env.top / "mine"
     mine.mkdir(exist_ok=True)
     os.chown(mine, RL_UID, RL_UID)
@@ -351,25 +261,13 @@ def test_the_users_files_are_out_of_reach(rbox: RootlessBox) -> None:
     assert list(mine.iterdir()) == [] and (mine.stat().st_mode & 0o777) == 0o755
 
 
-# The program opens its stdio files while it still holds init's capabilities in the box's user
-# namespace: links the box planted to the host or to init's /proc files must lead nowhere.
-
-def test_stdout_links_the_box_planted_write_nothing(rbox: RootlessBox, tmp_path: Path) -> None:
-    iso.test_stdout_symlink_planted_by_the_box_cannot_write_host_files(rbox, tmp_path)
-
-
-def test_stdin_links_the_box_planted_read_nothing(rbox: RootlessBox, tmp_path: Path,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    iso.test_stdin_symlink_cannot_read_host_or_init_data(rbox, tmp_path, monkeypatch)
-
-
 def test_the_users_other_processes_are_out_of_reach(rbox: RootlessBox) -> None:
     """The program is the user outside, so only its pid namespace keeps it from the user's
     other processes: SIGKILL by their host pid, and kill(-1), reach none of them."""
     canary = subprocess.Popen(["setpriv", f"--reuid={RL_UID}", f"--regid={RL_UID}",
                                "--clear-groups", "sleep", "60"])
     try:
-        proc, meta = rbox.run(iso.PY, "-c", f"""
+        proc, meta = rbox.run(PY, "-c", f"""
 import os, signal
 for target in ({canary.pid}, -1):
     try:
@@ -382,50 +280,61 @@ for target in ({canary.pid}, -1):
         # Control: the same uid outside a box does kill it.
         subprocess.run(["setpriv", f"--reuid={RL_UID}", f"--regid={RL_UID}", "--clear-groups",
                         "kill", "-KILL", str(canary.pid)], check=True)
-        assert canary.wait(timeout=5) == -9
+        assert canary.wait(timeout=60) == -9
     finally:
         canary.kill()
         canary.wait()
 
 
-def test_setuid_binaries_raise_nothing(rbox: RootlessBox, sys_program) -> None:  # noqa: ANN001,F811
-    priv.test_setuid_binary_made_in_the_box_raises_nothing(rbox, sys_program)
-    host = Path(tempfile.mkdtemp(dir=rbox.env.top))  # a path the user may reach, to bind
-    try:
-        priv.test_setuid_binary_bound_from_the_host_raises_nothing(rbox, sys_program, host)
-    finally:
-        shutil.rmtree(host)
-
-
-def test_no_further_user_namespace_inside(rbox: RootlessBox, sys_program) -> None:  # noqa: ANN001,F811
-    priv.test_no_root_inside_a_user_namespace(rbox, sys_program)
-
-
 # -- with a delegated cgroup: every limit, as for root ---------------------------------------
 
 def _limits_hold(box: RootlessBox, c_program) -> None:  # noqa: ANN001
+    """Every run limit of the command line, hit, in a rootless box with a delegated cgroup:
+    those the cgroup enforces (memory, processes, CPU time across processes) and the others
+    (wall time and its grace, address space, stack, open files, file size, core size)."""
     assert "no cgroup" not in box.env.cellbox("--print-cg-root").stdout.decode()
     doctor = _doctor_says(box.env)
     assert doctor["level"] == "pass" and "delegated to this user" in doctor["found"], doctor
-    shutil.copy(c_program("forker"), box.work / "forker")
-    shutil.copy(c_program("alloc"), box.work / "alloc")
-    proc, meta = box.run("./forker", "10", opts=("--processes=3",))
+    for name in ("forker", "alloc", "burn", "recurse", "openfiles"):
+        box.put(name, c_program(name).read_bytes(), 0o755)
+
+    def run(*argv: str, opts: tuple[str, ...]) -> tuple[bytes, dict[str, str]]:
+        proc, meta = box.run(*argv, opts=("--wall-time=60", *opts))
+        assert "cellbox-cgroup-weakened" not in meta, meta
+        return proc.stdout, meta
+
+    out, meta = run("./forker", "10", opts=("--processes=3",))
     assert meta["cellbox-status"] == "OK" and meta.get("processes-limit-hit") == "1", meta
-    assert "cellbox-cgroup-weakened" not in meta and int(meta["cg-mem"]) > 0
-    proc, meta = box.run("./alloc", "200", opts=("--cg-mem=65536",))
-    assert meta["cellbox-status"] == "MEMORY_LIMIT", (proc.stderr, meta)
-    # CPU time across processes: two busy children, killed by the keeper well before the
-    # per-process RLIMIT_CPU backstop (2 s) could end either.
-    proc, meta = box.run("/bin/sh", "-c", "(while :; do :; done) & while :; do :; done",
-                         opts=("--time=0.3", "--processes=4"))
-    assert meta["cellbox-status"] == "TIME_LIMIT", (proc.stderr, meta)
-    assert float(meta["time-wall"]) < 1.5, meta
+    assert out == b"forked=2 failed=8\n" and int(meta["cg-mem"]) > 0, out
+    _, meta = run("./alloc", "200", opts=("--cg-mem=65536",))
+    assert meta["cellbox-status"] == "MEMORY_LIMIT", meta
+    # CPU time across processes: two busy processes, killed by the keeper before the
+    # per-process RLIMIT_CPU backstop (2 s each, 4 s in all) could end either.
+    _, meta = run("/bin/sh", "-c", "(while :; do :; done) & while :; do :; done",
+                  opts=("--time=0.3", "--processes=4"))
+    assert meta["cellbox-status"] == "TIME_LIMIT" and float(meta["time"]) < 4, meta
+    _, meta = run("./burn", "1", "0.7", opts=("--time=0.4", "--extra-time=2"))
+    assert meta["cellbox-status"] == "TIME_LIMIT" and meta["exitcode"] == "0", meta  # grace
+    _, meta = run("/bin/sleep", "30", opts=("--wall-time=0.5",))
+    assert meta["cellbox-status"] == "WALL_TIME_LIMIT", meta
+    out, meta = run("./alloc", "200", opts=("--mem=100M",))
+    assert out == b"malloc failed\n" and meta["exitcode"] == "3", (out, meta)
+    _, meta = run("./recurse", "10000", opts=("--stack=1024",))
+    assert meta["status"] == "SG" and meta["exitsig"] == "11", meta
+    out, meta = run("./openfiles", "100", opts=("--open-files=10",))
+    assert out == b"opened=7 errno=24\n", out
+    _, meta = run("/usr/bin/dd", "if=/dev/zero", "of=big", "bs=64k", "count=32",
+                  opts=("--fsize=1024",))
+    assert meta["cellbox-status"] == "FILE_SIZE_LIMIT" and meta["exceeded"] == "fsize", meta
+    assert (box.work / "big").stat().st_size == 1024 << 10
+    out, meta = run("/bin/sh", "-c", "ulimit -c", opts=("--core=2048",))
+    assert out == b"4096\n", out  # the shell counts 512-byte blocks
 
 
 @pytest.fixture
 def v1_delegated(user_env: UserEnv) -> Iterator[None]:
     if BACKEND_VERSION != 1:
-        pytest.skip("cgroup v1 delegation needs a cgroup v1 host (the VM runs the v2 test)")
+        lacks("cgroup v1 (its delegation test; a cgroup v2 machine runs the v2 one)")
     proc = cellbox("delegate", f"--uid={RL_UID}")
     assert proc.returncode == 0, proc.stderr
     yield
@@ -446,7 +355,7 @@ def v2_delegated(user_env: UserEnv) -> Iterator[UserEnv]:
     its processes start in (DelegateSubgroup=supervisor)."""
     mount = find_mount()
     if BACKEND_VERSION != 2 or mount is None:
-        pytest.skip("cgroup v2 delegation needs a cgroup v2 machine (CI: the VM)")
+        lacks("cgroup v2 (its delegation test; CI runs it in the cgroup v2 VM)")
     d = Path(mount) / f"cellbox-rootless-{os.getpid()}"
     (d / "supervisor").mkdir(parents=True)
     for p in (d, d / "cgroup.procs", d / "cgroup.subtree_control", d / "cgroup.threads",

@@ -21,7 +21,8 @@ from cellbox.api import run_spec
 from cellbox.errors import SandboxSetupError
 from cellbox.rules import DirRule, Kind
 from cellbox.spec import RunSpec
-from tests.conftest import InitBox
+from tests.support.boxes import InitBox
+from tests.support.skips import lacks
 
 pytestmark = pytest.mark.core
 
@@ -95,7 +96,7 @@ def test_no_run_copies_the_interpreter(tmp_path):
     clone makes it the keeper's child. strace lists the keeper's clone calls (not its
     children's)."""
     if not shutil.which("strace"):
-        pytest.skip("strace is not installed: the test reads the keeper's clone calls with it")
+        lacks("strace: the test reads the keeper's clone calls with it")
     script = ("from cellbox import Box, Pool\n"
               "with Box() as box:\n    assert box.run(['/bin/true']).status.name == 'OK'\n"
               "with Pool(size=1) as pool:\n    assert pool.run(['/bin/true']).status.name == 'OK'\n")

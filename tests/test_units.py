@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from cellbox.cli import subcommands
+from tests.support.skips import unless
 
 pytestmark = pytest.mark.operations
 
@@ -38,6 +39,7 @@ def _cellbox_argvs(unit: Path) -> list[list[str]]:
     return argvs
 
 
+@pytest.mark.unit
 def test_serve_unit_runs_cellbox_serve_with_real_options() -> None:
     argvs = _cellbox_argvs(UNITS / "cellbox-serve.service")
     assert argvs and all(argv[0] == "serve" for argv in argvs)
@@ -46,6 +48,7 @@ def test_serve_unit_runs_cellbox_serve_with_real_options() -> None:
         parser().parse_args(argv[1:])  # raises UsageError on an option that does not exist
 
 
+@pytest.mark.unit
 def test_serve_unit_runs_as_root_with_delegation() -> None:
     text = (UNITS / "cellbox-serve.service").read_text()
     settings = dict(line.split("=", 1) for line in text.splitlines()
@@ -59,8 +62,7 @@ def test_serve_unit_runs_as_root_with_delegation() -> None:
         assert key not in settings, key
 
 
-@pytest.mark.skipif(shutil.which("systemd-analyze") is None,
-                    reason="systemd-analyze is not installed (a host without systemd)")
+@unless(shutil.which("systemd-analyze") is not None, "systemd-analyze (a host without systemd)")
 def test_units_verify(tmp_path: Path) -> None:
     # verify checks that ExecStart's program exists: point it at this checkout's launcher.
     launcher = Path(sys.executable).parent / "cellbox"
@@ -75,6 +77,7 @@ def test_units_verify(tmp_path: Path) -> None:
     assert proc.returncode == 0 and not problems, problems
 
 
+@pytest.mark.unit
 def test_keeperd_unit_runs_cellbox_keeperd_with_real_options() -> None:
     argvs = _cellbox_argvs(UNITS / "cellbox-keeperd.service")
     assert argvs == [["keeperd"]]

@@ -43,11 +43,14 @@ def reap_parser() -> argparse.ArgumentParser:
 
 
 def chaos_parser() -> argparse.ArgumentParser:
+    from cellbox.chaos import DEATH_LIMIT, RECOVERY_LIMIT
+
     p = _parser("chaos", "Crash-test the lock protocol: run random operations (init, runs of "
                 "a program that forks busy children, cleanup, library leases) on a few boxes "
                 "in parallel, SIGKILL cellbox processes at random moments, and check that "
                 "every process of a killed run is gone within 1 s, that the next operation "
-                "on the box succeeds within 2 s, and that nothing is left at the end. It uses "
+                "on the box succeeds within 2 s (limits a slow machine may raise), and that "
+                "nothing is left at the end. It uses "
                 "a configuration of its own (temporary box and lock roots, its own cgroup "
                 "directory and uids), so it never touches real boxes. Exit 0 when every "
                 "check held.")
@@ -62,6 +65,12 @@ def chaos_parser() -> argparse.ArgumentParser:
                    help="first box uid/gid of the chaos boxes; must be used by nothing else "
                         "(default 61000)")
     p.add_argument("--seed", type=int, default=None, help="random seed (default: random)")
+    p.add_argument("--death-limit", type=float, default=DEATH_LIMIT, metavar="SECONDS",
+                   help="every process of a killed run must be gone within this long "
+                        f"(default {DEATH_LIMIT:g})")
+    p.add_argument("--recovery-limit", type=float, default=RECOVERY_LIMIT, metavar="SECONDS",
+                   help="the next operation on a box after a kill must succeed within this "
+                        f"long (default {RECOVERY_LIMIT:g})")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     return p
 
@@ -134,6 +143,7 @@ def chaos_main(argv: list[str]) -> int:
     with progress_bars() as bars:
         report = Chaos(boxes=args.boxes, workers=args.workers, first_uid=args.first_uid,
                        seed=args.seed, on_kill=bars.task("kills", args.kills),
+                       death_limit=args.death_limit, recovery_limit=args.recovery_limit,
                        ).run(args.kills, args.seconds)
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))

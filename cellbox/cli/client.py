@@ -7,7 +7,8 @@ client hands the daemon its argv, environment, umask, working directory and stdi
 descriptors themselves, SCM_RIGHTS) over a unix socket; the daemon runs the same CLI code in a
 worker forked for the request and returns its exit status. When no daemon answers, the caller
 starts one (root, ``keeperd.start_on_demand``) or runs the CLI in-process
-(``CELLBOX_NO_DAEMON=1`` forces that).
+(``CELLBOX_NO_DAEMON=1`` forces that), unless ``CELLBOX_REQUIRE_DAEMON=1`` says that only the
+daemon may serve: then the command fails.
 
 It imports nothing beyond what the interpreter has already loaded, ``_socket`` and
 ``_signal``: that is the point. The wire format is in ``cellbox.cli.keeperd``.
@@ -19,6 +20,7 @@ import sys
 SOCKET_ENV = "CELLBOX_KEEPER_SOCKET"
 DEFAULT_SOCKET = "/run/cellbox/keeper.sock"
 NO_DAEMON_ENV = "CELLBOX_NO_DAEMON"
+REQUIRE_DAEMON_ENV = "CELLBOX_REQUIRE_DAEMON"
 MAGIC = b"cellbox-keeper-1"
 # Signals that end today's CLI: the worker receives them instead, so it behaves the same.
 FORWARDED = (1, 2, 3, 15)  # SIGHUP, SIGINT, SIGQUIT, SIGTERM
@@ -84,8 +86,13 @@ def run(argv: list[str]) -> int | None:
             sock.sendmsg([request(argv)], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, fds)])
         finally:
             os.close(cwd)
-    except OSError:
+    except OSError as e:
         sock.close()
+        if os.environ.get(REQUIRE_DAEMON_ENV, "") not in ("", "0"):
+            print(f"cellbox: no keeper daemon took this command at {path} ({e}), and "
+                  f"{REQUIRE_DAEMON_ENV} is set: start cellbox keeperd, or unset it",
+                  file=sys.stderr)
+            return 2
         return None  # no daemon (or nothing it could take): nothing has started
     _forward_signals(sock)
     try:

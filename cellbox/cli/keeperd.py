@@ -84,7 +84,8 @@ def keeperd_parser():  # noqa: ANN201 - argparse, imported lazily
                "daemon_groups; default: group cellbox) as a setuid isolate would: the box "
                "belongs to the user, and every path they name is reached with their own "
                "permissions. Without a daemon (or with "
-               f"{client.NO_DAEMON_ENV}=1) the CLI runs in-process, with the same results. "
+               f"{client.NO_DAEMON_ENV}=1) the CLI runs in-process, with the same results; with "
+               f"{client.REQUIRE_DAEMON_ENV}=1 it fails instead. "
                "Stop it with SIGTERM: it finishes the commands in progress first.")
     p.add_argument("--socket", metavar="PATH",
                    help=f"the socket to listen on (default: ${client.SOCKET_ENV}, else "

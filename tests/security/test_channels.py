@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import InitBox
-
-from .conftest import (PROGRAMS, PY, assert_no_channel, dir_listing, listen_and_talk, output,
-                       run_attack)
+from tests.support.boxes import PY, InitBox
+from tests.support.hostile import HOSTILE_PROGRAMS as PROGRAMS
+from tests.support.hostile import assert_no_channel, dir_listing, listen_and_talk
+from tests.support.proof import output, run_attack, run_checked
 
 pytestmark = pytest.mark.security
 
@@ -67,8 +67,8 @@ def test_unix_socket_in_a_shared_directory(box: InitBox, box2: InitBox,
     heard, said = listen_and_talk(box, box2, "unix-shared", (f"--dir=/shared={shared}",))
     assert b"GOT" not in heard and b"SAW" not in said, (heard, said)
     assert dir_listing(canary_dir) == before
-    control, _ = box.run(PY, "channel.py", "both", "unix-shared", "0",
-                         opts=("-p", f"--dir=/shared={shared}:rw"))
+    control, _ = run_checked(box, PY, "channel.py", "both", "unix-shared", "0",
+                             opts=("-p", f"--dir=/shared={shared}:rw"))
     assert b"GOT" in control.stdout, output(control)
 
 
@@ -82,6 +82,7 @@ def test_processes_in_proc(box: InitBox, box2: InitBox) -> None:
     assert_no_channel(box, box2, "proc")
 
 
+@pytest.mark.cgroup2
 def test_loopback_tcp(box: InitBox, box2: InitBox) -> None:
     """A TCP listener on the box's 127.0.0.1."""
     assert_no_channel(box, box2, "tcp")

@@ -15,9 +15,10 @@ import pytest
 
 from cellbox import policy
 from cellbox.linux import seccomp
-from tests.conftest import InitBox
+from tests.support.boxes import InitBox
+from tests.support.proof import run_attack
+from tests.support.skips import lacks
 
-from .conftest import run_attack
 
 pytestmark = pytest.mark.security
 
@@ -185,7 +186,7 @@ def test_mincore_cannot_see_the_host_page_cache(box: InitBox, canary_dir: Path,
     fs = subprocess.run(["stat", "-f", "-c", "%T", str(evicted_file)], capture_output=True,
                         text=True, check=True).stdout.strip()
     if fs == "tmpfs":
-        pytest.skip("the host's /tmp is a tmpfs here: its pages cannot leave the page cache")
+        lacks("a /tmp on a disk (a tmpfs's pages cannot leave the page cache)")
     host = subprocess.run([sys.executable, "-c", MINCORE, str(evicted_file)],
                           capture_output=True, timeout=30)
     assert host.stdout.decode().startswith("resident 0 of 64"), host

@@ -19,18 +19,20 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import InitBox
-
-from .conftest import (
-    PY,
+from tests.support.boxes import PY, InitBox, box_uid
+from tests.support.hostile import (
     RUN_ATTACKS,
     CanaryProcess,
     HostCanary,
-    box_uid,
     dir_listing,
     make_canary,
+)
+from tests.support.proof import (
+    PY_STARTED,
+    STARTED,
     output,
     run_c,
+    run_checked,
     run_on_host,
     run_py,
 )
@@ -55,6 +57,7 @@ def root_canary() -> Iterator[HostCanary]:
     shutil.rmtree(d)
 
 
+@pytest.mark.cgroup2
 def test_host_files_outside_the_binds_are_invisible(box: InitBox, canary: HostCanary,
                                                     root_canary: HostCanary) -> None:
     """Open canaries in the host's /tmp and /root by their host paths: the box's /tmp is its
@@ -91,10 +94,10 @@ def test_proc_traversal_does_not_reach_the_host(
 
 
 def test_chroot_escape(box: InitBox, canary: HostCanary,
-                       hostile: Callable[[str], Path]) -> None:
+                       sys_program: Callable[[str], Path]) -> None:
     """chroot into a subdirectory, chdir('..') out of it, chroot('.'); also through an fd on
     '/'. Then read the host canary by its host path: never reached."""
-    proc, _ = run_c(box, hostile("fs_chroot_escape"), str(canary.path))
+    proc, _ = run_c(box, sys_program("fs_chroot_escape"), str(canary.path))
     canary.assert_untouched(output(proc))
     assert b"chroot jail: -1" in proc.stdout, output(proc)  # no CAP_SYS_CHROOT
 
@@ -105,23 +108,23 @@ def host_mount_points() -> set[str]:
 
 
 def test_mount_tricks(box: InitBox, canary: HostCanary,
-                      hostile: Callable[[str], Path]) -> None:
+                      sys_program: Callable[[str], Path]) -> None:
     """mount proc, sysfs and tmpfs, bind '/', remount '/' writable, detach /proc, /usr and
     '/', pivot_root; then all of it again inside a new user and mount namespace. After each
     step read the host canary under every new mount: never reached. None of the program's
     mount points shows up on the host (the leak checker also looks)."""
-    proc, _ = run_c(box, hostile("fs_mount_tricks"), str(canary.path))
+    proc, _ = run_c(box, sys_program("fs_mount_tricks"), str(canary.path))
     canary.assert_untouched(output(proc))
     assert b"box mount proc=-1" in proc.stdout, output(proc)
     assert not host_mount_points() & {"/tmp/proc", "/tmp/sys", "/tmp/bind"}
 
 
 def test_open_by_handle_at(box: InitBox, canary: HostCanary,
-                           hostile: Callable[[str], Path]) -> None:
+                           sys_program: Callable[[str], Path]) -> None:
     """The "shocker" escape: a file handle of the host canary (made on the host) opened with
     open_by_handle_at relative to a bind of the same filesystem (/usr). The box must not read
     it. Control: the same import on the host reads the secret."""
-    exe = hostile("fs_open_by_handle")
+    exe = sys_program("fs_open_by_handle")
     handle = run_on_host([str(exe), "export", str(canary.path)])
     assert handle.returncode == 0, output(handle)
     htype, hexbytes = handle.stdout.decode().split()
@@ -132,13 +135,13 @@ def test_open_by_handle_at(box: InitBox, canary: HostCanary,
 
 
 def test_device_nodes_and_raw_disk(box: InitBox, canary_dir: Path,
-                                   hostile: Callable[[str], Path]) -> None:
+                                   sys_program: Callable[[str], Path]) -> None:
     """mknod the host disk's block device (and /dev/mem) in /box, /tmp, /dev/shm, /dev and a
     read-write bind of a host directory, then open it and the usual disk names. No node is
     made (no CAP_MKNOD; nodev), so none appears in the host directory. Control: root on the
     host makes the node with the same program."""
     dev = os.stat("/").st_dev
-    exe = hostile("fs_raw_disk")
+    exe = sys_program("fs_raw_disk")
     args = [str(os.major(dev)), str(os.minor(dev))]
     before = dir_listing(canary_dir)
     proc, _ = run_c(box, exe, *args, "disk", "/tmp/disk", "/dev/shm/disk", "/dev/disk",
@@ -151,8 +154,8 @@ def test_device_nodes_and_raw_disk(box: InitBox, canary_dir: Path,
 
 CGROUP_ATTACK = """
 import os, sys
-name = sys.argv[1]
-for path in ("/sys/fs/cgroup/pids/" + name, "/proc/1/root/sys/fs/cgroup/pids/" + name):
+host = sys.argv[1]  # the host cgroup's path
+for path in (host, "/proc/1/root" + host):
     for f, value in (("cgroup.procs", str(os.getpid())), ("tasks", str(os.getpid())),
                      ("pids.max", "max")):
         try:
@@ -169,11 +172,12 @@ print("sys", os.path.exists("/sys"), os.listdir("/sys") if os.path.exists("/sys"
 """
 
 
+@pytest.mark.cgroup2
 def test_sys_and_host_cgroups_are_out_of_reach(box: InitBox, canary_cgroup: Path) -> None:
     """/sys is not mounted: the program tries to join, or raise the limit of, a host cgroup
     whose files are world-writable (so only the sandbox stands in the way), directly and via
     /proc/1/root, and to mount cgroup and sysfs. The host cgroup keeps no task and pids.max 7."""
-    proc, _ = run_py(box, CGROUP_ATTACK, canary_cgroup.name)
+    proc, _ = run_py(box, CGROUP_ATTACK, str(canary_cgroup))
     assert b"WROTE" not in proc.stdout, output(proc)
     assert (canary_cgroup / "cgroup.procs").read_text() == ""
     assert (canary_cgroup / "pids.max").read_text().strip() == "7"
@@ -239,15 +243,16 @@ def test_read_only_bind_cannot_be_changed(box: InitBox, canary_dir: Path) -> Non
 
 
 def test_setuid_root_binary_in_a_bind(box: InitBox, canary_dir: Path, canary: HostCanary,
-                                      hostile: Callable[[str], Path]) -> None:
+                                      sys_program: Callable[[str], Path]) -> None:
     """A setuid-root program, bound read-write with the root-only canary, appends to the
     canary. In the box it stays the box user (nosuid, no_new_privs): canary unchanged.
     Control: on the host, run by an unprivileged uid, it does append."""
     suid = canary_dir / "suid_writer"
-    shutil.copy(hostile("fs_setuid_writer"), suid)
+    shutil.copy(sys_program("fs_setuid_writer"), suid)
     os.chown(suid, 0, 0)
     suid.chmod(0o4755)
-    proc, _ = box.run("/data/suid_writer", "/data/canary", opts=(f"--dir=/data={canary_dir}:rw",))
+    proc, _ = run_checked(box, "/data/suid_writer", "/data/canary",
+                          opts=(f"--dir=/data={canary_dir}:rw",))
     canary.assert_untouched(output(proc))
     assert f"euid {box_uid(box.id)}".encode() in proc.stdout, output(proc)
     control = run_on_host([str(suid), str(canary.path)], uid=box_uid(box.id))
@@ -303,9 +308,11 @@ def test_host_directory_fd_leaked_by_the_caller(box: InitBox, canary_dir: Path) 
     try:
         def run(*opts: str) -> subprocess.CompletedProcess[bytes]:
             return subprocess.run([sys.executable, "-m", "cellbox", "-b", str(box.id), *opts,
-                                   "--run", "--", PY, "-c", FD_PROBE], pass_fds=(fd,),
-                                  capture_output=True, timeout=60)
-        readable.assert_untouched(output(run()))
+                                   "--run", "--", PY, "-c", PY_STARTED + FD_PROBE],
+                                  pass_fds=(fd,), capture_output=True, timeout=60)
+        probed = run()
+        assert STARTED in probed.stderr, output(probed)
+        readable.assert_untouched(output(probed))
         assert readable.secret.encode() in run("--inherit-fds").stdout
     finally:
         os.close(fd)

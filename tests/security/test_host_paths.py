@@ -11,9 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import InitBox, cellbox
+from tests.support.boxes import PY, InitBox, cellbox
+from tests.support.hostile import HostCanary, make_canary
+from tests.support.proof import ATTACK_STARTED as STARTED
+from tests.support.proof import output, run_attack
 
-from .conftest import PY, STARTED, HostCanary, make_canary, output, run_attack
 
 pytestmark = pytest.mark.security
 

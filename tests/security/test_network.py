@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import InitBox
-
-from .conftest import Listeners, assert_no_channel, output, run_c, run_on_host, run_py
+from tests.support.boxes import InitBox
+from tests.support.hostile import Listeners, assert_no_channel
+from tests.support.proof import SH_STARTED, output, run_c, run_checked, run_on_host, run_py
 
 pytestmark = pytest.mark.security
 
@@ -53,6 +53,7 @@ def connect_args(ls: Listeners) -> list[str]:
     return [str(ls.port(k)) for k in ("tcp4", "tcp6", "udp4", "udp6")] + [ls.abstract_name]
 
 
+@pytest.mark.cgroup2
 def test_host_loopback_listeners_get_nothing(box: InitBox, listeners: Listeners) -> None:
     """TCP and UDP to the host's 127.0.0.1 and ::1, and the host's abstract unix socket: the
     box has its own loopback and its own abstract namespace, so nothing arrives. Control:
@@ -65,12 +66,12 @@ def test_host_loopback_listeners_get_nothing(box: InitBox, listeners: Listeners)
 
 
 def test_dns_lookup_reaches_no_host_resolver(box: InitBox, listeners: Listeners,
-                                             hostile: Callable[[str], Path]) -> None:
+                                             sys_program: Callable[[str], Path]) -> None:
     """res_query of a canary name through a resolver on the host's 127.0.0.1 (the UDP
     listener): no query arrives and the lookup fails. Control: with --share-net the query
     arrives, carrying the canary name."""
     port = str(listeners.port("udp4"))
-    exe = hostile("net_dns")
+    exe = sys_program("net_dns")
     proc, _ = run_c(box, exe, port)
     assert listeners.received() == [], output(proc)
     assert b"res_query: -1" in proc.stdout, output(proc)
@@ -79,12 +80,12 @@ def test_dns_lookup_reaches_no_host_resolver(box: InitBox, listeners: Listeners,
 
 
 def test_raw_and_packet_sockets(box: InitBox, listeners: Listeners,
-                                hostile: Callable[[str], Path]) -> None:
+                                sys_program: Callable[[str], Path]) -> None:
     """A raw IP socket sending a forged UDP datagram to the host's listener, an AF_PACKET
     socket and a raw ICMP socket: none can be made (no CAP_NET_RAW) and nothing arrives.
     Control: root on the host delivers the forged datagram with the same program."""
     port = str(listeners.port("udp4"))
-    exe = hostile("net_raw")
+    exe = sys_program("net_raw")
     proc, _ = run_c(box, exe, port, opts=SHARE)  # even on the host's network
     assert listeners.received() == [], output(proc)
     assert b"raw udp socket: -1" in proc.stdout and b"packet socket: -1" in proc.stdout, \
@@ -115,11 +116,11 @@ def test_network_configuration_of_the_host(box: InitBox) -> None:
     host never gets the interface (no CAP_NET_ADMIN; and without --share-net, a namespace of
     its own). Nothing here touches an existing interface."""
     name = f"cbx{os.getpid() % 10000}"
-    code = (f"ip link add {name} type dummy; ip addr add 127.77.0.1/32 dev {name}; "
+    code = (f"{SH_STARTED}ip link add {name} type dummy; ip addr add 127.77.0.1/32 dev {name}; "
             f"ip link set {name} up; ip -o link show {name}")
     try:
         for opts in ((), SHARE):
-            proc, _ = box.run("/bin/sh", "-c", code, opts=("-p", *opts))
+            proc, _ = run_checked(box, "/bin/sh", "-c", code, opts=("-p", *opts))
             assert not os.path.exists(f"/sys/class/net/{name}"), output(proc)
     finally:
         if os.path.exists(f"/sys/class/net/{name}"):  # only if the sandbox failed

@@ -19,9 +19,9 @@ import pytest
 
 from cellbox import Box, storage
 from cellbox.errors import BoxStateError
-from tests.conftest import InitBox, cellbox, init_next_box
-
-from .conftest import PY, HostCanary, dir_listing, make_canary, output, run_py
+from tests.support.boxes import PY, InitBox, cellbox, init_next_box, new_box
+from tests.support.hostile import HostCanary, dir_listing, make_canary
+from tests.support.proof import PY_STARTED, STARTED, output, run_py
 
 pytestmark = pytest.mark.security
 
@@ -37,13 +37,15 @@ def plant(box: InitBox, code: str, opts: tuple[str, ...] = KEEP) -> None:
 
 # -- the meta file ---------------------------------------------------------------------------
 
+@pytest.mark.cgroup2
 def test_meta_file_symlink_in_box_is_not_followed(box: InitBox, canary: HostCanary) -> None:
     """The program plants box/meta -> host canary during the very run whose meta file the
     caller asked for at <box>/box/meta (kept with --special-files). The meta must not be
     written through the link (the canary is root's, 0600)."""
-    code = f"import os; os.symlink({str(canary.path)!r}, 'meta')"
+    code = PY_STARTED + f"import os; os.symlink({str(canary.path)!r}, 'meta')"
     proc = cellbox("-b", str(box.id), f"--meta={box.work / 'meta'}", *KEEP, "--run", "--",
                    PY, "-c", code)
+    assert STARTED in proc.stderr, output(proc)  # the link was planted
     canary.assert_untouched(output(proc))
     assert b"cellbox-status:OK" in (box.work / "meta").read_bytes()  # replaced the link
 
@@ -51,9 +53,10 @@ def test_meta_file_symlink_in_box_is_not_followed(box: InitBox, canary: HostCana
 def test_meta_file_symlink_in_box_tmp_is_not_followed(box: InitBox, canary: HostCanary) -> None:
     """The box's /tmp is <box_dir>/tmp on the host and special files there survive the run:
     a link planted there must not redirect a meta file written to <box_dir>/tmp/meta."""
-    code = f"import os; os.symlink({str(canary.path)!r}, '/tmp/meta')"
+    code = PY_STARTED + f"import os; os.symlink({str(canary.path)!r}, '/tmp/meta')"
     proc = cellbox("-b", str(box.id), f"--meta={box.dir / 'tmp' / 'meta'}", "--run", "--",
                    PY, "-c", code)
+    assert STARTED in proc.stderr, output(proc)  # the link was planted
     canary.assert_untouched(output(proc))
 
 
@@ -256,14 +259,11 @@ def test_chown_before_and_after_runs_does_not_follow_links(canary: HostCanary,
     canaries must never be followed: owners, modes and contents stay."""
     inner = make_canary(canary_dir, "inner")
     before = dir_listing(canary_dir)
-    b = init_next_box("--as-uid=4321", "--as-gid=4321")
-    try:
+    with new_box("--as-uid=4321", "--as-gid=4321") as b:
         plant(b, f"os.symlink({str(canary.path)!r}, 'file'); "
                  f"os.symlink({str(canary_dir)!r}, 'dir'); os.mkdir('sub'); "
                  f"os.symlink({str(canary_dir)!r}, 'sub/dir')")
         b.run("/bin/true", opts=KEEP)
-    finally:
-        cellbox("-b", str(b.id), "--cleanup", check=True)
     canary.assert_untouched()
     inner.assert_untouched()
     assert dir_listing(canary_dir) == before
@@ -320,8 +320,8 @@ def test_dir_rule_into_the_box_does_not_follow_a_planted_link(box: InitBox, cana
     plant(box, f"os.symlink({str(canary_dir)!r}, 'data')")
     source = {"relative": "./box/data", "absolute": str(box.work / "data"),
               "dotdot": "./box/data/x/.."}[form]
-    proc, _ = run_py(box, "print(open('/data/world-readable').read())",
-                     opts=(*KEEP, f"--dir=/data={source}"))
+    proc, _ = box.run(PY, "-c", "print(open('/data/world-readable').read())",
+                      opts=(*KEEP, f"--dir=/data={source}"))
     readable.assert_untouched(output(proc))
 
 
@@ -331,8 +331,8 @@ def test_mount_points_under_a_planted_link(box: InitBox, canary_dir: Path) -> No
     directory, init must not create the mount point, nor mount anything, there."""
     before = dir_listing(canary_dir)
     plant(box, f"os.symlink({str(canary_dir)!r}, 'a')")
-    proc, meta = run_py(box, "import os; print(os.listdir('/box/a'))",
-                        opts=(*KEEP, "--dir=/box/a/mnt=/usr"))
+    proc, meta = box.run(PY, "-c", "import os; print(os.listdir('/box/a'))",
+                         opts=(*KEEP, "--dir=/box/a/mnt=/usr"))  # may be refused: fine
     assert dir_listing(canary_dir) == before, output(proc)
 
 

@@ -9,13 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.security.seccomp_helpers import PY, hostile, parse_results, sys_program  # noqa: F401
+from tests.support.proof import hostile, parse_results, run_checked, run_py
+from tests.support.rootless import in_both_modes
 
 pytestmark = pytest.mark.security
 
 SECBIT_LOCKS = 0x2 | 0x8 | 0x20 | 0x80  # NOROOT, NO_SETUID_FIXUP, KEEP_CAPS, NO_CAP_AMBIENT_RAISE
 
 
+@pytest.mark.cgroup2
 def test_capabilities_cannot_be_regained(box, sys_program) -> None:  # noqa: ANN001
     got, _ = hostile(box, sys_program, "sys_caps")
     for label in ("capset_all", "ambient_raise", "securebits_clear", "keepcaps", "setuid_0",
@@ -26,8 +28,9 @@ def test_capabilities_cannot_be_regained(box, sys_program) -> None:  # noqa: ANN
     assert got["bounding_caps"] == "0"
 
 
+@in_both_modes
 def test_seccomp_filters_are_in_force(box) -> None:  # noqa: ANN001
-    proc, _ = box.run(PY, "-c", "print(open('/proc/self/status').read())")
+    proc, _ = run_py(box, "print(open('/proc/self/status').read())")
     status = dict(line.split(":", 1) for line in proc.stdout.decode().splitlines() if ":" in line)
     assert status["Seccomp"].strip() == "2"  # SECCOMP_MODE_FILTER
     assert status["Seccomp_filters"].strip() == "2"  # the ABI filter and the policy filter
@@ -39,15 +42,15 @@ def _setuid_root(path: Path) -> None:
     os.chmod(path, 0o6755)  # setuid and setgid root
 
 
+@in_both_modes
 def test_setuid_binary_bound_from_the_host_raises_nothing(
-        box, sys_program, tmp_path: Path) -> None:  # noqa: ANN001
-    tools, target = tmp_path / "tools", tmp_path / "rootonly"
+        box, sys_program, host_dir: Path) -> None:  # noqa: ANN001
+    tools, target = host_dir / "tools", host_dir / "rootonly"
     tools.mkdir(mode=0o755)
     target.mkdir(mode=0o755)  # root-owned: only root could create the canary in it
-    tmp_path.chmod(0o755)
     shutil.copy(sys_program("sys_whoami"), tools / "whoami")
     _setuid_root(tools / "whoami")
-    proc, meta = box.run("/tools/whoami", "/rootonly", opts=(
+    proc, meta = run_checked(box, "/tools/whoami", "/rootonly", opts=(
         f"--dir=/tools={tools}", f"--dir=/rootonly={target}:rw"))
     got = parse_results(proc.stdout)
     assert meta["cellbox-status"] == "OK", proc.stderr
@@ -57,14 +60,16 @@ def test_setuid_binary_bound_from_the_host_raises_nothing(
     assert list(target.iterdir()) == []
 
 
+@in_both_modes
 def test_setuid_binary_made_in_the_box_raises_nothing(box, sys_program) -> None:  # noqa: ANN001
     shutil.copy(sys_program("sys_whoami"), box.work / "whoami")
     _setuid_root(box.work / "whoami")
-    proc, _ = box.run("./whoami")
+    proc, _ = run_checked(box, "./whoami")
     got = parse_results(proc.stdout)
     assert got["euid"] != "0" and got["suid"] != "0" and int(got["capeff"], 16) == 0
 
 
+@in_both_modes
 def test_no_root_inside_a_user_namespace(box, sys_program) -> None:  # noqa: ANN001
     got, _ = hostile(box, sys_program, "sys_userns", opts=("--processes=4",))
     for label in ("unshare_user", "uid_map", "mount_as_ns_root", "clone_newuser"):

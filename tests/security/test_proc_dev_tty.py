@@ -4,7 +4,6 @@ never gets the caller's controlling terminal; --tty-hack hands it over for the r
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import pty
 import shlex
@@ -15,15 +14,9 @@ import termios
 import pytest
 
 from cellbox.linux.mounts import PROC_MASKED, PROC_READ_ONLY
-from tests.security.seccomp_helpers import PY, hostile, parse_results, sys_program  # noqa: F401
+from tests.support.proof import hostile, parse_results, probe
 
 pytestmark = pytest.mark.security
-
-
-def probe(box, code: str, opts: tuple[str, ...] = ()) -> dict:  # noqa: ANN001
-    proc, meta = box.run(PY, "-c", code, opts=opts)
-    assert meta.get("cellbox-status") == "OK", (meta, proc.stderr)
-    return json.loads(proc.stdout.decode().splitlines()[-1])
 
 
 PROC_PROBE = """
@@ -51,6 +44,7 @@ print(json.dumps(out))
 """
 
 
+@pytest.mark.cgroup2
 def test_proc_kernel_files_are_masked_and_sys_is_read_only(box) -> None:  # noqa: ANN001
     got = probe(box, PROC_PROBE % (PROC_MASKED,))
     for name, result in got["files"].items():

@@ -16,24 +16,15 @@ from pathlib import Path
 import pytest
 
 from cellbox import Box, Limits
-from tests.conftest import InitBox, box_uid_processes
-
-from .conftest import (
-    PY,
-    RUN_ATTACKS,
-    CanaryProcess,
-    box_uid,
-    output,
-    public_copy,
-    run_c,
-    run_on_host,
-    run_py,
-)
+from tests.support.boxes import PY, InitBox, box_uid, box_uid_processes
+from tests.support.hostile import RUN_ATTACKS, CanaryProcess
+from tests.support.proof import output, public_copy, run_c, run_on_host, run_py
 
 pytestmark = pytest.mark.security
 
 
-def test_signals_to_host_processes(box: InitBox, hostile: Callable[[str], Path],
+@pytest.mark.cgroup2
+def test_signals_to_host_processes(box: InitBox, sys_program: Callable[[str], Path],
                                    canary_process: Callable[..., CanaryProcess],
                                    canary_dir: Path) -> None:
     """kill, killpg, sigqueue, pidfd_send_signal and F_SETOWN SIGIO, all SIGKILL, at a host
@@ -41,16 +32,16 @@ def test_signals_to_host_processes(box: InitBox, hostile: Callable[[str], Path],
     same program on the host, as that uid, kills a second canary."""
     uid = box_uid(box.id)
     target = canary_process(uid=uid)
-    exe = hostile("proc_kill_host")
+    exe = sys_program("proc_kill_host")
     proc, meta = run_c(box, exe, "-all", str(target.pid))
     time.sleep(0.1)
     assert target.alive(), output(proc)
     victim = canary_process(uid=uid)
     run_on_host([str(public_copy(exe, canary_dir)), str(victim.pid)], uid=uid)
-    victim.proc.wait(timeout=5)
+    victim.proc.wait(timeout=60)
 
 
-def test_ptrace_a_host_process(box: InitBox, hostile: Callable[[str], Path],
+def test_ptrace_a_host_process(box: InitBox, sys_program: Callable[[str], Path],
                                canary_process: Callable[..., CanaryProcess],
                                canary_dir: Path) -> None:
     """PTRACE_ATTACH, PTRACE_SEIZE, process_vm_readv and /proc/PID/mem on a host process of
@@ -58,7 +49,7 @@ def test_ptrace_a_host_process(box: InitBox, hostile: Callable[[str], Path],
     same program attaches."""
     uid = box_uid(box.id)
     target = canary_process(uid=uid)
-    exe = hostile("proc_ptrace")
+    exe = sys_program("proc_ptrace")
     proc, _ = run_c(box, exe, str(target.pid))
     assert b"ATTACHED" not in proc.stdout, output(proc)
     assert target.alive() and target.traced_by() == 0
@@ -77,23 +68,24 @@ def assert_daemon_is_gone(heartbeat: Path) -> None:
     assert heartbeat.stat().st_size == size, "a daemon is still writing"
 
 
-def test_daemon_does_not_outlive_a_cli_run(box: InitBox, hostile: Callable[[str], Path],
+@pytest.mark.cgroup2
+def test_daemon_does_not_outlive_a_cli_run(box: InitBox, sys_program: Callable[[str], Path],
                                            canary_cgroup: Path) -> None:
     """Double fork, setsid, ignore all signals, write its pid to every inherited fd and to a
     world-writable host cgroup, then heartbeat for 30 s. When the run ends it is gone, and the
     host cgroup never got it."""
     procs = f"{canary_cgroup}/cgroup.procs"
-    proc, meta = run_c(box, hostile("proc_daemon"), "/box/heartbeat", procs,
+    proc, meta = run_c(box, sys_program("proc_daemon"), "/box/heartbeat", procs,
                        f"/proc/1/root{procs}", opts=("-p10",))
     assert meta.get("cellbox-status") == "OK", (meta, output(proc))
     assert_daemon_is_gone(box.work / "heartbeat")
     assert (canary_cgroup / "cgroup.procs").read_text() == ""
 
 
-def test_daemon_does_not_outlive_a_library_run(hostile: Callable[[str], Path]) -> None:
+def test_daemon_does_not_outlive_a_library_run(sys_program: Callable[[str], Path]) -> None:
     """Through the library the box outlives the run (a lease): a daemon started by the run must
     still be gone as soon as run() returns, while the lease is held."""
-    exe = hostile("proc_daemon")
+    exe = sys_program("proc_daemon")
     with Box() as box:
         box.write_file("daemon", exe.read_bytes(), 0o755)
         r = box.run(["./daemon", "/box/heartbeat"], Limits(processes=10))
@@ -114,6 +106,7 @@ print("forked")
 """
 
 
+@pytest.mark.cgroup2
 def test_orphans_in_new_sessions_end_with_the_run(box: InitBox) -> None:
     """Twenty orphans in their own sessions, sleeping 30 s: none outlives the run."""
     proc, meta = run_py(box, FORK_ESCAPE, opts=("-p64",))
@@ -121,14 +114,14 @@ def test_orphans_in_new_sessions_end_with_the_run(box: InitBox) -> None:
     assert box_uid_processes() == []
 
 
-def test_attacks_on_the_box_init(box: InitBox, hostile: Callable[[str], Path]) -> None:
+def test_attacks_on_the_box_init(box: InitBox, sys_program: Callable[[str], Path]) -> None:
     """Init (pid 1 of the box) is root with capabilities until the run ends: the program tries
     to ptrace it and to kill it every way it can. Neither works, and the keeper still reports
     the program's own exit normally."""
-    proc, meta = run_c(box, hostile("proc_ptrace"), "1")
+    proc, meta = run_c(box, sys_program("proc_ptrace"), "1")
     assert b"ATTACHED" not in proc.stdout, output(proc)
     assert meta.get("cellbox-status") == "OK" and meta.get("exitcode") == "0", meta
-    proc, meta = run_c(box, hostile("proc_kill_host"), "-all", "1")
+    proc, meta = run_c(box, sys_program("proc_kill_host"), "-all", "1")
     assert meta.get("cellbox-status") == "OK" and meta.get("exitcode") == "0", (meta,
                                                                                 output(proc))
 

@@ -8,9 +8,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.conftest import InitBox, cellbox, init_next_box
+from tests.support.boxes import InitBox, cellbox, init_next_box
+from tests.support.hostile import assert_no_channel
+from tests.support.proof import ATTACK_STARTED as STARTED
+from tests.support.proof import output, run_attack, run_py
 
-from .conftest import STARTED, assert_no_channel, output, run_attack, run_py
 
 pytestmark = pytest.mark.security
 

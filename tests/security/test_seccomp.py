@@ -14,17 +14,16 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-from tests.security.seccomp_helpers import PY, cli, denied, hostile, parse_results, sys_program  # noqa: F401
+from tests.support.boxes import PY, new_box
+from tests.support.proof import denied, hostile, parse_results
+from tests.support.skips import lacks
 
 pytestmark = pytest.mark.security
 
-SECURITY_BOX_IDS = range(170, 180)  # fixed ids of this directory's second boxes
 
 
 # -- one hostile program per class of denied syscall ------------------------------------------
@@ -129,6 +128,7 @@ def test_tiocsti_cannot_push_input_into_a_terminal(box, sys_program) -> None:  #
     assert got["injected"] == "no"
 
 
+@pytest.mark.cgroup2
 def test_non_native_abis_get_enosys(box, sys_program) -> None:  # noqa: ANN001
     got, _ = hostile(box, sys_program, "sys_arch")
     denied(got, ["i386_getpid", "x32_getpid", "beyond_table"], "ENOSYS")
@@ -143,21 +143,6 @@ def test_personality_only_with_default_values(box, sys_program) -> None:  # noqa
 
 # -- advisory locks on files shared between boxes ---------------------------------------------
 
-@contextmanager
-def second_box(box) -> Iterator[object]:  # noqa: ANN001
-    """Another initialised box, of the same kind as the fixture's, cleaned up after."""
-    for box_id in SECURITY_BOX_IDS:
-        proc = cli("-b", str(box_id), "--init")
-        if proc.returncode == 0:
-            break
-    else:
-        raise AssertionError(f"no free box among {SECURITY_BOX_IDS}: {proc.stderr.decode()}")
-    try:
-        yield type(box)(box_id, Path(proc.stdout.decode().strip()))
-    finally:
-        assert cli("-b", str(box_id), "--cleanup").returncode == 0
-
-
 def test_locks_on_a_shared_read_only_file_are_invisible(
         box, sys_program, tmp_path: Path) -> None:  # noqa: ANN001
     shared = tmp_path / "shared"
@@ -167,7 +152,7 @@ def test_locks_on_a_shared_read_only_file_are_invisible(
     tmp_path.chmod(0o755)
     bind = f"--dir=/shared={shared}"
     shutil.copy(sys_program("sys_locks"), box.work / "sys_locks")
-    with second_box(box) as other:
+    with new_box() as other:
         shutil.copy(sys_program("sys_locks"), other.work / "sys_locks")
         holder = subprocess.Popen(
             [sys.executable, "-m", "cellbox", "-b", str(box.id), bind, "--run", "--",
@@ -234,7 +219,7 @@ def test_gcc_and_c_run_under_the_filter(box) -> None:  # noqa: ANN001
 def test_java_runs_under_the_filter(box, tmp_path: Path) -> None:  # noqa: ANN001
     jvm = _jvm()
     if jvm is None or not (jvm / "javac").exists():
-        pytest.skip("no JDK on this machine (scripts/bootstrap.sh installs one)")
+        lacks("a JDK (scripts/bootstrap.sh installs one)")
     (tmp_path / "Main.java").write_text(
         "public class Main { public static void main(String[] a) throws Exception {\n"
         "  Thread t = new Thread(() -> System.out.println(\"thread\")); t.start(); t.join();\n"
@@ -254,7 +239,7 @@ def test_java_runs_under_the_filter(box, tmp_path: Path) -> None:  # noqa: ANN00
 def test_node_runs_under_the_filter(box) -> None:  # noqa: ANN001
     node = shutil.which("node")
     if node is None:
-        pytest.skip("node is not installed on this machine")
+        lacks("node (scripts/bootstrap.sh installs it)")
     box.put("m.js", "const fs = require('fs'); fs.writeFileSync('/tmp/n', 'x');\n"
                     "require('http').createServer().listen(0, '127.0.0.1', function () {\n"
                     "  console.log('hello node'); this.close(); });\n")

@@ -13,11 +13,13 @@ import pytest
 from cellbox import Box
 from cellbox.errors import UsageError
 from cellbox.policy import load_policy
-from tests.security.seccomp_helpers import PY, cli, hostile, sys_program  # noqa: F401
+from tests.support.boxes import PY, cellbox
+from tests.support.proof import hostile
 
 pytestmark = pytest.mark.security
 
 
+@pytest.mark.cgroup2
 def test_allowing_a_denied_syscall_works_and_is_reported(box, sys_program) -> None:  # noqa: ANN001
     got, meta = hostile(box, sys_program, "sys_ptrace",
                         opts=("--processes=4", "--syscalls=+ptrace,+process_vm_readv"))
@@ -28,7 +30,7 @@ def test_allowing_a_denied_syscall_works_and_is_reported(box, sys_program) -> No
 
 
 def test_verbose_names_the_weakening(box) -> None:  # noqa: ANN001
-    proc = cli("-b", str(box.id), "-v", "--syscalls=+mount", "--run", "--", "/bin/true")
+    proc = cellbox("-b", str(box.id), "-v", "--syscalls=+mount", "--run", "--", "/bin/true")
     assert proc.returncode == 0, proc.stderr
     assert b"WEAKENED, allows mount" in proc.stderr
 
@@ -59,6 +61,7 @@ def test_repeated_option_and_later_items_win(box, sys_program) -> None:  # noqa:
     assert "cellbox-seccomp-weakened" not in meta
 
 
+@pytest.mark.unit
 def test_later_items_win_in_the_weakening_report_too() -> None:
     assert load_policy("default", ("+socket", "-socket")).weakened == ()
     assert load_policy("default", ("-ptrace:ENOSYS", "+ptrace")).weakened == ("ptrace",)
@@ -97,13 +100,23 @@ BAD_POLICIES = {
 def test_invalid_policy_file_is_a_clear_error(box, tmp_path: Path, name: str) -> None:  # noqa: ANN001
     text, message = BAD_POLICIES[name]
     (tmp_path / name).write_text(text.replace("{dir}", str(tmp_path)))
-    proc = cli("-b", str(box.id), f"--seccomp-policy={tmp_path / name}", "--run", "--",
+    proc = cellbox("-b", str(box.id), f"--seccomp-policy={tmp_path / name}", "--run", "--",
                "/bin/true")
     assert proc.returncode == 2
     assert message.encode() in proc.stderr, proc.stderr
 
 
-@pytest.mark.parametrize("option, message", [
+@pytest.mark.unit
+@pytest.mark.parametrize("name", sorted(BAD_POLICIES))
+def test_the_policy_grammar_refuses_bad_files(tmp_path: Path, name: str) -> None:
+    text, message = BAD_POLICIES[name]
+    (tmp_path / name).write_text(text.replace("{dir}", str(tmp_path)))
+    with pytest.raises(UsageError) as e:
+        load_policy(str(tmp_path / name))
+    assert message in str(e.value)
+
+
+BAD_CHANGES = [
     ("--syscalls=ptrace", "must be +NAME (allow) or -NAME[:ERRNO] (deny)"),
     ("--syscalls=+no_such_call", "'no_such_call' is not an x86_64 syscall"),
     ("--syscalls=-mount:EWHATEVER", "'EWHATEVER' is not an errno name"),
@@ -111,11 +124,26 @@ def test_invalid_policy_file_is_a_clear_error(box, tmp_path: Path, name: str) ->
     ("--syscalls=+socketcall", "'socketcall' is not an x86_64 syscall"),
     ("--seccomp-policy=no-such-policy", "built-in policies are default"),
     ("--seccomp-policy=/nonexistent/p.toml", "Cannot read seccomp policy"),
-])
+]
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("option, message", BAD_CHANGES)
+def test_the_policy_grammar_refuses_bad_changes(option: str, message: str) -> None:
+    name, _, value = option.partition("=")
+    with pytest.raises(UsageError) as e:
+        if name == "--syscalls":
+            load_policy("default", (value,))
+        else:
+            load_policy(value)
+    assert message in str(e.value)
+
+
+@pytest.mark.parametrize("option, message", BAD_CHANGES)
 def test_invalid_syscall_changes_are_clear_errors(box, option: str, message: str) -> None:  # noqa: ANN001
     canary = box.work / "canary"
     canary.write_text("untouched")
-    proc = cli("-b", str(box.id), option, "--run", "--", "/bin/rm", "-f", "/box/canary")
+    proc = cellbox("-b", str(box.id), option, "--run", "--", "/bin/rm", "-f", "/box/canary")
     assert proc.returncode == 2
     assert message.encode() in proc.stderr, proc.stderr
     assert canary.read_text() == "untouched"  # nothing ran

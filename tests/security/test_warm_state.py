@@ -11,9 +11,11 @@ import os
 import pytest
 
 from cellbox import Limits, Pool, Status, storage
-from tests.conftest import InitBox
+from tests.support.boxes import PY, InitBox
+from tests.support.hostile import HOSTILE_PROGRAMS as PROGRAMS
+from tests.support.proof import ATTACK_STARTED as STARTED
+from tests.support.proof import output, run_attack
 
-from .conftest import PROGRAMS, PY, STARTED, output, run_attack
 
 pytestmark = [pytest.mark.security, pytest.mark.pool]
 

@@ -19,6 +19,7 @@ import socket
 import sys
 import time
 
+os.write(2, b"cellbox-test: started\n")  # the start marker of every hostile test program
 libc = ctypes.CDLL(None, use_errno=True)
 libc.syscall.restype = ctypes.c_long
 libc.shmat.restype = ctypes.c_void_p
