@@ -180,12 +180,21 @@ A_PLUS_B = {
                  "var s = new java.util.Scanner(System.in); "
                  "System.out.println(s.nextLong() + s.nextLong()); } }\n",
 }
-GIVEN = {**A_PLUS_B, "in.txt": "1 2\n", "tests/1.in": "1 2\n", "tests/1.out": "3\n",
+HELLO_CC = '#include <iostream>\nint main() { std::cout << "Hello World!" << std::endl; }\n'
+HELLO = {  # the problem package the pages judge: hello/, and a submission beside it
+    "hello/problem.yaml": "name: Hello\n", "hello/.timelimit": "1\n",
+    "hello/data/sample/1.in": "", "hello/data/sample/1.ans": "Hello World!\n",
+    "hello/data/secret/1.in": "", "hello/data/secret/1.ans": "Hello World!\n",
+    "hello/submissions/accepted/hello.cc": HELLO_CC,
+    "hello.cc": HELLO_CC,
+}
+GIVEN = {**A_PLUS_B, **HELLO, "in.txt": "1 2\n", "tests/1.in": "1 2\n", "tests/1.out": "3\n",
          "tests/2.in": "40 2\n", "tests/2.out": "42\n"}
 # Commands not run here (matched by how they start), and why.
 NOT_RUN = {
     "sudo scripts/demo.sh": "test_demo_runs_as_documented runs it from the repository",
     "sudo scripts/test.sh": "the test suite itself",
+    ".venv/bin/python -m pytest": "the test suite itself",
     "systemctl ": "changes the host's services; test_unit_exec_start runs the units' ExecStart",
     "systemd-run --user": "needs a user's systemd session",
     "cp systemd/cellbox.service /etc/": "installs into the host",
@@ -203,6 +212,12 @@ NOT_RUN = {
     "sudo benchmarks/run": "minutes of benchmarks; test_bench.py runs every case",
     "sudo .venv/bin/python scripts/cgroup_figures.py": "measurements for the page (minutes)",
     "sudo python3 ../shared/vm/run-in-vm": "CI's virtual machine",
+    "adduser ": "changes the host's users; tests/test_daemon_users.py makes users of its own",
+}
+# Python examples not run here (matched by a line they contain), and why.
+NOT_RUN_PYTHON = {
+    "judge0.Client(": "needs a running server; tests/test_judge0_sdk.py makes the same calls "
+                      "against one",
 }
 # Commands that the pages show failing, with their exit code.
 FAILS = {
@@ -357,7 +372,8 @@ def test_demo_runs_as_documented() -> None:
 def _examples() -> list[tuple[str, str]]:
     """The Python examples that are programs (not a signature such as ``Box(box_id, ...)``)."""
     return [(page, block) for page, block in _blocks("python")
-            if not (re.match(r"[\w.]+\(", block) and block.rstrip().endswith(")"))]
+            if not (re.match(r"[\w.]+\(", block) and block.rstrip().endswith(")"))
+            and not any(line in block for line in NOT_RUN_PYTHON)]
 
 
 @pytest.mark.parametrize(("page", "example"), _examples(),

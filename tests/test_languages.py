@@ -180,10 +180,11 @@ def test_plain_text_is_its_own_output() -> None:
 
 def test_executable_runs_a_ready_program(compiled) -> None:  # noqa: ANN001
     binary = next(a for a in program(compiled, "c").artifacts if a.name == "main")
+    data = Path(binary.path).read_bytes()
     lang = available("executable")
     for stdin, verdict, stdout, exit_code in ((b"hello\n", Verdict.AC, b"hello\n", 0),
                                               (b"exit\n", Verdict.RE, b"", 3)):
-        result = compile_and_run(lang, binary.data, stdin, LIMITS_JUDGE)
+        result = compile_and_run(lang, data, stdin, LIMITS_JUDGE)
         assert result.verdict is verdict and result.run is not None, result.compilation.message
         assert (result.run.stdout, result.run.exit_code) == (stdout, exit_code)
     result = compile_and_run(lang, b"not a program\n", b"", LIMITS_JUDGE)

@@ -53,5 +53,5 @@ def test_an_interactor_goes_with_a_language_and_no_expected_output(server: Serve
     assert r.status_code == 422
     r = server.client.post("/v1/runs", json={
         "language": "python", "source": BINARY,
-        "interactor": {"language": "cobol", "source": INTERACTOR}})
+        "interactor": {"language": "brainfuck", "source": INTERACTOR}})
     assert r.status_code == 422

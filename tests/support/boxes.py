@@ -70,8 +70,10 @@ def box_procs(box_id: int) -> list[str]:
 def cellbox(*args: str, input: bytes | None = None, timeout: float = 60,
             check: bool = False) -> subprocess.CompletedProcess[bytes]:
     """Run the cellbox command line (as a new process, the way judges call it)."""
+    # Without the COLUMNS=80 that pytest's environment carries: the tables would follow it.
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
     proc = subprocess.run([sys.executable, "-m", "cellbox", *args], input=input,
-                          capture_output=True, timeout=timeout)
+                          capture_output=True, timeout=timeout, env=env)
     if check and proc.returncode != 0:
         raise AssertionError(f"cellbox {' '.join(args)} exited {proc.returncode}: "
                              f"{proc.stderr.decode()}")
