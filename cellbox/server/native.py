@@ -172,6 +172,15 @@ def check_job(job: Job, cfg: ServiceConfig, names: Mapping[str, str] = {}) -> No
     check_limits(job.limits, cfg, names)
 
 
+def _limits(given: LimitsIn, cfg: ServiceConfig) -> dict[str, object]:
+    """The run's limits; a default process limit above the admin's cap is lowered to it (one
+    the submission names is checked against the cap instead)."""
+    limits = given.model_dump()
+    if "processes" not in given.model_fields_set:
+        limits["processes"] = min(given.processes, cfg.max_processes)
+    return limits
+
+
 def to_job(req: RunIn, cfg: ServiceConfig) -> Job:
     if (req.language is None) == (req.command is None):
         raise ApiError(422, "give either language (with source) or command, not both")
@@ -206,7 +215,7 @@ def to_job(req: RunIn, cfg: ServiceConfig) -> Job:
               args=tuple(req.args), command=tuple(req.command or ()),
               files={n: decode(v, enc, f"file {n}") for n, v in req.files.items()},
               stdin=decode(req.stdin, enc, "stdin"),
-              limits=JobLimits(**req.limits.model_dump()), network=req.network,
+              limits=JobLimits(**_limits(req.limits, cfg)), network=req.network,
               options=tuple(req.compiler_options), stderr_to_stdout=req.stderr_to_stdout,
               interactor=interactor, caps=caps(cfg))
     check_job(job, cfg)
