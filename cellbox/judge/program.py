@@ -37,7 +37,7 @@ EXTENSIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("php", ("*.php",)),
     ("ruby", ("*.rb",)),
     ("scala", ("*.scala",)),
-    ("lisp", ("*.lisp", "*.cl")),
+    ("commonlisp", ("*.lisp", "*.cl")),
     ("prolog", ("*.pl",)),
 )
 PYTHON2 = re.compile(rb"^#!.*python2\b")
@@ -138,6 +138,17 @@ def _rewrite(lang: Language, entry: str, sources: list[str]) -> Language:
     compile_argv: list[str] = []
     for a in lang.compile:
         compile_argv += listed if a == lang.source else [a]
-    run = tuple(entry if a == lang.source else entry_stem if a == stem and lang.name == "java"
-                else a for a in lang.run)
+    run = tuple(entry if a == lang.source else _main_class(lang, entry_stem, a)
+                for a in lang.run)
     return dataclasses.replace(lang, source=entry, compile=tuple(compile_argv), run=run)
+
+
+def _main_class(lang: Language, entry_stem: str, arg: str) -> str:
+    """A run command's argument, the main class renamed after the main file where the JVM
+    runs one: Java's is the file's name, Kotlin's the file's name capitalised plus Kt."""
+    stem = lang.source.rpartition(".")[0]
+    if lang.name == "java" and arg == stem:
+        return entry_stem
+    if lang.name == "kotlin" and arg == stem.capitalize() + "Kt":
+        return entry_stem[:1].upper() + entry_stem[1:] + "Kt"
+    return arg
