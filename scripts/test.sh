@@ -49,11 +49,11 @@ elif [[ ! -f $CELLBOX_VM_RUNNER ]]; then
     vm="test: error: the cgroup v2 subset did not run: CELLBOX_VM_RUNNER=$CELLBOX_VM_RUNNER does not exist"
     rc=1
 else
-    echo "test: the cgroup v2 subset, in a VM ($CELLBOX_VM_RUNNER; emulated: up to half an hour)" >&2
+    echo "test: the cgroup v2 subset, in a VM ($CELLBOX_VM_RUNNER; emulated: about half an hour)" >&2
     vm_rc=0
     # python3: CI's copy of the runner has no execute bits. The VM is emulated and slow: the
     # timeout is generous, yet below CI's limit.
-    checked python3 "$CELLBOX_VM_RUNNER" --timeout 1800 -- \
+    checked python3 "$CELLBOX_VM_RUNNER" --timeout 2700 -- \
         .venv/bin/python -m pytest tests -m cgroup2 -p no:cacheprovider || vm_rc=$?
     vm="test: the cgroup v2 subset (marker cgroup2) in a cgroup v2 VM: $(outcome "$vm_rc")"
     if [[ $vm_rc != 0 ]]; then
