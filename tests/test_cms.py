@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.boxes import parse_meta
-from tests.test_daemon_users import Site, User, next_box_id, site  # noqa: F401
+from tests.support.users import Site, User, next_box_id, site  # noqa: F401
 
 pytestmark = pytest.mark.daemon
 

@@ -8,153 +8,52 @@ in a directory every user may traverse (boxes 180..199 of the suite's box uids a
 
 from __future__ import annotations
 
-import itertools
 import os
-import pwd
-import shutil
-import signal
 import stat
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from cellbox.cli import client
-from tests.support.boxes import CG_ROOT, FIRST_UID, NUM_BOXES, parse_meta
-from tests.support.rootless import user_python
+from tests.support.boxes import FIRST_UID, parse_meta
+from tests.support.users import (  # noqa: F401 - the site fixture
+    BOX_IDS,
+    GROUP,
+    ROOT,
+    Site,
+    User,
+    next_box_id,
+    site,
+    start_daemon,
+    stop_daemon,
+    write_config,
+)
 
 pytestmark = pytest.mark.daemon
 
-ROOT = Path(__file__).parent.parent
-TAG = f"{os.getpid() % 100000}"
-GROUP = f"cbxg{TAG}"  # the allowed group
-_ids = itertools.cycle(range(180, 200))
 
 
-@dataclass
-class User:
-    name: str
-    uid: int
-    gid: int
-    home: Path  # theirs, mode 0700: meta files and private files
-    python: str
-    pythonpath: str
-    socket: Path
-
-    def command(self, *args: str) -> list[str]:
-        return ["setpriv", f"--reuid={self.uid}", f"--regid={self.gid}", "--init-groups",
-                self.python, "-m", "cellbox", *args]
-
-    def env(self, **extra: str) -> dict[str, str]:
-        return {"PATH": "/usr/bin:/bin", "PYTHONPATH": self.pythonpath, "HOME": str(self.home),
-                client.SOCKET_ENV: str(self.socket), **extra}
-
-    def cellbox(self, *args: str, timeout: float = 60, **env: str
-                ) -> subprocess.CompletedProcess[bytes]:
-        return subprocess.run(self.command(*args), env=self.env(**env), cwd=self.home,
-                              capture_output=True, timeout=timeout)
-
-    def sh(self, script: str) -> subprocess.CompletedProcess[bytes]:
-        """A shell command as this user (their own file access, no cellbox)."""
-        return subprocess.run(["setpriv", f"--reuid={self.uid}", f"--regid={self.gid}",
-                               "--init-groups", "/bin/sh", "-c", script], capture_output=True,
-                              cwd=self.home, timeout=30)
 
 
-@dataclass
-class Site:
-    top: Path  # mode 0755: the daemon's config, socket, boxes and locks, the users' homes
-    config: Path
-    users: dict[str, User]  # member (of GROUP), named (in daemon_users), outsider
-    secret: Path  # root's, mode 0700, with sub/file in it (0755, 0644)
-    group_dir: Path  # root:GROUP, mode 0750, with pub/data in it (0755, 0644)
 
 
-def next_box_id() -> int:
-    return next(_ids)
 
 
-def _run(*cmd: str) -> None:
-    subprocess.run(cmd, check=True, capture_output=True)
 
 
-def _write_config(path: Path, top: Path, **extra: str) -> None:
-    lines = [f'box_root = "{top}/boxes"', f'lock_root = "{top}/locks"', f'cg_root = "{CG_ROOT}"',
-             f"first_uid = {FIRST_UID}", f"first_gid = {FIRST_UID}", f"num_boxes = {NUM_BOXES}",
-             f'daemon_groups = ["{GROUP}"]', f'daemon_users = ["cbxn{TAG}"]',
-             "daemon_autostart = false", *(f"{k} = {v}" for k, v in extra.items())]
-    path.write_text("\n".join(lines) + "\n")
 
 
-def _start_daemon(config: Path, socket: Path) -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items() if k != client.SOCKET_ENV}
-    env["CELLBOX_CONFIG"] = str(config)
-    proc = subprocess.Popen([sys.executable, "-m", "cellbox", "keeperd", "--socket", str(socket)],
-                            stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, cwd=ROOT)
-    assert proc.stderr is not None
-    line = proc.stderr.readline()
-    assert b"listening on" in line, line
-    return proc
 
 
-def _stop_daemon(proc: subprocess.Popen[bytes]) -> None:
-    proc.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=20) == 0
 
-
-@pytest.fixture(scope="module")
-def site() -> Iterator[Site]:
-    top = Path(tempfile.mkdtemp(prefix="cellbox-users-"))
-    top.chmod(0o755)
-    names = {"member": f"cbxm{TAG}", "named": f"cbxn{TAG}", "outsider": f"cbxo{TAG}"}
-    made: list[str] = []
-    try:
-        _run("groupadd", GROUP)
-        for role, name in names.items():
-            groups = ["-G", GROUP] if role == "member" else []
-            _run("useradd", "--no-create-home", "--shell", "/usr/sbin/nologin", "-N",
-                 "-g", "nogroup", *groups, name)
-            made.append(name)
-        python, path = user_python(pwd.getpwnam(names["member"]).pw_uid)
-        users = {}
-        for role, name in names.items():
-            pw = pwd.getpwnam(name)
-            home = top / name
-            home.mkdir(mode=0o700)
-            os.chown(home, pw.pw_uid, pw.pw_gid)
-            users[role] = User(name, pw.pw_uid, pw.pw_gid, home, python, path, top / "k.sock")
-        secret = top / "secret"
-        secret.mkdir(mode=0o700)
-        (secret / "sub").mkdir(mode=0o755)  # open to all, but inside a directory of root's
-        (secret / "sub" / "file").write_text("root's secret\n")
-        group_dir = top / "group-only"
-        group_dir.mkdir()
-        os.chown(group_dir, 0, int(subprocess.check_output(["getent", "group", GROUP])
-                                   .split(b":")[2]))
-        group_dir.chmod(0o750)
-        (group_dir / "pub").mkdir(mode=0o755)
-        (group_dir / "pub" / "data").write_text("for the group\n")
-        config = top / "cellbox.toml"
-        _write_config(config, top)
-        daemon = _start_daemon(config, top / "k.sock")
-        try:
-            yield Site(top, config, users, secret, group_dir)
-        finally:
-            _stop_daemon(daemon)
-    finally:
-        for name in made:
-            subprocess.run(["userdel", name], capture_output=True)
-        subprocess.run(["groupdel", GROUP], capture_output=True)
-        shutil.rmtree(top, ignore_errors=True)
 
 
 def _init(user: User) -> tuple[int, Path]:
     while True:  # skip boxes a concurrent test run holds
-        box_id = next(_ids)
+        box_id = next(BOX_IDS)
         proc = user.cellbox("-b", str(box_id), "--init")
         if proc.returncode == 0:
             return box_id, Path(proc.stdout.decode().strip())
@@ -210,7 +109,7 @@ def test_a_user_named_in_the_config_is_served(site: Site) -> None:
 
 def test_a_user_outside_the_allowed_set_is_refused_not_sent_to_rootless_mode(site: Site) -> None:
     user = site.users["outsider"]
-    box_id = next(_ids)
+    box_id = next(BOX_IDS)
     proc = user.cellbox("-b", str(box_id), "--init", XDG_RUNTIME_DIR=str(user.home))
     assert proc.returncode == 2
     assert f"user {user.name} (uid {user.uid}) may not use root's cellbox daemon".encode() \
@@ -274,16 +173,16 @@ def test_the_meta_file_and_a_policy_file_are_opened_as_the_caller(
 
 def test_as_uid_is_for_root_only(site: Site) -> None:
     user = site.users["member"]
-    proc = user.cellbox("-b", str(next(_ids)), "--as-uid=0", "--as-gid=0", "--init")
+    proc = user.cellbox("-b", str(next(BOX_IDS)), "--as-uid=0", "--as-gid=0", "--init")
     assert proc.returncode == 2 and b"--as-uid and --as-gid are for root only" in proc.stderr
 
 
 def test_the_daemon_uses_its_own_config_whatever_the_user_names(site: Site) -> None:
     user = site.users["member"]
     theirs = user.home / "mine.toml"
-    _write_config(theirs, user.home)
+    write_config(theirs, user.home)
     theirs.write_text(theirs.read_text().replace(f"first_uid = {FIRST_UID}", "first_uid = 1"))
-    box_id = next(_ids)
+    box_id = next(BOX_IDS)
     proc = user.cellbox("-b", str(box_id), "--init", CELLBOX_CONFIG=str(theirs))
     assert proc.returncode == 0, proc.stderr
     try:
@@ -311,13 +210,13 @@ def test_users_are_served_isolates_grammar_only(site: Site) -> None:
 
 def test_restricted_init_leaves_init_to_root(site: Site) -> None:
     config = site.top / "restricted.toml"
-    _write_config(config, site.top, restricted_init="true")
+    write_config(config, site.top, restricted_init="true")
     socket = site.top / "restricted.sock"
-    daemon = _start_daemon(config, socket)
+    daemon = start_daemon(config, socket)
     user = site.users["member"]
     user = User(**{**user.__dict__, "socket": socket})
     try:
-        box_id = next(_ids)
+        box_id = next(BOX_IDS)
         proc = user.cellbox("-b", str(box_id), "--init")
         assert proc.returncode == 2 and b"only root may --init" in proc.stderr, proc.stderr
         env = dict(os.environ, CELLBOX_CONFIG=str(config))
@@ -330,7 +229,7 @@ def test_restricted_init_leaves_init_to_root(site: Site) -> None:
         assert proc.returncode == 0, proc.stderr
         assert user.cellbox("-b", str(box_id), "--cleanup").returncode == 0
     finally:
-        _stop_daemon(daemon)
+        stop_daemon(daemon)
 
 
 def test_the_socket_is_open_to_all_and_the_daemon_decides(site: Site) -> None:

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.test_service import ADMIN, Server, start_server  # noqa: F401 - fixture
+from tests.support.service import ADMIN, Server, start_server  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.service
 

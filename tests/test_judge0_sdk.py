@@ -17,7 +17,7 @@ from datetime import datetime
 import httpx
 import pytest
 
-from tests.test_service import Server, start_server  # noqa: F401 - fixture
+from tests.support.service import Server, start_server  # noqa: F401 - fixture
 
 judge0 = pytest.importorskip("judge0", reason="the Judge0 SDK is a test dependency "
                              "(pip install -e '.[test]')")

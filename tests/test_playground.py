@@ -16,7 +16,7 @@ import pytest
 
 from tests.support.skips import lacks
 
-from tests.test_service import Server, start_server  # noqa: F401 - fixture
+from tests.support.service import Server, start_server  # noqa: F401 - fixture
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is a test "
                                "dependency (pip install -e '.[test]')")

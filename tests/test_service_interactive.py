@@ -6,7 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from tests.test_service import Server, start_server  # noqa: F401 - the module's server fixture
+from tests.support.service import Server, start_server  # noqa: F401 - the module's server fixture
 
 pytestmark = [pytest.mark.service, pytest.mark.problems]
 

@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.test_service import (  # noqa: F401 - fixtures
+from tests.support.service import (  # noqa: F401 - fixtures
     ADMIN,
     Listener,
     Server,
