@@ -75,7 +75,7 @@ def _export(f: object) -> bytes:
 
 def _policy_filter(policy: Policy) -> bytes:
     """Filter 2 (libseccomp): the policy's denials and the argument checks; the rest passes.
-    Exported, never loaded here: the C init installs the BPF."""
+    Exported, never loaded here: the box init installs the BPF."""
     lib = libseccomp()
     f = lib.SyscallFilter(lib.ALLOW)
     f.set_attr(lib.Attr.ACT_BADARCH, lib.ERRNO(errno.ENOSYS))  # never kill: runtimes probe
@@ -164,7 +164,7 @@ def _abi_filter(policy: Policy) -> bytes:
 
 @lru_cache(maxsize=8)
 def compile_filters(policy: Policy) -> tuple[bytes, ...]:
-    """The policy as classic BPF programs, to be installed in this order (by the C init,
+    """The policy as classic BPF programs, to be installed in this order (by the box init,
     ``cellbox/boxinit/seccomp.c``). Cached per process."""
     try:
         return (_abi_filter(policy), _policy_filter(policy))

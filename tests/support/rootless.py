@@ -50,7 +50,7 @@ class UserEnv:
     def environ(self, config: Path | None = None) -> dict[str, str]:
         return {"PATH": os.environ["PATH"], "PYTHONPATH": self.pythonpath,
                 "CELLBOX_CONFIG": str(config or self.top / "cellbox.toml"),
-                "HOME": str(self.top)}  # where the user builds the C init if root has not
+                "HOME": str(self.top)}  # where the user builds the box init if root has not
 
     def cellbox(self, *args: str, timeout: float = 60, config: Path | None = None,
                 env: dict[str, str] | None = None) -> subprocess.CompletedProcess[bytes]:
