@@ -63,6 +63,16 @@ def request(argv: list[str]) -> bytes:
     return b"\0".join(fields)
 
 
+def _no_daemon(where: str, why: str) -> int | None:
+    """No daemon took the command and nothing has started: None (run it in-process), or 2
+    when only a daemon may serve (REQUIRE_DAEMON_ENV)."""
+    if os.environ.get(REQUIRE_DAEMON_ENV, "") in ("", "0"):
+        return None
+    print(f"cellbox: no keeper daemon took this command at {where} ({why}), and "
+          f"{REQUIRE_DAEMON_ENV} is set: start cellbox keeperd, or unset it", file=sys.stderr)
+    return 2
+
+
 def run(argv: list[str]) -> int | None:
     """The exit code of the command run by the daemon, or None when no daemon takes it."""
     import _socket
@@ -75,7 +85,7 @@ def run(argv: list[str]) -> int | None:
         except OSError:
             sock.close()
     else:
-        return None  # no daemon: nothing has started
+        return _no_daemon(", ".join(socket_paths()), "nobody listens")
     try:
         cwd = os.open(".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
@@ -88,12 +98,7 @@ def run(argv: list[str]) -> int | None:
             os.close(cwd)
     except OSError as e:
         sock.close()
-        if os.environ.get(REQUIRE_DAEMON_ENV, "") not in ("", "0"):
-            print(f"cellbox: no keeper daemon took this command at {path} ({e}), and "
-                  f"{REQUIRE_DAEMON_ENV} is set: start cellbox keeperd, or unset it",
-                  file=sys.stderr)
-            return 2
-        return None  # no daemon (or nothing it could take): nothing has started
+        return _no_daemon(path, str(e))
     _forward_signals(sock)
     try:
         reply = sock.recv(4096)
