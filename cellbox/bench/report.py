@@ -9,8 +9,7 @@ import platform
 import statistics
 from dataclasses import asdict
 
-from cellbox.bench.suite import (ISOLATE_CMS, KEEPER_CYCLE, KEEPER_RUN, NATIVE_CMS,
-                                 NATIVE_CYCLE, NATIVE_RUN, Results)
+from cellbox.bench.suite import ISOLATE_CMS, NATIVE_CMS, NATIVE_CYCLE, NATIVE_RUN, Results
 
 FLOOR = "floor: posix_spawn + wait"
 BWRAP = "bwrap --unshare-all"
@@ -18,9 +17,9 @@ ISOLATE_CYCLE = "isolate --cg init+run+cleanup"
 ISOLATE_RUN = "isolate --run"
 LIB = "cellbox library, fresh namespaces"
 POOL = "cellbox pool, warm box"
-CLI_RUN = "cellbox --run (CLI)"
-CLI_CYCLE = "cellbox --init, --run, --cleanup (CLI)"
 LANGS = ("python3 -c pass", "C hello", "Java hello")  # "<lang>, bare" and "<lang>, cellbox library"
+# A C hello world is as short as the floor: its overhead is shown, as a ratio, not targeted.
+OVERHEAD_TARGETS = ("python3 -c pass", "Java hello")
 
 
 def percentile(samples: list[float], q: float) -> float:
@@ -53,17 +52,13 @@ def targets(results: Results) -> list[tuple[str, float | None, str, bool | None]
         met = None if value is None else (value >= limit if at_least else value <= limit)
         rows.append((what, value, unit, met))
 
-    add("pool, warm box <= 2.5x floor", _ratio(m.get(POOL), floor), "x", 2.5)
-    add("pool: >= 800 runs/s with 2 workers", results.throughput.get(POOL), "runs/s", 800,
-        at_least=True)
-    add("library, fresh namespaces <= 6x floor", _ratio(lib, floor), "x", 6)
+    tput = results.throughput
+    add("pool, warm box <= 2x floor", _ratio(m.get(POOL), floor), "x", 2)
+    add("pool: >= 900 runs/s with 2 workers", tput.get(POOL), "runs/s", 900, at_least=True)
+    add("library, fresh namespaces <= 5x floor", _ratio(lib, floor), "x", 5)
     add("library, fresh namespaces <= 0.75x bwrap", _ratio(lib, bwrap), "x", 0.75)
-    add("CLI --run <= 20 ms", m.get(CLI_RUN), "ms", 20)
-    add("CLI --run via the keeper <= 20 ms", m.get(KEEPER_RUN), "ms", 20)
-    add("CLI init+run+cleanup <= 1.5x isolate --cg cycle", _ratio(m.get(CLI_CYCLE), iso),
-        "x", 1.5)
-    add("CLI init+run+cleanup via the keeper <= 1.5x isolate --cg cycle",
-        _ratio(m.get(KEEPER_CYCLE), iso), "x", 1.5)
+    add("library, fresh namespaces: runs/s with 2 workers >= 1.3x bwrap's",
+        _ratio(tput.get(LIB), tput.get(BWRAP)), "x", 1.3, at_least=True)
     add("native --run on an initialised box <= isolate --run",
         _ratio(m.get(NATIVE_RUN), m.get(ISOLATE_RUN)), "x", 1)
     add("native init+run+cleanup <= 0.5x isolate --cg cycle",
@@ -72,13 +67,14 @@ def targets(results: Results) -> list[tuple[str, float | None, str, bool | None]
         _ratio(m.get(NATIVE_CMS), m.get(ISOLATE_CMS)), "x", 1)
     many = results.many_boxes
     if many:
-        add(f"{many['boxes']} boxes at once: host memory <= 512 KiB per live box",
+        add(f"{many['live_at_once']} of {many['boxes']} boxes live at once: host memory "
+            "<= 512 KiB per live box",
             many["total_kib_per_box"], "KiB", 512)
     if "overhead_ms" in results.judging:
         add(f"judging: per-test overhead on the warm pool <= 3 ms "
             f"({results.judging['tests']}-test package)", results.judging["overhead_ms"],
             "ms", 3)
-    for lang in LANGS:
+    for lang in OVERHEAD_TARGETS:
         if f"{lang}, cellbox library" in m:
             over = _ratio(m.get(f"{lang}, cellbox library"), m.get(f"{lang}, bare"))
             add(f"{lang}: overhead <= 10 %", None if over is None else (over - 1) * 100, "%", 10)
