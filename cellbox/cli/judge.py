@@ -121,6 +121,8 @@ def _judge_limits(args: argparse.Namespace) -> Limits:
     def size(text: str | None) -> int | None:
         return None if text is None else parse_size(text, default_unit="m")
 
+    if args.mem is not None and not size(args.mem):
+        raise UsageError(f"--mem {args.mem!r} must be more than zero")
     return judging_limits(JUDGE.limits(time=args.time or None, wall_time=args.wall_time,
                                        memory=size(args.mem), output=size(args.output)))
 

@@ -30,9 +30,9 @@ def judging_limits(limits: Limits | None) -> Limits:
     for name in ("time", "wall_time", "memory", "output"):
         value = getattr(limits, name)
         if not value:
-            raise UsageError(f"Judging needs a positive {name} limit, not {value!r}: build the "
-                             "limits with cellbox.limits.JUDGE.limits(time=..., memory=...), "
-                             "which fills in the judge's defaults")
+            raise UsageError(f"Judging needs a {name} limit more than zero, not {value!r}: "
+                             "cellbox.limits.JUDGE.limits(time=..., memory=...) fills in the "
+                             "judge's defaults")
     return limits
 
 
