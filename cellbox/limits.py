@@ -98,6 +98,8 @@ class Defaults:
 # The library (Box, Pool) and isolate's command line: isolate's, nothing but 64 open files and
 # one process.
 LIBRARY = Defaults(Limits())
+# cellbox run, the one-shot command: isolate's options, and room for a shell pipeline.
+COMMAND = Defaults(Limits(processes=COMMAND_PROCESSES))
 # The judge (cellbox.judge, cellbox judge): every run bounded in time, memory and output.
 JUDGE = Defaults(Limits(time=1.0, memory=256 * MIB, output=64 * MIB, file_size=64 * MIB),
                  wall_from_time=True)

@@ -10,7 +10,17 @@ import pytest
 
 from cellbox.errors import UsageError
 from cellbox.judge import judging_limits
-from cellbox.limits import JUDGE, JUDGE0, KIB, LIBRARY, MIB, SERVICE, Defaults, Limits
+from cellbox.limits import (
+    COMMAND,
+    JUDGE,
+    JUDGE0,
+    KIB,
+    LIBRARY,
+    MIB,
+    SERVICE,
+    Defaults,
+    Limits,
+)
 from cellbox.server.config import ServiceConfig
 from cellbox.server.jobs import Job
 from cellbox.server.native import LimitsIn, to_limits
@@ -18,7 +28,8 @@ from cellbox.server.native import LimitsIn, to_limits
 pytestmark = pytest.mark.unit
 
 LIBRARY_DOC = Path(__file__).parent.parent / "docs" / "library.md"
-COLUMNS = {"LIBRARY": LIBRARY, "JUDGE": JUDGE, "SERVICE": SERVICE, "JUDGE0": JUDGE0}
+COLUMNS = {"LIBRARY": LIBRARY, "COMMAND": COMMAND, "JUDGE": JUDGE, "SERVICE": SERVICE,
+           "JUDGE0": JUDGE0}
 ROWS = ("time", "wall_time", "memory", "output", "file_size", "processes", "open_files")
 
 

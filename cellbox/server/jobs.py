@@ -141,8 +141,9 @@ def _execute(job: Job) -> Outcome:
     if job.interactor is not None:
         return _interact(job)
     result = compile_and_run(get(job.language), job.source, job.stdin, _language(job.limits),
-                             job.files, job.network, job.args, job.options,
-                             job.stderr_to_stdout, job.runs, job.caps)
+                             files=job.files, share_net=job.network, args=job.args,
+                             options=job.options, stderr_to_stdout=job.stderr_to_stdout,
+                             runs=job.runs, compile_caps=job.caps)
     out = Outcome(verdict=result.verdict.value, compile_output=result.compilation.message)
     if result.run is None:
         return out
