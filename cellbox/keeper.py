@@ -34,12 +34,12 @@ from cellbox import boxinit
 from cellbox.boxinit.plan import BoxPlan, RunPlan
 from cellbox.cgroup import BoxCgroup, CgroupStats
 from cellbox.errors import SandboxSetupError
+from cellbox.limits import DEFAULT_CAPTURE
 from cellbox.linux import seccomp
 from cellbox.result import RunResult, Status
 from cellbox.spec import RunSpec
 
 POLL_INTERVAL = 0.02  # seconds between CPU-time checks (the issue asks for <= 50 ms)
-DEFAULT_CAPTURE = 64 << 20
 INIT_GRACE = 1.0  # seconds init has to report after the program was killed
 CHUNK = 1 << 16
 

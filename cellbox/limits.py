@@ -15,6 +15,8 @@ KIB, MIB = 1 << 10, 1 << 20
 # CLI (cellbox run) and the service: enough for a shell pipeline or a runtime's threads.
 # isolate's grammar and the library keep isolate's 1.
 COMMAND_PROCESSES = 64
+# Bytes of a stream the keeper captures when the run has no output limit.
+DEFAULT_CAPTURE = 64 * MIB
 
 
 def parse_size(text: str, default_unit: str = "") -> int:

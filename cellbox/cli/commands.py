@@ -201,7 +201,7 @@ def _shielded_stdio(spec):  # noqa: ANN001, ANN202 - RunSpec, imported lazily
     the output limit, 64 MiB by default) and written to them after the run."""
     from dataclasses import replace
 
-    from cellbox.keeper import DEFAULT_CAPTURE
+    from cellbox.limits import DEFAULT_CAPTURE
 
     def regular_file(fd: int) -> bool:
         try:
