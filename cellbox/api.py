@@ -14,20 +14,24 @@ meanwhile, and if this process dies the lock goes with it.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
-from dataclasses import replace
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from cellbox import storage
 from cellbox.box import Boxes, Caller
 from cellbox.config import Config
 from cellbox.errors import BoxBusyError, BoxStateError
-from cellbox.limits import Limits
+from cellbox.limits import LIBRARY, Limits
 from cellbox.policy import DEFAULT_POLICY, load_policy, parse_changes
 from cellbox.lock import BoxLock
 from cellbox.result import RunResult
 from cellbox.rules import build_dir_rules, build_env, normalise_workdir
 from cellbox.spec import RunSpec
+
+if TYPE_CHECKING:
+    from cellbox.keeper import Slot
 
 DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
 
@@ -112,73 +116,98 @@ class Box:
         streamed, refusing one over ``limit`` bytes (and links, specials); its size."""
         return storage.copy_out(self._workdir(), path, target, limit)
 
-    def run(self, argv: Sequence[str], limits: Limits | None = None, *,
-            stdin: bytes | str | Path | None = None, capture_output: bool = True,
-            env: Mapping[str, str] | None = None, dirs: Sequence[str] = (),
-            default_dirs: bool = True, chdir: str = "/box",
-            share_net: bool = False, syscalls: Sequence[str] = (),
-            seccomp_policy: str = DEFAULT_POLICY, stderr_to_stdout: bool = False) -> RunResult:
-        """Run ``argv`` in the box. ``stdin``: bytes or text to feed, or a ``Path`` to a host
-        file whose contents are fed (a ``str`` is always text, never a path).
-        ``dirs``: extra directory rules in isolate's syntax (e.g. "/etc/alternatives").
-        ``env``: the program's environment (default: PATH only).
-        ``syscalls``: seccomp policy changes, ``+NAME`` (allow) or ``-NAME[:ERRNO]`` (deny);
-        ``seccomp_policy``: a built-in policy name or a TOML file. What they allow beyond the
-        default is listed in ``RunResult.seccomp_weakened``. ``stderr_to_stdout``: both go to
-        one stream, in the order written (``RunResult.stdout``)."""
-        return run_many([(self, argv)], limits, stdin=stdin, capture_output=capture_output,
-                        env=env, dirs=dirs, default_dirs=default_dirs, chdir=chdir,
-                        share_net=share_net, syscalls=syscalls,
-                        seccomp_policy=seccomp_policy, stderr_to_stdout=stderr_to_stdout)[0]
+    def clear(self) -> None:
+        """Remove every file from the box's working directory, through directory fds (never
+        following the box's links)."""
+        storage.empty_dir(self._workdir())
+
+    def warm(self, root: RunSpec) -> Slot:
+        """A warm box init in this box, started, with ``root``'s rules and network (a pool's
+        slot: ``run_in_slots`` runs in it); closed by its ``close`` before the box is."""
+        return self._boxes.warm(self._leased(), self._caller, root)
+
+    def run(self, argv: Sequence[str], limits: Limits | None = None,
+            **options: Any) -> RunResult:
+        """Run ``argv`` in the box, with ``options`` (``RunOptions``' fields as keywords)."""
+        return run_many([(self, argv)], limits, **options)[0]
 
 
-def run_many(jobs: Sequence[tuple[Box, Sequence[str]]], limits: Limits | None = None, *,
-             stdin: bytes | str | Path | None = None, capture_output: bool = True,
-             env: Mapping[str, str] | None = None, dirs: Sequence[str] = (),
-             default_dirs: bool = True, chdir: str = "/box",
-             share_net: bool = False, syscalls: Sequence[str] = (),
-             seccomp_policy: str = DEFAULT_POLICY,
-             stderr_to_stdout: bool = False) -> list[RunResult]:
-    """Run each ``(box, argv)`` at the same time, with the same options (see ``Box.run``),
+@dataclass(frozen=True)
+class RunOptions:
+    """The options of a run besides its argv and limits: the keywords of ``Box.run``,
+    ``run_many``, ``Pool.run`` and ``Pool.prepare``.
+
+    ``stdin``: bytes or text to feed, or a ``Path`` to a host file whose contents are fed (a
+    ``str`` is always text, never a path). ``env``: the program's environment (default: PATH
+    only). ``dirs``: extra directory rules in isolate's syntax (e.g. "/etc/alternatives").
+    ``syscalls``: seccomp policy changes, ``+NAME`` (allow) or ``-NAME[:ERRNO]`` (deny);
+    ``seccomp_policy``: a built-in policy name or a TOML file. What they allow beyond the
+    default is listed in ``RunResult.seccomp_weakened``. ``stderr_to_stdout``: both go to one
+    stream, in the order written (``RunResult.stdout``)."""
+
+    stdin: bytes | str | Path | None = None
+    capture_output: bool = True
+    env: Mapping[str, str] | None = None
+    dirs: Sequence[str] = ()
+    default_dirs: bool = True
+    chdir: str = "/box"
+    share_net: bool = False
+    syscalls: Sequence[str] = ()
+    seccomp_policy: str = DEFAULT_POLICY
+    stderr_to_stdout: bool = False
+
+    def spec(self, argv: Sequence[str], limits: Limits | None = None) -> RunSpec:
+        """These options as a RunSpec for the box layer."""
+        stdin = self.stdin
+        if isinstance(stdin, Path):
+            stdin = stdin.read_bytes()
+        elif isinstance(stdin, str):
+            stdin = stdin.encode()
+        environment = dict(self.env) if self.env is not None else {"PATH": DEFAULT_PATH}
+        return RunSpec(
+            argv=list(argv),
+            env=build_env([], False, {}) | environment,
+            rules=build_dir_rules(self.dirs, defaults=self.default_dirs),
+            limits=limits or LIBRARY.limits(),
+            chdir=normalise_workdir(self.chdir),
+            share_net=self.share_net,
+            seccomp=load_policy(self.seccomp_policy, parse_changes(list(self.syscalls))),
+            capture_output=self.capture_output,
+            stderr_to_stdout=self.stderr_to_stdout,
+            stdin_data=stdin if stdin is not None else (b"" if self.capture_output else None),
+        )
+
+
+def run_many(jobs: Sequence[tuple[Box, Sequence[str]]], limits: Limits | None = None,
+             **options: Any) -> list[RunResult]:
+    """Run each ``(box, argv)`` at the same time, with the same options (``RunOptions``),
     all supervised by this process; the results come in the order of ``jobs``. The boxes
     must be distinct open boxes of one configuration."""
     if not jobs:
         return []
-    if len({id(box) for box, _ in jobs}) < len(jobs):
-        raise BoxStateError("run_many() runs one program per box: a box appears twice")
-    base = run_spec([], limits, stdin=stdin, capture_output=capture_output, env=env,
-                    dirs=dirs, default_dirs=default_dirs, chdir=chdir, share_net=share_net,
-                    syscalls=syscalls, seccomp_policy=seccomp_policy,
-                    stderr_to_stdout=stderr_to_stdout)
+    _distinct([box for box, _ in jobs], "run_many")
+    base = RunOptions(**options).spec([], limits)
     leases = [(box._leased(), with_argv(base, argv)) for box, argv in jobs]
     first = jobs[0][0]
     return first._boxes.run_many(leases, first._caller)
 
 
-def run_spec(argv: Sequence[str], limits: Limits | None = None, *,
-             stdin: bytes | str | Path | None = None, capture_output: bool = True,
-             env: Mapping[str, str] | None = None, dirs: Sequence[str] = (),
-             default_dirs: bool = True, chdir: str = "/box",
-             share_net: bool = False, syscalls: Sequence[str] = (),
-             seccomp_policy: str = DEFAULT_POLICY, stderr_to_stdout: bool = False) -> RunSpec:
-    """The library's options (see ``Box.run``) as a RunSpec for the box layer."""
-    if isinstance(stdin, Path):
-        stdin = stdin.read_bytes()
-    elif isinstance(stdin, str):
-        stdin = stdin.encode()
-    environment = dict(env) if env is not None else {"PATH": DEFAULT_PATH}
-    return RunSpec(
-        argv=list(argv),
-        env=build_env([], False, {}) | environment,
-        rules=build_dir_rules(dirs, defaults=default_dirs),
-        limits=limits or Limits(),
-        chdir=normalise_workdir(chdir),
-        share_net=share_net,
-        seccomp=load_policy(seccomp_policy, parse_changes(list(syscalls))),
-        capture_output=capture_output,
-        stderr_to_stdout=stderr_to_stdout,
-        stdin_data=stdin if stdin is not None else (b"" if capture_output else None),
-    )
+def run_in_slots(jobs: Sequence[tuple[Box, RunSpec, Slot]],
+                 started: Callable[[], None] | None = None) -> list[RunResult]:
+    """Run each ``spec`` in its box's warm box init (``Box.warm``), all at once, supervised
+    by this process; ``started`` is called once every one has started. The boxes must be
+    distinct open boxes of one configuration."""
+    _distinct([box for box, _, _ in jobs], "run_in_slots")
+    for box, _, _ in jobs:
+        box._leased()
+    first = jobs[0][0]
+    return first._boxes.run_warm(first._caller, [(spec, slot) for _, spec, slot in jobs],
+                                 started)
+
+
+def _distinct(boxes: Sequence[Box], what: str) -> None:
+    if len({id(box) for box in boxes}) < len(boxes):
+        raise BoxStateError(f"{what}() runs one program per box: a box appears twice")
 
 
 def with_argv(spec: RunSpec, argv: Sequence[str]) -> RunSpec:

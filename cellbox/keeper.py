@@ -34,12 +34,12 @@ from cellbox import boxinit
 from cellbox.boxinit.plan import BoxPlan, RunPlan
 from cellbox.cgroup import BoxCgroup, CgroupStats
 from cellbox.errors import SandboxSetupError
+from cellbox.limits import DEFAULT_CAPTURE
 from cellbox.linux import seccomp
 from cellbox.result import RunResult, Status
 from cellbox.spec import RunSpec
 
 POLL_INTERVAL = 0.02  # seconds between CPU-time checks (the issue asks for <= 50 ms)
-DEFAULT_CAPTURE = 64 << 20
 INIT_GRACE = 1.0  # seconds init has to report after the program was killed
 CHUNK = 1 << 16
 
@@ -86,7 +86,9 @@ class _Feed:
 
 
 @dataclass
-class _Outcome:
+class _Progress:
+    """What the box init has reported of a run so far, and why the keeper killed it."""
+
     messages: list[dict[str, object]] = field(default_factory=list)
     killed_for: Status | None = None
     program_started: float | None = None  # CLOCK_MONOTONIC, when init forked the program
@@ -260,7 +262,7 @@ class Run:
         self.spec, self.cgroup, self.slot = spec, cgroup, slot
         lim = spec.limits
         self._cpu_cap = None if lim.time is None else int((lim.time + lim.extra_time) * 1e9)
-        self.outcome = _Outcome()
+        self.outcome = _Progress()
         self.pid: int | None = None
         self._started = 0.0
         self._parent_ends: list[int] = []
@@ -464,7 +466,7 @@ def supervise(runs: list[Run]) -> None:
             next_tick = now + POLL_INTERVAL
 
 
-def _read_status(fd: int, buf: bytearray, outcome: _Outcome) -> bool:
+def _read_status(fd: int, buf: bytearray, outcome: _Progress) -> bool:
     """Take in the child's JSON status lines as they come; False at EOF."""
     chunk = os.read(fd, CHUNK)
     buf += chunk
@@ -482,7 +484,7 @@ def _read_status(fd: int, buf: bytearray, outcome: _Outcome) -> bool:
 _SIGNAL_STATUS = {signal.SIGXFSZ: Status.FILE_SIZE_LIMIT}
 
 
-def _result(spec: RunSpec, outcome: _Outcome, stats: CgroupStats, wall: float) -> RunResult:
+def _result(spec: RunSpec, outcome: _Progress, stats: CgroupStats, wall: float) -> RunResult:
     lim = spec.limits
     r = RunResult(status=Status.OK, cpu_time=(stats.cpu_ns or 0) / 1e9, wall_time=wall,
                   peak_memory=stats.peak_memory, oom_killed=stats.oom_kills > 0,

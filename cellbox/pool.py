@@ -40,19 +40,21 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from cellbox import storage
-from cellbox.api import DEFAULT_POLICY, Box, run_spec, with_argv
+from cellbox.api import Box, RunOptions, run_in_slots, with_argv
 from cellbox.config import Config
-from cellbox.errors import BoxStateError
+from cellbox.errors import BoxStateError, UsageError
 from cellbox.limits import Limits
 from cellbox.result import RunResult
 
 if TYPE_CHECKING:
     from cellbox.keeper import Slot
     from cellbox.spec import RunSpec
+
+
+# RunOptions a pool fixes for its life (its boxes' root, network and stdio)
+FIXED = {"dirs", "default_dirs", "share_net", "stderr_to_stdout"}
 
 
 class Pool:
@@ -70,8 +72,8 @@ class Pool:
         if not ids:
             raise BoxStateError("A pool needs at least one box")
         self._ids, self._config, self._quota = ids, config, quota
-        self._root = replace(run_spec([], dirs=dirs, default_dirs=default_dirs,
-                                      share_net=share_net), fresh_net=fresh_net)
+        self._root = replace(RunOptions(dirs=dirs, default_dirs=default_dirs,
+                                        share_net=share_net).spec([]), fresh_net=fresh_net)
         self._stack = contextlib.ExitStack()
         self._slots: list[tuple[Box, Slot]] = []
         self._next = 0
@@ -81,7 +83,7 @@ class Pool:
             for box_id in self._ids:
                 box = self._stack.enter_context(Box(box_id, config=self._config,
                                                     quota=self._quota))
-                slot = box._boxes.warm(box._leased(), box._caller, self._root)
+                slot = box.warm(self._root)
                 self._stack.callback(slot.close)
                 self._slots.append((box, slot))
         except BaseException:
@@ -98,37 +100,32 @@ class Pool:
         return [box.box_id for box, _ in self._slots]
 
     def run(self, argv: Sequence[str], limits: Limits | None = None, *,
-            files: Mapping[str, bytes | str] | None = None,
-            stdin: bytes | str | Path | None = None, capture_output: bool = True,
-            env: Mapping[str, str] | None = None, chdir: str = "/box",
-            syscalls: Sequence[str] = (), seccomp_policy: str = DEFAULT_POLICY) -> RunResult:
+            files: Mapping[str, bytes | str] | None = None, **options: Any) -> RunResult:
         """Run ``argv`` in the next warm box, which starts empty but for ``files`` (name in
-        /box: contents). The other options are ``Box.run``'s."""
-        return run_warm([self.prepare(argv, limits, files=files, stdin=stdin,
-                                      capture_output=capture_output, env=env, chdir=chdir,
-                                      syscalls=syscalls, seccomp_policy=seccomp_policy)])[0]
+        /box: contents). ``options``: ``RunOptions``' fields but those the pool fixes."""
+        return run_warm([self.prepare(argv, limits, files=files, **options)])[0]
 
     def prepare(self, argv: Sequence[str], limits: Limits | None = None, *,
-                files: Mapping[str, bytes | str] | None = None,
-                stdin: bytes | str | Path | None = None, capture_output: bool = True,
-                env: Mapping[str, str] | None = None, chdir: str = "/box",
-                syscalls: Sequence[str] = (), seccomp_policy: str = DEFAULT_POLICY) -> WarmRun:
+                files: Mapping[str, bytes | str] | None = None, **options: Any) -> WarmRun:
         """``run``'s first half: the next warm box emptied, ``files`` written, the run's spec
         made; ``run_warm`` runs it (with others at once: ``cellbox.interactive``)."""
         if not self._slots:
             raise BoxStateError("The pool is not open: use 'with Pool() as pool:'")
+        fixed = sorted(set(options) & FIXED)
+        if fixed:
+            raise UsageError(f"{', '.join(fixed)}: a pool's boxes keep their root, network "
+                             "and stdio for the pool's life; give dirs, default_dirs and "
+                             "share_net to Pool(), or use Box.run")
         box, slot = self._slots[self._next]
         self._next = (self._next + 1) % len(self._slots)
-        run = with_argv(run_spec([], limits, stdin=stdin, capture_output=capture_output,
-                                 env=env, default_dirs=False,  # the slot's root stands
-                                 chdir=chdir, syscalls=syscalls,
-                                 seccomp_policy=seccomp_policy), argv)
+        run = with_argv(RunOptions(default_dirs=False,  # the slot's root stands
+                                   **options).spec([], limits), argv)
         spec = replace(slot.spec, argv=run.argv, env=run.env, limits=run.limits, chdir=run.chdir,
                        seccomp=run.seccomp, capture_output=run.capture_output,
                        stdin_data=run.stdin_data)
         if not slot.alive:
             slot.start()  # its box init died (a setup step failed, or it was killed): a new one
-        storage.empty_dir(box._workdir())
+        box.clear()
         for name, data in (files or {}).items():
             box.write_file(name, data)
         return WarmRun(box, slot, spec)
@@ -148,5 +145,4 @@ def run_warm(runs: Sequence[WarmRun], started: Callable[[], None] | None = None
              ) -> list[RunResult]:
     """Run prepared warm runs (each in a distinct box) all at once, supervised by this
     process; ``started`` is called once every one has started."""
-    first = runs[0].box
-    return first._boxes.run_warm(first._caller, [(r.spec, r.slot) for r in runs], started)
+    return run_in_slots([(r.box, r.spec, r.slot) for r in runs], started)

@@ -16,8 +16,9 @@ import pytest
 from cellbox import Box, Limits
 from cellbox.cli import commands, subcommands
 from cellbox.errors import BoxBusyError
+from cellbox.limits import SERVICE
 from cellbox.result import RunResult, Status
-from cellbox.server.jobs import Job, JobLimits, Outcome, close_warm_pool, execute
+from cellbox.server.jobs import Job, Outcome, close_warm_pool, execute
 
 pytestmark = pytest.mark.operations
 
@@ -77,7 +78,7 @@ def test_the_service_allows_a_pipeline_and_says_when_the_process_limit_hit() -> 
     try:
         ok = Outcome.from_dict(execute(Job(command=command).to_dict()))
         assert (ok.verdict, ok.stdout, ok.processes_limit_hit) == ("AC", b"a\nb\n", False), ok
-        one = Outcome.from_dict(execute(Job(command=command, limits=JobLimits(processes=1))
+        one = Outcome.from_dict(execute(Job(command=command, limits=SERVICE.limits(processes=1))
                                         .to_dict()))
         assert one.verdict == "RE" and one.processes_limit_hit, one
     finally:

@@ -14,7 +14,6 @@ from cellbox.judge import (
     Compilation,
     ExactChecker,
     FloatChecker,
-    JudgeLimits,
     ProgramChecker,
     TestCase,
     TokensChecker,
@@ -27,6 +26,7 @@ from cellbox.judge import (
 from cellbox.judge.engine import judge_one
 from cellbox.judge.sandbox import on_host, require_toolchain
 from cellbox.languages import get
+from cellbox.limits import JUDGE
 from cellbox.result import RunResult, Status
 from tests.support.boxes import cellbox
 from tests.support.skips import lacks
@@ -34,8 +34,8 @@ from tests.support.skips import lacks
 pytestmark = pytest.mark.judge
 
 SOURCES = Path(__file__).parent / "languages"
-LIMITS = JudgeLimits(time=1, wall_time=1.5, memory=128 << 20, output=1 << 20,
-                     file_size=16 << 20)
+LIMITS = JUDGE.limits(time=1, wall_time=1.5, memory=128 << 20, output=1 << 20,
+                      file_size=16 << 20)
 DOUBLE = b"print(int(input()) * 2)\n"
 
 
@@ -67,7 +67,7 @@ def classic() -> Compilation:
 
 def classic_run(classic: Compilation, mode: str, answer: str = "") -> tuple[Verdict, str]:
     r = judge_one(classic, TestCase(mode, f"{mode}\n".encode(), answer.encode()),
-                  LIMITS.limits(), TokensChecker())
+                  LIMITS, TokensChecker())
     return r.verdict, r.message
 
 
@@ -102,7 +102,7 @@ def test_tampering_with_the_input_reaches_neither_the_next_test_nor_the_checker(
     tests = load_tests(str(make_tests(tmp_path / "t", {"1": ("3\n", "6\n"),
                                                        "2": ("5\n", "10\n")})))
     checker = ProgramChecker(get("python"), (SOURCES / "double_checker.py").read_bytes(),
-                             LIMITS.limits())
+                             LIMITS)
     report = judge(get("python"), (SOURCES / "tamper.py").read_bytes(), tests, LIMITS, checker)
     assert [t.verdict for t in report.tests] == [Verdict.AC, Verdict.AC], report.to_dict()
 
@@ -149,13 +149,13 @@ sys.exit({"AC": 0, "WA": 1, "PE": 2, "FAIL": 3}[out[0]])
 @pytest.mark.parametrize(("printed", "verdict"), [
     ("AC", Verdict.AC), ("WA", Verdict.WA), ("PE", Verdict.WA), ("FAIL", Verdict.IE)])
 def test_custom_checker_exit_codes(tmp_path: Path, printed: str, verdict: Verdict) -> None:
-    checker = ProgramChecker(get("python"), CUSTOM, LIMITS.limits())
+    checker = ProgramChecker(get("python"), CUSTOM, LIMITS)
     assert checker.check(b"", printed.encode(), b"").verdict is verdict
 
 
 def test_custom_checker_that_does_not_compile_is_refused() -> None:
     with pytest.raises(UsageError, match="checker does not compile"):
-        ProgramChecker(get("python"), b"def (", LIMITS.limits())
+        ProgramChecker(get("python"), b"def (", LIMITS)
 
 
 # -- judge: fail-fast, CE -------------------------------------------------------------------

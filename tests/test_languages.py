@@ -16,7 +16,6 @@ import pytest
 from cellbox.errors import UsageError
 from cellbox.judge import (
     Compilation,
-    JudgeLimits,
     Verdict,
     compile_and_run,
     compile_source,
@@ -33,7 +32,7 @@ from cellbox.languages import (
     languages,
     parse_profile,
 )
-from cellbox.limits import Limits
+from cellbox.limits import JUDGE, Limits
 from cellbox.result import Status
 from cellbox.server.judge0 import PROJECT_ID
 from tests.support.boxes import cellbox
@@ -51,12 +50,11 @@ NOT_PROGRAMS = {"plaintext", "executable"}
 NO_CHECK = {"sqlite"}
 # A generous wall time: the CPU-bound cases must reach the CPU limit even on a machine so
 # loaded that a run gets a tenth of a core.
-LIMITS = JudgeLimits(time=1, wall_time=30, memory=256 << 20, output=1 << 20).limits()
+LIMITS = JUDGE.limits(time=1, wall_time=30, memory=256 << 20, output=1 << 20)
 SLEEP_LIMITS = dataclasses.replace(LIMITS, wall_time=3)
 # Runtimes whose start alone takes more than half a second of CPU here (Clojure and Groovy
 # load and compile much of themselves): their tests get 3 s of CPU.
 SLOW_START = {"clojure", "groovy"}
-LIMITS_JUDGE = JudgeLimits(time=1, wall_time=30, memory=256 << 20, output=1 << 20)
 NAMES = sorted(set(languages()) - NOT_PROGRAMS)
 
 
@@ -184,10 +182,10 @@ def test_executable_runs_a_ready_program(compiled) -> None:  # noqa: ANN001
     lang = available("executable")
     for stdin, verdict, stdout, exit_code in ((b"hello\n", Verdict.AC, b"hello\n", 0),
                                               (b"exit\n", Verdict.RE, b"", 3)):
-        result = compile_and_run(lang, data, stdin, LIMITS_JUDGE)
+        result = compile_and_run(lang, data, stdin, LIMITS)
         assert result.verdict is verdict and result.run is not None, result.compilation.message
         assert (result.run.stdout, result.run.exit_code) == (stdout, exit_code)
-    result = compile_and_run(lang, b"not a program\n", b"", LIMITS_JUDGE)
+    result = compile_and_run(lang, b"not a program\n", b"", LIMITS)
     assert result.verdict in (Verdict.RE, Verdict.IE) and result.run is not None
     assert result.run.exit_code != 0
 

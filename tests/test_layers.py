@@ -101,3 +101,19 @@ def test_no_import_cycle() -> None:
 
     for name in sorted(GRAPH):
         visit(name, [])
+
+
+# Classes named for one of the package's models; besides the models themselves, only the
+# wire formats that convert into them at an edge.
+MODELS = ("Limits", "Job", "Outcome")
+WIRE_FORMATS = {"LimitsIn": "the native API's limits", "ProblemLimits": "problem.yaml's limits"}
+
+
+def test_each_model_is_defined_once() -> None:
+    classes = [(node.name, name) for name, path in MODULES.items()
+               for node in ast.walk(ast.parse(path.read_text()))
+               if isinstance(node, ast.ClassDef)]
+    for model in MODELS:
+        named = [f"{module}.{cls}" for cls, module in classes
+                 if cls.lstrip("_").endswith(model) and cls not in WIRE_FORMATS]
+        assert len(named) == 1, f"{model}: {named}"

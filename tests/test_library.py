@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from cellbox import Box, Limits, RunResult, Status
-from cellbox.errors import BoxBusyError, BoxStateError
+from cellbox import Box, Limits, Pool, RunResult, Status
+from cellbox.errors import BoxBusyError, BoxStateError, UsageError
 
 pytestmark = pytest.mark.library
 
@@ -113,3 +113,30 @@ def test_str_stdin_is_text_never_a_host_path(tmp_path):
         r2 = box.run(["cat"], stdin=secret)  # a Path is explicitly a host file
     assert r.stdout == str(secret).encode()
     assert r2.stdout == b"must not be read"
+
+
+def test_clear_empties_the_box_and_never_follows_a_link(tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "keep").write_text("host file")
+    with Box() as box:
+        box.make_dir("d/e")
+        box.write_file("d/e/f", b"x")
+        os.symlink(outside, os.path.join(box.path, "box", "link"))  # as a program could leave
+        box.clear()
+        assert os.listdir(os.path.join(box.path, "box")) == []
+        assert box.run(["/bin/true"]).ok  # still a working box
+    assert (outside / "keep").read_text() == "host file"
+
+
+def test_an_unknown_run_option_is_refused():
+    with Box() as box, pytest.raises(TypeError, match="stdn"):
+        box.run(["/bin/true"], stdn=b"")
+
+
+def test_a_pool_run_refuses_what_the_pool_fixes():
+    with Pool(size=1) as pool:
+        for option in ({"dirs": ["/etc"]}, {"share_net": True}, {"stderr_to_stdout": True}):
+            with pytest.raises(UsageError, match="Pool\\(\\)"):
+                pool.run(["/bin/true"], **option)
+        assert pool.run(["/bin/true"], chdir="/tmp").ok

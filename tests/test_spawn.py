@@ -17,7 +17,7 @@ from dataclasses import replace
 import pytest
 
 from cellbox import Box, Status, boxinit, keeper
-from cellbox.api import run_spec
+from cellbox.api import RunOptions
 from cellbox.errors import SandboxSetupError
 from cellbox.rules import DirRule, Kind
 from cellbox.spec import RunSpec
@@ -109,7 +109,7 @@ def test_no_run_copies_the_interpreter(tmp_path):
 
 
 def _spec_with_a_missing_source(box: Box) -> RunSpec:
-    spec = box._boxes.resolve(box._leased(), box._caller, run_spec(["/bin/true"]))
+    spec = box._boxes.resolve(box._leased(), box._caller, RunOptions().spec(["/bin/true"]))
     gone = DirRule("/gone", "/nonexistent/cellbox-test-source", Kind.BIND)
     return replace(spec, rules=[*spec.rules, gone])
 

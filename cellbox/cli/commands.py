@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from cellbox.cli.options import help_text, parse
 from cellbox.errors import BoxBusyError, CellboxError, SandboxSetupError, UsageError
-from cellbox.limits import COMMAND_PROCESSES, Limits, parse_size
+from cellbox.limits import COMMAND, LIBRARY, Defaults, Limits, parse_size
 from cellbox.result import RunResult, Status
 
 COMMANDS = ("init", "run", "cleanup", "version", "print-cg-root", "check-config", "help")
@@ -53,12 +53,14 @@ class Parsed:
         return None if zero_is_none and v == 0 else v
 
 
-def limits_from(p: Parsed, processes: int | None = 1) -> Limits:
-    """The run's limits; ``processes``: the process limit without --processes."""
+def limits_from(p: Parsed, defaults: Defaults = LIBRARY) -> Limits:
+    """The run's limits; ``defaults``: the command's, for the process and open files limits
+    (isolate's grammar: no other limit unless asked for)."""
+    processes = defaults.base.processes
     if "processes" in p.values:
         raw = p.values["processes"]
         processes = None if raw is None else int(p.number("processes", int) or 0) or None
-    open_files = p.number("open-files", int, default=64)
+    open_files = p.number("open-files", int, default=defaults.base.open_files)
     return Limits(
         time=p.number("time", zero_is_none=True),
         wall_time=p.number("wall-time", zero_is_none=True),
@@ -74,7 +76,7 @@ def limits_from(p: Parsed, processes: int | None = 1) -> Limits:
 
 
 def spec_from(p: Parsed, capture: bool = False,  # noqa: ANN201 - RunSpec, imported lazily
-              processes: int | None = 1):
+              defaults: Defaults = LIBRARY):
     from cellbox.rules import build_dir_rules, build_env, normalise_workdir
     from cellbox.spec import RunSpec
 
@@ -85,7 +87,7 @@ def spec_from(p: Parsed, capture: bool = False,  # noqa: ANN201 - RunSpec, impor
         argv=p.program,
         env=build_env(p.get("env", []), p.flag("full-env"), os.environ),  # type: ignore[arg-type]
         rules=build_dir_rules(p.get("dir", []), defaults=not p.flag("no-default-dirs")),  # type: ignore[arg-type]
-        limits=limits_from(p, processes),
+        limits=limits_from(p, defaults),
         stdin=_stdio_path(p, "stdin"), stdout=_stdio_path(p, "stdout"),
         stderr=_stdio_path(p, "stderr"),
         stderr_to_stdout=p.flag("stderr-to-stdout"),
@@ -199,7 +201,7 @@ def _shielded_stdio(spec):  # noqa: ANN001, ANN202 - RunSpec, imported lazily
     the output limit, 64 MiB by default) and written to them after the run."""
     from dataclasses import replace
 
-    from cellbox.keeper import DEFAULT_CAPTURE
+    from cellbox.limits import DEFAULT_CAPTURE
 
     def regular_file(fd: int) -> bool:
         try:
@@ -405,7 +407,7 @@ def oneshot_main(argv: list[str]) -> int:
         raise UsageError("cellbox run picks a free box itself; use --init/--run for a fixed one")
     files = [_file_arg(str(f)) for f in p.get("file", [])]  # type: ignore[union-attr]
     as_json = p.flag("json")
-    spec = spec_from(p, capture=as_json, processes=COMMAND_PROCESSES)
+    spec = spec_from(p, capture=as_json, defaults=COMMAND)
     from cellbox import storage
     from cellbox.box import Boxes
 

@@ -15,7 +15,8 @@ from cellbox.errors import UsageError
 if TYPE_CHECKING:
     import argparse
 
-    from cellbox.judge import Checker, JudgeLimits, JudgeReport
+    from cellbox.judge import Checker, JudgeReport
+    from cellbox.limits import Limits
 
 CHECKERS = ("tokens", "exact", "float")
 
@@ -30,16 +31,19 @@ def languages_parser() -> argparse.ArgumentParser:
 
 
 def _limit_options(p: argparse.ArgumentParser) -> None:
+    from cellbox.limits import JUDGE, MIB
+
     p.add_argument("--time", type=float, default=None, metavar="SEC",
-                   help="CPU time limit of each run, all threads counted (default 1; with "
-                        "--problem, the package's)")
+                   help=f"CPU time limit of each run, all threads counted (default "
+                        f"{JUDGE.base.time:g}; with --problem, the package's)")
     p.add_argument("--wall-time", type=float, default=None, metavar="SEC",
                    help="wall-clock limit of each run (default 2 x --time + 1)")
-    p.add_argument("--mem", default="256M", metavar="SIZE",
+    p.add_argument("--mem", default=None, metavar="SIZE",
                    help="memory limit of each run, every process counted, e.g. 256M or 1G; "
-                        "a bare number is MiB (default 256M)")
-    p.add_argument("--output", default="64M", metavar="SIZE",
-                   help="most stdout (and stderr) a run may write before OLE (default 64M)")
+                        f"a bare number is MiB (default {(JUDGE.base.memory or 0) // MIB}M)")
+    p.add_argument("--output", default=None, metavar="SIZE",
+                   help="most stdout (and stderr) a run may write before OLE (default "
+                        f"{(JUDGE.base.output or 0) // MIB}M)")
     p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
 
 
@@ -110,15 +114,17 @@ def _read(path: str, what: str) -> bytes:
         raise UsageError(f"Cannot read {what} {path!r}: {e.strerror}") from None
 
 
-def _judge_limits(args: argparse.Namespace) -> JudgeLimits:
-    from cellbox.judge import JudgeLimits
-    from cellbox.limits import parse_size
+def _judge_limits(args: argparse.Namespace) -> Limits:
+    from cellbox.judge import judging_limits
+    from cellbox.limits import JUDGE, parse_size
 
-    memory = parse_size(args.mem, default_unit="m")
-    if memory <= 0:
+    def size(text: str | None) -> int | None:
+        return None if text is None else parse_size(text, default_unit="m")
+
+    if args.mem is not None and not size(args.mem):
         raise UsageError(f"--mem {args.mem!r} must be more than zero")
-    return JudgeLimits(time=args.time or 1.0, wall_time=args.wall_time, memory=memory,
-                       output=parse_size(args.output, default_unit="m"))
+    return judging_limits(JUDGE.limits(time=args.time or None, wall_time=args.wall_time,
+                                       memory=size(args.mem), output=size(args.output)))
 
 
 def languages_main(argv: list[str]) -> int:
@@ -292,6 +298,7 @@ def verify_problem_main(argv: list[str]) -> int:
 def _checker(args: argparse.Namespace) -> Checker:
     from cellbox import judge
     from cellbox.languages import get, languages
+    from cellbox.limits import JUDGE
 
     if args.checker == "tokens":
         return judge.TokensChecker()
@@ -308,7 +315,7 @@ def _checker(args: argparse.Namespace) -> Checker:
         if name is None:
             raise UsageError(f"Cannot tell the checker's language from {args.checker!r}; "
                              "give --checker-lang")
-    return judge.ProgramChecker(get(name), source, judge.JudgeLimits(time=10).limits())
+    return judge.ProgramChecker(get(name), source, JUDGE.limits(time=10))
 
 
 def _judge_table(report: JudgeReport) -> None:

@@ -2,9 +2,10 @@
 
     from cellbox import judge
     from cellbox.languages import get
+    from cellbox.limits import JUDGE
 
     report = judge.judge(get("cpp"), source, judge.load_tests("tests/"),
-                         judge.JudgeLimits(time=1, memory=256 << 20))
+                         JUDGE.limits(time=1, memory=256 << 20))
     print(report.verdict, [t.verdict for t in report.tests])
 """
 
@@ -18,11 +19,11 @@ from cellbox.judge.checkers import (
 )
 from cellbox.judge.engine import (
     ExecResult,
-    JudgeLimits,
     JudgeReport,
     TestResult,
     compile_and_run,
     judge,
+    judging_limits,
 )
 from cellbox.judge.sandbox import (
     Artifact,
@@ -37,7 +38,7 @@ from cellbox.judge.verdict import Verdict, run_verdict
 
 __all__ = [
     "Artifact", "Check", "Checker", "Compilation", "ExactChecker", "ExecResult", "FloatChecker",
-    "JudgeLimits", "JudgeReport", "ProgramChecker", "TestCase", "TestResult", "TokensChecker",
-    "Verdict", "compile_and_run", "compile_source", "judge", "load_tests", "require_toolchain",
-    "run_compiled", "run_verdict", "toolchain_version",
+    "JudgeReport", "ProgramChecker", "TestCase", "TestResult", "TokensChecker", "Verdict",
+    "compile_and_run", "compile_source", "judge", "judging_limits", "load_tests",
+    "require_toolchain", "run_compiled", "run_verdict", "toolchain_version",
 ]

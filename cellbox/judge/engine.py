@@ -16,34 +16,24 @@ from cellbox.judge.sandbox import Compilation, compile_source, run_compiled
 from cellbox.judge.testset import TestCase
 from cellbox.judge.verdict import Verdict, run_verdict
 from cellbox.languages import Language
-from cellbox.limits import Limits
+from cellbox.limits import JUDGE, Limits
 from cellbox.result import RunResult
 
-MIB = 1 << 20
 INPUT_FILE = "input.txt"  # each test's input is also here, besides stdin
 
 
-@dataclass(frozen=True)
-class JudgeLimits:
-    """Limits of each run of the program. ``wall_time`` None: 2 x time + 1 s (a program that
-    sleeps or blocks gets TLE, with room for a slow start). memory covers every process of
-    the run (see docs/languages.md for runtimes with a heap of their own)."""
-
-    time: float = 1.0
-    wall_time: float | None = None
-    memory: int = 256 * MIB
-    output: int = 64 * MIB  # bytes of stdout (and of stderr) before OLE
-    file_size: int = 64 * MIB  # largest file the program may write (else OLE)
-
-    def __post_init__(self) -> None:
-        self.limits()  # Limits checks the values
-
-    def limits(self) -> Limits:
-        wall = self.wall_time if self.wall_time is not None else 2 * self.time + 1
-        if self.time <= 0 or wall <= 0 or self.memory <= 0:
-            raise UsageError("time, wall time and memory must be positive")
-        return Limits(time=self.time, wall_time=wall, memory=self.memory, output=self.output,
-                      file_size=self.file_size)
+def judging_limits(limits: Limits | None) -> Limits:
+    """The limits of each run of a judged program: ``limits``, or ``JUDGE``'s defaults. A
+    judge needs them all bounded (a program that sleeps or allocates must end with a
+    verdict)."""
+    limits = limits if limits is not None else JUDGE.limits()
+    for name in ("time", "wall_time", "memory", "output"):
+        value = getattr(limits, name)
+        if not value:
+            raise UsageError(f"Judging needs a {name} limit more than zero, not {value!r}: "
+                             "cellbox.limits.JUDGE.limits(time=..., memory=...) fills in the "
+                             "judge's defaults")
+    return limits
 
 
 @dataclass
@@ -67,7 +57,7 @@ class TestResult:
 class JudgeReport:
     language: str
     compilation: Compilation
-    limits: JudgeLimits
+    limits: Limits
     tests: list[TestResult] = field(default_factory=list)
 
     @property
@@ -78,11 +68,10 @@ class JudgeReport:
         return next((t.verdict for t in self.tests if t.verdict is not Verdict.AC), Verdict.AC)
 
     def to_dict(self) -> dict[str, object]:
-        run_limits = self.limits.limits()
+        lim = self.limits
         return {"verdict": self.verdict.value, "language": self.language,
-                "limits": {"time": run_limits.time, "wall_time": run_limits.wall_time,
-                           "memory": run_limits.memory, "output": run_limits.output,
-                           "file_size": run_limits.file_size},
+                "limits": {"time": lim.time, "wall_time": lim.wall_time, "memory": lim.memory,
+                           "output": lim.output, "file_size": lim.file_size},
                 "compile": self.compilation.to_dict(),
                 "tests": [t.to_dict() for t in self.tests],
                 "passed": sum(t.verdict is Verdict.AC for t in self.tests)}
@@ -104,7 +93,7 @@ class ExecResult:
 
 
 def compile_and_run(lang: Language, source: bytes, stdin: bytes = b"",
-                    limits: JudgeLimits | None = None, files: Mapping[str, bytes] = {},
+                    limits: Limits | None = None, files: Mapping[str, bytes] = {},
                     share_net: bool = False, args: Sequence[str] = (),
                     options: Sequence[str] = (), stderr_to_stdout: bool = False,
                     runs: int = 1, compile_caps: Limits | None = None) -> ExecResult:
@@ -113,7 +102,9 @@ def compile_and_run(lang: Language, source: bytes, stdin: bytes = b"",
     program's command-line arguments; ``options``: compiler options (profiles with
     compiler_options only); ``runs``: run that many times, each in a fresh box, stopping at
     the first run that does not end well (Judge0's number_of_runs); ``compile_caps``: limits
-    the compile step may not exceed (a service's admin caps)."""
+    the compile step may not exceed (a service's admin caps); ``limits``: each run's (see
+    ``judging_limits``)."""
+    run_limits = judging_limits(limits)
     compilation = compile_source(lang, source, lang.compile_limits(compile_caps), files,
                                  options)
     if compilation.verdict is not None:
@@ -121,7 +112,7 @@ def compile_and_run(lang: Language, source: bytes, stdin: bytes = b"",
     done: list[RunResult] = []
     verdict = None
     while len(done) < runs and verdict is None:
-        done.append(run_compiled(compilation, (limits or JudgeLimits()).limits(), stdin,
+        done.append(run_compiled(compilation, run_limits, stdin,
                                  {**files, INPUT_FILE: stdin}, args, share_net,
                                  stderr_to_stdout))
         verdict = run_verdict(done[-1], lang)
@@ -129,16 +120,16 @@ def compile_and_run(lang: Language, source: bytes, stdin: bytes = b"",
 
 
 def judge(lang: Language, source: bytes, tests: list[TestCase],
-          limits: JudgeLimits | None = None, checker: Checker | None = None,
+          limits: Limits | None = None, checker: Checker | None = None,
           fail_fast: bool = False,
           on_test: Callable[[TestResult], None] | None = None) -> JudgeReport:
     """Compile ``source`` and run it on every test in order; ``fail_fast`` stops at the first
-    test that is not AC; ``on_test`` is called after each test (a progress display)."""
-    limits = limits or JudgeLimits()
-    report = JudgeReport(lang.name, compile_source(lang, source), limits)
+    test that is not AC; ``on_test`` is called after each test (a progress display);
+    ``limits``: each run's (see ``judging_limits``)."""
+    run_limits = judging_limits(limits)
+    report = JudgeReport(lang.name, compile_source(lang, source), run_limits)
     if not report.compilation.ok:
         return report
-    run_limits = limits.limits()
     checker = checker or TokensChecker()
     for test in tests:
         result = judge_one(report.compilation, test, run_limits, checker)

@@ -27,7 +27,7 @@ from cellbox.api import Box
 from cellbox.errors import UsageError
 from cellbox.judge.sandbox import Compilation, run_environment
 from cellbox.judge.verdict import Verdict
-from cellbox.limits import Limits
+from cellbox.limits import Limits, wall_for
 from cellbox.pool import Pool, WarmRun
 from cellbox.result import RunResult, Status
 
@@ -122,7 +122,7 @@ def _show(token: bytes) -> str:
 
 
 def validator_limits(time: float, memory: int, output: int, wall: float | None = None) -> Limits:
-    return Limits(time=time, wall_time=wall if wall is not None else 2 * time + 1,
+    return Limits(time=time, wall_time=wall if wall is not None else wall_for(time),
                   memory=memory, output=output, file_size=output)
 
 

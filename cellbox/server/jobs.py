@@ -15,13 +15,12 @@ from typing import Any
 
 from cellbox.api import DEFAULT_PATH, Box
 from cellbox.errors import CellboxError
-from cellbox.judge import JudgeLimits, Verdict, compile_and_run, run_verdict
+from cellbox.judge import Verdict, compile_and_run, run_verdict
 from cellbox.languages import COMPILE_LIMITS, get
-from cellbox.limits import COMMAND_PROCESSES, Limits
+from cellbox.limits import LIBRARY, SERVICE, Limits
 from cellbox.pool import Pool
 from cellbox.result import RunResult
 
-MIB = 1 << 20
 DIED_TWICE = "the worker running this submission died twice (killed, or out of memory)"
 MAX_ATTEMPTS = 2  # a run whose worker died is retried once
 
@@ -35,16 +34,6 @@ def unb64(text: str) -> bytes:
 
 
 @dataclass(frozen=True)
-class JobLimits:
-    time: float = 1.0  # CPU seconds of the run
-    wall_time: float | None = None  # None: 2 x time + 1 (JudgeLimits' default)
-    memory: int = 256 * MIB  # bytes, every process of the run
-    output: int = 1 * MIB  # bytes of stdout (and of stderr) kept before OLE
-    file_size: int = 16 * MIB  # largest file the program may write
-    processes: int = COMMAND_PROCESSES  # commands only: languages bring their own
-
-
-@dataclass(frozen=True)
 class Job:
     """Exactly one of ``language`` (a cellbox language name, with ``source``, ``args`` for
     the program, compiler ``options`` and ``files`` beside the source when compiling and
@@ -52,7 +41,9 @@ class Job:
     multi-file program: ``files`` bring a ``run`` script, and a ``compile`` script if it
     needs one). ``runs``: language runs only, Judge0's number_of_runs. ``caps``: the admin's
     caps, which bound the compile step too (the submission's options may make a compiler run
-    its code)."""
+    its code). ``limits``: the run's, complete (the front end filled in its defaults); their
+    ``processes`` bound commands and multi-file programs, while a language's profile sets its
+    own."""
 
     language: str | None = None
     source: bytes = b""
@@ -60,7 +51,7 @@ class Job:
     command: tuple[str, ...] = ()
     files: dict[str, bytes] = field(default_factory=dict)
     stdin: bytes = b""
-    limits: JobLimits = JobLimits()
+    limits: Limits = SERVICE.limits()
     network: bool = False
     options: tuple[str, ...] = ()
     stderr_to_stdout: bool = False
@@ -69,7 +60,7 @@ class Job:
     # interactor the program talks to (cellbox.judge.interact)
     interactor: dict[str, Any] | None = None
     project: bool = False
-    caps: JobLimits | None = None
+    caps: Limits | None = None
 
     @property
     def label(self) -> str:
@@ -89,11 +80,11 @@ class Job:
         return cls(language=d.get("language"), source=unb64(d.get("source", "")),
                    args=tuple(d.get("args") or ()), command=tuple(d.get("command") or ()),
                    files={str(k): unb64(v) for k, v in (d.get("files") or {}).items()},
-                   stdin=unb64(d.get("stdin", "")), limits=JobLimits(**d.get("limits") or {}),
+                   stdin=unb64(d.get("stdin", "")), limits=Limits(**d["limits"]),
                    network=bool(d.get("network")), options=tuple(d.get("options") or ()),
                    stderr_to_stdout=bool(d.get("stderr_to_stdout")), runs=int(d.get("runs", 1)),
                    interactor=d.get("interactor"), project=bool(d.get("project")),
-                   caps=JobLimits(**d["caps"]) if d.get("caps") else None)
+                   caps=Limits(**d["caps"]) if d.get("caps") else None)
 
 
 @dataclass
@@ -142,37 +133,37 @@ def execute(job: dict[str, Any]) -> dict[str, object]:
 
 
 def _execute(job: Job) -> Outcome:
-    lim = job.limits
-    limits = JudgeLimits(time=lim.time, wall_time=lim.wall_time, memory=lim.memory,
-                         output=lim.output, file_size=lim.file_size)
     if job.command:
-        return _run_command(job, limits)
+        return _run_command(job)
     if job.project:
-        return _run_project(job, limits)
+        return _run_project(job)
     assert job.language is not None
     if job.interactor is not None:
-        return _interact(job, limits)
-    result = compile_and_run(get(job.language), job.source, job.stdin, limits, job.files,
-                             job.network, job.args, job.options, job.stderr_to_stdout,
-                             job.runs, _limits(job.caps) if job.caps else None)
+        return _interact(job)
+    result = compile_and_run(get(job.language), job.source, job.stdin, _language(job.limits),
+                             files=job.files, share_net=job.network, args=job.args,
+                             options=job.options, stderr_to_stdout=job.stderr_to_stdout,
+                             runs=job.runs, compile_caps=job.caps)
     out = Outcome(verdict=result.verdict.value, compile_output=result.compilation.message)
     if result.run is None:
         return out
     return _with_runs(out, result.runs)
 
 
-def _interact(job: Job, limits: JudgeLimits) -> Outcome:
+def _language(limits: Limits) -> Limits:
+    """A language run's limits: the profile decides its processes (a JVM needs threads), from
+    the library's default."""
+    return dataclasses.replace(limits, processes=LIBRARY.base.processes)
+
+
+def _interact(job: Job) -> Outcome:
     from cellbox.judge.interact import interact
 
     assert job.language is not None and job.interactor is not None
     spec = job.interactor
-    ilim = JobLimits(**spec["limits"])
-    interactor_limits = JudgeLimits(time=ilim.time, wall_time=ilim.wall_time,
-                                    memory=ilim.memory, output=ilim.output,
-                                    file_size=ilim.file_size).limits()
     result = interact(get(job.language), job.source, get(spec["language"]),
-                      unb64(spec["source"]), limits.limits(), interactor_limits, job.stdin,
-                      files=job.files)
+                      unb64(spec["source"]), _language(job.limits),
+                      _language(Limits(**spec["limits"])), job.stdin, files=job.files)
     out = Outcome(verdict=result.verdict.value, compile_output=result.compilation.message)
     if result.run is None:
         out.message = result.message
@@ -203,31 +194,24 @@ def close_warm_pool() -> None:
         pool.__exit__(None, None, None)
 
 
-def _limits(lim: JobLimits) -> Limits:
-    return Limits(time=lim.time, wall_time=lim.wall_time, memory=lim.memory,
-                  output=lim.output, file_size=lim.file_size, processes=lim.processes)
-
-
-def _run_command(job: Job, limits: JudgeLimits) -> Outcome:
-    run_limits = dataclasses.replace(limits.limits(), processes=job.limits.processes)
+def _run_command(job: Job) -> Outcome:
     if job.network or job.stderr_to_stdout:  # a warm box's network and stdio are fixed
         with Box() as box:
             for name, data in job.files.items():
                 box.write_file(name, data)
-            run = box.run(list(job.command), run_limits, stdin=job.stdin,
+            run = box.run(list(job.command), job.limits, stdin=job.stdin,
                           share_net=job.network, stderr_to_stdout=job.stderr_to_stdout)
     else:
-        run = warm_pool().run(list(job.command), run_limits, files=job.files, stdin=job.stdin)
+        run = warm_pool().run(list(job.command), job.limits, files=job.files, stdin=job.stdin)
     verdict = run_verdict(run) or Verdict.AC
     return _with_runs(Outcome(verdict=verdict.value), (run,))
 
 
-def _run_project(job: Job, limits: JudgeLimits) -> Outcome:
+def _run_project(job: Job) -> Outcome:
     """As Judge0 runs a multi-file program: ``bash compile`` under the compile limits when
     the files have that script (its failure is a CE), then ``bash run`` under the job's,
     both in one box, so the run finds what the compile step built."""
     env = {"PATH": DEFAULT_PATH}
-    run_limits = dataclasses.replace(limits.limits(), processes=job.limits.processes)
     compile_output = ""
     with Box() as box:
         for name, data in job.files.items():
@@ -239,7 +223,7 @@ def _run_project(job: Job, limits: JudgeLimits) -> Outcome:
             if not built.ok:
                 return Outcome(verdict=Verdict.CE.value, compile_output=compile_output
                                or built.message)
-        run = box.run(["/bin/bash", "run", *job.args], run_limits, stdin=job.stdin, env=env,
+        run = box.run(["/bin/bash", "run", *job.args], job.limits, stdin=job.stdin, env=env,
                       share_net=job.network, stderr_to_stdout=job.stderr_to_stdout)
     verdict = run_verdict(run) or Verdict.AC
     return _with_runs(Outcome(verdict=verdict.value, compile_output=compile_output), (run,))

@@ -21,10 +21,11 @@ from pydantic import BaseModel, ConfigDict
 
 from cellbox.judge.sandbox import title
 from cellbox.languages import judge0_table
+from cellbox.limits import JUDGE0, Limits
 from cellbox.server import archive
 from cellbox.server.config import ServiceConfig, is_loopback
 from cellbox.server.errors import ApiError, field_errors
-from cellbox.server.jobs import Job, JobLimits, Outcome
+from cellbox.server.jobs import Job, Outcome
 from cellbox.server.native import MAX_OPTIONS, caps, check_job
 from cellbox.server.records import Record
 
@@ -39,10 +40,10 @@ STATUSES = {
     14: "Exec Format Error",
 }
 SIGNAL_STATUS = {11: 7, 25: 8, 8: 9, 6: 10}  # SIGSEGV, SIGXFSZ, SIGFPE, SIGABRT
-# Judge0's defaults (its judge0.conf), used when a submission leaves a limit out.
-DEFAULTS = {"cpu_time_limit": 5.0, "cpu_extra_time": 1.0, "wall_time_limit": 10.0,
-            "memory_limit": 128000, "stack_limit": 64000, "max_processes_and_or_threads": 60,
-            "max_file_size": 1024, "number_of_runs": 1}
+# Judge0's defaults (its judge0.conf) of the fields that are not limits cellbox applies: they
+# are echoed. Those of the limits are cellbox.limits.JUDGE0's.
+ECHOED_DEFAULTS = {"cpu_extra_time": 1.0, "stack_limit": 64000, "number_of_runs": 1}
+KB_FIELDS = ("memory_limit", "max_file_size")
 MAX_CPU_EXTRA_TIME, MAX_STACK_LIMIT = 5.0, 128000  # Judge0's caps; cellbox ignores both fields
 DEFAULT_FIELDS = ("token", "time", "memory", "stdout", "stderr", "compile_output", "message",
                   "status")
@@ -154,11 +155,20 @@ def _bounds(cfg: ServiceConfig) -> dict[str, tuple[float, bool, float]]:
             "max_file_size": (0, False, cfg.max_file_size // KB)}
 
 
+def _limit_fields(lim: Limits) -> dict[str, float]:
+    """Limits in Judge0's fields and units (KB), those that are set."""
+    values = {"cpu_time_limit": lim.time, "wall_time_limit": lim.wall_time,
+              "memory_limit": lim.memory, "max_file_size": lim.file_size,
+              "max_processes_and_or_threads": lim.processes}
+    return {k: v // KB if k in KB_FIELDS else v for k, v in values.items() if v is not None}
+
+
 def defaults(cfg: ServiceConfig) -> dict[str, float]:
     """Judge0's defaults, each lowered to this server's cap where the admin set it lower (a
     default over its cap would refuse every submission that leaves the field out)."""
     bounds = _bounds(cfg)
-    return {k: min(v, bounds[k][2]) if k in bounds else v for k, v in DEFAULTS.items()}
+    return {k: min(v, bounds[k][2]) if k in bounds else v
+            for k, v in (_limit_fields(JUDGE0.base) | ECHOED_DEFAULTS).items()}
 
 
 def _number(x: float) -> str:
@@ -251,11 +261,11 @@ def to_job(sub: SubmissionIn, b64: bool, cfg: ServiceConfig) -> tuple[Job, dict[
               project=project, caps=caps(cfg), source=texts["source_code"] or b"",
               args=_split(sub.command_line_arguments, "command_line_arguments"),
               stdin=texts["stdin"] or b"", files=_files(zipped, cfg),
-              limits=JobLimits(time=float(limits["cpu_time_limit"]),
-                               wall_time=float(limits["wall_time_limit"]),
-                               memory=int(limits["memory_limit"]) * KB,
-                               file_size=int(limits["max_file_size"]) * KB,
-                               processes=int(limits["max_processes_and_or_threads"])),
+              limits=JUDGE0.limits(time=float(limits["cpu_time_limit"]),
+                                   wall_time=float(limits["wall_time_limit"]),
+                                   memory=int(limits["memory_limit"]) * KB,
+                                   file_size=int(limits["max_file_size"]) * KB,
+                                   processes=int(limits["max_processes_and_or_threads"])),
               network=bool(sub.enable_network),
               options=_split(sub.compiler_options, "compiler_options"),
               stderr_to_stdout=bool(sub.redirect_stderr_to_stdout),

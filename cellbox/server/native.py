@@ -6,6 +6,7 @@ import base64
 import binascii
 import re
 from collections.abc import Mapping
+from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from typing import Literal
 
@@ -16,10 +17,10 @@ from cellbox.errors import UsageError
 from cellbox.judge import TokensChecker
 from cellbox.judge.sandbox import title
 from cellbox.languages import languages
-from cellbox.limits import COMMAND_PROCESSES
+from cellbox.limits import SERVICE, Limits
 from cellbox.server.config import ServiceConfig
 from cellbox.server.errors import ApiError
-from cellbox.server.jobs import MIB, Job, JobLimits, Outcome
+from cellbox.server.jobs import Job, Outcome
 from cellbox.server.records import Record
 
 MAX_OPTIONS = 512  # characters of compiler options (Judge0's cap on its string)
@@ -32,13 +33,16 @@ class Strict(BaseModel):
 
 
 class LimitsIn(Strict):
-    time: float = Field(1.0, gt=0, description="CPU seconds")
+    """The wire format of limits; what a request leaves out is ``cellbox.limits.SERVICE``'s
+    (to_limits)."""
+
+    time: float | None = Field(None, gt=0, description="CPU seconds")
     wall_time: float | None = Field(None, gt=0, description="seconds; default 2 x time + 1")
-    memory: int = Field(256 * MIB, gt=0, description="bytes, every process of the run")
-    output: int = Field(1 * MIB, gt=0, description="bytes of stdout (and stderr) kept")
-    file_size: int = Field(16 * MIB, gt=0, description="largest file written, bytes")
-    processes: int = Field(COMMAND_PROCESSES, ge=1,
-                           description="commands only: processes and threads at once")
+    memory: int | None = Field(None, gt=0, description="bytes, every process of the run")
+    output: int | None = Field(None, gt=0, description="bytes of stdout (and stderr) kept")
+    file_size: int | None = Field(None, gt=0, description="largest file written, bytes")
+    processes: int | None = Field(None, ge=1,
+                                  description="commands only: processes and threads at once")
 
 
 class InteractorIn(Strict):
@@ -119,7 +123,7 @@ def check_batch(size: int, cfg: ServiceConfig, what: str = "submissions") -> Non
         raise ApiError(413, f"{size} {what}; a batch takes at most {cfg.max_batch}")
 
 
-def check_limits(lim: JobLimits, cfg: ServiceConfig, names: Mapping[str, str] = {}) -> None:
+def check_limits(lim: Limits, cfg: ServiceConfig, names: Mapping[str, str] = {}) -> None:
     """Limits beyond the admin's caps are refused, never silently lowered. ``names``: what
     the request called them (Judge0's field names)."""
     caps = {"time": cfg.max_time, "wall_time": cfg.max_wall_time, "memory": cfg.max_memory,
@@ -132,11 +136,11 @@ def check_limits(lim: JobLimits, cfg: ServiceConfig, names: Mapping[str, str] = 
                            f"server's maximum {cap}")
 
 
-def caps(cfg: ServiceConfig) -> JobLimits:
+def caps(cfg: ServiceConfig) -> Limits:
     """The admin's caps as limits: they bound a job's compile step as well as its run."""
-    return JobLimits(time=cfg.max_time, wall_time=cfg.max_wall_time, memory=cfg.max_memory,
-                     output=cfg.max_output, file_size=cfg.max_file_size,
-                     processes=cfg.max_processes)
+    return Limits(time=cfg.max_time, wall_time=cfg.max_wall_time, memory=cfg.max_memory,
+                  output=cfg.max_output, file_size=cfg.max_file_size,
+                  processes=cfg.max_processes)
 
 
 def check_job(job: Job, cfg: ServiceConfig, names: Mapping[str, str] = {}) -> None:
@@ -172,12 +176,13 @@ def check_job(job: Job, cfg: ServiceConfig, names: Mapping[str, str] = {}) -> No
     check_limits(job.limits, cfg, names)
 
 
-def _limits(given: LimitsIn, cfg: ServiceConfig) -> dict[str, object]:
-    """The run's limits; a default process limit above the admin's cap is lowered to it (one
-    the submission names is checked against the cap instead)."""
-    limits = given.model_dump()
-    if "processes" not in given.model_fields_set:
-        limits["processes"] = min(given.processes, cfg.max_processes)
+def to_limits(given: LimitsIn, cfg: ServiceConfig) -> Limits:
+    """The run's limits: ``given``, the rest ``SERVICE``'s; a default process limit above
+    the admin's cap is lowered to it (one the request names is checked against the cap)."""
+    limits = SERVICE.limits(**given.model_dump())
+    over = limits.processes is None or limits.processes > cfg.max_processes
+    if given.processes is None and over:
+        return replace(limits, processes=cfg.max_processes)
     return limits
 
 
@@ -208,14 +213,15 @@ def to_job(req: RunIn, cfg: ServiceConfig) -> Job:
         if len(source) > cfg.max_source_bytes:
             raise ApiError(413, f"the interactor is {len(source)} bytes; the most is "
                            f"{cfg.max_source_bytes}")
-        check_limits(JobLimits(**inter.limits.model_dump()), cfg)
+        inter_limits = to_limits(inter.limits, cfg)
+        check_limits(inter_limits, cfg)
         interactor = {"language": inter.language, "source": base64.b64encode(source).decode(),
-                      "limits": inter.limits.model_dump()}
+                      "limits": asdict(inter_limits)}
     job = Job(language=req.language, source=decode(req.source or "", enc, "source"),
               args=tuple(req.args), command=tuple(req.command or ()),
               files={n: decode(v, enc, f"file {n}") for n, v in req.files.items()},
               stdin=decode(req.stdin, enc, "stdin"),
-              limits=JobLimits(**_limits(req.limits, cfg)), network=req.network,
+              limits=to_limits(req.limits, cfg), network=req.network,
               options=tuple(req.compiler_options), stderr_to_stdout=req.stderr_to_stdout,
               interactor=interactor, caps=caps(cfg))
     check_job(job, cfg)
