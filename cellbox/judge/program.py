@@ -4,8 +4,10 @@ that builds exactly those files.
 
 A profile names one source file (``main.cpp``, ``Main.java``). For a program of several files,
 or whose main file has another name, its compile command takes every source file of the
-language in place of the profile's one, and the run command names the main file (Java: the
-main class) in place of the profile's.
+language in place of the profile's one, and the run command names the main file (Java and
+Scala: the main class, named after its file as Kattis does) in place of the profile's. A
+profile whose commands name the source only inside a longer argument (Common Lisp's
+``--eval``) gets the main file under the profile's own name: a file name never becomes code.
 """
 
 from __future__ import annotations
@@ -38,14 +40,14 @@ EXTENSIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("ruby", ("*.rb",)),
     ("scala", ("*.scala",)),
     ("commonlisp", ("*.lisp", "*.cl")),
-    ("prolog", ("*.pl",)),
+    ("prolog-swi", ("*.pl",)),  # problemtools runs .pl with SWI-Prolog
 )
 PYTHON2 = re.compile(rb"^#!.*python2\b")
+# How the JVM languages' main file is told among several: it defines main.
+MAIN_DEFINED = {"java": rb"static\s+(public\s+)?void\s+main\s*\(",
+                "scala": rb"\bdef\s+main\s*\(|\bextends\s+App\b"}
+FROM_ENTRY = ("rust", "python", "javascript")  # their compilers follow modules from the main file
 SOURCE_CAP = 16 << 20  # bytes of source files a program may have
-
-
-class Unavailable(UsageError):
-    """The program's language has no profile here (a machine without that toolchain)."""
 
 
 @dataclass(frozen=True)
@@ -105,7 +107,8 @@ def load_program(path: str, lang_name: str | None = None) -> Program:
     detected, sources = detect(files)
     name = lang_name or detected
     if name not in languages():
-        raise Unavailable(f"No {name} language here (cellbox languages lists those there are)")
+        raise UsageError(f"cellbox has no {name} language profile (cellbox languages lists "
+                         "those it has)")
     lang = languages()[name]
     ext = lang.source.rpartition(".")[2]
     sources = sorted(f for f in files if f.rpartition(".")[2] == ext) or sources
@@ -119,22 +122,26 @@ def _entry(lang: Language, files: dict[str, bytes], sources: list[str], path: st
         return sources[0]
     if lang.source in sources:
         return lang.source
-    if lang.name == "java":  # the class with main()
-        mains = [f for f in sources if re.search(rb"static\s+(public\s+)?void\s+main\s*\(",
-                                                 files[f])]
+    if lang.name in MAIN_DEFINED:
+        mains = [f for f in sources if re.search(MAIN_DEFINED[lang.name], files[f])]
         if len(mains) == 1:
             return mains[0]
+    if _compiles_all(lang) and lang.source not in lang.run:
+        return sources[0]  # every file is compiled and the run names none: any will do
     raise UsageError(f"Program {path!r} has {len(sources)} {lang.title} files and none is "
                      f"the main one: name it {lang.source}")
 
 
+def _compiles_all(lang: Language) -> bool:
+    return lang.source in lang.compile and lang.name not in FROM_ENTRY
+
+
 def _rewrite(lang: Language, entry: str, sources: list[str]) -> Language:
     """``lang`` building ``sources`` with ``entry`` as the main file."""
-    if sources == [lang.source]:
+    if sources == [lang.source] or lang.source not in lang.compile + lang.run:
         return lang
-    stem, entry_stem = lang.source.rpartition(".")[0], entry.rpartition(".")[0]
-    # rustc and javac follow a program's own modules from the main file; gcc needs them all
-    listed = [entry] if lang.name in ("rust", "python", "javascript") else sources
+    entry_stem = entry.rpartition(".")[0]
+    listed = sources if _compiles_all(lang) else [entry]
     compile_argv: list[str] = []
     for a in lang.compile:
         compile_argv += listed if a == lang.source else [a]
@@ -145,9 +152,10 @@ def _rewrite(lang: Language, entry: str, sources: list[str]) -> Language:
 
 def _main_class(lang: Language, entry_stem: str, arg: str) -> str:
     """A run command's argument, the main class renamed after the main file where the JVM
-    runs one: Java's is the file's name, Kotlin's the file's name capitalised plus Kt."""
+    runs one: Java's and Scala's is the file's name, Kotlin's the file's name capitalised
+    plus Kt."""
     stem = lang.source.rpartition(".")[0]
-    if lang.name == "java" and arg == stem:
+    if lang.name in MAIN_DEFINED and arg == stem:
         return entry_stem
     if lang.name == "kotlin" and arg == stem.capitalize() + "Kt":
         return entry_stem[:1].upper() + entry_stem[1:] + "Kt"
