@@ -98,7 +98,7 @@ def detect(files: dict[str, bytes]) -> tuple[str, list[str]]:
         if found:
             return name, sorted(found)
     raise UsageError(f"Cannot tell the language of {', '.join(sorted(files))} from the file "
-                     "extensions; give --lang")
+                     "extensions (docs/problems.md lists them); cellbox judge takes --lang")
 
 
 def load_program(path: str, lang_name: str | None = None) -> Program:
@@ -128,7 +128,7 @@ def _entry(lang: Language, files: dict[str, bytes], sources: list[str], path: st
             return mains[0]
     if _compiles_all(lang) and lang.source not in lang.run:
         return sources[0]  # every file is compiled and the run names none: any will do
-    raise UsageError(f"Program {path!r} has {len(sources)} {lang.title} files and none is "
+    raise UsageError(f"Program {path!r} has {len(sources)} {lang.titled(None)} files and none is "
                      f"the main one: name it {lang.source}")
 
 
