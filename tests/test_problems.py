@@ -98,6 +98,17 @@ def test_common_lisp_keeps_its_file_name_out_of_the_compile_command(tmp_path) ->
 
 
 @pytest.mark.unit
+def test_a_common_lisp_program_of_two_files_starts_from_its_main_file(tmp_path) -> None:  # noqa: ANN001
+    (tmp_path / "Main.lisp").write_text('(load "util.lisp")\n(hello)\n')
+    (tmp_path / "util.lisp").write_text('(defun hello () (print "hi"))\n')
+    program = load_program(str(tmp_path))
+    assert program.entry == "Main.lisp" and program.language.source == "script.lisp"
+    assert program.language.compile == get("commonlisp").compile
+    assert program.others() == {"util.lisp": b'(defun hello () (print "hi"))\n'}
+    assert "util.lisp" in program.language.artifacts  # loaded when it runs
+
+
+@pytest.mark.unit
 def test_a_swi_prolog_program_of_two_files_compiles_both(tmp_path) -> None:  # noqa: ANN001
     (tmp_path / "solve.pl").write_text(":- use_module(util).\nmain :- hello.\n")
     (tmp_path / "util.pl").write_text(":- module(util, [hello/0]).\nhello :- write(hi).\n")

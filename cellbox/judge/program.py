@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
+import glob
 import os
 import re
 from dataclasses import dataclass
@@ -113,8 +114,9 @@ def load_program(path: str, lang_name: str | None = None) -> Program:
     ext = lang.source.rpartition(".")[2]
     sources = sorted(f for f in files if f.rpartition(".")[2] == ext) or sources
     entry = _entry(lang, files, sources, path)
-    return Program(os.path.basename(path.rstrip("/")), _rewrite(lang, entry, sources), files,
-                   entry)
+    others = sorted(set(files) - {entry})
+    return Program(os.path.basename(path.rstrip("/")), _rewrite(lang, entry, sources, others),
+                   files, entry)
 
 
 def _entry(lang: Language, files: dict[str, bytes], sources: list[str], path: str) -> str:
@@ -122,6 +124,9 @@ def _entry(lang: Language, files: dict[str, bytes], sources: list[str], path: st
         return sources[0]
     if lang.source in sources:
         return lang.source
+    named_main = [f for f in sources if f.lower().startswith("main.")]  # problemtools' rule
+    if len(named_main) == 1:
+        return named_main[0]
     if lang.name in MAIN_DEFINED:
         mains = [f for f in sources if re.search(MAIN_DEFINED[lang.name], files[f])]
         if len(mains) == 1:
@@ -136,8 +141,13 @@ def _compiles_all(lang: Language) -> bool:
     return lang.source in lang.compile and lang.name not in FROM_ENTRY
 
 
-def _rewrite(lang: Language, entry: str, sources: list[str]) -> Language:
-    """``lang`` building ``sources`` with ``entry`` as the main file."""
+def _rewrite(lang: Language, entry: str, sources: list[str], others: list[str]) -> Language:
+    """``lang`` building ``sources`` with ``entry`` as the main file. The ``others`` go into
+    the run's box too, as in problemtools' directory: a program may read them as it runs
+    (Common Lisp's ``load``)."""
+    if others:
+        lang = dataclasses.replace(lang, artifacts=lang.artifacts + tuple(
+            glob.escape(f) for f in others))
     if sources == [lang.source] or lang.source not in lang.compile + lang.run:
         return lang
     entry_stem = entry.rpartition(".")[0]
