@@ -44,6 +44,7 @@ EXTENSIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("prolog-swi", ("*.pl",)),  # problemtools runs .pl with SWI-Prolog
 )
 PYTHON2 = re.compile(rb"^#!.*python2\b")
+NO_PROFILE = {"python2": ": Debian 12 packages neither Python 2 nor PyPy for Python 2"}  # why
 # How the JVM languages' main file is told among several: it defines main.
 MAIN_DEFINED = {"java": rb"static\s+(public\s+)?void\s+main\s*\(",
                 "scala": rb"\bdef\s+main\s*\(|\bextends\s+App\b"}
@@ -108,8 +109,8 @@ def load_program(path: str, lang_name: str | None = None) -> Program:
     detected, sources = detect(files)
     name = lang_name or detected
     if name not in languages():
-        raise UsageError(f"cellbox has no {name} language profile (cellbox languages lists "
-                         "those it has)")
+        raise UsageError(f"cellbox has no {name} language profile{NO_PROFILE.get(name, '')} "
+                         "(cellbox languages lists those it has)")
     lang = languages()[name]
     ext = lang.source.rpartition(".")[2]
     sources = sorted(f for f in files if f.rpartition(".")[2] == ext) or sources
