@@ -52,6 +52,7 @@ def test_bench_runs_every_case_and_leaves_nothing(tmp_path: Path) -> None:
     assert report["throughput"]["cellbox pool, warm box"] > 0
     judging = report["judging"]
     assert judging["tests"] == 100 and judging["judged_median_ms"] > 0
+    assert judging["validation_median_ms"] > 0 and not judging["failed"]
     many = report["many_boxes"]
     assert many["ok"] == MANY and many["live_at_once"] > 0 and many["total_kib_per_box"] > 0
     assert _bench_leftovers() <= before

@@ -1,6 +1,6 @@
 """Problem packages: every package in tests/problems verifies (each submission gets the verdict
-of its folder), and the broken ones in tests/problems_broken give IE, never a verdict against
-the submission."""
+of its folder), the broken ones in tests/problems_broken give IE, never a verdict against the
+submission, and those in tests/problems_skipped list what cannot be judged here, with why."""
 
 from __future__ import annotations
 
@@ -12,8 +12,14 @@ import sys
 import pytest
 
 from cellbox.errors import UsageError
+from cellbox.judge.problem import load_problem
+from cellbox.judge.program import load_program
+from cellbox.judge.sandbox import on_host
 from cellbox.judge.validators import DefaultValidator
 from cellbox.judge.verdict import Verdict
+from cellbox.judge.verify import submissions
+from cellbox.languages import get
+from tests.support.skips import lacks
 
 pytestmark = pytest.mark.problems
 
@@ -29,13 +35,87 @@ def _cellbox(*args: str) -> tuple[int, dict]:
     return out.returncode, json.loads(out.stdout)
 
 
+def _toolchains(package: str) -> None:
+    """Skip, saying what to install, unless this machine has every toolchain the package's
+    submissions need (scripts/bootstrap.sh installs them all unless CELLBOX_LANGUAGES says
+    otherwise)."""
+    for _, path in submissions(load_problem(package)):
+        lang = load_program(path).language
+        if not on_host(lang):
+            lacks(f"the {lang.name} toolchain for {os.path.relpath(path, HERE)} (apt-get "
+                  f"install {' '.join(lang.packages)})")
+
+
 @pytest.mark.parametrize("package", PACKAGES)
 def test_every_submission_gets_the_verdict_of_its_folder(package: str) -> None:
+    _toolchains(os.path.join(HERE, "problems", package))
     code, report = _cellbox("verify-problem", os.path.join(HERE, "problems", package))
     bad = [s for s in report["submissions"] if s["matched"] is False]
     assert not bad, bad
     assert code == 0
     assert all(s["matched"] for s in report["submissions"])  # nothing skipped here
+
+
+def test_what_cannot_be_judged_here_is_skipped_with_the_reason() -> None:
+    package = os.path.join(HERE, "problems_skipped", "unjudgeable")
+    code, report = _cellbox("verify-problem", package)
+    assert code == 0  # skipped submissions are listed, not mismatches
+    notes = {(s["folder"], s["submission"]): (s["matched"], s["note"])
+             for s in report["submissions"]}
+    assert notes.pop(("accepted", "double.py")) == (True, "")
+    reasons = {
+        ("accepted", "legacy.py"): "no python2 language profile",
+        ("accepted", "double.bf"): "Cannot tell the language of double.bf",
+        ("accepted", "pair"): "none is the main one: name it main.py",
+        ("slow_accepted", "double.py"): "the folder slow_accepted states no verdict",
+    }
+    assert notes.keys() == reasons.keys()
+    for key, (matched, note) in notes.items():
+        assert matched is None and reasons[key] in note, (key, note)
+    table = subprocess.run([*CELLBOX, "verify-problem", package], capture_output=True,
+                           text=True, timeout=600)
+    assert table.returncode == 0, table.stderr
+    assert "1/5 submissions matched their folder, 0 mismatched, 4 skipped" in table.stdout
+
+
+@pytest.mark.unit
+def test_scala_runs_the_object_named_after_its_file(tmp_path) -> None:  # noqa: ANN001
+    (tmp_path / "Adder.scala").write_text("object Adder { def main(a: Array[String]) = () }\n")
+    program = load_program(str(tmp_path / "Adder.scala"))
+    assert program.language.name == "scala" and program.entry == "Adder.scala"
+    assert "Adder.scala" in program.language.compile
+    assert program.language.run[-1] == "Adder"  # the class the JVM starts, not Main
+
+
+@pytest.mark.unit
+def test_common_lisp_keeps_its_file_name_out_of_the_compile_command(tmp_path) -> None:  # noqa: ANN001
+    name = 'x") (sb-ext:exit :code 7) ("y.lisp'  # a file name that is also Lisp code
+    (tmp_path / name).write_text("(print 1)\n")
+    program = load_program(str(tmp_path / name))
+    assert program.language == get("commonlisp")
+    assert program.source == b"(print 1)\n"  # saved as the profile's script.lisp
+    assert not any("exit :code 7" in a for a in program.language.compile)
+
+
+@pytest.mark.unit
+def test_a_common_lisp_program_of_two_files_starts_from_its_main_file(tmp_path) -> None:  # noqa: ANN001
+    (tmp_path / "Main.lisp").write_text('(load "util.lisp")\n(hello)\n')
+    (tmp_path / "util.lisp").write_text('(defun hello () (print "hi"))\n')
+    program = load_program(str(tmp_path))
+    assert program.entry == "Main.lisp" and program.language.source == "script.lisp"
+    assert program.language.compile == get("commonlisp").compile
+    assert program.others() == {"util.lisp": b'(defun hello () (print "hi"))\n'}
+    assert "util.lisp" in program.language.artifacts  # loaded when it runs
+
+
+@pytest.mark.unit
+def test_a_swi_prolog_program_of_two_files_compiles_both(tmp_path) -> None:  # noqa: ANN001
+    (tmp_path / "solve.pl").write_text(":- use_module(util).\nmain :- hello.\n")
+    (tmp_path / "util.pl").write_text(":- module(util, [hello/0]).\nhello :- write(hi).\n")
+    program = load_program(str(tmp_path))
+    assert program.language.name == "prolog-swi"
+    compile_argv = program.language.compile
+    assert compile_argv[-2:] == ("solve.pl", "util.pl") and "main.pl" not in compile_argv
 
 
 def test_a_scoring_problem_gives_partial_scores_by_group() -> None:

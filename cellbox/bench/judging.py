@@ -8,9 +8,14 @@ then, test after test, times in turn:
 - bare: the program's own run on a warm box (``Pool.prepare``, the build's artifacts copied in,
   ``run_warm``), which is the sandbox's and the program's time;
 - judged: the same test judged (``PackageJudge.run_case``: the test's files read, the same
-  warm run in the judge's own pool, the output validated, the result built).
+  warm run in the judge's own pool, the output validated, the result built);
+- validation: the default validator's own time on the bare run's output (it runs in the
+  judging process, so the judged time holds it).
 
-The overhead is the difference of the medians.
+The overhead of a test is judged - bare - validation, taken per test: the three are timed one
+right after the other, so a change of the machine's load hits all three alike, and bare and
+judged take turns going first. The figure is the median of those differences: what judging
+adds beyond the program's and the validator's own time.
 
     python -m cellbox.bench.judging TESTS ROUNDS   (with $CELLBOX_CONFIG naming the bench config)
 """
@@ -49,9 +54,10 @@ def _package(top: str, tests: int) -> None:
 
 def main() -> None:
     from cellbox.judge.package import PackageJudge
-    from cellbox.judge.problem import load_problem
+    from cellbox.judge.problem import ProblemTest, load_problem
     from cellbox.judge.program import load_program
     from cellbox.judge.sandbox import RUN_DIRS, run_environment
+    from cellbox.judge.validators import DefaultValidator
     from cellbox.judge.verdict import Verdict
     from cellbox.limits import Limits
     from cellbox.pool import Pool, run_warm
@@ -59,6 +65,7 @@ def main() -> None:
     tests, rounds = int(sys.argv[1]), int(sys.argv[2])
     bare: list[float] = []
     judged: list[float] = []
+    validation: list[float] = []
     failed: list[str] = []
     with tempfile.TemporaryDirectory(prefix="cellbox-bench-judging-") as top:
         _package(top, tests)
@@ -70,26 +77,43 @@ def main() -> None:
                                             memory=problem.limits.memory,
                                             output=problem.limits.output))
             with Pool(1, dirs=lang.dirs + RUN_DIRS) as pool:
-                for _ in range(rounds):
-                    for test in problem.tests():
-                        with open(test.input, "rb") as f:
-                            data = f.read()
-                        start = time.perf_counter()
-                        run = pool.prepare(lang.run_argv(limits), limits, stdin=data,
-                                           env=run_environment(lang, limits))
-                        compilation.copy_into(run.box)
-                        result = run_warm([run])[0]
-                        bare.append(time.perf_counter() - start)
-                        if not result.ok:
-                            failed.append(f"bare run: {result.message}")
-                        start = time.perf_counter()
-                        case = judge.run_case(compilation, test, 1.0)
-                        judged.append(time.perf_counter() - start)
-                        if case.verdict is not Verdict.AC:
-                            failed.append(f"{test.name}: {case.verdict.value} {case.message}")
-    bare_ms, judged_ms = statistics.median(bare) * 1e3, statistics.median(judged) * 1e3
-    print(json.dumps({"tests": tests, "rounds": rounds, "bare_median_ms": bare_ms,
-                      "judged_median_ms": judged_ms, "overhead_ms": judged_ms - bare_ms,
+
+                def run_bare(test: ProblemTest) -> None:
+                    with open(test.input, "rb") as f:
+                        data = f.read()
+                    start = time.perf_counter()
+                    run = pool.prepare(lang.run_argv(limits), limits, stdin=data,
+                                       env=run_environment(lang, limits))
+                    compilation.copy_into(run.box)
+                    result = run_warm([run])[0]
+                    bare.append(time.perf_counter() - start)
+                    if not result.ok:
+                        failed.append(f"bare run: {result.message}")
+                    with open(test.answer, "rb") as f:
+                        answer = f.read()
+                    validator = DefaultValidator(test.flags)
+                    start = time.perf_counter()
+                    validator.validate(result.stdout, answer)
+                    validation.append(time.perf_counter() - start)
+
+                def run_judged(test: ProblemTest) -> None:
+                    start = time.perf_counter()
+                    case = judge.run_case(compilation, test, 1.0)
+                    judged.append(time.perf_counter() - start)
+                    if case.verdict is not Verdict.AC:
+                        failed.append(f"{test.name}: {case.verdict.value} {case.message}")
+
+                for i, test in enumerate(problem.tests() * rounds):
+                    # each goes first every other test, so that what the first leaves warm
+                    # for the second (caches, the binary's pages) favours neither
+                    for step in (run_bare, run_judged) if i % 2 else (run_judged, run_bare):
+                        step(test)
+    overhead = [j - b - v for j, b, v in zip(judged, bare, validation, strict=True)]
+    print(json.dumps({"tests": tests, "rounds": rounds,
+                      "bare_median_ms": statistics.median(bare) * 1e3,
+                      "judged_median_ms": statistics.median(judged) * 1e3,
+                      "validation_median_ms": statistics.median(validation) * 1e3,
+                      "overhead_ms": statistics.median(overhead) * 1e3,
                       "failed": failed[:5]}), flush=True)
 
 

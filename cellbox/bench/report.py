@@ -133,10 +133,11 @@ def print_tables(results: Results) -> None:
         j = results.judging
         tj = Table(title=f"judging a {j['tests']}-test package on warm boxes, {j['rounds']} "
                          "rounds: median ms per test")
-        for col in ("program's warm run", "judged test", "judging overhead"):
+        for col in ("program's warm run", "judged test", "validation",
+                    "judging overhead (per test: judged - run - validation)"):
             tj.add_column(col, justify="right")
-        tj.add_row(*(f"{j[k]:.2f}" for k in ("bare_median_ms", "judged_median_ms",
-                                             "overhead_ms")))
+        tj.add_row(*(f"{j[k]:.3f}" for k in ("bare_median_ms", "judged_median_ms",
+                                             "validation_median_ms", "overhead_ms")))
         console.print(tj)
     tg = Table(title="targets this run can check")
     for col in ("target", "measured", "met"):

@@ -4,14 +4,17 @@ that builds exactly those files.
 
 A profile names one source file (``main.cpp``, ``Main.java``). For a program of several files,
 or whose main file has another name, its compile command takes every source file of the
-language in place of the profile's one, and the run command names the main file (Java: the
-main class) in place of the profile's.
+language in place of the profile's one, and the run command names the main file (Java and
+Scala: the main class, named after its file as Kattis does) in place of the profile's. A
+profile whose commands name the source only inside a longer argument (Common Lisp's
+``--eval``) gets the main file under the profile's own name: a file name never becomes code.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import fnmatch
+import glob
 import os
 import re
 from dataclasses import dataclass
@@ -38,14 +41,15 @@ EXTENSIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("ruby", ("*.rb",)),
     ("scala", ("*.scala",)),
     ("commonlisp", ("*.lisp", "*.cl")),
-    ("prolog", ("*.pl",)),
+    ("prolog-swi", ("*.pl",)),  # problemtools runs .pl with SWI-Prolog
 )
 PYTHON2 = re.compile(rb"^#!.*python2\b")
+NO_PROFILE = {"python2": ": Debian 12 packages neither Python 2 nor PyPy for Python 2"}  # why
+# How the JVM languages' main file is told among several: it defines main.
+MAIN_DEFINED = {"java": rb"static\s+(public\s+)?void\s+main\s*\(",
+                "scala": rb"\bdef\s+main\s*\(|\bextends\s+App\b"}
+FROM_ENTRY = ("rust", "python", "javascript")  # their compilers follow modules from the main file
 SOURCE_CAP = 16 << 20  # bytes of source files a program may have
-
-
-class Unavailable(UsageError):
-    """The program's language has no profile here (a machine without that toolchain)."""
 
 
 @dataclass(frozen=True)
@@ -96,7 +100,7 @@ def detect(files: dict[str, bytes]) -> tuple[str, list[str]]:
         if found:
             return name, sorted(found)
     raise UsageError(f"Cannot tell the language of {', '.join(sorted(files))} from the file "
-                     "extensions; give --lang")
+                     "extensions (docs/problems.md lists them); cellbox judge takes --lang")
 
 
 def load_program(path: str, lang_name: str | None = None) -> Program:
@@ -105,13 +109,15 @@ def load_program(path: str, lang_name: str | None = None) -> Program:
     detected, sources = detect(files)
     name = lang_name or detected
     if name not in languages():
-        raise Unavailable(f"No {name} language here (cellbox languages lists those there are)")
+        raise UsageError(f"cellbox has no {name} language profile{NO_PROFILE.get(name, '')} "
+                         "(cellbox languages lists those it has)")
     lang = languages()[name]
     ext = lang.source.rpartition(".")[2]
     sources = sorted(f for f in files if f.rpartition(".")[2] == ext) or sources
     entry = _entry(lang, files, sources, path)
-    return Program(os.path.basename(path.rstrip("/")), _rewrite(lang, entry, sources), files,
-                   entry)
+    others = sorted(set(files) - {entry})
+    return Program(os.path.basename(path.rstrip("/")), _rewrite(lang, entry, sources, others),
+                   files, entry)
 
 
 def _entry(lang: Language, files: dict[str, bytes], sources: list[str], path: str) -> str:
@@ -119,22 +125,34 @@ def _entry(lang: Language, files: dict[str, bytes], sources: list[str], path: st
         return sources[0]
     if lang.source in sources:
         return lang.source
-    if lang.name == "java":  # the class with main()
-        mains = [f for f in sources if re.search(rb"static\s+(public\s+)?void\s+main\s*\(",
-                                                 files[f])]
+    named_main = [f for f in sources if f.lower().startswith("main.")]  # problemtools' rule
+    if len(named_main) == 1:
+        return named_main[0]
+    if lang.name in MAIN_DEFINED:
+        mains = [f for f in sources if re.search(MAIN_DEFINED[lang.name], files[f])]
         if len(mains) == 1:
             return mains[0]
-    raise UsageError(f"Program {path!r} has {len(sources)} {lang.title} files and none is "
+    if _compiles_all(lang) and lang.source not in lang.run:
+        return sources[0]  # every file is compiled and the run names none: any will do
+    raise UsageError(f"Program {path!r} has {len(sources)} {lang.titled(None)} files and none is "
                      f"the main one: name it {lang.source}")
 
 
-def _rewrite(lang: Language, entry: str, sources: list[str]) -> Language:
-    """``lang`` building ``sources`` with ``entry`` as the main file."""
-    if sources == [lang.source]:
+def _compiles_all(lang: Language) -> bool:
+    return lang.source in lang.compile and lang.name not in FROM_ENTRY
+
+
+def _rewrite(lang: Language, entry: str, sources: list[str], others: list[str]) -> Language:
+    """``lang`` building ``sources`` with ``entry`` as the main file. The ``others`` go into
+    the run's box too, as in problemtools' directory: a program may read them as it runs
+    (Common Lisp's ``load``)."""
+    if others:
+        lang = dataclasses.replace(lang, artifacts=lang.artifacts + tuple(
+            glob.escape(f) for f in others))
+    if sources == [lang.source] or lang.source not in lang.compile + lang.run:
         return lang
-    stem, entry_stem = lang.source.rpartition(".")[0], entry.rpartition(".")[0]
-    # rustc and javac follow a program's own modules from the main file; gcc needs them all
-    listed = [entry] if lang.name in ("rust", "python", "javascript") else sources
+    entry_stem = entry.rpartition(".")[0]
+    listed = sources if _compiles_all(lang) else [entry]
     compile_argv: list[str] = []
     for a in lang.compile:
         compile_argv += listed if a == lang.source else [a]
@@ -145,9 +163,10 @@ def _rewrite(lang: Language, entry: str, sources: list[str]) -> Language:
 
 def _main_class(lang: Language, entry_stem: str, arg: str) -> str:
     """A run command's argument, the main class renamed after the main file where the JVM
-    runs one: Java's is the file's name, Kotlin's the file's name capitalised plus Kt."""
+    runs one: Java's and Scala's is the file's name, Kotlin's the file's name capitalised
+    plus Kt."""
     stem = lang.source.rpartition(".")[0]
-    if lang.name == "java" and arg == stem:
+    if lang.name in MAIN_DEFINED and arg == stem:
         return entry_stem
     if lang.name == "kotlin" and arg == stem.capitalize() + "Kt":
         return entry_stem[:1].upper() + entry_stem[1:] + "Kt"

@@ -6,7 +6,10 @@ run_time_error (RE, or MLE: problemtools counts a memory kill as a run-time erro
 memory_limit_exceeded (MLE or RE), output_limit_exceeded (OLE), compile_error (CE), rejected
 (anything but AC). Accepted submissions go first: without a fixed time limit, the limit is
 ``ac_to_time_limit`` times the slowest of them, and every other submission runs with the
-limit times ``time_limit_to_tle``; a verdict that matches at either limit is a match.
+limit times ``time_limit_to_tle``; a verdict that matches at either limit is a match. A
+submission that cannot be judged here (another folder, such as ``slow_accepted``, which
+problemtools ignores too; a language without a profile or a toolchain) is listed as skipped,
+with the reason.
 """
 
 from __future__ import annotations
@@ -16,9 +19,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from cellbox.errors import UsageError
 from cellbox.judge.package import CaseResult, Judgement, PackageJudge, ProblemReport
 from cellbox.judge.problem import Problem
-from cellbox.judge.program import Program, Unavailable, load_program
+from cellbox.judge.program import Program, load_program
+from cellbox.judge.sandbox import require_toolchain
 from cellbox.judge.verdict import Verdict
 
 FOLDERS: dict[str, frozenset[Verdict]] = {
@@ -55,10 +60,13 @@ class Check:
 
 
 def submissions(problem: Problem) -> list[tuple[str, str]]:
-    """(folder, path) of every submission, accepted first, each folder in name order."""
+    """(folder, path) of every submission, accepted first, each folder in name order; the
+    folders that state no verdict cellbox knows (``slow_accepted``) last."""
     root = os.path.join(problem.path, "submissions")
+    others = sorted(n for n in os.listdir(root) if n not in FOLDERS and not n.startswith(".")
+                    ) if os.path.isdir(root) else []
     found = []
-    for folder in sorted(FOLDERS, key=lambda f: f != "accepted"):
+    for folder in sorted(FOLDERS, key=lambda f: f != "accepted") + others:
         path = os.path.join(root, folder)
         if os.path.isdir(path):
             found += [(folder, os.path.join(path, n)) for n in sorted(os.listdir(path))
@@ -82,10 +90,10 @@ def verify(problem: Problem, on_done: Callable[[Check], None] | None = None,
         pending: list[tuple[str, str, Program | None, Judgement | None, float, str]] = []
         for folder, path in submissions(problem):
             start = time.monotonic()
-            try:
-                program = load_program(path)
-            except Unavailable as e:
-                pending.append((folder, path, None, None, 0.0, str(e)))
+            program = _submission(path) if folder in FOLDERS else (
+                f"the folder {folder} states no verdict to check (known: {', '.join(FOLDERS)})")
+            if isinstance(program, str):
+                pending.append((folder, path, None, None, 0.0, program))
                 continue
             judgement = None
             if folder == "accepted" or time_limit is not None:
@@ -112,6 +120,18 @@ def verify(problem: Problem, on_done: Callable[[Check], None] | None = None,
             if on_done is not None:
                 on_done(check)
     return time_limit, checks
+
+
+def _submission(path: str) -> Program | str:
+    """The submission, or why it cannot be judged here (a language cellbox has no profile
+    for or whose toolchain this machine lacks, no main file among several, ...): one such
+    submission is reported as skipped and does not stop the package."""
+    try:
+        program = load_program(path)
+        require_toolchain(program.language)
+    except UsageError as e:
+        return str(e)
+    return program
 
 
 def _check(problem: Problem, folder: str, name: str, low: ProblemReport,

@@ -1,0 +1,3 @@
+object Twice {
+  def apply(x: Int): Int = 2 * x
+}

@@ -1,0 +1,1 @@
+(format t "~a~%" (* 3 (read)))
