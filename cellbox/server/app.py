@@ -217,7 +217,8 @@ def create_app(cfg: ServiceConfig) -> FastAPI:
 
 
 class Guard:
-    """Before any route: the body's size (from its Content-Length, 413), the caller's token
+    """Before any route: the body's size (from its Content-Length, 413) and encoding (none
+    accepted, 415), the caller's token
     and rate limit (``Service.authenticate``: 401, 429); then the body is counted as it
     arrives, for bodies without a Content-Length (chunked), which would otherwise be read
     into memory whole (FastAPI lets the HTTPException raised from ``receive`` through as the
@@ -233,7 +234,7 @@ class Guard:
             return
         request = Request(scope)
         try:
-            _check_body_size(request, self.service.cfg)
+            _check_body(request, self.service.cfg)
             path = request.url.path
             if path not in OPEN_PATHS and not path.startswith(DOCS_FILES + "/"):
                 await self.service.authenticate(request)
@@ -253,7 +254,13 @@ class Guard:
         await self.app(scope, capped, send)
 
 
-def _check_body_size(request: Request, cfg: ServiceConfig) -> None:
+def _check_body(request: Request, cfg: ServiceConfig) -> None:
+    """413 for a body over the cap by its Content-Length; 415 for a compressed body: the
+    server never inflates one (what it unpacks to is not bounded by what was sent)."""
+    encoding = request.headers.get("content-encoding", "identity").strip().lower()
+    if encoding != "identity":
+        raise ApiError(415, f"Content-Encoding {encoding} is not accepted: send the request "
+                       "body uncompressed")
     length = request.headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > cfg.max_body_bytes:
         raise ApiError(413, f"the request body is {length} bytes; the most is "
