@@ -78,11 +78,14 @@ class Job:
         return self.language or ("multi-file" if self.project else "command")
 
     def to_dict(self) -> dict[str, object]:
-        d = asdict(self)
+        # Field by field: asdict() deep-copies every value, a cost on each submission.
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         d["source"], d["stdin"] = b64(self.source), b64(self.stdin)
         d["files"] = {k: b64(v) for k, v in self.files.items()}
         d["command"], d["args"] = list(self.command), list(self.args)
         d["options"] = list(self.options)
+        d["limits"] = asdict(self.limits)
+        d["caps"] = asdict(self.caps) if self.caps else None
         return d
 
     @classmethod
