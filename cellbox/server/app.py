@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from importlib import resources
 
@@ -28,6 +28,7 @@ from cellbox.server.backends import (
     Overloaded,
     PoolStats,
     Record,
+    Submission,
 )
 from cellbox.server.config import ServiceConfig
 from cellbox.server.errors import ApiError
@@ -82,16 +83,21 @@ class Service:
     async def submit(self, job: Job, echo: dict[str, object], request: Request) -> Record:
         """Queue ``job``; its record keeps ``echo`` (what the API answers from) and the
         caller's token as its owner."""
+        return (await self.submit_all([(job, echo)], request))[0]
+
+    async def submit_all(self, jobs: Sequence[Submission], request: Request) -> list[Record]:
+        """Queue every job (each with its echo) or none: one hand-off to the backend."""
         try:
-            rec = await self._backend().submit(job, echo, request.state.owner)
+            recs = await self._backend().submit(jobs, request.state.owner)
         except Overloaded as e:
             self.metrics.rejected.labels("overload").inc()
             raise ApiError(429, str(e), {"Retry-After": "1"}) from None
         except NoWorker as e:
             self.metrics.rejected.labels("no_worker").inc()
             raise ApiError(503, str(e)) from None
-        self.metrics.submissions.labels(rec.label).inc()
-        return rec
+        for rec in recs:
+            self.metrics.submissions.labels(rec.label).inc()
+        return recs
 
     async def get(self, id: str, request: Request) -> Record | None:
         """The record, if the caller may see it: its owner's token or an admin's. None
