@@ -255,6 +255,19 @@ C_FILES = ('#include <stdio.h>\n#include "lib.h"\n'
            '  fgets(b, sizeof b, f); printf("%d %s", TWICE(21), b); }\n')
 
 
+def test_language_runs_start_clean(server: Server) -> None:
+    """Language jobs take the workers' warm boxes (compile step and run): files a run left
+    in /box, /tmp and /dev/shm are gone for every later one, whichever worker takes it."""
+    plant = "touch /box/planted /tmp/planted /dev/shm/planted && echo planted"
+    look = ("for f in /box/planted /tmp/planted /dev/shm/planted; do test -e $f && echo $f; "
+            "done; echo looked")
+    for _ in range(4):  # two workers: each runs some
+        assert judge0(server, {"language_id": 46, "source_code": plant})["stdout"] == \
+            "planted\n"
+    for _ in range(4):
+        assert judge0(server, {"language_id": 46, "source_code": look})["stdout"] == "looked\n"
+
+
 def test_judge0_additional_files(server: Server) -> None:
     """The archive's files are beside the source for the compiler and the run."""
     files = zip_of(("lib.h", b"#define TWICE(x) (2 * (x))\n"), ("data/x.txt", b"from zip\n"))
