@@ -1,5 +1,6 @@
 """The service's own attack surface: who a rate limit counts, where a callback may go, who
-may read a submission, and what a decompression of client data may cost the server. Real ``cellbox serve`` processes (tests.test_service.Server)."""
+may read a submission, and what a decompression of client data may cost the server. Real
+``cellbox serve`` processes (tests.test_service.Server)."""
 
 from __future__ import annotations
 
