@@ -57,7 +57,7 @@ def serve_main(argv: list[str]) -> int:
     cfg = load_service_config(args.config, host=args.host, port=args.port,
                               workers=args.workers, broker=args.broker)
     uvicorn.run(create_app(cfg), host=cfg.host, port=cfg.port, log_level="info",
-                timeout_graceful_shutdown=5)
+                access_log=cfg.access_log, timeout_graceful_shutdown=5)
     return 0
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from cellbox.errors import UsageError
 from cellbox.judge.checkers import Checker, TokensChecker
-from cellbox.judge.sandbox import Compilation, compile_source, run_compiled
+from cellbox.judge.sandbox import Compilation, PoolFor, compile_source, run_compiled
 from cellbox.judge.testset import TestCase
 from cellbox.judge.verdict import Verdict, run_verdict
 from cellbox.languages import Language
@@ -96,17 +96,20 @@ def compile_and_run(lang: Language, source: bytes, stdin: bytes = b"",
                     limits: Limits | None = None, files: Mapping[str, bytes] = {},
                     share_net: bool = False, args: Sequence[str] = (),
                     options: Sequence[str] = (), stderr_to_stdout: bool = False,
-                    runs: int = 1, compile_caps: Limits | None = None) -> ExecResult:
+                    runs: int = 1, compile_caps: Limits | None = None,
+                    pools: PoolFor | None = None) -> ExecResult:
     """``files``: more files in the compiler's box and the run's; ``share_net``: the run
     gets the host's network (the service allows it only when its admin does); ``args``: the
     program's command-line arguments; ``options``: compiler options (profiles with
     compiler_options only); ``runs``: run that many times, each in a fresh box, stopping at
     the first run that does not end well (Judge0's number_of_runs); ``compile_caps``: limits
     the compile step may not exceed (a service's admin caps); ``limits``: each run's (see
-    ``judging_limits``)."""
+    ``judging_limits``); ``pools``: warm boxes for the compile step, and for the runs unless
+    they share the network or merge stderr."""
     run_limits = judging_limits(limits)
     compilation = compile_source(lang, source, lang.compile_limits(compile_caps), files,
-                                 options)
+                                 options, pools)
+    run_pools = None if share_net or stderr_to_stdout else pools
     if compilation.verdict is not None:
         return ExecResult(compilation, None, compilation.verdict)
     done: list[RunResult] = []
@@ -114,7 +117,7 @@ def compile_and_run(lang: Language, source: bytes, stdin: bytes = b"",
     while len(done) < runs and verdict is None:
         done.append(run_compiled(compilation, run_limits, stdin,
                                  {**files, INPUT_FILE: stdin}, args, share_net,
-                                 stderr_to_stdout))
+                                 stderr_to_stdout, run_pools))
         verdict = run_verdict(done[-1], lang)
     return ExecResult(compilation, done[-1], verdict or Verdict.AC, tuple(done))
 

@@ -4,6 +4,8 @@ The compiler runs in a box with the language's compile limits; what it produced 
 artifacts) is copied out (never through a link, streamed and with its holes kept, so a huge
 sparse file costs the host neither memory nor disk) into a host directory the Compilation
 owns, and copied into a fresh box for every run, so no run sees what an earlier one left.
+Given ``pools`` (warm pools by the boxes' root), the compile step and the runs take a warm
+box instead, which starts every run as clean (cellbox.pool), without a box's set-up.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import subprocess
 import tempfile
 import threading
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -26,12 +28,16 @@ from cellbox.errors import UsageError
 from cellbox.judge.verdict import Verdict
 from cellbox.languages import COMPILE_LIMITS, Language
 from cellbox.limits import Limits
+from cellbox.pool import Pool, run_warm
 from cellbox.result import RunResult, Status
 
 MESSAGE_CAP = 16 << 10  # characters of compiler output kept in a Compilation
 # A run's /tmp is noexec: the program cannot write a file there and execute it. (/box must
 # stay executable, since the compiled program runs from it.)
 RUN_DIRS = ("/tmp:tmp:noexec",)
+# Warm pools by the root of their boxes (the --dir rules): a compile step needs the language's
+# root, a run the same with RUN_DIRS.
+PoolFor = Callable[[tuple[str, ...]], Pool]
 
 
 @dataclass(frozen=True)
@@ -96,31 +102,45 @@ def _message(result: RunResult) -> str:
 
 
 def compile_source(lang: Language, source: bytes, limits: Limits | None = None,
-                   files: Mapping[str, bytes] = {}, options: Sequence[str] = ()) -> Compilation:
-    """Compile ``source`` in a box of its own; on success keep the artifacts (and the source).
-    ``files``: more files beside the source (the source wins a clash); ``options``: compiler
-    options (argv elements, never a shell), for profiles that take them."""
+                   files: Mapping[str, bytes] = {}, options: Sequence[str] = (),
+                   pools: PoolFor | None = None) -> Compilation:
+    """Compile ``source`` in a box of its own (a warm one from ``pools`` if given); on success
+    keep the artifacts (and the source). ``files``: more files beside the source (the source
+    wins a clash); ``options``: compiler options (argv elements, never a shell), for profiles
+    that take them."""
     limits = limits or lang.compile_limits()
     argv = lang.compile_argv(limits, options)  # refuses options the profile cannot take
+    env = run_environment(lang, limits)
     directory = tempfile.mkdtemp(prefix="cellbox-build-")
     try:
+        if pools is not None:
+            warm = pools(lang.dirs).prepare(argv, limits, env=env,
+                                            files={**files, lang.source: source})
+            return _compiled(lang, warm.box, limits, directory, lambda: run_warm([warm])[0])
         with Box() as box:
             for name, data in files.items():
                 box.write_file(name, data)
             box.write_file(lang.source, source)
-            if not lang.compile:
-                return Compilation(lang, True, artifacts=_artifacts(box, lang, directory, limits),
-                                   directory=directory)
-            result = box.run(argv, limits, env=run_environment(lang, limits),
-                             dirs=lang.dirs)
-            if not result.ok:
-                shutil.rmtree(directory)
-                return Compilation(lang, False, _message(result), result)
-            return Compilation(lang, True, _message(result), result,
-                               _artifacts(box, lang, directory, limits), directory)
+            return _compiled(lang, box, limits, directory,
+                             lambda: box.run(argv, limits, env=env, dirs=lang.dirs))
     except BaseException:
         shutil.rmtree(directory, ignore_errors=True)
         raise
+
+
+def _compiled(lang: Language, box: Box, limits: Limits, directory: str,
+              compile: Callable[[], RunResult]) -> Compilation:
+    """``compile`` run (a language with no compile step skips it) in ``box``, which holds
+    the source; the artifacts copied to ``directory`` if it succeeded."""
+    if not lang.compile:
+        return Compilation(lang, True, artifacts=_artifacts(box, lang, directory, limits),
+                           directory=directory)
+    result = compile()
+    if not result.ok:
+        shutil.rmtree(directory)
+        return Compilation(lang, False, _message(result), result)
+    return Compilation(lang, True, _message(result), result,
+                       _artifacts(box, lang, directory, limits), directory)
 
 
 def _artifacts(box: Box, lang: Language, directory: str,
@@ -147,22 +167,31 @@ def _artifacts(box: Box, lang: Language, directory: str,
 
 def run_compiled(compilation: Compilation, limits: Limits, stdin: bytes = b"",
                  files: Mapping[str, bytes] = {}, args: Sequence[str] = (),
-                 share_net: bool = False, stderr_to_stdout: bool = False) -> RunResult:
-    """Run a successful compilation in a fresh box: ``files`` and the artifacts written anew
-    (the artifacts win a clash); ``args`` follow the profile's run command; ``share_net``
-    gives it the host's network; ``stderr_to_stdout`` merges stderr into stdout."""
+                 share_net: bool = False, stderr_to_stdout: bool = False,
+                 pools: PoolFor | None = None) -> RunResult:
+    """Run a successful compilation in a fresh box (or a warm one from ``pools``, which
+    cannot take ``share_net`` or ``stderr_to_stdout``: a warm box's network and stdio are
+    fixed): ``files`` and the artifacts written anew (the artifacts win a clash); ``args``
+    follow the profile's run command; ``share_net`` gives it the host's network;
+    ``stderr_to_stdout`` merges stderr into stdout."""
     if not compilation.ok:
         raise ValueError("run_compiled() needs a successful compilation")
     lang = compilation.language
     limits = lang.run_limits(limits)
+    argv, env = lang.run_argv(limits) + list(args), run_environment(lang, limits)
+    if pools is not None:
+        if share_net or stderr_to_stdout:
+            raise ValueError("a warm box cannot share the network or merge stderr")
+        warm = pools(lang.dirs + RUN_DIRS).prepare(argv, limits, stdin=stdin, env=env,
+                                                   files=files)
+        compilation.copy_into(warm.box)
+        return run_warm([warm])[0]
     with Box() as box:
         for name, data in files.items():
             box.write_file(name, data)
         compilation.copy_into(box)
-        return box.run(lang.run_argv(limits) + list(args), limits, stdin=stdin,
-                       env=run_environment(lang, limits), dirs=lang.dirs + RUN_DIRS,
-                       share_net=share_net,
-                       stderr_to_stdout=stderr_to_stdout)
+        return box.run(argv, limits, stdin=stdin, env=env, dirs=lang.dirs + RUN_DIRS,
+                       share_net=share_net, stderr_to_stdout=stderr_to_stdout)
 
 
 _host_versions: dict[str, str | None] = {}  # by language name, for the life of the process

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from importlib import resources
 
@@ -28,6 +28,7 @@ from cellbox.server.backends import (
     Overloaded,
     PoolStats,
     Record,
+    Submission,
 )
 from cellbox.server.config import ServiceConfig
 from cellbox.server.errors import ApiError
@@ -82,16 +83,21 @@ class Service:
     async def submit(self, job: Job, echo: dict[str, object], request: Request) -> Record:
         """Queue ``job``; its record keeps ``echo`` (what the API answers from) and the
         caller's token as its owner."""
+        return (await self.submit_all([(job, echo)], request))[0]
+
+    async def submit_all(self, jobs: Sequence[Submission], request: Request) -> list[Record]:
+        """Queue every job (each with its echo) or none: one hand-off to the backend."""
         try:
-            rec = await self._backend().submit(job, echo, request.state.owner)
+            recs = await self._backend().submit(jobs, request.state.owner)
         except Overloaded as e:
             self.metrics.rejected.labels("overload").inc()
             raise ApiError(429, str(e), {"Retry-After": "1"}) from None
         except NoWorker as e:
             self.metrics.rejected.labels("no_worker").inc()
             raise ApiError(503, str(e)) from None
-        self.metrics.submissions.labels(rec.label).inc()
-        return rec
+        for rec in recs:
+            self.metrics.submissions.labels(rec.label).inc()
+        return recs
 
     async def get(self, id: str, request: Request) -> Record | None:
         """The record, if the caller may see it: its owner's token or an admin's. None
@@ -217,7 +223,8 @@ def create_app(cfg: ServiceConfig) -> FastAPI:
 
 
 class Guard:
-    """Before any route: the body's size (from its Content-Length, 413), the caller's token
+    """Before any route: the body's size (from its Content-Length, 413) and encoding (none
+    accepted, 415), the caller's token
     and rate limit (``Service.authenticate``: 401, 429); then the body is counted as it
     arrives, for bodies without a Content-Length (chunked), which would otherwise be read
     into memory whole (FastAPI lets the HTTPException raised from ``receive`` through as the
@@ -233,7 +240,7 @@ class Guard:
             return
         request = Request(scope)
         try:
-            _check_body_size(request, self.service.cfg)
+            _check_body(request, self.service.cfg)
             path = request.url.path
             if path not in OPEN_PATHS and not path.startswith(DOCS_FILES + "/"):
                 await self.service.authenticate(request)
@@ -253,7 +260,13 @@ class Guard:
         await self.app(scope, capped, send)
 
 
-def _check_body_size(request: Request, cfg: ServiceConfig) -> None:
+def _check_body(request: Request, cfg: ServiceConfig) -> None:
+    """413 for a body over the cap by its Content-Length; 415 for a compressed body: the
+    server never inflates one (what it unpacks to is not bounded by what was sent)."""
+    encoding = request.headers.get("content-encoding", "identity").strip().lower()
+    if encoding != "identity":
+        raise ApiError(415, f"Content-Encoding {encoding} is not accepted: send the request "
+                       "body uncompressed")
     length = request.headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > cfg.max_body_bytes:
         raise ApiError(413, f"the request body is {length} bytes; the most is "

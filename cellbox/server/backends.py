@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import multiprocessing
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -45,9 +45,12 @@ class PoolStats:
     queued: int  # jobs waiting for a worker
 
 
+Submission = tuple[Job, dict[str, object]]  # a job and what its record keeps of the request
+
+
 class Backend(Protocol):
-    async def submit(self, job: Job, request: dict[str, object], owner: str | None
-                     ) -> Record: ...
+    async def submit(self, jobs: Sequence[Submission], owner: str | None) -> list[Record]:
+        """Queue every job or none (Overloaded, NoWorker): a batch is one hand-off."""
     async def get(self, id: str) -> Record | None: ...
     async def wait(self, id: str, timeout: float) -> Record | None:
         """The record once done, or as it is at ``timeout``; None for an unknown id."""
@@ -88,17 +91,18 @@ class EmbeddedBackend:
         ctx.set_forkserver_preload(["cellbox.server.jobs"])  # workers start with it imported
         return ProcessPoolExecutor(self.workers, mp_context=ctx)
 
-    async def submit(self, job: Job, request: dict[str, object], owner: str | None
-                     ) -> Record:
-        if len(self._live) >= self.workers + self.max_queue:
+    async def submit(self, jobs: Sequence[Submission], owner: str | None) -> list[Record]:
+        if len(self._live) + len(jobs) > self.workers + self.max_queue:
             raise Overloaded(f"{len(self._live)} submissions are queued or running, the "
-                             "most this server takes; retry later")
-        rec = Record(new_id(), job.label, request=request, owner=owner)
-        plain = job.to_dict()
-        self.store.add(rec, plain)
-        self._start(rec, plain)
-        await asyncio.sleep(0)  # let the task hand the job to the pool
-        return rec
+                             "most this server takes is "
+                             f"{self.workers + self.max_queue}; retry later")
+        added = [(Record(new_id(), job.label, request=request, owner=owner), job.to_dict())
+                 for job, request in jobs]
+        self.store.add(added)
+        for rec, plain in added:
+            self._start(rec, plain)
+        await asyncio.sleep(0)  # let the tasks hand the jobs to the pool
+        return [rec for rec, _ in added]
 
     def _start(self, rec: Record, job: dict[str, object]) -> None:
         self._live[rec.id] = rec
@@ -202,26 +206,34 @@ class CeleryBackend:
             self._workers = (len(replies or []), time.monotonic())
         return self._workers[0]
 
-    async def submit(self, job: Job, request: dict[str, object], owner: str | None
-                     ) -> Record:
+    async def submit(self, jobs: Sequence[Submission], owner: str | None) -> list[Record]:
         if await self._alive() == 0:
             raise NoWorker("no cellbox worker is connected to the broker; start one with "
                            "'cellbox worker --broker URL'")
         queued = await self.redis.llen(self.queue)
-        if queued >= self.max_queue:
+        if queued + len(jobs) > self.max_queue:
             raise Overloaded(f"{queued} submissions are waiting, the most this server "
-                             "queues; retry later")
-        rec = Record(new_id(), job.label, request=request, owner=owner)
-        key = RECORD_KEY.format(rec.id)
-        pipe = self.redis.pipeline(transaction=False)  # one round trip
-        pipe.hset(key, mapping=RedisRecords.new_fields(rec))
-        pipe.expire(key, RECORD_TTL)
-        if rec.judge0:
-            pipe.zadd(JUDGE0_INDEX, {rec.id: rec.created})
+                             f"queues is {self.max_queue}; retry later")
+        recs = [Record(new_id(), job.label, request=request, owner=owner)
+                for job, request in jobs]
+        pipe = self.redis.pipeline(transaction=False)  # one round trip for all
+        for rec in recs:
+            key = RECORD_KEY.format(rec.id)
+            pipe.hset(key, mapping=RedisRecords.new_fields(rec))
+            pipe.expire(key, RECORD_TTL)
+            if rec.judge0:
+                pipe.zadd(JUDGE0_INDEX, {rec.id: rec.created})
         await pipe.execute()
-        await asyncio.to_thread(self.app.send_task, "cellbox.run", (rec.id, job.to_dict()),
-                                task_id=rec.id, queue=self.queue)
-        return rec
+        tasks = [(rec.id, job.to_dict()) for rec, (job, _) in zip(recs, jobs, strict=True)]
+        await asyncio.to_thread(self._send, tasks)  # one thread hop for all
+        return recs
+
+    def _send(self, tasks: list[tuple[str, dict[str, object]]]) -> None:
+        """Publish the tasks on one producer (Celery's client is synchronous)."""
+        with self.app.producer_or_acquire() as producer:
+            for id, job in tasks:
+                self.app.send_task("cellbox.run", (id, job), task_id=id, queue=self.queue,
+                                   producer=producer)
 
     async def get(self, id: str) -> Record | None:
         key = RECORD_KEY.format(id)

@@ -52,6 +52,9 @@ class ServiceConfig:
     # Judge0's ALLOW_ORIGIN; none by default: a page could otherwise drive a server that
     # has no tokens from its visitors' browsers.
     cors_origins: tuple[str, ...] = ()
+    # One log line per request: off by default, since at hundreds of requests a second
+    # writing them costs the server more than answering.
+    access_log: bool = False
 
     def __post_init__(self) -> None:
         if self.workers < 1 or self.max_queue < 0 or self.max_batch < 1:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import functools
 import multiprocessing.util
 import traceback
 from dataclasses import asdict, dataclass, field
@@ -68,11 +69,14 @@ class Job:
         return self.language or ("multi-file" if self.project else "command")
 
     def to_dict(self) -> dict[str, object]:
-        d = asdict(self)
+        # Field by field: asdict() deep-copies every value, a cost on each submission.
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         d["source"], d["stdin"] = b64(self.source), b64(self.stdin)
         d["files"] = {k: b64(v) for k, v in self.files.items()}
         d["command"], d["args"] = list(self.command), list(self.args)
         d["options"] = list(self.options)
+        d["limits"] = asdict(self.limits)
+        d["caps"] = asdict(self.caps) if self.caps else None
         return d
 
     @classmethod
@@ -143,7 +147,7 @@ def _execute(job: Job) -> Outcome:
     result = compile_and_run(get(job.language), job.source, job.stdin, _language(job.limits),
                              files=job.files, share_net=job.network, args=job.args,
                              options=job.options, stderr_to_stdout=job.stderr_to_stdout,
-                             runs=job.runs, compile_caps=job.caps)
+                             runs=job.runs, compile_caps=job.caps, pools=warm_pool)
     out = Outcome(verdict=result.verdict.value, compile_output=result.compilation.message)
     if result.run is None:
         return out
@@ -173,25 +177,34 @@ def _interact(job: Job) -> Outcome:
     return out
 
 
-_warm: Pool | None = None  # this worker process's warm box, opened by its first command
+MAX_WARM_ROOTS = 4  # warm boxes a worker keeps, one per root (the last roots it ran in)
+_warm: dict[tuple[str, ...], Pool] = {}  # this worker process's warm boxes, by root
 
 
-def warm_pool() -> Pool:
-    """The worker's warm pool of one box: a command runs there without a box's set-up and
-    tear-down, and starts clean all the same (cellbox.pool). Closed when the process ends:
-    an embedded worker's exit runs the finalizer; a Celery worker calls close_warm_pool."""
-    global _warm
-    if _warm is None:
-        _warm = Pool(size=1).__enter__()
-        multiprocessing.util.Finalize(None, close_warm_pool, exitpriority=10)
-    return _warm
+def warm_pool(dirs: tuple[str, ...] = ()) -> Pool:
+    """The worker's warm box for the root ``dirs`` (--dir rules over the default root), made
+    by its first job there: a job runs there without a box's set-up and tear-down, and
+    starts clean all the same (cellbox.pool). Beyond MAX_WARM_ROOTS roots, the least used
+    lately is closed. All are closed when the process ends: an embedded worker's exit runs
+    the finalizer; a Celery worker calls close_warm_pool."""
+    pool = _warm.pop(dirs, None)
+    if pool is None:
+        _close_at_exit()
+        if len(_warm) >= MAX_WARM_ROOTS:
+            _warm.pop(next(iter(_warm))).__exit__(None, None, None)
+        pool = Pool(size=1, dirs=dirs).__enter__()
+    _warm[dirs] = pool  # the most recent last
+    return pool
+
+
+@functools.cache
+def _close_at_exit() -> None:
+    multiprocessing.util.Finalize(None, close_warm_pool, exitpriority=10)
 
 
 def close_warm_pool() -> None:
-    global _warm
-    pool, _warm = _warm, None
-    if pool is not None:
-        pool.__exit__(None, None, None)
+    while _warm:
+        _warm.popitem()[1].__exit__(None, None, None)
 
 
 def _run_command(job: Job) -> Outcome:

@@ -305,7 +305,7 @@ def _files(zipped: bytes | None, cfg: ServiceConfig) -> dict[str, bytes]:
     if not zipped:
         return {}
     if len(zipped) > cfg.max_files_bytes:
-        raise ApiError(413, f"additional_files is over {cfg.max_files_bytes} bytes")
+        raise archive.refused(413, f"is over {cfg.max_files_bytes} bytes")
     return archive.extract(zipped, cfg.max_files, cfg.max_files_bytes)
 
 

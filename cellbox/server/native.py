@@ -279,7 +279,7 @@ def router() -> APIRouter:
         svc = request.app.state.service
         check_batch(len(req.submissions), svc.cfg)
         jobs = [(to_job(s, svc.cfg), request_echo(s)) for s in req.submissions]  # all valid
-        return [{"id": (await svc.submit(job, echo, request)).id} for job, echo in jobs]
+        return [{"id": rec.id} for rec in await svc.submit_all(jobs, request)]
 
     @r.get("/submissions/{id}", response_model=SubmissionOut)
     async def get(id: str, request: Request) -> SubmissionOut:

@@ -77,12 +77,21 @@ class SqliteRecords:
         self.max_records = max_records
         self._inserted = 0
 
-    def add(self, rec: Record, job: dict[str, object]) -> None:
-        self.db.execute("INSERT INTO records VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        (rec.id, rec.label, rec.state, rec.created, rec.finished, None,
-                         json.dumps(rec.request), int(rec.judge0), json.dumps(job), rec.owner))
-        self._inserted += 1
-        if self._inserted % 1000 == 0:
+    def add(self, added: list[tuple[Record, dict[str, object]]]) -> None:
+        """New records with their jobs, in one transaction."""
+        rows = [(rec.id, rec.label, rec.state, rec.created, rec.finished, None,
+                 json.dumps(rec.request), int(rec.judge0), json.dumps(job), rec.owner)
+                for rec, job in added]
+        self.db.execute("BEGIN")
+        try:
+            self.db.executemany("INSERT INTO records VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                                rows)
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+        before, self._inserted = self._inserted, self._inserted + len(rows)
+        if before // 1000 != self._inserted // 1000:
             self._trim()
 
     def finish(self, rec: Record) -> None:
