@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import tempfile
 
 import pytest
+
+from cellbox.judge.builds import new_build_dir, remove_build_dir
+from cellbox.judge.sandbox import compile_source
+from cellbox.languages import get
 
 pytestmark = [pytest.mark.judge, pytest.mark.security]
 
@@ -35,3 +41,52 @@ def test_a_sparse_200mib_artifact_is_never_read_whole_into_the_host() -> None:
     got = json.loads(out.stdout.strip().splitlines()[-1])
     assert got["ok"]
     assert got["grown_kib"] < 64 << 10, got  # far below the artifact's 200 MiB
+
+
+# Compiles a real program, says where its artifacts are, then waits to be killed.
+HOLDER = r"""
+import sys, time
+from cellbox.judge.sandbox import compile_source
+from cellbox.languages import get
+c = compile_source(get("c"), b"int main(void) { return 0; }\n")
+assert c.ok, c.message
+print(c.directory, flush=True)
+time.sleep(600)
+"""
+
+
+def _holder(tmp_path) -> tuple[subprocess.Popen[str], str]:  # noqa: ANN001 - pytest's path
+    child = subprocess.Popen([sys.executable, "-c", HOLDER], stdout=subprocess.PIPE, text=True,
+                             env={"TMPDIR": str(tmp_path), "PATH": "/usr/bin:/bin"})
+    assert child.stdout is not None
+    return child, child.stdout.readline().strip()
+
+
+def _aged(path: str) -> None:
+    """As if made long ago: past the grace a new directory has to be claimed."""
+    os.utime(path, (1, 1))
+
+
+def test_killed_compiler_leaves_no_build_directory(tmp_path, monkeypatch) -> None:  # noqa: ANN001
+    """A process killed while it holds compile artifacts (a service worker killed mid-job)
+    leaves its build directory; the next compilation removes it, and never one whose
+    process is alive."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    dead, dead_dir = _holder(tmp_path)
+    alive, alive_dir = _holder(tmp_path)
+    try:
+        dead.kill()
+        dead.wait()
+        assert os.path.isdir(dead_dir) and os.listdir(dead_dir), "the artifacts were not kept"
+        _aged(dead_dir)
+        _aged(alive_dir)
+        c = compile_source(get("c"), b"int main(void) { return 0; }\n")
+        assert c.ok, c.message
+        assert not os.path.exists(dead_dir)
+        assert os.listdir(alive_dir), "a live process's artifacts were removed"
+    finally:
+        alive.kill()
+        alive.wait()
+    _aged(alive_dir)
+    remove_build_dir(new_build_dir())
+    assert not os.path.exists(alive_dir), "a killed process's artifacts were kept"

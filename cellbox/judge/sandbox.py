@@ -13,10 +13,8 @@ from __future__ import annotations
 import fnmatch
 import os
 import re
-import shutil
 import stat
 import subprocess
-import tempfile
 import threading
 import weakref
 from collections.abc import Callable, Mapping, Sequence
@@ -25,6 +23,7 @@ from dataclasses import dataclass
 
 from cellbox.api import DEFAULT_PATH, Box
 from cellbox.errors import UsageError
+from cellbox.judge.builds import new_build_dir, remove_build_dir
 from cellbox.judge.verdict import Verdict
 from cellbox.languages import COMPILE_LIMITS, Language
 from cellbox.limits import Limits
@@ -60,7 +59,7 @@ class Compilation:
 
     def __post_init__(self) -> None:
         if self.directory:
-            weakref.finalize(self, shutil.rmtree, self.directory, ignore_errors=True)
+            weakref.finalize(self, remove_build_dir, self.directory)
 
     def copy_into(self, box: Box) -> None:
         """Write the artifacts into ``box`` (a run's)."""
@@ -111,7 +110,7 @@ def compile_source(lang: Language, source: bytes, limits: Limits | None = None,
     limits = limits or lang.compile_limits()
     argv = lang.compile_argv(limits, options)  # refuses options the profile cannot take
     env = run_environment(lang, limits)
-    directory = tempfile.mkdtemp(prefix="cellbox-build-")
+    directory = new_build_dir()
     try:
         if pools is not None:
             warm = pools(lang.dirs).prepare(argv, limits, env=env,
@@ -124,7 +123,7 @@ def compile_source(lang: Language, source: bytes, limits: Limits | None = None,
             return _compiled(lang, box, limits, directory,
                              lambda: box.run(argv, limits, env=env, dirs=lang.dirs))
     except BaseException:
-        shutil.rmtree(directory, ignore_errors=True)
+        remove_build_dir(directory)
         raise
 
 
@@ -137,7 +136,7 @@ def _compiled(lang: Language, box: Box, limits: Limits, directory: str,
                            directory=directory)
     result = compile()
     if not result.ok:
-        shutil.rmtree(directory)
+        remove_build_dir(directory)
         return Compilation(lang, False, _message(result), result)
     return Compilation(lang, True, _message(result), result,
                        _artifacts(box, lang, directory, limits), directory)
