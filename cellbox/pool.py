@@ -59,19 +59,15 @@ class Pool:
     def __init__(self, size: int = 2, *, box_ids: Sequence[int] | None = None,
                  config: Config | None = None, dirs: Sequence[str] = (),
                  default_dirs: bool = True, share_net: bool = False,
-                 fresh_net: bool = False, quota: tuple[int, int] | None = None) -> None:
+                 quota: tuple[int, int] | None = None) -> None:
         """``size`` warm boxes: the first free ones, or those of ``box_ids``. ``dirs``,
         ``default_dirs``, ``share_net``: the boxes' root and network, fixed for the pool's
-        life (see ``Box.run``); ``fresh_net``: a new network namespace after every run, not only
-        after those that left a trace (for tenants who must not share even a timing channel:
-        docs/performance.md, "The pool's network namespace"); ``quota``: (KiB, inodes) of each
-        box's storage."""
+        life (see ``Box.run``); ``quota``: (KiB, inodes) of each box's storage."""
         ids: list[int | None] = list(box_ids) if box_ids is not None else [None] * size
         if not ids:
             raise BoxStateError("A pool needs at least one box")
         self._ids, self._config, self._quota = ids, config, quota
-        self._root = replace(run_spec([], dirs=dirs, default_dirs=default_dirs,
-                                      share_net=share_net), fresh_net=fresh_net)
+        self._root = run_spec([], dirs=dirs, default_dirs=default_dirs, share_net=share_net)
         self._stack = contextlib.ExitStack()
         self._slots: list[tuple[Box, Slot]] = []
         self._next = 0

@@ -2,7 +2,8 @@
  *
  *   launcher  (host namespaces): launch()
  *   box init  (pid 1 of the box): box_init(), then serve() (warm.c)
- *   program   (the box init's child): program(), ending in execve
+ *   run init  (a warm box's, pid 1 of one run's namespaces): warm.c
+ *   program   (the box or run init's child): program(), ending in execve
  *
  * Usage: boxinit SOCKET_FD (the keeper starts it; cellbox/keeper.py).
  * pid 1 has no signal handlers: the kernel then drops every signal sent to it from inside.
@@ -75,12 +76,10 @@ static void box_init(const struct box *b) {
     umask(022);
     step = "building the box's root filesystem";
     build_root(b);
-    renew_tmpfs(b); /* remembers them as built */
-    finish_namespaces(b);
+    if (!(b->flags & BOX_WARM)) /* (a warm box's runs each have their own: warm.c) */
+        finish_namespaces(b);
     step = "dropping capabilities";
     drop_bounding_set(b->last_cap);
-    if ((b->flags & (BOX_WARM | BOX_SHARE_NET)) == BOX_WARM)
-        remember_fresh_net();
 }
 
 /* The program cannot be executed: as isolate, the error on the program's stderr and exit code
@@ -180,7 +179,5 @@ int main(int argc, char **argv) {
     read_box(sock, size, fds, n_fds, &b);
     launch(&b, sock);
     box_init(&b);
-    close(b.status_fd); /* the keeper reads it up to EOF: the box is ready */
-    status_fd = -1;
     serve(&b, sock);
 }
