@@ -157,6 +157,7 @@ print(json.dumps([[r.status.name, r.message, r.stdout.decode()] for r in runs]))
     return out
 
 
+@pytest.mark.cgroup2
 def test_pids_do_not_tell_how_many_processes_the_last_run_made() -> None:
     fresh, _, later = pool_runs([PIDS, FORKER, PIDS])
     assert later == fresh
@@ -169,6 +170,7 @@ def test_pids_start_over_after_every_run() -> None:
     assert first == second == third
 
 
+@pytest.mark.cgroup2
 def test_network_namespace_is_new_for_every_run_touched_or_not() -> None:
     """Whether the namespace changed must not depend on what the run before did (a quiet run
     and a run that sent packets are followed by the same thing: a new namespace)."""
@@ -199,6 +201,7 @@ def test_a_program_changes_nothing_of_the_init_for_later_runs() -> None:
     _attack_then_probe(None)
 
 
+@pytest.mark.cgroup2
 @pytest.mark.rootless
 def test_a_rootless_program_changes_nothing_of_the_init_for_later_runs(user_env: UserEnv
                                                                        ) -> None:
