@@ -129,7 +129,7 @@ print(json.dumps(done))
 """
 
 
-def pool_runs(codes: list[str], env: UserEnv | None = None) -> list[dict]:
+def pool_runs(codes: list[str], env: UserEnv | None = None, processes: int = 64) -> list[dict]:
     """Run each Python program in turn in one pool slot (as root, or as ``env``'s uid:
     rootless mode); every run must end OK and print one JSON object, which is returned."""
     script = f"""
@@ -137,11 +137,11 @@ import json, sys
 from cellbox import Limits, Pool
 ids = None if sys.argv[1] == "-" else [int(sys.argv[1])]
 with Pool(size=1, box_ids=ids) as pool:
-    runs = [pool.run([{PY!r}, "-c", code], limits=Limits(processes=64))
+    runs = [pool.run([{PY!r}, "-c", code], limits=Limits(processes=int(sys.argv[3])))
             for code in json.loads(sys.argv[2])]
 print(json.dumps([[r.status.name, r.message, r.stdout.decode()] for r in runs]))
 """
-    args = [str(next(ROOTLESS_IDS)) if env else "-", json.dumps(codes)]
+    args = [str(next(ROOTLESS_IDS)) if env else "-", json.dumps(codes), str(processes)]
     if env is None:
         cmd, environ = [sys.executable, "-c", script, *args], None
     else:
@@ -209,3 +209,31 @@ def test_a_rootless_program_changes_nothing_of_the_init_for_later_runs(user_env:
     its hard limits, nice, affinity, idle scheduling and I/O class), but only on an init that
     ends with the run."""
     _attack_then_probe(user_env)
+
+
+# Forks children that wait, until the kernel refuses one; says how many it had.
+FORK_UNTIL_REFUSED = """
+import json, os, signal
+children = []
+while len(children) < 100:
+    try:
+        pid = os.fork()
+    except BlockingIOError:
+        break
+    if pid == 0:
+        signal.pause()
+    children.append(pid)
+for pid in children:
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+print(json.dumps({"forked": len(children)}))
+"""
+
+
+@pytest.mark.rootless
+def test_a_rootless_pool_gives_every_run_its_processes_exactly(user_env: UserEnv) -> None:
+    """Without a cgroup, RLIMIT_NPROC stands in for the processes limit, and the kernel counts
+    every process of the uid in the user namespace: the box's inits must not take any of the
+    program's (a warm box has more of them than a fresh one, and not always as many)."""
+    runs = pool_runs([FORK_UNTIL_REFUSED] * 3, user_env, processes=5)
+    assert runs == [{"forked": 4}] * 3, runs
