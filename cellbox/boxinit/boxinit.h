@@ -37,6 +37,7 @@
 /* A run part's flags */
 #define RUN_TTY_HACK 1u
 #define RUN_STDERR_TO_STDOUT 2u
+#define RUN_OWN_USERNS 4u /* the program in a user namespace of its own (creds.c) */
 
 #define MSG_BOX 1u
 #define MSG_RUN 2u
@@ -120,6 +121,7 @@ void finish_namespaces(const struct box *b);
 
 /* creds.c */
 void enter_user_namespace(const struct box *b);
+void own_user_namespace(const struct run *q);
 void drop_bounding_set(uint32_t last_cap);
 void drop_capabilities(const struct run *q);
 void become_box_user(const struct run *q);

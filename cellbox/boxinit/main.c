@@ -127,6 +127,10 @@ static void __attribute__((noreturn)) exec_program(const struct run *q) {
 /* The program's side, in the order of DESIGN.md ("One run"). */
 void program(const struct run *q) {
     char what[64 + PATH_MAX];
+    if (q->flags & RUN_OWN_USERNS) {
+        step = "making the program's user namespace";
+        own_user_namespace(q);
+    }
     step = "opening stdin/stdout/stderr inside the box";
     redirect_stdio(q);
     step = "leaving the caller's terminal session";

@@ -14,7 +14,7 @@ from cellbox.spec import RunSpec
 
 MSG_BOX, MSG_RUN = 1, 2
 BOX_SHARE_NET, BOX_ROOTLESS, BOX_WARM, BOX_INHERIT_FDS = 1, 2, 4, 8
-RUN_TTY_HACK, RUN_STDERR_TO_STDOUT = 1, 2
+RUN_TTY_HACK, RUN_STDERR_TO_STDOUT, RUN_OWN_USERNS = 1, 2, 4
 HOSTNAME = "cellbox"
 
 
@@ -113,7 +113,8 @@ class RunPlan:
     def encode(self) -> bytes:
         spec, passed = self.spec, self.fds()
         flags = (RUN_TTY_HACK if spec.tty_hack else 0) | (
-            RUN_STDERR_TO_STDOUT if spec.stderr_to_stdout else 0)
+            RUN_STDERR_TO_STDOUT if spec.stderr_to_stdout else 0) | (
+            RUN_OWN_USERNS if spec.nproc is not None else 0)  # RLIMIT_NPROC counts it alone
         return _message(MSG_RUN, b"".join([
             struct.pack("<IIII", spec.uid, spec.gid, LAST_CAP, flags),
             struct.pack("<iiii", *(-1 if fd is None else passed.index(fd)
