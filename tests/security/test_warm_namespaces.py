@@ -148,7 +148,7 @@ print(json.dumps([[r.status.name, r.message, r.stdout.decode()] for r in runs]))
         cmd = env.command()
         cmd[cmd.index("-m"):] = ["-c", script, *args]
         environ = env.environ()
-    proc = subprocess.run(cmd, env=environ, capture_output=True, timeout=120, cwd="/")
+    proc = subprocess.run(cmd, env=environ, capture_output=True, timeout=900, cwd="/")
     assert proc.returncode == 0, proc.stderr
     out = []
     for status, message, stdout in json.loads(proc.stdout):
