@@ -5,14 +5,18 @@
          │  makes the namespaces, clones the box init as the keeper's child, exits)
          box init (pid 1 of the box: builds the root, then serves runs)
             └─ fork → program (confines itself step by step, execve)
+         a warm box's box init runs no program: for each run it clones
+            └─ run init (pid 1 of the run's own namespaces, ends with the run)
+                  └─ fork → program
 
 The keeper resolves each run into a plan (``boxinit.plan``: a ``BoxPlan`` once per box, a
 ``RunPlan`` per run) and sends it over a unix socket; the box init makes no decision of its
-own. Killing the box init makes the kernel kill every process of the box's pid namespace, so
-ending a run needs one signal; the box init dies with the keeper too (PR_SET_PDEATHSIG). One
-keeper process drives any number of runs from one poll loop (``Run``, ``supervise``,
-``run_many``). A ``Slot`` is one box init: the pool keeps one per box for many runs (warm);
-a fresh run starts one, sends it its run and closes the socket, so it exits after that run.
+own. Killing the box init makes the kernel kill every process of the box's pid namespace (a
+run init's included, and with it its own), so ending a run needs one signal; the box init
+dies with the keeper too (PR_SET_PDEATHSIG). One keeper process drives any number of runs
+from one poll loop (``Run``, ``supervise``, ``run_many``). A ``Slot`` is one box init: the
+pool keeps one per box for many runs (warm); a fresh run starts one, sends it its run and
+closes the socket, so it exits after that run.
 """
 
 from __future__ import annotations
@@ -103,10 +107,10 @@ def _require_single_thread() -> None:
 class Slot:
     """One box init: launched into the box's new namespaces, with ``spec``'s root (rules,
     box, network) built, taking one run per request; ``cgroup`` is the box's, for its runs.
-    Warm (the pool's): ``start`` waits until it is ready, and it takes runs until ``close``.
-    Each run gets fresh IPC and network namespaces, hostname and tmpfs mounts; the box layer
-    empties the box's files and the run its cgroup. A fresh run's box init (``warm=False``)
-    takes its one run and exits."""
+    Warm (the pool's): ``start`` waits until it is ready (its first run init included), and it
+    takes runs until ``close``, each in a run init of its own (new pid, mount, IPC, UTS and
+    network namespaces); the box layer empties the box's files and the run its cgroup. A fresh
+    run's box init (``warm=False``) takes its one run and exits."""
 
     def __init__(self, spec: RunSpec, cgroup: BoxCgroup, warm: bool = True) -> None:
         self.spec, self.cgroup, self.warm = spec, cgroup, warm

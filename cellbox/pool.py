@@ -8,8 +8,11 @@
 
 Each slot of the pool is a leased box (``Box``: its lock held for the pool's life, so a pool
 process that dies leaves boxes that the next user of the lock repairs) and a warm box init in
-the box's namespaces with its root built (``keeper.Slot``). A run sends it a run plan; it
-forks, confines and execs the program. Every run starts clean:
+the box's namespaces with its root built (``keeper.Slot``). The box init runs no program
+itself: each run has a run init of its own, which the box init clones into new namespaces
+while the run before is still going (docs/performance.md, "The pool's namespaces, made
+ahead"); a run sends it a run plan, it forks, confines and execs the program, and ends with
+the run. Every run starts clean, and this is the one list of what a run may change:
 
 - the box's files: ``/box`` and ``/tmp`` are emptied by the keeper before the run, through
   directory fds (never following the box's links), then ``files`` are written;
@@ -17,21 +20,22 @@ forks, confines and execs the program. Every run starts clean:
   owner, xattrs and ACLs, chattr flags, times: the list is ``storage.DIR_STATE``) is set back
   and checked by ``storage.renew_dir``;
 - keyrings: the program starts with a session keyring of its own, and the box uid's user,
-  user-session and persistent keyrings empty (the box init);
-- ``/dev/shm``: mounted again, empty, by the box init (kept when the run left its root untouched,
-  to the nanosecond of its times);
-- SysV IPC and POSIX message queues: a new IPC namespace per run;
-- sockets and the loopback interface: a new network namespace after each run that left a
-  trace in it (a packet, a socket in flight, a flow label: the box init compares its counters and
-  lists, docs/performance.md, "The pool's network namespace"), or with a seccomp policy that
-  allows io_uring; with ``share_net``, the host's network, as for ``Box.run``;
-- the hostname: set again;
-- processes: whatever the program left is killed through the cgroup before the result;
+  user-session and persistent keyrings empty (the run init);
+- processes and pids: a new pid namespace per run, whose init kills and reaps everything the
+  run left before the run counts as over; the program is always pid 2;
+- ``/proc``, ``/dev/shm`` and every filesystem a rule mounts: mounted again in the run's own
+  mount namespace;
+- SysV IPC and POSIX message queues, sockets and the loopback interface, the hostname: new
+  IPC, network and UTS namespaces per run (with ``share_net``, the host's network, as for
+  ``Box.run``);
+- the box init's limits, priority, affinity and scheduling classes, which the program's
+  children would inherit: out of the program's reach (it sees only its run init, which ends
+  with the run, even where it shares its uid: rootless mode);
 - counters: CPU time, peak memory and the pids count are the run's own (the box's cgroup is
   reset for each run, as for ``Box.run``).
 
-What a pool keeps from run to run: the box's pid namespace (pids count up across runs) and its
-mounts, which no run can change (the program has no capabilities).
+What a pool keeps from run to run: the box's mounts, which no run can change (the program has
+no capabilities), and the box init.
 Like ``Box``, a pool must be used from a single-threaded process.
 """
 
@@ -61,19 +65,16 @@ class Pool:
     def __init__(self, size: int = 2, *, box_ids: Sequence[int] | None = None,
                  config: Config | None = None, dirs: Sequence[str] = (),
                  default_dirs: bool = True, share_net: bool = False,
-                 fresh_net: bool = False, quota: tuple[int, int] | None = None) -> None:
+                 quota: tuple[int, int] | None = None) -> None:
         """``size`` warm boxes: the first free ones, or those of ``box_ids``. ``dirs``,
         ``default_dirs``, ``share_net``: the boxes' root and network, fixed for the pool's
-        life (see ``Box.run``); ``fresh_net``: a new network namespace after every run, not only
-        after those that left a trace (for tenants who must not share even a timing channel:
-        docs/performance.md, "The pool's network namespace"); ``quota``: (KiB, inodes) of each
-        box's storage."""
+        life (see ``Box.run``); ``quota``: (KiB, inodes) of each box's storage."""
         ids: list[int | None] = list(box_ids) if box_ids is not None else [None] * size
         if not ids:
             raise BoxStateError("A pool needs at least one box")
         self._ids, self._config, self._quota = ids, config, quota
-        self._root = replace(RunOptions(dirs=dirs, default_dirs=default_dirs,
-                                        share_net=share_net).spec([]), fresh_net=fresh_net)
+        self._root = RunOptions(dirs=dirs, default_dirs=default_dirs,
+                                share_net=share_net).spec([])
         self._stack = contextlib.ExitStack()
         self._slots: list[tuple[Box, Slot]] = []
         self._next = 0

@@ -22,8 +22,6 @@ class RunSpec:
     stderr_to_stdout: bool = False
     chdir: str = "/box"
     share_net: bool = False
-    # A warm box: a new network namespace after every run, even one that left no trace
-    fresh_net: bool = False
     inherit_fds: bool = False
     seccomp: Policy = field(default_factory=default_policy)
     tty_hack: bool = False  # isolate's --tty-hack: stay in the caller's terminal session

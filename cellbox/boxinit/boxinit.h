@@ -11,7 +11,12 @@
  *   box init (pid 1 of the box): builds the root (mounts.c), finishes the namespaces
  *       (net.c), drops what it never needs (creds.c), then serves runs (warm.c): fork the
  *       program, whose steps (stdio.c, creds.c, cgroup.c, seccomp.c) end in execve; reap;
- *       report. A fresh box is a warm box whose keeper sent one run and closed the socket.
+ *       report. A fresh box is a box init that serves one run and exits.
+ *   run init (a warm box's, one per run, warm.c): the box init never runs a program itself;
+ *       it clones a run init into new pid/mount/ipc/uts/net namespaces, which mounts the
+ *       run's proc and /dev/shm, brings up its loopback and sets its hostname, ahead of the
+ *       run (while the run before is still going), then serves exactly one run as pid 1 of
+ *       the run's pid namespace and exits; the namespaces die with it.
  *
  * A failed step reaches the keeper as {"kind": "error", "step": ..., "error": ...} on the
  * current status fd and becomes "Sandbox setup failed while <step>: <reason>".
@@ -26,13 +31,13 @@
 /* The box part's flags */
 #define BOX_SHARE_NET 1u
 #define BOX_ROOTLESS 2u   /* a user namespace: no setgroups; stdio opened without capabilities */
-#define BOX_WARM 4u       /* more runs will follow: remember the fresh network namespace */
+#define BOX_WARM 4u       /* more runs will follow: each in a run init of its own */
 #define BOX_INHERIT_FDS 8u
 
 /* A run part's flags */
 #define RUN_TTY_HACK 1u
 #define RUN_STDERR_TO_STDOUT 2u
-#define RUN_NET_REUSABLE 4u /* a warm box may keep its network namespace (net_untouched) */
+#define RUN_OWN_USERNS 4u /* the program in a user namespace of its own (creds.c) */
 
 #define MSG_BOX 1u
 #define MSG_RUN 2u
@@ -51,7 +56,7 @@ enum mount_op {
 };
 #define MOUNT_AS_FILE 1u
 #define MOUNT_RECURSIVE 2u
-#define MOUNT_RENEW 4u /* a warm box mounts it again, empty, before each run (/dev/shm) */
+#define MOUNT_RENEW 4u /* a warm box's run init mounts it again (proc, /dev/shm, ...) */
 
 struct mount_step {
     uint32_t op, flags;
@@ -106,19 +111,17 @@ int next_message(int sock, uint32_t *size, int *fds, int *n_fds);
 void read_box(int sock, uint32_t size, const int *fds, int n_fds, struct box *b);
 void read_run(int sock, uint32_t size, const int *fds, int n_fds, const struct box *b,
               struct run *q);
-void free_run(struct run *q);
 
 /* mounts.c */
 void build_root(const struct box *b);
-void renew_tmpfs(const struct box *b);
+void per_run_mounts(const struct box *b);
 
 /* net.c */
 void finish_namespaces(const struct box *b);
-void remember_fresh_net(void);
-int net_untouched(const struct run *q);
 
 /* creds.c */
 void enter_user_namespace(const struct box *b);
+void own_user_namespace(const struct run *q);
 void drop_bounding_set(uint32_t last_cap);
 void drop_capabilities(const struct run *q);
 void become_box_user(const struct run *q);

@@ -43,20 +43,43 @@ static void write_file(const char *path, const char *text) {
     close(fd);
 }
 
+/* One uid and one gid mapped in the user namespace just made: setgroups denied first (the
+ * kernel takes an unprivileged gid map only then). */
+static void map_ids(uint32_t uid, uint32_t gid, uint32_t outside_uid, uint32_t outside_gid) {
+    char map[64];
+    write_file("/proc/self/setgroups", "deny");
+    snprintf(map, sizeof map, "%u %u 1\n", uid, outside_uid);
+    write_file("/proc/self/uid_map", map);
+    snprintf(map, sizeof map, "%u %u 1\n", gid, outside_gid);
+    write_file("/proc/self/gid_map", map);
+}
+
 /* Rootless mode: a new user namespace, owner of the box's other namespaces, with one uid
  * and one gid mapped (the box's inside, the caller's outside: no privilege needed, no
- * newuidmap helper). The kernel takes an unprivileged gid map only after setgroups is
- * denied, so the supplementary groups stay the caller's, for good. */
+ * newuidmap helper). With setgroups denied, the supplementary groups stay the caller's, for
+ * good. */
 void enter_user_namespace(const struct box *b) {
     if (unshare(CLONE_NEWUSER) < 0)
         fail("%s: this machine does not let unprivileged users create one. Run 'cellbox "
              "doctor' (user namespaces) for the fix, or run cellbox as root", strerror(errno));
-    char map[64];
-    write_file("/proc/self/setgroups", "deny");
-    snprintf(map, sizeof map, "%u %u 1\n", b->uid, b->outside_uid);
-    write_file("/proc/self/uid_map", map);
-    snprintf(map, sizeof map, "%u %u 1\n", b->gid, b->outside_gid);
-    write_file("/proc/self/gid_map", map);
+    map_ids(b->uid, b->gid, b->outside_uid, b->outside_gid);
+}
+
+/* Rootless mode without a cgroup: the program in a user namespace of its own, below the
+ * box's, with the box uid and gid mapped onto themselves. RLIMIT_NPROC then stands in for the
+ * processes limit exactly: the kernel counts a uid's processes per user namespace, so there
+ * it counts the program's alone, not the box's inits (a warm box has more than one, and not
+ * always as many). The maps are written through the box's /proc. */
+void own_user_namespace(const struct run *q) {
+    if (access("/proc/self", F_OK) < 0)
+        fail("%s: a rootless box without a cgroup needs /proc to limit its processes",
+             strerror(errno));
+    /* Its own /proc files are root's while it is not dumpable (as the box init left it) */
+    if (unshare(CLONE_NEWUSER) < 0 || prctl(PR_SET_DUMPABLE, 1, 0, 0, 0) < 0)
+        fail_errno();
+    map_ids(q->box->uid, q->box->gid, q->box->uid, q->box->gid);
+    if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
+        fail_errno();
 }
 
 void set_rlimits(const struct run *q) {

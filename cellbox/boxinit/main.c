@@ -2,7 +2,8 @@
  *
  *   launcher  (host namespaces): launch()
  *   box init  (pid 1 of the box): box_init(), then serve() (warm.c)
- *   program   (the box init's child): program(), ending in execve
+ *   run init  (a warm box's, pid 1 of one run's namespaces): warm.c
+ *   program   (the box or run init's child): program(), ending in execve
  *
  * Usage: boxinit SOCKET_FD (the keeper starts it; cellbox/keeper.py).
  * pid 1 has no signal handlers: the kernel then drops every signal sent to it from inside.
@@ -75,12 +76,10 @@ static void box_init(const struct box *b) {
     umask(022);
     step = "building the box's root filesystem";
     build_root(b);
-    renew_tmpfs(b); /* remembers them as built */
-    finish_namespaces(b);
+    if (!(b->flags & BOX_WARM)) /* (a warm box's runs each have their own: warm.c) */
+        finish_namespaces(b);
     step = "dropping capabilities";
     drop_bounding_set(b->last_cap);
-    if ((b->flags & (BOX_WARM | BOX_SHARE_NET)) == BOX_WARM)
-        remember_fresh_net();
 }
 
 /* The program cannot be executed: as isolate, the error on the program's stderr and exit code
@@ -128,6 +127,10 @@ static void __attribute__((noreturn)) exec_program(const struct run *q) {
 /* The program's side, in the order of DESIGN.md ("One run"). */
 void program(const struct run *q) {
     char what[64 + PATH_MAX];
+    if (q->flags & RUN_OWN_USERNS) {
+        step = "making the program's user namespace";
+        own_user_namespace(q);
+    }
     step = "opening stdin/stdout/stderr inside the box";
     redirect_stdio(q);
     step = "leaving the caller's terminal session";
@@ -180,7 +183,5 @@ int main(int argc, char **argv) {
     read_box(sock, size, fds, n_fds, &b);
     launch(&b, sock);
     box_init(&b);
-    close(b.status_fd); /* the keeper reads it up to EOF: the box is ready */
-    status_fd = -1;
     serve(&b, sock);
 }

@@ -231,38 +231,21 @@ void build_root(const struct box *b) {
     close(root_fd);
 }
 
-/* The root of each renewed tmpfs as init last mounted it: a run that left it so, to the
- * nanosecond of its atime, mtime and ctime, created nothing in it, removed nothing, and did
- * not even list it or touch its attributes (each would change a time), so the mount is as
- * fresh as a new one and is kept. */
-#define KEPT_TMPFS 4
-static struct stat tmpfs_fresh[KEPT_TMPFS];
-static int tmpfs_known; /* tmpfs_fresh holds the mounts' roots (after the first call) */
-
-static int tmpfs_untouched(int i, const char *path) {
-    struct stat now;
-    return tmpfs_known && i < KEPT_TMPFS && lstat(path, &now) == 0
-           && memcmp(&now, &tmpfs_fresh[i], sizeof now) == 0;
-}
-
-/* A warm box's tmpfs mounts (/dev/shm) are mounted again, empty, unless the last run left
- * them untouched; the box's own files (/box, /tmp) are the keeper's to empty. The mount
- * point itself is unmounted: nothing the last run left inside it is followed. The first
- * call (the box's set-up) only remembers them as built. */
-void renew_tmpfs(const struct box *b) {
-    int i = 0;
-    for (uint32_t k = 0; k < b->n_mounts; k++) {
-        const struct mount_step *m = &b->mounts[k];
-        if (!(m->flags & MOUNT_RENEW))
-            continue;
-        if (tmpfs_known && !tmpfs_untouched(i, m->inside)
-            && (umount2(m->inside, MNT_DETACH | UMOUNT_NOFOLLOW) < 0
-                || mount(m->source, m->inside, m->fstype, (unsigned long)m->attrs,
-                         m->data) < 0))
-            fail("%s: %s", m->inside, strerror(errno));
-        if (i < KEPT_TMPFS && lstat(m->inside, &tmpfs_fresh[i]) < 0)
-            fail("%s: %s", m->inside, strerror(errno));
-        i++;
-    }
-    tmpfs_known = 1;
+/* A warm box's run init, in the run's own mount namespace: every filesystem of the plan whose
+ * contents are a run's (a new proc shows the run's pid namespace, sysfs its network namespace,
+ * mqueue its IPC namespace; /dev/shm and any tmpfs a rule mounts start empty), mounted again
+ * over the box init's, with its masks. Nothing of these outlives the run: the namespace dies
+ * with the run init. The box init's own mounts stay beneath: in rootless mode the kernel lets a
+ * user namespace mount a proc or sysfs only where one is fully visible already (its masks,
+ * made in this user namespace, are not locked, so they do not count). */
+void per_run_mounts(const struct box *b) {
+    struct box here = *b;
+    here.root = ""; /* after pivot_root the box's paths are the real ones */
+    int root_fd = open("/", DIR_FLAGS);
+    if (root_fd < 0)
+        fail_errno();
+    for (uint32_t i = 0; i < b->n_mounts; i++)
+        if (b->mounts[i].flags & MOUNT_RENEW)
+            one_step(&here, root_fd, &b->mounts[i]);
+    close(root_fd);
 }

@@ -221,12 +221,3 @@ void read_run(int sock, uint32_t size, const int *fds, int n_fds, const struct b
         q->env[i] = (char *)str(&r);
     done(&r);
 }
-
-void free_run(struct run *q) {
-    free(q->rlimits);
-    free(q->join);
-    free(q->filters);
-    free(q->argv);
-    free(q->env);
-    free(q->buf);
-}

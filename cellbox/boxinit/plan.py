@@ -7,16 +7,14 @@ from __future__ import annotations
 import resource
 import struct
 from dataclasses import dataclass
-from functools import lru_cache
 
 from cellbox.cgroup.run import Join
 from cellbox.linux.mounts import MountStep, root_steps
-from cellbox.policy import Policy
 from cellbox.spec import RunSpec
 
 MSG_BOX, MSG_RUN = 1, 2
 BOX_SHARE_NET, BOX_ROOTLESS, BOX_WARM, BOX_INHERIT_FDS = 1, 2, 4, 8
-RUN_TTY_HACK, RUN_STDERR_TO_STDOUT, RUN_NET_REUSABLE = 1, 2, 4
+RUN_TTY_HACK, RUN_STDERR_TO_STDOUT, RUN_OWN_USERNS = 1, 2, 4
 HOSTNAME = "cellbox"
 
 
@@ -95,13 +93,6 @@ def _rlimits(spec: RunSpec) -> list[tuple[str, int, int | None]]:
     ]
 
 
-@lru_cache(maxsize=8)
-def _net_reusable(policy: Policy) -> bool:
-    """An io_uring ring drops its files after its owner's exit, so a socket could outlive a
-    run unseen: a warm box keeps its network namespace only under a policy refusing them."""
-    return "io_uring_setup" in dict(policy.denied)
-
-
 @dataclass(frozen=True)
 class RunPlan:
     """One run: the program's stdio (pipes the keeper reads or feeds, else paths inside the
@@ -123,7 +114,7 @@ class RunPlan:
         spec, passed = self.spec, self.fds()
         flags = (RUN_TTY_HACK if spec.tty_hack else 0) | (
             RUN_STDERR_TO_STDOUT if spec.stderr_to_stdout else 0) | (
-            RUN_NET_REUSABLE if not spec.fresh_net and _net_reusable(spec.seccomp) else 0)
+            RUN_OWN_USERNS if spec.nproc is not None else 0)  # RLIMIT_NPROC counts it alone
         return _message(MSG_RUN, b"".join([
             struct.pack("<IIII", spec.uid, spec.gid, LAST_CAP, flags),
             struct.pack("<iiii", *(-1 if fd is None else passed.index(fd)

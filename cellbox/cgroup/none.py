@@ -26,10 +26,11 @@ def unenforced(limits: Limits) -> list[str]:
 
 def nproc(limits: Limits) -> int | None:
     """The RLIMIT_NPROC that stands in for the pids cgroup. The kernel counts the tasks of
-    a uid in each user namespace; the box's holds only init and the program's tasks, all as
-    the box uid, so the program gets ``processes`` of them (threads count, as in pids.max).
-    Unlike the cgroup it cannot count the refused forks (no processes-limit-hit)."""
-    return None if limits.processes is None else limits.processes + 1
+    a uid in each user namespace, and a run with it puts its program in a user namespace of
+    its own (the run plan's ``RUN_OWN_USERNS``), which holds the program's tasks alone: the
+    program gets ``processes`` of them (threads count, as in pids.max). Unlike the cgroup it
+    cannot count the refused forks (no processes-limit-hit)."""
+    return limits.processes
 
 
 class BoxNoCgroup:

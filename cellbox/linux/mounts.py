@@ -97,12 +97,14 @@ def _filesystem(rule: DirRule) -> list[MountStep]:
             # A new instance of its own; ptmx usable by the box user, no group tty needed.
                         # Its ptys come from the machine's pool (kernel.pty.max): 64 at most per box.
             "devpts": "newinstance,ptmxmode=0666,mode=0620,max=64"}.get(fs, "")
-    steps = [MountStep(OP_FS, at, fs, fs, data, attrs=flags)]
+    # A warm box mounts each again for every run, in the run's namespaces (RENEW): a proc
+    # shows the run's pids, a sysfs its network, any filesystem holds that run's files only.
+    steps = [MountStep(OP_FS, at, fs, fs, data, attrs=flags, flags=RENEW)]
     if fs == "proc":
-        steps += [MountStep(OP_MASK, f"{at}/{name}") for name in PROC_MASKED]
-        steps += [MountStep(OP_READONLY, f"{at}/{name}") for name in PROC_READ_ONLY]
+        steps += [MountStep(OP_MASK, f"{at}/{name}", flags=RENEW) for name in PROC_MASKED]
+        steps += [MountStep(OP_READONLY, f"{at}/{name}", flags=RENEW) for name in PROC_READ_ONLY]
     elif fs == "sysfs":
-        steps += [MountStep(OP_MASK, f"{at}/{name}") for name in SYS_MASKED]
+        steps += [MountStep(OP_MASK, f"{at}/{name}", flags=RENEW) for name in SYS_MASKED]
     elif fs == "devpts":
         # /dev/ptmx must open this instance's multiplexer: a link into it, next to pts. An
         # existing ptmx (a /dev bound from the host by a rule) is left alone.
