@@ -7,6 +7,7 @@ record; it hands a fully resolved ``RunSpec`` to the keeper for the run itself.
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import time
 from dataclasses import dataclass, replace
@@ -17,7 +18,7 @@ from cellbox import storage
 from cellbox.cgroup import CgroupBackend, detect, detect_rootless
 from cellbox.config import Config, load_config
 from cellbox.errors import BoxBusyError, BoxStateError, SandboxSetupError, UsageError
-from cellbox.linux import privileges
+from cellbox.linux import privileges, proc
 from cellbox.lock import BoxLock, BoxRecord, flock_holders, read_record
 from cellbox.result import RunResult
 
@@ -62,11 +63,82 @@ class BoxState:
                 "lock_waits": r.waits, "lock_wait_seconds": round(r.wait_seconds, 6)}
 
 
-class Boxes:
-    """Box operations for one configuration."""
+class WarmInits:
+    """Box inits kept alive between the commands of initialised boxes, by a process that
+    outlives them (the keeper daemon's resident worker of a box). A ``--run`` goes to its
+    box's warm init when that init built the same root (``BoxPlan``: rules, network, uid and
+    gid) on the same box storage, and would give the program the same inherited process
+    settings (resource limits, umask); else a new one takes its place. Each run still starts
+    clean, as in the pool (``Boxes._prepare_files``, the box init, the cgroup), while the
+    box's files persist, as isolate's do. The box record names the warm init
+    (``BoxRecord.warm``), so that a ``--cleanup`` by any process ends it."""
 
-    def __init__(self, config: Config | None = None) -> None:
+    def __init__(self) -> None:
+        self._slots: dict[int, tuple[object, Slot]] = {}  # box id -> (key, its box init)
+
+    def slot_for(self, box_id: int, record: BoxRecord, spec: RunSpec,
+                 cgroup: Callable[[], BoxCgroup]) -> Slot | None:
+        """The warm box init for this run, started if needed (None: the run needs a box init
+        of its own: it hands the caller's descriptors to the program)."""
+        if spec.inherit_fds:
+            return None
+        import resource
+
+        from cellbox import keeper
+        from cellbox.boxinit.plan import BoxPlan
+
+        umask = os.umask(0)
+        os.umask(umask)
+        key = (BoxPlan.of(spec, warm=True), record.created, umask,
+               tuple(resource.getrlimit(r) for r in range(proc.RLIMITS)))
+        held = self._slots.get(box_id)
+        if held is not None and held[0] == key and held[1].alive:
+            return held[1]
+        self.end(box_id)
+        slot = keeper.Slot(spec, cgroup())
+        slot.start()
+        self._slots[box_id] = (key, slot)
+        return slot
+
+    def end(self, box_id: int) -> None:
+        """End the box's warm init, if any."""
+        held = self._slots.pop(box_id, None)
+        if held is not None:
+            held[1].close()
+
+    def close(self) -> None:
+        for box_id in list(self._slots):
+            self.end(box_id)
+
+
+def _warm_entry(slot: Slot | None) -> dict[str, int] | None:
+    """The box record's note of a warm box init: its pid and start time."""
+    st = None if slot is None or slot.pid is None else proc.stat(slot.pid)
+    return None if st is None or slot is None else {"pid": slot.pid, "start": st[1]}
+
+
+def _end_warm_init(record: BoxRecord) -> None:
+    """Kill the warm box init the record names, if it still lives (its pid namespace, with
+    any run of it, dies with it). Its keeper finds it dead and starts another if needed."""
+    entry = record.warm
+    if entry is None:
+        return
+    st = proc.stat(int(entry["pid"]))
+    if st is not None and st[1] == entry.get("start"):
+        try:
+            os.kill(int(entry["pid"]), signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    record.warm = None
+
+
+class Boxes:
+    """Box operations for one configuration. ``warm``: keep box inits alive between runs
+    (a process that serves many commands: the keeper daemon's resident workers)."""
+
+    def __init__(self, config: Config | None = None, warm: WarmInits | None = None) -> None:
         self.config = config or load_config()
+        self.warm = warm
         # Rootless mode (docs/security.md): a user namespace, plain directories for storage,
         # and cgroups only if some were delegated to the user. It follows the euid.
         self.rootless = os.geteuid() != 0
@@ -145,6 +217,7 @@ class Boxes:
                 storage.chown_tree(box, record.owner_uid, record.owner_gid)
             record.run = None
         else:
+            _end_warm_init(record)
             self._remove(box_id)
             record = record.reset()
         record.repairs += 1
@@ -257,20 +330,21 @@ class Boxes:
         see ``keeper.run_many``)."""
         from cellbox import keeper  # the run path only
 
-        prepared: list[tuple[BoxLock, BoxRecord, RunSpec]] = []
+        prepared: list[tuple[BoxLock, BoxRecord, RunSpec, Slot | None]] = []
         weakened: list[list[str]] = []
         try:
             for lock, spec in jobs:
                 spec, missing = self._without_cgroup(spec)
                 prepared.append(self._before_run(lock, caller, spec))
                 weakened.append(missing)
-            results = keeper.run_many([(spec, self.cgroups.box(lock.box_id), None)
-                                       for lock, _, spec in prepared], started)
+            results = keeper.run_many([(spec, slot.cgroup if slot else
+                                        self.cgroups.box(lock.box_id), slot)
+                                       for lock, _, spec, slot in prepared], started)
             for result, missing in zip(results, weakened, strict=True):
                 result.cgroup_weakened = missing
             return results
         finally:
-            for lock, record, _ in prepared:
+            for lock, record, _, _ in prepared:
                 self._after_run(lock, record, keep_special_files)
 
     def resolve(self, lock: BoxLock, caller: Caller, spec: RunSpec) -> RunSpec:
@@ -321,13 +395,20 @@ class Boxes:
         return results
 
     def _before_run(self, lock: BoxLock, caller: Caller, spec: RunSpec
-                    ) -> tuple[BoxLock, BoxRecord, RunSpec]:
+                    ) -> tuple[BoxLock, BoxRecord, RunSpec, Slot | None]:
+        """The run's spec resolved, the box's files ready and the record saying that a run
+        is on, with the warm box init it runs in (None: one of its own)."""
         spec = self.resolve(lock, caller, spec)
         record = lock.read()
+        slot = None
+        if self.warm is not None:
+            slot = self.warm.slot_for(lock.box_id, record, spec,
+                                      lambda: self.cgroups.box(lock.box_id))
+            record.warm = _warm_entry(slot) or record.warm
         self._prepare_files(spec)
         record.run = {"pid": os.getpid(), "since": time.time()}
         lock.write(record)
-        return lock, record, spec
+        return lock, record, spec, slot
 
     def _after_run(self, lock: BoxLock, record: BoxRecord, keep_special_files: bool) -> None:
         self._restore_files(self.box_dir(lock.box_id), record.owner_uid, record.owner_gid,
@@ -388,6 +469,9 @@ class Boxes:
                 self.cgroups.box(box_id, create=False).remove()
             return False
         self._check_owner(record, box_id, caller)
+        if self.warm is not None:
+            self.warm.end(box_id)
+        _end_warm_init(record)
         self._remove(box_id)
         lock.write(record.reset())
         return True

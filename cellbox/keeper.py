@@ -122,8 +122,13 @@ class Slot:
         ours, theirs = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM)
         try:
             fd = theirs.fileno()  # dup2 onto itself: kept across exec, nothing else is
+            # A warm box init outlives this moment's stdio (each run passes its own): it
+            # must not hold the keeper's, which may be a client's pipe.
+            quiet = [(os.POSIX_SPAWN_OPEN, i, os.devnull, os.O_RDWR, 0)
+                     for i in range(3)] if self.warm else []
             self._launcher = os.posix_spawn(path, ["cellbox-boxinit", str(fd)], {},
-                                            file_actions=[(os.POSIX_SPAWN_DUP2, fd, fd)])
+                                            file_actions=[*quiet,
+                                                          (os.POSIX_SPAWN_DUP2, fd, fd)])
         finally:
             theirs.close()
         self._sock = ours
@@ -300,6 +305,11 @@ class Run:
                 self._feed(in_w, spec.stdin_data)
             if spec.stdout_fd is not None:
                 out = spec.stdout_fd  # a captured stdout, if any, stays empty
+            if self.slot is not None:  # what a fresh box init would pass on: ours, now
+                stdin = 0 if stdin is None and spec.stdin is None else stdin
+                out = 1 if out is None and spec.stdout is None else out
+                err = 2 if err is None and spec.stderr is None \
+                    and not spec.stderr_to_stdout else err
             run = RunPlan(spec, status_w, (stdin, out, err), join, filters)
             self._started = time.monotonic()
             if self.slot is None:
