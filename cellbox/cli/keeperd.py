@@ -94,6 +94,7 @@ class Worker:
     box: tuple[str | None, int] | None = None  # a resident's: (config file, box id)
     channel: socket.socket | None = None  # a resident's: requests to it, exit codes back
     last: bool = False  # a resident's: dismissed after this command (a --cleanup)
+    reply: bytes | None = None  # a dismissed resident's last, sent once it has exited
 
 
 def keeperd_parser():  # noqa: ANN201 - argparse, imported lazily
@@ -356,9 +357,9 @@ class Daemon:
         if self.residents is None or target is None:
             return None
         command, box_id = target
-        # a user's commands use the daemon's config; root's, the one it names
+        # the config file the command will use: root's names its own; a user's, the daemon's
         config = dict(request.env).get(ENV_VAR.encode()) \
-            if request.client.uid == os.geteuid() else None
+            if request.client.uid == os.geteuid() else os.environb.get(ENV_VAR.encode())
         box = (None if config is None else os.fsdecode(config), box_id)
         resident = self.residents.get(box)
         if resident is None and command != "cleanup":
@@ -379,18 +380,18 @@ class Daemon:
         except OSError:
             reply = b""
         if not reply:  # it died: _reap tells the client
-            self.selector.unregister(worker.channel)
-            worker.channel.close()
-            worker.channel = None
+            self._dismiss(worker)
             return
-        if worker.conn is not None:
+        if self.listener is None or worker.last:
+            # Its client hears once it has exited: a --cleanup leaves no process behind.
+            worker.reply = reply
+            self._dismiss(worker)
+        elif worker.conn is not None:
             if not worker.client_gone:
                 self.selector.unregister(worker.conn)
                 _reply(worker.conn, reply)
             worker.conn.close()
             worker.conn = None
-        if self.listener is None or worker.last:
-            self._dismiss(worker)
 
     def _dismiss(self, worker: Worker) -> None:
         """No more commands for this resident: it ends its box's init and exits."""
@@ -428,7 +429,8 @@ class Daemon:
         code = os.waitstatus_to_exitcode(status)
         if not worker.client_gone:
             self.selector.unregister(worker.conn)
-            _reply(worker.conn, b"exit %d" % code if code >= 0 else b"signal %d" % -code)
+            _reply(worker.conn, worker.reply or (b"exit %d" % code if code >= 0
+                                                 else b"signal %d" % -code))
         worker.conn.close()
 
     def _work(self, request: Request) -> None:
