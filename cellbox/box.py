@@ -138,7 +138,7 @@ class Boxes:
 
     def __init__(self, config: Config | None = None, warm: WarmInits | None = None) -> None:
         self.config = config or load_config()
-        self.warm = warm
+        self.warm_inits = warm
         # Rootless mode (docs/security.md): a user namespace, plain directories for storage,
         # and cgroups only if some were delegated to the user. It follows the euid.
         self.rootless = os.geteuid() != 0
@@ -401,8 +401,8 @@ class Boxes:
         spec = self.resolve(lock, caller, spec)
         record = lock.read()
         slot = None
-        if self.warm is not None:
-            slot = self.warm.slot_for(lock.box_id, record, spec,
+        if self.warm_inits is not None:
+            slot = self.warm_inits.slot_for(lock.box_id, record, spec,
                                       lambda: self.cgroups.box(lock.box_id))
             record.warm = _warm_entry(slot) or record.warm
         self._prepare_files(spec)
@@ -469,8 +469,8 @@ class Boxes:
                 self.cgroups.box(box_id, create=False).remove()
             return False
         self._check_owner(record, box_id, caller)
-        if self.warm is not None:
-            self.warm.end(box_id)
+        if self.warm_inits is not None:
+            self.warm_inits.end(box_id)
         _end_warm_init(record)
         self._remove(box_id)
         lock.write(record.reset())
