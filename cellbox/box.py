@@ -75,6 +75,8 @@ class WarmInits:
 
     def __init__(self) -> None:
         self._slots: dict[int, tuple[object, Slot]] = {}  # box id -> (key, its box init)
+        # (cg_root, rootless) -> the cgroup backend detected once, for every command
+        self.backends: dict[tuple[str, bool], CgroupBackend] = {}
 
     def slot_for(self, box_id: int, record: BoxRecord, spec: RunSpec,
                  cgroup: Callable[[], BoxCgroup]) -> Slot | None:
@@ -145,9 +147,11 @@ class Boxes:
 
     @cached_property
     def cgroups(self) -> CgroupBackend:
-        if self.rootless:
-            return detect_rootless(self.config.cg_root)
-        return detect(self.config.cg_root)
+        known = {} if self.warm_inits is None else self.warm_inits.backends
+        key = (self.config.cg_root, self.rootless)
+        if key not in known:
+            known[key] = detect_rootless(key[0]) if self.rootless else detect(key[0])
+        return known[key]
 
     def check_box_id(self, box_id: int) -> None:
         if not 0 <= box_id < self.config.num_boxes:

@@ -15,7 +15,7 @@ import fcntl
 import json
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from cellbox.errors import BoxBusyError, ConfigError
@@ -171,5 +171,5 @@ class BoxLock:
         # mid-write leaves at most this file, which the next writer replaces.
         tmp = f"{self.record_path}.tmp"
         with open(tmp, "w") as f:
-            json.dump(asdict(record), f)
+            json.dump(vars(record), f)  # (its fields are plain data: no deep copy needed)
         os.rename(tmp, self.record_path)
