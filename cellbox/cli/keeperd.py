@@ -100,8 +100,10 @@ class Worker:
 def keeperd_parser():  # noqa: ANN201 - argparse, imported lazily
     p = parser("keeperd", "The resident keeper daemon: it serves cellbox --init, --run and "
                "--cleanup for the cellbox client over a unix socket, so that a command pays "
-               "no Python start-up and imports. Each command runs in a worker forked for it, "
-               "with the caller's stdio, working directory, umask and environment. Run by "
+               "no Python start-up and imports. A command runs in a worker, with the caller's "
+               "stdio, working directory, umask and environment. Root's daemon keeps a "
+               "worker per initialised box that keeps the box's init warm between its --run "
+               "commands, until --cleanup. Run by "
                "root, it also serves the users and groups the config allows (daemon_users, "
                "daemon_groups; default: group cellbox) as a setuid isolate would: the box "
                "belongs to the user, and every path they name is reached with their own "
