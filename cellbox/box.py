@@ -77,6 +77,21 @@ class WarmInits:
         self._slots: dict[int, tuple[object, Slot]] = {}  # box id -> (key, its box init)
         # (cg_root, rootless) -> the cgroup backend detected once, for every command
         self.backends: dict[tuple[str, bool], CgroupBackend] = {}
+        self._config: tuple[object, Config] | None = None
+
+    def config(self) -> Config:
+        """The config file's settings, read again only when the file (or its name) changed."""
+        from cellbox.config import config_path
+
+        path = config_path()
+        try:
+            st = os.stat(path)
+            stamp: object = (path, st.st_ino, st.st_mtime_ns, st.st_size)
+        except OSError:
+            stamp = None  # (load_config says what is wrong, every time)
+        if stamp is None or self._config is None or self._config[0] != stamp:
+            self._config = (stamp, load_config())
+        return self._config[1]
 
     def slot_for(self, box_id: int, record: BoxRecord, spec: RunSpec,
                  cgroup: Callable[[], BoxCgroup]) -> Slot | None:
@@ -139,7 +154,7 @@ class Boxes:
     (a process that serves many commands: the keeper daemon's resident workers)."""
 
     def __init__(self, config: Config | None = None, warm: WarmInits | None = None) -> None:
-        self.config = config or load_config()
+        self.config = config or (load_config() if warm is None else warm.config())
         self.warm_inits = warm
         # Rootless mode (docs/security.md): a user namespace, plain directories for storage,
         # and cgroups only if some were delegated to the user. It follows the euid.

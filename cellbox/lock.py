@@ -171,5 +171,5 @@ class BoxLock:
         # mid-write leaves at most this file, which the next writer replaces.
         tmp = f"{self.record_path}.tmp"
         with open(tmp, "w") as f:
-            json.dump(vars(record), f)  # (its fields are plain data: no deep copy needed)
+            f.write(json.dumps(vars(record)))  # (plain data: no deep copy; one write)
         os.rename(tmp, self.record_path)
