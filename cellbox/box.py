@@ -95,8 +95,8 @@ class WarmInits:
 
     def slot_for(self, box_id: int, record: BoxRecord, spec: RunSpec,
                  cgroup: Callable[[], BoxCgroup]) -> Slot | None:
-        """The warm box init for this run, started if needed (None: the run needs a box init
-        of its own: it hands the caller's descriptors to the program)."""
+        """The warm box init for this run; a new one is launched with the run (None: the run
+        needs a box init of its own: it hands the caller's descriptors to the program)."""
         if spec.inherit_fds:
             return None
         import resource
@@ -113,7 +113,6 @@ class WarmInits:
             return held[1]
         self.end(box_id)
         slot = keeper.Slot(spec, cgroup())
-        slot.start()
         self._slots[box_id] = (key, slot)
         return slot
 
@@ -128,10 +127,10 @@ class WarmInits:
             self.end(box_id)
 
 
-def _warm_entry(slot: Slot | None) -> dict[str, int] | None:
-    """The box record's note of a warm box init: its pid and start time."""
-    st = None if slot is None or slot.pid is None else proc.stat(slot.pid)
-    return None if st is None or slot is None else {"pid": slot.pid, "start": st[1]}
+def _warm_entry(slot: Slot) -> dict[str, int] | None:
+    """The box record's note of a live warm box init: its pid and start time."""
+    st = proc.stat(slot.pid) if slot.alive and slot.pid is not None else None
+    return None if st is None else {"pid": slot.pid, "start": st[1]}
 
 
 def _end_warm_init(record: BoxRecord) -> None:
@@ -363,7 +362,9 @@ class Boxes:
                 result.cgroup_weakened = missing
             return results
         finally:
-            for lock, record, _, _ in prepared:
+            for lock, record, _, slot in prepared:
+                if slot is not None:  # the box init the next run may take, if it lives
+                    record.warm = _warm_entry(slot)
                 self._after_run(lock, record, keep_special_files)
 
     def resolve(self, lock: BoxLock, caller: Caller, spec: RunSpec) -> RunSpec:
@@ -422,8 +423,7 @@ class Boxes:
         slot = None
         if self.warm_inits is not None:
             slot = self.warm_inits.slot_for(lock.box_id, record, spec,
-                                      lambda: self.cgroups.box(lock.box_id))
-            record.warm = _warm_entry(slot) or record.warm
+                                            lambda: self.cgroups.box(lock.box_id))
         self._prepare_files(spec)
         record.run = {"pid": os.getpid(), "since": time.time()}
         lock.write(record)

@@ -165,6 +165,11 @@ class Slot:
                                                  if errors else "starting a warm box's init"))
 
     @property
+    def launched(self) -> bool:
+        """Started (``start``, or with a run: ``Run``), and not closed since."""
+        return self._sock is not None
+
+    @property
     def alive(self) -> bool:
         """False once the box init has died (it is then reaped and the slot closed)."""
         if self.pid is None:
@@ -312,29 +317,33 @@ class Run:
                     and not spec.stderr_to_stdout else err
             run = RunPlan(spec, status_w, (stdin, out, err), join, filters)
             self._started = time.monotonic()
-            if self.slot is None:
-                self._launch(child_ends, run)
-            else:
+            if self.slot is not None and self.slot.launched:
                 self.slot.send(run.encode(), run.fds())
+            else:
+                self._launch(child_ends, run)
         finally:
             for fd in child_ends:
                 os.close(fd)
 
     def _launch(self, child_ends: list[int], run: RunPlan) -> None:
-        """A box init of its own for this one run: launched, sent the run, hung up on."""
+        """A box init launched with this run, which it takes once its root is built: a box
+        init of its own, hung up on after the run; or the warm box's, not launched yet, which
+        stays for the runs that follow."""
         life_r, _ = self._pipe(child_ends, parent_reads=False)
-        box = Slot(self.spec, self.cgroup, warm=False)
+        box = self.slot or Slot(self.spec, self.cgroup, warm=False)
         try:
             box.launch(run.status, life_r)  # the run's status fd: setup failures end the run
             try:
                 box.send(run.encode(), run.fds())
             except (BrokenPipeError, ConnectionResetError):
                 pass  # the launch failed: its report is on the status pipe
-            self.pid = box.started()
+            pid = box.started()
         except BaseException:
             box.kill()
             raise
-        box.hang_up()
+        if self.slot is None:
+            self.pid = pid
+            box.hang_up()
 
     def _pipe(self, child_ends: list[int], parent_reads: bool) -> tuple[int, int]:
         r, w = os.pipe2(os.O_CLOEXEC)

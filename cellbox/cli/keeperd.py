@@ -37,6 +37,7 @@ Wire format, one SOCK_SEQPACKET message each:
 
 from __future__ import annotations
 
+import gc
 import os
 import pickle
 import selectors
@@ -210,6 +211,10 @@ def _warm() -> None:
     while (fd := os.open(os.devnull, os.O_RDWR)) <= 2:
         pass
     os.close(fd)
+
+    # What is loaded now stays: the workers' collector need not visit it, which would copy
+    # every page of it into each forked worker.
+    gc.freeze()
 
 
 class Daemon:
