@@ -32,7 +32,9 @@ Wire format, one SOCK_SEQPACKET message each:
   stdin, stdout, stderr and the working directory (O_PATH) attached (SCM_RIGHTS);
 - client to daemon while the command runs: ``kill N`` forwards signal N (``client.FORWARDED``);
 - daemon to client, once: ``exit N``, ``signal N`` (the worker died of it) or ``refused WHY``;
-- daemon to a resident worker: the ``Request`` (pickled) with its descriptors; back: ``exit N``.
+- daemon to a resident worker: the ``Request`` (pickled) with its descriptors and, but for a
+  ``--cleanup``, the client's connection, on which the resident replies itself after telling
+  the daemon ``done``; for a ``--cleanup``, the resident tells the daemon ``exit N``.
 """
 
 from __future__ import annotations
@@ -63,6 +65,7 @@ if TYPE_CHECKING:
     from cellbox.box import WarmInits
 
 FDS = 4  # stdin, stdout, stderr, working directory
+DONE = b"done"  # from a resident worker: it has told the client the exit code itself
 MAX_REQUEST = 1 << 18  # above the default socket send buffer: a bigger request cannot be sent
 CREDS = struct.Struct("3i")  # struct ucred: pid, uid, gid
 SO_PEERGROUPS = 59
@@ -316,7 +319,7 @@ class Daemon:
         try:
             worker = self._resident_for(request)
             if worker is not None:
-                _hand_over(worker, request)
+                _hand_over(worker, request, conn)
             else:
                 worker = self._fork(lambda _: self._work(request))
         except OSError as e:  # out of processes or memory: a CLI could not start either
@@ -389,6 +392,15 @@ class Daemon:
         if not reply:  # it died: _reap tells the client
             self._dismiss(worker)
             return
+        if reply == DONE:  # it told the client itself
+            if worker.conn is not None:
+                if not worker.client_gone:
+                    self.selector.unregister(worker.conn)
+                worker.conn.close()
+                worker.conn = None
+            if self.listener is None:
+                self._dismiss(worker)
+            return
         if self.listener is None or worker.last:
             # Its client hears once it has exited: a --cleanup leaves no process behind.
             worker.reply = reply
@@ -416,6 +428,9 @@ class Daemon:
             data = worker.conn.recv(64)
         except OSError:
             data = b""
+        if worker.channel is not None and _pending(worker.channel) == DONE:
+            self._from_resident(worker)  # the command is over: the client left, or signalled
+            return  # too late
         if not data:  # the client is gone, as if a CLI process had been SIGKILLed
             worker.client_gone = True
             self.selector.unregister(worker.conn)
@@ -466,7 +481,8 @@ class Daemon:
             for fd in inherited:
                 os.close(fd)
             own = _Own.save()
-            while (request := _next_request(channel)) is not None:
+            while (handed := _next_request(channel)) is not None:
+                request, conn = handed
                 try:
                     code = _run_command(request, warm)
                 except BaseException:  # noqa: BLE001 - a bug of ours, on the client's stderr
@@ -475,7 +491,7 @@ class Daemon:
                     code = 2
                 finally:
                     own.restore()
-                channel.send(b"exit %d" % code)
+                _answer(channel, conn, code)
             code = 0
         finally:
             warm.close()
@@ -546,7 +562,7 @@ def _listen(path: str) -> socket.socket:
 
 
 def _receive(conn: socket.socket, config: Config) -> Request:
-    msg, fds, flags = _receive_fds(conn, MAX_REQUEST, socket.MSG_DONTWAIT)
+    msg, fds, flags = _receive_fds(conn, MAX_REQUEST, flags=socket.MSG_DONTWAIT)
     try:
         return _parse(conn, msg, flags, fds, config)
     except (Refused, ValueError):
@@ -555,11 +571,11 @@ def _receive(conn: socket.socket, config: Config) -> Request:
         raise
 
 
-def _receive_fds(conn: socket.socket, size: int, flags: int = 0
+def _receive_fds(conn: socket.socket, size: int, most: int = FDS, flags: int = 0
                  ) -> tuple[bytes, list[int], int]:
-    """One message and the descriptors attached to it (close-on-exec: no box init started
-    later may inherit a client's), and the message flags."""
-    msg, ancillary, msg_flags, _ = conn.recvmsg(size, socket.CMSG_SPACE(FDS * 4),
+    """One message and the descriptors attached to it, up to ``most`` (close-on-exec: no
+    box init started later may inherit a client's), and the message flags."""
+    msg, ancillary, msg_flags, _ = conn.recvmsg(size, socket.CMSG_SPACE(most * 4),
                                                 socket.MSG_CMSG_CLOEXEC | flags)
     fds: list[int] = []
     for level, kind, data in ancillary:
@@ -585,22 +601,45 @@ def _box_command(argv: list[str]) -> tuple[str, int] | None:
     return chosen[0], box_id
 
 
-def _hand_over(resident: Worker, request: Request) -> None:
-    """The request to an idle resident worker."""
+def _hand_over(resident: Worker, request: Request, conn: socket.socket) -> None:
+    """The request to an idle resident worker, with the client's connection for the reply
+    (not for its last command: the daemon replies once the resident has exited)."""
     assert resident.channel is not None
-    data = pickle.dumps(replace(request, fds=[]))
-    rights = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack(f"{FDS}i", *request.fds))]
-    resident.channel.sendmsg([data], rights)
+    fds = [*request.fds, *([] if resident.last else [conn.fileno()])]
+    rights = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack(f"{len(fds)}i", *fds))]
+    resident.channel.sendmsg([pickle.dumps(replace(request, fds=[]))], rights)
 
 
-def _next_request(channel: socket.socket) -> Request | None:
-    """In a resident worker: the next request the daemon hands over (None: it hung up)."""
-    msg, fds, flags = _receive_fds(channel, 4 * MAX_REQUEST)
+def _next_request(channel: socket.socket) -> tuple[Request, socket.socket | None] | None:
+    """In a resident worker: the next request the daemon hands over, and the client's
+    connection if it is to hear from the resident (None: the daemon hung up)."""
+    msg, fds, flags = _receive_fds(channel, 4 * MAX_REQUEST, FDS + 1)
     if not msg:
         return None
-    if len(fds) != FDS or flags & (socket.MSG_TRUNC | socket.MSG_CTRUNC):
+    if len(fds) not in (FDS, FDS + 1) or flags & (socket.MSG_TRUNC | socket.MSG_CTRUNC):
         raise RuntimeError(f"a request came from the daemon with {len(fds)} descriptors")
-    return replace(pickle.loads(msg), fds=fds)
+    conn = socket.socket(fileno=fds.pop()) if len(fds) > FDS else None
+    return replace(pickle.loads(msg), fds=fds), conn
+
+
+def _answer(channel: socket.socket, conn: socket.socket | None, code: int) -> None:
+    """In a resident worker: the command's exit code to its client, directly (after telling
+    the daemon that the command is done, so that the client's leaving is no surprise to it),
+    or through the daemon."""
+    if conn is None:
+        channel.send(b"exit %d" % code)
+        return
+    channel.send(DONE)
+    _reply(conn, b"exit %d" % code)
+    conn.close()
+
+
+def _pending(channel: socket.socket) -> bytes:
+    """The message waiting on a resident's channel, left there (b"": none)."""
+    try:
+        return channel.recv(64, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+    except BlockingIOError:
+        return b""
 
 
 def _parse(conn: socket.socket, msg: bytes, flags: int, fds: list[int],
