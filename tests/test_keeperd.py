@@ -116,7 +116,7 @@ def test_init_run_cleanup_run_in_a_worker_of_the_daemon(through: Daemon) -> None
         assert meta["exitcode"] == "0" and meta["cellbox-status"] == "OK"
     finally:
         cellbox("-b", str(b.id), "--cleanup", check=True)
-    assert not through.workers()
+    wait_for(lambda: not through.workers())  # the box's resident, after its --cleanup
 
 
 @pytest.mark.parametrize("args", [
@@ -438,9 +438,10 @@ def test_cleanup_ends_the_warm_init_and_its_resident(through: Daemon, test_confi
         assert warm is not None and through.workers()
     finally:
         cellbox("-b", str(b.id), "--cleanup", check=True)
-    # Gone when --cleanup returned: the resident, its box init and the box's storage.
-    assert not through.workers() and not os.path.exists(f"/proc/{warm}")
+    # Gone when --cleanup returned: the box init and the box's storage; then the resident.
+    assert not os.path.exists(f"/proc/{warm}")
     assert not b.dir.exists() or not any(b.dir.iterdir())
+    wait_for(lambda: not through.workers())
 
 
 def test_an_in_process_cleanup_ends_the_daemons_warm_init(through: Daemon,

@@ -32,9 +32,8 @@ Wire format, one SOCK_SEQPACKET message each:
   stdin, stdout, stderr and the working directory (O_PATH) attached (SCM_RIGHTS);
 - client to daemon while the command runs: ``kill N`` forwards signal N (``client.FORWARDED``);
 - daemon to client, once: ``exit N``, ``signal N`` (the worker died of it) or ``refused WHY``;
-- daemon to a resident worker: the ``Request`` (pickled) with its descriptors and, but for a
-  ``--cleanup``, the client's connection, on which the resident replies itself after telling
-  the daemon ``done``; for a ``--cleanup``, the resident tells the daemon ``exit N``.
+- daemon to a resident worker: the ``Request`` (pickled) with its descriptors and the
+  client's connection, on which the resident replies itself after telling the daemon ``done``.
 """
 
 from __future__ import annotations
@@ -98,7 +97,6 @@ class Worker:
     box: tuple[str | None, int] | None = None  # a resident's: (config file, box id)
     channel: socket.socket | None = None  # a resident's: requests to it, exit codes back
     last: bool = False  # a resident's: dismissed after this command (a --cleanup)
-    reply: bytes | None = None  # a dismissed resident's last, sent once it has exited
 
 
 def keeperd_parser():  # noqa: ANN201 - argparse, imported lazily
@@ -382,8 +380,8 @@ class Daemon:
         return resident
 
     def _from_resident(self, worker: Worker) -> None:
-        """A resident's command ended: tell its client; a --cleanup or the daemon's end
-        dismisses the resident."""
+        """A resident's command ended; a --cleanup or the daemon's end dismisses the
+        resident."""
         assert worker.channel is not None
         try:
             reply = worker.channel.recv(64)
@@ -392,25 +390,14 @@ class Daemon:
         if not reply:  # it died: _reap tells the client
             self._dismiss(worker)
             return
-        if reply == DONE:  # it told the client itself
-            if worker.conn is not None:
-                if not worker.client_gone:
-                    self.selector.unregister(worker.conn)
-                worker.conn.close()
-                worker.conn = None
-            if self.listener is None:
-                self._dismiss(worker)
-            return
-        if self.listener is None or worker.last:
-            # Its client hears once it has exited: a --cleanup leaves no process behind.
-            worker.reply = reply
-            self._dismiss(worker)
-        elif worker.conn is not None:
+        # DONE: it has told the client itself (after a --cleanup, its box init was gone)
+        if worker.conn is not None:
             if not worker.client_gone:
                 self.selector.unregister(worker.conn)
-                _reply(worker.conn, reply)
             worker.conn.close()
             worker.conn = None
+        if self.listener is None or worker.last:
+            self._dismiss(worker)
 
     def _dismiss(self, worker: Worker) -> None:
         """No more commands for this resident: it ends its box's init and exits."""
@@ -451,8 +438,7 @@ class Daemon:
         code = os.waitstatus_to_exitcode(status)
         if not worker.client_gone:
             self.selector.unregister(worker.conn)
-            _reply(worker.conn, worker.reply or (b"exit %d" % code if code >= 0
-                                                 else b"signal %d" % -code))
+            _reply(worker.conn, b"exit %d" % code if code >= 0 else b"signal %d" % -code)
         worker.conn.close()
 
     def _work(self, request: Request) -> None:
@@ -602,33 +588,27 @@ def _box_command(argv: list[str]) -> tuple[str, int] | None:
 
 
 def _hand_over(resident: Worker, request: Request, conn: socket.socket) -> None:
-    """The request to an idle resident worker, with the client's connection for the reply
-    (not for its last command: the daemon replies once the resident has exited)."""
+    """The request to an idle resident worker, with the client's connection for the reply."""
     assert resident.channel is not None
-    fds = [*request.fds, *([] if resident.last else [conn.fileno()])]
+    fds = [*request.fds, conn.fileno()]
     rights = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack(f"{len(fds)}i", *fds))]
     resident.channel.sendmsg([pickle.dumps(replace(request, fds=[]))], rights)
 
 
-def _next_request(channel: socket.socket) -> tuple[Request, socket.socket | None] | None:
+def _next_request(channel: socket.socket) -> tuple[Request, socket.socket] | None:
     """In a resident worker: the next request the daemon hands over, and the client's
-    connection if it is to hear from the resident (None: the daemon hung up)."""
+    connection (None: the daemon hung up)."""
     msg, fds, flags = _receive_fds(channel, 4 * MAX_REQUEST, FDS + 1)
     if not msg:
         return None
-    if len(fds) not in (FDS, FDS + 1) or flags & (socket.MSG_TRUNC | socket.MSG_CTRUNC):
+    if len(fds) != FDS + 1 or flags & (socket.MSG_TRUNC | socket.MSG_CTRUNC):
         raise RuntimeError(f"a request came from the daemon with {len(fds)} descriptors")
-    conn = socket.socket(fileno=fds.pop()) if len(fds) > FDS else None
-    return replace(pickle.loads(msg), fds=fds), conn
+    return replace(pickle.loads(msg), fds=fds[:FDS]), socket.socket(fileno=fds[FDS])
 
 
-def _answer(channel: socket.socket, conn: socket.socket | None, code: int) -> None:
-    """In a resident worker: the command's exit code to its client, directly (after telling
-    the daemon that the command is done, so that the client's leaving is no surprise to it),
-    or through the daemon."""
-    if conn is None:
-        channel.send(b"exit %d" % code)
-        return
+def _answer(channel: socket.socket, conn: socket.socket, code: int) -> None:
+    """In a resident worker: the command's exit code to its client, after telling the
+    daemon that the command is done (so that the client's leaving is no surprise to it)."""
     channel.send(DONE)
     _reply(conn, b"exit %d" % code)
     conn.close()
