@@ -13,8 +13,10 @@ Root's daemon keeps one resident worker per box that it has served ``--init`` or
 it takes that box's commands one at a time, and keeps the box's init warm between them
 (``box.WarmInits``), so that a ``--run`` costs neither a fork nor a new box init. After each
 command it puts its own process state back (stdio, directory, umask, gid, environment,
-resource limits, whom it acts for). A ``--cleanup`` ends it; so does the daemon's end (its box
-inits die with it: the boxes stay initialised, and their next ``--run`` warms them again). A
+resource limits, whom it acts for), and tells its client the exit code itself. After the
+box's ``--cleanup`` it stays ``LINGER`` seconds for the box's next ``--init`` (a judge's next
+test case), then goes; the daemon's end ends it too (its box inits die with it: the boxes
+stay initialised, and their next ``--run`` warms them again). A
 command for a box whose resident is busy gets a worker forked for it alone, which waits for
 the box's lock or says that the box is busy, as a CLI would; so does any other command.
 
@@ -46,6 +48,7 @@ import signal
 import socket
 import struct
 import sys
+import time
 import traceback
 from dataclasses import dataclass, replace
 from functools import partial
@@ -65,6 +68,7 @@ if TYPE_CHECKING:
 
 FDS = 4  # stdin, stdout, stderr, working directory
 DONE = b"done"  # from a resident worker: it has told the client the exit code itself
+LINGER = 2.0  # seconds a resident stays after its box's --cleanup, for the box's next --init
 MAX_REQUEST = 1 << 18  # above the default socket send buffer: a bigger request cannot be sent
 CREDS = struct.Struct("3i")  # struct ucred: pid, uid, gid
 SO_PEERGROUPS = 59
@@ -96,7 +100,8 @@ class Worker:
     client_gone: bool = False
     box: tuple[str | None, int] | None = None  # a resident's: (config file, box id)
     channel: socket.socket | None = None  # a resident's: requests to it, exit codes back
-    last: bool = False  # a resident's: dismissed after this command (a --cleanup)
+    last: bool = False  # a resident's: its box is gone after this command (a --cleanup)
+    linger: float | None = None  # a resident's whose box is gone: dismissed then, if unused
 
 
 def keeperd_parser():  # noqa: ANN201 - argparse, imported lazily
@@ -151,7 +156,6 @@ def start_on_demand() -> bool:
     listens. One starter at a time (a lock file next to the socket)."""
     import fcntl
     import subprocess
-    import time
 
     try:
         config = load_config()
@@ -236,6 +240,7 @@ class Daemon:
             {} if os.geteuid() == 0 else None
         self.connecting: set[socket.socket] = set()  # accepted, their request not yet read
         self.in_hand: socket.socket | None = None  # the client whose request is being served
+        self.last_command = time.monotonic()  # (or the start)
         self.listener: socket.socket | None = listener
         self.wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self.wake_w = wake_w
@@ -249,8 +254,19 @@ class Daemon:
         """Until stopped, then until the commands in progress have ended."""
         while self.listener is not None or self.workers or self.connecting:
             busy = self.connecting or any(w.conn for w in self.workers.values())
-            events = self.selector.select(None if busy else self.idle_exit)
-            if not events and self.listener is not None:
+            now = time.monotonic()
+            deadlines = [w.linger for w in self.workers.values() if w.linger is not None]
+            if not busy and self.idle_exit is not None:
+                deadlines.append(self.last_command + self.idle_exit)
+            events = self.selector.select(max(0.0, min(deadlines) - now) if deadlines
+                                          else None)
+            now = time.monotonic()
+            for worker in list(self.workers.values()):
+                if worker.linger is not None and worker.linger <= now:
+                    self._dismiss(worker)
+            if not events and self.listener is not None and not busy \
+                    and self.idle_exit is not None \
+                    and now >= self.last_command + self.idle_exit:
                 self._idle()
             for key, _ in events:
                 if self.selector.get_map().get(key.fd) is key:  # not closed by an earlier one
@@ -306,6 +322,7 @@ class Daemon:
         self.selector.register(conn, selectors.EVENT_READ, partial(self._request, conn))
 
     def _request(self, conn: socket.socket) -> None:
+        self.last_command = time.monotonic()
         self.connecting.discard(conn)
         self.selector.unregister(conn)
         try:
@@ -376,7 +393,7 @@ class Daemon:
             self.residents[box] = resident
         if resident is None or resident.conn is not None:
             return None
-        resident.last = command == "cleanup"
+        resident.last, resident.linger = command == "cleanup", None
         return resident
 
     def _from_resident(self, worker: Worker) -> None:
@@ -396,11 +413,14 @@ class Daemon:
                 self.selector.unregister(worker.conn)
             worker.conn.close()
             worker.conn = None
-        if self.listener is None or worker.last:
+        if self.listener is None:
             self._dismiss(worker)
+        elif worker.last:  # kept a while for the box's next --init (a judge's next test)
+            worker.linger = time.monotonic() + LINGER
 
     def _dismiss(self, worker: Worker) -> None:
         """No more commands for this resident: it ends its box's init and exits."""
+        worker.linger = None
         if self.residents is not None and worker.box is not None \
                 and self.residents.get(worker.box) is worker:
             del self.residents[worker.box]
