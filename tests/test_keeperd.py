@@ -474,14 +474,16 @@ def test_a_killed_daemon_loses_no_warm_box(test_config: Path, box: InitBox,
     monkeypatch.setenv(client.REQUIRE_DAEMON_ENV, "1")
     for attempt in range(2):
         d = start_daemon(test_config.parent / "killed.sock")
-        monkeypatch.setenv(client.SOCKET_ENV, str(d.socket))
-        proc, _ = box.run("/bin/sh", "-c", f"echo {attempt} >> /box/log; cat /box/log",
-                          opts=("-p10",))
-        assert proc.returncode == 0 and proc.stdout == b"0\n1\n"[:2 * attempt + 2], proc.stderr
-        warm = warm_init(test_config, box)
-        assert warm is not None
-        d.proc.kill()
-        d.proc.wait()
+        try:
+            monkeypatch.setenv(client.SOCKET_ENV, str(d.socket))
+            proc, _ = box.run("/bin/sh", "-c", f"echo {attempt} >> /box/log; cat /box/log",
+                              opts=("-p10",))
+            assert proc.returncode == 0 and proc.stdout == b"0\n1\n"[:2 * attempt + 2], \
+                proc.stderr
+            assert warm_init(test_config, box) is not None
+        finally:
+            d.proc.kill()
+            d.proc.wait()
+            d.socket.unlink()
         wait_for(lambda: warm_init(test_config, box) is None)
-        d.socket.unlink()
     assert not box_procs(box.id)
