@@ -209,8 +209,10 @@ def _warm() -> None:
     from cellbox.linux import mounts, seccomp, terminal  # noqa: F401
 
     # The built-in seccomp policy, compiled once (the package's own file: restart the daemon
-    # after an upgrade, as any process that has imported cellbox).
+    # after an upgrade, as any process that has imported cellbox); the box init's build found
+    # (its sources hashed) once.
     seccomp.compile_filters(policy.default_policy())
+    boxinit.binary()
 
     # Descriptors 0-2 must be taken, so that no client's descriptor is received as one.
     while (fd := os.open(os.devnull, os.O_RDWR)) <= 2:
