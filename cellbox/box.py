@@ -7,6 +7,7 @@ record; it hands a fully resolved ``RunSpec`` to the keeper for the run itself.
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import time
 from dataclasses import dataclass, replace
@@ -17,7 +18,7 @@ from cellbox import storage
 from cellbox.cgroup import CgroupBackend, detect, detect_rootless
 from cellbox.config import Config, load_config
 from cellbox.errors import BoxBusyError, BoxStateError, SandboxSetupError, UsageError
-from cellbox.linux import privileges
+from cellbox.linux import privileges, proc
 from cellbox.lock import BoxLock, BoxRecord, flock_holders, read_record
 from cellbox.result import RunResult
 
@@ -62,20 +63,109 @@ class BoxState:
                 "lock_waits": r.waits, "lock_wait_seconds": round(r.wait_seconds, 6)}
 
 
-class Boxes:
-    """Box operations for one configuration."""
+class WarmInits:
+    """Box inits kept alive between the commands of initialised boxes, by a process that
+    outlives them (the keeper daemon's resident worker of a box). A ``--run`` goes to its
+    box's warm init when that init built the same root (``BoxPlan``: rules, network, uid and
+    gid) on the same box storage, and would give the program the same inherited process
+    settings (resource limits, umask); else a new one takes its place. Each run still starts
+    clean, as in the pool (``Boxes._prepare_files``, the box init, the cgroup), while the
+    box's files persist, as isolate's do. The box record names the warm init
+    (``BoxRecord.warm``), so that a ``--cleanup`` by any process ends it."""
 
-    def __init__(self, config: Config | None = None) -> None:
-        self.config = config or load_config()
+    def __init__(self) -> None:
+        self._slots: dict[int, tuple[object, Slot]] = {}  # box id -> (key, its box init)
+        # (cg_root, rootless) -> the cgroup backend detected once, for every command
+        self.backends: dict[tuple[str, bool], CgroupBackend] = {}
+        self._config: tuple[object, Config] | None = None
+
+    def config(self) -> Config:
+        """The config file's settings, read again only when the file (or its name) changed."""
+        from cellbox.config import config_path
+
+        path = config_path()
+        try:
+            st = os.stat(path)
+            stamp: object = (path, st.st_ino, st.st_mtime_ns, st.st_size)
+        except OSError:
+            stamp = None  # (load_config says what is wrong, every time)
+        if stamp is None or self._config is None or self._config[0] != stamp:
+            self._config = (stamp, load_config())
+        return self._config[1]
+
+    def slot_for(self, box_id: int, record: BoxRecord, spec: RunSpec,
+                 cgroup: Callable[[], BoxCgroup]) -> Slot | None:
+        """The warm box init for this run; a new one is launched with the run (None: the run
+        needs a box init of its own: it hands the caller's descriptors to the program)."""
+        if spec.inherit_fds:
+            return None
+        import resource
+
+        from cellbox import keeper
+        from cellbox.boxinit.plan import BoxPlan
+
+        umask = os.umask(0)
+        os.umask(umask)
+        key = (BoxPlan.of(spec, warm=True), record.created, umask,
+               tuple(resource.getrlimit(r) for r in range(proc.RLIMITS)))
+        held = self._slots.get(box_id)
+        if held is not None and held[0] == key and held[1].alive:
+            return held[1]
+        self.end(box_id)
+        slot = keeper.Slot(spec, cgroup())
+        self._slots[box_id] = (key, slot)
+        return slot
+
+    def end(self, box_id: int) -> None:
+        """End the box's warm init, if any."""
+        held = self._slots.pop(box_id, None)
+        if held is not None:
+            held[1].close()
+
+    def close(self) -> None:
+        for box_id in list(self._slots):
+            self.end(box_id)
+
+
+def _warm_entry(slot: Slot) -> dict[str, int] | None:
+    """The box record's note of a live warm box init: its pid and start time."""
+    st = proc.stat(slot.pid) if slot.alive and slot.pid is not None else None
+    return None if st is None else {"pid": slot.pid, "start": st[1]}
+
+
+def _end_warm_init(record: BoxRecord) -> None:
+    """Kill the warm box init the record names, if it still lives (its pid namespace, with
+    any run of it, dies with it). Its keeper finds it dead and starts another if needed."""
+    entry = record.warm
+    if entry is None:
+        return
+    st = proc.stat(int(entry["pid"]))
+    if st is not None and st[1] == entry.get("start"):
+        try:
+            os.kill(int(entry["pid"]), signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    record.warm = None
+
+
+class Boxes:
+    """Box operations for one configuration. ``warm``: keep box inits alive between runs
+    (a process that serves many commands: the keeper daemon's resident workers)."""
+
+    def __init__(self, config: Config | None = None, warm: WarmInits | None = None) -> None:
+        self.config = config or (load_config() if warm is None else warm.config())
+        self.warm_inits = warm
         # Rootless mode (docs/security.md): a user namespace, plain directories for storage,
         # and cgroups only if some were delegated to the user. It follows the euid.
         self.rootless = os.geteuid() != 0
 
     @cached_property
     def cgroups(self) -> CgroupBackend:
-        if self.rootless:
-            return detect_rootless(self.config.cg_root)
-        return detect(self.config.cg_root)
+        known = {} if self.warm_inits is None else self.warm_inits.backends
+        key = (self.config.cg_root, self.rootless)
+        if key not in known:
+            known[key] = detect_rootless(key[0]) if self.rootless else detect(key[0])
+        return known[key]
 
     def check_box_id(self, box_id: int) -> None:
         if not 0 <= box_id < self.config.num_boxes:
@@ -145,6 +235,7 @@ class Boxes:
                 storage.chown_tree(box, record.owner_uid, record.owner_gid)
             record.run = None
         else:
+            _end_warm_init(record)
             self._remove(box_id)
             record = record.reset()
         record.repairs += 1
@@ -257,20 +348,23 @@ class Boxes:
         see ``keeper.run_many``)."""
         from cellbox import keeper  # the run path only
 
-        prepared: list[tuple[BoxLock, BoxRecord, RunSpec]] = []
+        prepared: list[tuple[BoxLock, BoxRecord, RunSpec, Slot | None]] = []
         weakened: list[list[str]] = []
         try:
             for lock, spec in jobs:
                 spec, missing = self._without_cgroup(spec)
                 prepared.append(self._before_run(lock, caller, spec))
                 weakened.append(missing)
-            results = keeper.run_many([(spec, self.cgroups.box(lock.box_id), None)
-                                       for lock, _, spec in prepared], started)
+            results = keeper.run_many([(spec, slot.cgroup if slot else
+                                        self.cgroups.box(lock.box_id), slot)
+                                       for lock, _, spec, slot in prepared], started)
             for result, missing in zip(results, weakened, strict=True):
                 result.cgroup_weakened = missing
             return results
         finally:
-            for lock, record, _ in prepared:
+            for lock, record, _, slot in prepared:
+                if slot is not None:  # the box init the next run may take, if it lives
+                    record.warm = _warm_entry(slot)
                 self._after_run(lock, record, keep_special_files)
 
     def resolve(self, lock: BoxLock, caller: Caller, spec: RunSpec) -> RunSpec:
@@ -321,13 +415,19 @@ class Boxes:
         return results
 
     def _before_run(self, lock: BoxLock, caller: Caller, spec: RunSpec
-                    ) -> tuple[BoxLock, BoxRecord, RunSpec]:
+                    ) -> tuple[BoxLock, BoxRecord, RunSpec, Slot | None]:
+        """The run's spec resolved, the box's files ready and the record saying that a run
+        is on, with the warm box init it runs in (None: one of its own)."""
         spec = self.resolve(lock, caller, spec)
         record = lock.read()
+        slot = None
+        if self.warm_inits is not None:
+            slot = self.warm_inits.slot_for(lock.box_id, record, spec,
+                                            lambda: self.cgroups.box(lock.box_id))
         self._prepare_files(spec)
         record.run = {"pid": os.getpid(), "since": time.time()}
         lock.write(record)
-        return lock, record, spec
+        return lock, record, spec, slot
 
     def _after_run(self, lock: BoxLock, record: BoxRecord, keep_special_files: bool) -> None:
         self._restore_files(self.box_dir(lock.box_id), record.owner_uid, record.owner_gid,
@@ -388,6 +488,9 @@ class Boxes:
                 self.cgroups.box(box_id, create=False).remove()
             return False
         self._check_owner(record, box_id, caller)
+        if self.warm_inits is not None:
+            self.warm_inits.end(box_id)
+        _end_warm_init(record)
         self._remove(box_id)
         lock.write(record.reset())
         return True

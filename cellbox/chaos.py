@@ -30,6 +30,7 @@ from dataclasses import asdict, dataclass, field
 
 from cellbox.box import Boxes
 from cellbox.config import ENV_VAR, write_private_config
+from cellbox.linux import proc
 from cellbox.lock import BoxLock
 
 DEATH_LIMIT = 1.0  # seconds for every process of a killed run to die
@@ -113,14 +114,6 @@ def _describe(values: list[float]) -> str:
             else "none")
 
 
-def _stat(pid: int) -> tuple[str, int] | None:
-    """(state, start time) of a live process, None if it is gone."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            after = f.read().rpartition(")")[2].split()
-    except (FileNotFoundError, ProcessLookupError):
-        return None
-    return after[0], int(after[19])
 
 
 def _tree(pid: int) -> dict[int, int]:
@@ -129,7 +122,7 @@ def _tree(pid: int) -> dict[int, int]:
     todo = [pid]
     while todo:
         p = todo.pop()
-        st = _stat(p)
+        st = proc.stat(p)
         if st is None:
             continue
         found[p] = st[1]
@@ -145,7 +138,7 @@ def _tree(pid: int) -> dict[int, int]:
 def _alive(tree: dict[int, int]) -> list[int]:
     alive = []
     for pid, start in tree.items():
-        st = _stat(pid)
+        st = proc.stat(pid)
         if st is not None and st[1] == start and st[0] not in "ZX":
             alive.append(pid)
     return alive

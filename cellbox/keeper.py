@@ -128,8 +128,13 @@ class Slot:
         ours, theirs = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM)
         try:
             fd = theirs.fileno()  # dup2 onto itself: kept across exec, nothing else is
+            # A warm box init outlives this moment's stdio (each run passes its own): it
+            # must not hold the keeper's, which may be a client's pipe.
+            quiet = [(os.POSIX_SPAWN_OPEN, i, os.devnull, os.O_RDWR, 0)
+                     for i in range(3)] if self.warm else []
             self._launcher = os.posix_spawn(path, ["cellbox-boxinit", str(fd)], {},
-                                            file_actions=[(os.POSIX_SPAWN_DUP2, fd, fd)])
+                                            file_actions=[*quiet,
+                                                          (os.POSIX_SPAWN_DUP2, fd, fd)])
         finally:
             theirs.close()
         self._sock = ours
@@ -164,6 +169,11 @@ class Slot:
             raise SandboxSetupError(
                 "Sandbox setup failed while " + (f"{errors[0]['step']}: {errors[0]['error']}"
                                                  if errors else "starting a warm box's init"))
+
+    @property
+    def launched(self) -> bool:
+        """Started (``start``, or with a run: ``Run``), and not closed since."""
+        return self._sock is not None
 
     @property
     def alive(self) -> bool:
@@ -306,31 +316,40 @@ class Run:
                 self._feed(in_w, spec.stdin_data)
             if spec.stdout_fd is not None:
                 out = spec.stdout_fd  # a captured stdout, if any, stays empty
+            if self.slot is not None:  # what a fresh box init would pass on: ours, now
+                stdin = 0 if stdin is None and spec.stdin is None else stdin
+                out = 1 if out is None and spec.stdout is None else out
+                err = 2 if err is None and spec.stderr is None \
+                    and not spec.stderr_to_stdout else err
             run = RunPlan(spec, status_w, (stdin, out, err), join, filters)
             self._started = time.monotonic()
-            if self.slot is None:
-                self._launch(child_ends, run)
-            else:
+            if self.slot is not None and self.slot.launched:
                 self.slot.send(run.encode(), run.fds())
+            else:
+                self._launch(child_ends, run)
         finally:
             for fd in child_ends:
                 os.close(fd)
 
     def _launch(self, child_ends: list[int], run: RunPlan) -> None:
-        """A box init of its own for this one run: launched, sent the run, hung up on."""
+        """A box init launched with this run, which it takes once its root is built: a box
+        init of its own, hung up on after the run; or the warm box's, not launched yet, which
+        stays for the runs that follow."""
         life_r, _ = self._pipe(child_ends, parent_reads=False)
-        box = Slot(self.spec, self.cgroup, warm=False)
+        box = self.slot or Slot(self.spec, self.cgroup, warm=False)
         try:
             box.launch(run.status, life_r)  # the run's status fd: setup failures end the run
             try:
                 box.send(run.encode(), run.fds())
             except (BrokenPipeError, ConnectionResetError):
                 pass  # the launch failed: its report is on the status pipe
-            self.pid = box.started()
+            pid = box.started()
         except BaseException:
             box.kill()
             raise
-        box.hang_up()
+        if self.slot is None:
+            self.pid = pid
+            box.hang_up()
 
     def _pipe(self, child_ends: list[int], parent_reads: bool) -> tuple[int, int]:
         r, w = os.pipe2(os.O_CLOEXEC)

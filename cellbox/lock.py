@@ -15,7 +15,7 @@ import fcntl
 import json
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from cellbox.errors import BoxBusyError, ConfigError
@@ -32,6 +32,8 @@ class BoxRecord:
     run: dict[str, Any] | None = None  # {"pid": keeper pid, "since": time} while running
     lease: dict[str, Any] | None = None  # {"pid", "since"} of a library lease: the box dies
     #                                      with its holder
+    warm: dict[str, Any] | None = None  # {"pid", "start"}: the box init a keeper daemon keeps
+    #                                     alive between runs (``box.WarmInits``)
     # Monitoring counters, kept for the box's whole life (they survive cleanup and repair).
     repairs: int = 0  # times a holder found what a dead holder left, and repaired it
     orphans_killed: int = 0  # processes found alive in the box's cgroup at a repair
@@ -116,6 +118,7 @@ class BoxLock:
             ) from None
         start = time.monotonic()
         delay = 0.001
+        tries = 0
         while True:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -130,8 +133,9 @@ class BoxLock:
                 raise BoxBusyError(self._busy_message(wait), waited=bool(wait))
             time.sleep(delay if wait is None else min(delay, wait - waited))
             delay = min(delay * 2, 0.05)
+            tries += 1
         self.fd = fd
-        self.waited = time.monotonic() - start
+        self.waited = time.monotonic() - start if tries else 0.0  # (taken at once: no wait)
         return self
 
     def _busy_message(self, wait: float) -> str:
@@ -167,5 +171,5 @@ class BoxLock:
         # mid-write leaves at most this file, which the next writer replaces.
         tmp = f"{self.record_path}.tmp"
         with open(tmp, "w") as f:
-            json.dump(asdict(record), f)
+            f.write(json.dumps(vars(record)))  # (plain data: no deep copy; one write)
         os.rename(tmp, self.record_path)

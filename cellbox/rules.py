@@ -130,11 +130,12 @@ def resolve_sources(rules: Iterable[DirRule], box_dir: str) -> list[DirRule]:
     error, so a typo never silently yields a box without the directory.
     """
     out = []
+    tops = {os.path.normpath(box_dir), os.path.realpath(box_dir)}  # (looked up once)
     for r in rules:
         if r.kind is Kind.BIND:
             assert r.source is not None
             src = os.path.join(box_dir, r.source[2:]) if r.source.startswith("./") else r.source
-            src = _refuse_box_links(box_dir, src, r)
+            src = _refuse_box_links(tops, src, r)
             real = _real_source(src, r)
             if real is None:
                 continue
@@ -164,12 +165,13 @@ def _real_source(src: str, rule: DirRule) -> str | None:
         os.close(fd)
 
 
-def _refuse_box_links(box_dir: str, src: str, rule: DirRule) -> str:
-    """A source inside box storage (``./x``, or an absolute path into it) is a path the box
-    writes: the host must not follow a link the box planted there, which would bind any host
-    directory into the box. Returns the source, normalised if it is inside box storage."""
+def _refuse_box_links(tops: set[str], src: str, rule: DirRule) -> str:
+    """A source inside box storage (``./x``, or an absolute path into it; ``tops``: the box
+    directory by its name and by its real path) is a path the box writes: the host must not
+    follow a link the box planted there, which would bind any host directory into the box.
+    Returns the source, normalised if it is inside box storage."""
     path = os.path.normpath(src)
-    for top in {os.path.normpath(box_dir), os.path.realpath(box_dir)}:
+    for top in tops:
         if path != top and not path.startswith(top + "/"):
             continue
         if os.path.lexists(path) and (os.path.realpath(path)

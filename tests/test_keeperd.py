@@ -11,13 +11,16 @@ import signal
 import stat
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from cellbox.cli import client
+from cellbox.config import load_config
+from cellbox.linux.proc import stat as proc_stat
+from cellbox.lock import BoxLock, read_record
 from tests.support.boxes import (
     BUSY,
     InitBox,
@@ -113,7 +116,7 @@ def test_init_run_cleanup_run_in_a_worker_of_the_daemon(through: Daemon) -> None
         assert meta["exitcode"] == "0" and meta["cellbox-status"] == "OK"
     finally:
         cellbox("-b", str(b.id), "--cleanup", check=True)
-    assert not through.workers()
+    wait_for(lambda: not through.workers())  # the box's resident, after its --cleanup
 
 
 @pytest.mark.parametrize("args", [
@@ -215,6 +218,7 @@ def test_users_outside_the_allowed_set_are_refused(through: Daemon) -> None:
                "socket.SCM_RIGHTS, b''.join(fd.to_bytes(4, sys.byteorder) "
                "for fd in (0, 1, 2, 0)))]); print(s.recv(4096).decode())")
     assert stat.S_IMODE(through.socket.stat().st_mode) == 0o666
+    before = set(through.workers())  # (a resident of an earlier test's box may linger)
     top = through.socket.parent  # the test session's directory, mode 0700
     top.chmod(0o711)
     try:
@@ -227,7 +231,7 @@ def test_users_outside_the_allowed_set_are_refused(through: Daemon) -> None:
     finally:
         top.chmod(0o700)
     assert proc.stdout.startswith(b"refused user nobody (uid 65534) may not use root's "), proc
-    assert not through.workers()
+    assert set(through.workers()) <= before  # none started for them
 
 
 def test_without_a_daemon_the_cli_runs_in_process(test_config: Path,
@@ -276,9 +280,10 @@ def test_the_native_client_hands_the_rest_to_the_python_cli(through: Daemon, nat
                                                            ) -> None:
     """Subcommands, and isolate's grammar when no daemon answers or CELLBOX_NO_DAEMON=1: the
     Python CLI (cellbox-cli next to the binary) runs them, as it always has."""
+    before = set(through.workers())  # (a resident of an earlier test's box may linger)
     proc = via_native("boxes", "--json")
     assert proc.returncode == 0 and proc.stdout.startswith(b"["), proc.stderr
-    assert not through.workers()
+    assert set(through.workers()) <= before  # the daemon had no part in it
     monkeypatch.delenv(client.REQUIRE_DAEMON_ENV)  # the fallbacks are what this test checks
     for env in ({client.NO_DAEMON_ENV: "1"}, {client.SOCKET_ENV: str(through.socket) + ".no"}):
         monkeypatch.setenv(*next(iter(env.items())))
@@ -362,3 +367,123 @@ def test_a_client_that_sends_nothing_holds_up_nobody(through: Daemon, box: InitB
         assert proc.returncode == 0 and proc.stdout == b"served\n", proc.stderr
     finally:
         silent.close()
+
+
+# -- warm boxes: an initialised box keeps its box init between the commands sent to the daemon
+
+def warm_init(test_config: Path, box: InitBox) -> int | None:
+    """The pid of the box init that the box's record names as warm, if it lives."""
+    record = read_record(BoxLock(load_config(str(test_config)).lock_root, box.id).record_path)
+    if record.warm is None:
+        return None
+    st = proc_stat(int(record.warm["pid"]))
+    return int(record.warm["pid"]) if st is not None and st[1] == record.warm["start"] \
+        else None
+
+
+def test_a_warm_box_keeps_its_files_and_its_init_between_runs(through: Daemon, box: InitBox,
+                                                              test_config: Path) -> None:
+    proc, meta = box.run("/bin/sh", "-c", "echo kept > /box/made-by-run-1")
+    assert proc.returncode == 0 and meta["exitcode"] == "0", proc.stderr
+    first = warm_init(test_config, box)
+    assert first is not None and through.workers()  # the box's resident, with its init
+    proc, _ = box.run("/bin/cat", "/box/made-by-run-1")
+    assert proc.returncode == 0 and proc.stdout == b"kept\n", proc.stderr
+    assert warm_init(test_config, box) == first  # the same box init took the second run
+    assert (box.work / "made-by-run-1").read_text() == "kept\n"  # the owner's, on the host
+    assert (box.work / "made-by-run-1").stat().st_uid == 0
+
+
+def test_a_runs_leftovers_do_not_reach_the_next_run(through: Daemon, box: InitBox,
+                                                   c_program: Callable[..., Path]) -> None:
+    """What a program may change (/box's mode, /tmp, /dev/shm, processes it leaves behind)
+    is back as new at the next run of the same warm box init."""
+    look = ("stat -c %a /box; ls -A /tmp /dev/shm; "
+            "for p in /proc/[0-9]*; do [ $p = /proc/$$ ] || [ $p = /proc/self ] || "
+            "cat $p/comm 2>/dev/null; done")
+    fresh, _ = box.run("/bin/sh", "-c", look, opts=("-p10",))
+    assert fresh.returncode == 0, fresh.stderr
+    proc, _ = box.run("/bin/sh", "-c", "chmod 777 /box; touch /tmp/left /dev/shm/left; "
+                      "setsid sleep 60 > /dev/null 2>&1 < /dev/null & echo started",
+                      opts=("-p10",))
+    assert proc.returncode == 0 and proc.stdout == b"started\n", proc.stderr
+    assert not box_procs(box.id)  # killed with the run
+    again, _ = box.run("/bin/sh", "-c", look, opts=("-p10",))
+    assert again.returncode == 0 and again.stdout == fresh.stdout, (fresh.stdout, again.stdout)
+    assert b"sleep" not in again.stdout and b"left" not in again.stdout
+
+
+def test_each_run_gets_the_dir_rules_it_names(through: Daemon, box: InitBox,
+                                              tmp_path: Path, test_config: Path) -> None:
+    tmp_path.chmod(0o755)
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "which").write_text(name + "\n")
+        (tmp_path / name).chmod(0o755)
+    seen = []
+    for opts in ((f"--dir=/mnt={tmp_path / 'a'}",), (f"--dir=/mnt={tmp_path / 'b'}",), (),
+                 (f"--dir=/mnt={tmp_path / 'a'}",)):
+        proc, _ = box.run("/bin/sh", "-c", "read x < /mnt/which && echo $x || echo none",
+                          opts=opts)
+        assert proc.returncode == 0, proc.stderr
+        seen.append(proc.stdout)
+        assert warm_init(test_config, box) is not None
+    assert seen == [b"a\n", b"b\n", b"none\n", b"a\n"]
+
+
+def test_cleanup_ends_the_warm_init_and_its_resident(through: Daemon, test_config: Path) -> None:
+    b = init_next_box()
+    try:
+        proc, _ = b.run("/bin/true")
+        assert proc.returncode == 0, proc.stderr
+        warm = warm_init(test_config, b)
+        assert warm is not None and through.workers()
+    finally:
+        cellbox("-b", str(b.id), "--cleanup", check=True)
+    # Gone when --cleanup returned: the box init and the box's storage; soon the resident.
+    assert not os.path.exists(f"/proc/{warm}")
+    assert not b.dir.exists() or not any(b.dir.iterdir())
+    wait_for(lambda: not through.workers())
+
+
+def test_an_in_process_cleanup_ends_the_daemons_warm_init(through: Daemon,
+                                                          test_config: Path) -> None:
+    b = init_next_box()
+    proc, _ = b.run("/bin/true")
+    warm = warm_init(test_config, b)
+    assert proc.returncode == 0 and warm is not None
+    done = in_process("-b", str(b.id), "--cleanup")
+    assert done.returncode == 0, done.stderr
+    # dead (its resident reaps it at the box's next command)
+    wait_for(lambda: (proc_stat(warm) or ("Z",))[0] == "Z")
+    # The resident serves the box's next life with a new box init.
+    cellbox("-b", str(b.id), "--init", check=True)
+    try:
+        proc, _ = b.run("/bin/ls", "-A", "/box")
+        assert proc.returncode == 0 and proc.stdout == b"", proc.stderr
+        assert warm_init(test_config, b) not in (None, warm)
+    finally:
+        cellbox("-b", str(b.id), "--cleanup", check=True)
+
+
+def test_a_killed_daemon_loses_no_warm_box(test_config: Path, box: InitBox,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """The box init dies with the daemon; the box stays initialised with its files, and its
+    next --run, through a new daemon, warms it again."""
+    monkeypatch.delenv(client.NO_DAEMON_ENV)
+    monkeypatch.setenv(client.REQUIRE_DAEMON_ENV, "1")
+    for attempt in range(2):
+        d = start_daemon(test_config.parent / "killed.sock")
+        try:
+            monkeypatch.setenv(client.SOCKET_ENV, str(d.socket))
+            proc, _ = box.run("/bin/sh", "-c", f"echo {attempt} >> /box/log; cat /box/log",
+                              opts=("-p10",))
+            assert proc.returncode == 0 and proc.stdout == b"0\n1\n"[:2 * attempt + 2], \
+                proc.stderr
+            assert warm_init(test_config, box) is not None
+        finally:
+            d.proc.kill()
+            d.proc.wait()
+            d.socket.unlink()
+        wait_for(lambda: warm_init(test_config, box) is None)
+    assert not box_procs(box.id)

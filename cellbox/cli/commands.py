@@ -8,11 +8,15 @@ import stat
 import sys
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from cellbox.cli.options import help_text, parse
 from cellbox.errors import BoxBusyError, CellboxError, SandboxSetupError, UsageError
 from cellbox.limits import COMMAND, LIBRARY, Defaults, Limits, parse_size
 from cellbox.result import RunResult, Status
+
+if TYPE_CHECKING:
+    from cellbox.box import WarmInits
 
 COMMANDS = ("init", "run", "cleanup", "version", "print-cg-root", "check-config", "help")
 VERSION = "0.1.0"
@@ -281,7 +285,9 @@ def _check_arguments(p: Parsed, command: str) -> None:
     _wait(p)
 
 
-def isolate_main(argv: list[str]) -> int:
+def isolate_main(argv: list[str], warm: WarmInits | None = None) -> int:
+    """isolate's grammar; ``warm``: the box inits that a process serving many commands keeps
+    alive between them (``box.WarmInits``)."""
     values, program = parse(argv)
     p = Parsed(values, program)
     chosen = [c for c in COMMANDS if c in values]
@@ -313,7 +319,7 @@ def isolate_main(argv: list[str]) -> int:
 
     from cellbox.box import Boxes
 
-    boxes = Boxes()
+    boxes = Boxes(warm=warm)
     with boxes.lock(_box_id(p), _wait(p)) as lock:
         if command == "init":
             print(boxes.init(lock, _caller(p), _quota(p)))
@@ -473,7 +479,7 @@ def _table(result: RunResult) -> None:
     Console(stderr=True).print(t)
 
 
-def run_cli(argv: list[str]) -> int:
+def run_cli(argv: list[str], warm: WarmInits | None = None) -> int:
     from cellbox.cli import subcommands
 
     try:
@@ -481,7 +487,7 @@ def run_cli(argv: list[str]) -> int:
             return oneshot_main(argv[1:])
         if argv and argv[0] in subcommands.SUBCOMMANDS:
             return subcommands.main(argv)
-        return isolate_main(argv)
+        return isolate_main(argv, warm)
     except BoxBusyError as e:
         print(f"cellbox: {e.with_hint(WAIT_HINT, WAIT_LONGER_HINT)}", file=sys.stderr)
         return e.exit_code

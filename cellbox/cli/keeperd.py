@@ -2,12 +2,23 @@
 
 One single-threaded process (cellbox forks runs only from single-threaded processes) with the
 CLI's imports done once: an epoll loop over the listening socket, the clients' connections and
-the workers' pidfds. Per request it forks a worker that takes the client's stdio, working
-directory, umask, gid and environment and calls the CLI's own ``run_cli``: same code, same
-messages, same meta file. The worker is a CLI process in every way that matters to the
-lifecycle: it holds the box lock, and it dies with the daemon (PR_SET_PDEATHSIG), so a killed
-daemon is a killed CLI: the box's next command repairs it. If the client goes away first
-(EOF: it was SIGKILLed), the daemon SIGKILLs the worker, as the kernel would have the CLI.
+the workers' pidfds. A worker takes the client's stdio, working directory, umask, gid and
+environment and calls the CLI's own ``run_cli``: same code, same messages, same meta file.
+The worker is a CLI process in every way that matters to the lifecycle: it holds the box lock
+while it works, and it dies with the daemon (PR_SET_PDEATHSIG), so a killed daemon is a killed
+CLI: the box's next command repairs it. If the client goes away first (EOF: it was
+SIGKILLed), the daemon SIGKILLs the worker, as the kernel would have the CLI.
+
+Root's daemon keeps one resident worker per box that it has served ``--init`` or ``--run``:
+it takes that box's commands one at a time, and keeps the box's init warm between them
+(``box.WarmInits``), so that a ``--run`` costs neither a fork nor a new box init. After each
+command it puts its own process state back (stdio, directory, umask, gid, environment,
+resource limits, whom it acts for), and tells its client the exit code itself. After the
+box's ``--cleanup`` it stays ``LINGER`` seconds for the box's next ``--init`` (a judge's next
+test case), then goes; the daemon's end ends it too (its box inits die with it: the boxes
+stay initialised, and their next ``--run`` warms them again). A
+command for a box whose resident is busy gets a worker forked for it alone, which waits for
+the box's lock or says that the box is busy, as a CLI would; so does any other command.
 
 Whom it serves (SO_PEERCRED, SO_PEERGROUPS): a daemon run by a user serves only that uid, on a
 socket of mode 0600 (rootless mode). Root's daemon listens on a socket any user may connect to
@@ -22,33 +33,46 @@ Wire format, one SOCK_SEQPACKET message each:
 - client to daemon: ``MAGIC, umask, argc, argv..., environment...``, NUL-separated, with
   stdin, stdout, stderr and the working directory (O_PATH) attached (SCM_RIGHTS);
 - client to daemon while the command runs: ``kill N`` forwards signal N (``client.FORWARDED``);
-- daemon to client, once: ``exit N``, ``signal N`` (the worker died of it) or ``refused WHY``.
+- daemon to client, once: ``exit N``, ``signal N`` (the worker died of it) or ``refused WHY``;
+- daemon to a resident worker: the ``Request`` (pickled) with its descriptors and the
+  client's connection, on which the resident replies itself after telling the daemon ``done``.
 """
 
 from __future__ import annotations
 
+import gc
 import os
+import pickle
 import selectors
 import signal
 import socket
 import struct
 import sys
+import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
+from typing import TYPE_CHECKING
 
 from cellbox.cli import client
 from cellbox.cli.subcommands import parser
 from cellbox.config import ENV_VAR, Config, load_config
 from cellbox.errors import CellboxError
 from cellbox.linux import privileges
+from cellbox.linux.proc import RLIMITS
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from cellbox.box import WarmInits
 
 FDS = 4  # stdin, stdout, stderr, working directory
+DONE = b"done"  # from a resident worker: it has told the client the exit code itself
+LINGER = 2.0  # seconds a resident stays after its box's --cleanup, for the box's next --init
 MAX_REQUEST = 1 << 18  # above the default socket send buffer: a bigger request cannot be sent
 CREDS = struct.Struct("3i")  # struct ucred: pid, uid, gid
 SO_PEERGROUPS = 59
 MAX_GROUPS = 256  # the most getsockopt's 1024-byte buffer holds
-RLIMITS = 16  # RLIMIT_CPU (0) to RLIMIT_RTTIME (15): the rows of /proc/PID/limits
 
 
 class Refused(Exception):
@@ -67,19 +91,26 @@ class Request:
 
 @dataclass
 class Worker:
-    """The forked process that runs one client's command."""
+    """A forked process that runs clients' commands: one (then it exits), or, a resident,
+    those of one box, one at a time."""
 
-    conn: socket.socket
+    conn: socket.socket | None  # the client of the command in progress
     pid: int
     pidfd: int
     client_gone: bool = False
+    box: tuple[str | None, int] | None = None  # a resident's: (config file, box id)
+    channel: socket.socket | None = None  # a resident's: requests to it, exit codes back
+    last: bool = False  # a resident's: its box is gone after this command (a --cleanup)
+    linger: float | None = None  # a resident's whose box is gone: dismissed then, if unused
 
 
 def keeperd_parser():  # noqa: ANN201 - argparse, imported lazily
     p = parser("keeperd", "The resident keeper daemon: it serves cellbox --init, --run and "
                "--cleanup for the cellbox client over a unix socket, so that a command pays "
-               "no Python start-up and imports. Each command runs in a worker forked for it, "
-               "with the caller's stdio, working directory, umask and environment. Run by "
+               "no Python start-up and imports. A command runs in a worker, with the caller's "
+               "stdio, working directory, umask and environment. Root's daemon keeps a "
+               "worker per initialised box that keeps the box's init warm between its --run "
+               "commands, until --cleanup. Run by "
                "root, it also serves the users and groups the config allows (daemon_users, "
                "daemon_groups; default: group cellbox) as a setuid isolate would: the box "
                "belongs to the user, and every path they name is reached with their own "
@@ -125,7 +156,6 @@ def start_on_demand() -> bool:
     listens. One starter at a time (a lock file next to the socket)."""
     import fcntl
     import subprocess
-    import time
 
     try:
         config = load_config()
@@ -179,13 +209,19 @@ def _warm() -> None:
     from cellbox.linux import mounts, seccomp, terminal  # noqa: F401
 
     # The built-in seccomp policy, compiled once (the package's own file: restart the daemon
-    # after an upgrade, as any process that has imported cellbox).
+    # after an upgrade, as any process that has imported cellbox); the box init's build found
+    # (its sources hashed) once.
     seccomp.compile_filters(policy.default_policy())
+    boxinit.binary()
 
     # Descriptors 0-2 must be taken, so that no client's descriptor is received as one.
     while (fd := os.open(os.devnull, os.O_RDWR)) <= 2:
         pass
     os.close(fd)
+
+    # What is loaded now stays: the workers' collector need not visit it, which would copy
+    # every page of it into each forked worker.
+    gc.freeze()
 
 
 class Daemon:
@@ -200,7 +236,13 @@ class Daemon:
         self.pid = os.getpid()
         self.selector = selectors.DefaultSelector()
         self.workers: dict[int, Worker] = {}  # by pidfd
+        # (config file, box id) -> its resident worker; root's daemon only (a resident puts
+        # back resource limits that a user's process could not raise again)
+        self.residents: dict[tuple[str | None, int], Worker] | None = \
+            {} if os.geteuid() == 0 else None
         self.connecting: set[socket.socket] = set()  # accepted, their request not yet read
+        self.in_hand: socket.socket | None = None  # the client whose request is being served
+        self.last_command = time.monotonic()  # (or the start)
         self.listener: socket.socket | None = listener
         self.wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self.wake_w = wake_w
@@ -213,9 +255,20 @@ class Daemon:
     def serve(self) -> None:
         """Until stopped, then until the commands in progress have ended."""
         while self.listener is not None or self.workers or self.connecting:
-            busy = self.workers or self.connecting
-            events = self.selector.select(None if busy else self.idle_exit)
-            if not events and self.listener is not None:
+            busy = self.connecting or any(w.conn for w in self.workers.values())
+            now = time.monotonic()
+            deadlines = [w.linger for w in self.workers.values() if w.linger is not None]
+            if not busy and self.idle_exit is not None:
+                deadlines.append(self.last_command + self.idle_exit)
+            events = self.selector.select(max(0.0, min(deadlines) - now) if deadlines
+                                          else None)
+            now = time.monotonic()
+            for worker in list(self.workers.values()):
+                if worker.linger is not None and worker.linger <= now:
+                    self._dismiss(worker)
+            if not events and self.listener is not None and not busy \
+                    and self.idle_exit is not None \
+                    and now >= self.last_command + self.idle_exit:
                 self._idle()
             for key, _ in events:
                 if self.selector.get_map().get(key.fd) is key:  # not closed by an earlier one
@@ -235,6 +288,9 @@ class Daemon:
             self.listener.close()
             self.listener = None
             self._unlink()
+        for resident in list((self.residents or {}).values()):
+            if resident.conn is None:  # a busy one ends after its command
+                self._dismiss(resident)
 
     def _unlink(self) -> None:
         if self.socket_id is None:
@@ -268,6 +324,7 @@ class Daemon:
         self.selector.register(conn, selectors.EVENT_READ, partial(self._request, conn))
 
     def _request(self, conn: socket.socket) -> None:
+        self.last_command = time.monotonic()
         self.connecting.discard(conn)
         self.selector.unregister(conn)
         try:
@@ -275,26 +332,114 @@ class Daemon:
         except (Refused, OSError, ValueError) as e:
             _refuse(conn, e)
             return
+        self.in_hand = conn
         try:
-            pid = os.fork()
-            if pid == 0:
-                self._work(conn, request)
+            worker = self._resident_for(request)
+            if worker is not None:
+                _hand_over(worker, request, conn)
+            else:
+                worker = self._fork(lambda _: self._work(request))
         except OSError as e:  # out of processes or memory: a CLI could not start either
             _refuse(conn, e)
             return
         finally:
+            self.in_hand = None
             for fd in request.fds:
                 os.close(fd)
-        worker = Worker(conn, pid, os.pidfd_open(pid))
-        self.workers[worker.pidfd] = worker
+        worker.conn = conn
         self.selector.register(conn, selectors.EVENT_READ, partial(self._from_client, worker))
+
+    def _fork(self, child: Callable[[socket.socket | None], None],
+              box: tuple[str | None, int] | None = None) -> Worker:
+        """A worker running ``child`` (which never returns); with ``box``, that box's
+        resident, to which ``child`` gets its end of the channel."""
+        channel = theirs = None
+        if box is not None:
+            channel, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            pid = os.fork()
+            if pid == 0:
+                if channel is not None:
+                    channel.close()
+                child(theirs)
+        except OSError:
+            for end in (channel, theirs):
+                if end is not None:
+                    end.close()
+            raise
+        if theirs is not None:
+            theirs.close()
+        worker = Worker(None, pid, os.pidfd_open(pid), box=box, channel=channel)
+        self.workers[worker.pidfd] = worker
         self.selector.register(worker.pidfd, selectors.EVENT_READ, partial(self._reap, worker))
+        if channel is not None:
+            self.selector.register(channel, selectors.EVENT_READ,
+                                   partial(self._from_resident, worker))
+        return worker
+
+    def _resident_for(self, request: Request) -> Worker | None:
+        """The idle resident worker of the request's box (started for an --init or --run),
+        or None: a worker of its own."""
+        target = _box_command(request.argv)
+        if self.residents is None or target is None:
+            return None
+        command, box_id = target
+        # the config file the command will use: root's names its own; a user's, the daemon's
+        config = dict(request.env).get(ENV_VAR.encode()) \
+            if request.client.uid == os.geteuid() else os.environb.get(ENV_VAR.encode())
+        box = (None if config is None else os.fsdecode(config), box_id)
+        resident = self.residents.get(box)
+        if resident is None and command != "cleanup":
+            # (the request's descriptors are handed over to it below, not inherited)
+            resident = self._fork(lambda channel: self._reside(channel, request.fds), box)
+            self.residents[box] = resident
+        if resident is None or resident.conn is not None:
+            return None
+        resident.last, resident.linger = command == "cleanup", None
+        return resident
+
+    def _from_resident(self, worker: Worker) -> None:
+        """A resident's command ended; a --cleanup or the daemon's end dismisses the
+        resident."""
+        assert worker.channel is not None
+        try:
+            reply = worker.channel.recv(64)
+        except OSError:
+            reply = b""
+        if not reply:  # it died: _reap tells the client
+            self._dismiss(worker)
+            return
+        # DONE: it has told the client itself (after a --cleanup, its box init was gone)
+        if worker.conn is not None:
+            if not worker.client_gone:
+                self.selector.unregister(worker.conn)
+            worker.conn.close()
+            worker.conn = None
+        if self.listener is None:
+            self._dismiss(worker)
+        elif worker.last:  # kept a while for the box's next --init (a judge's next test)
+            worker.linger = time.monotonic() + LINGER
+
+    def _dismiss(self, worker: Worker) -> None:
+        """No more commands for this resident: it ends its box's init and exits."""
+        worker.linger = None
+        if self.residents is not None and worker.box is not None \
+                and self.residents.get(worker.box) is worker:
+            del self.residents[worker.box]
+        if worker.channel is not None:
+            self.selector.unregister(worker.channel)
+            worker.channel.close()
+            worker.channel = None
 
     def _from_client(self, worker: Worker) -> None:
+        assert worker.conn is not None  # registered only while it has a client
         try:
             data = worker.conn.recv(64)
         except OSError:
             data = b""
+        if worker.channel is not None and _pending(worker.channel) == DONE:
+            self._from_resident(worker)  # the command is over: the client left, or signalled
+            return  # too late
         if not data:  # the client is gone, as if a CLI process had been SIGKILLed
             worker.client_gone = True
             self.selector.unregister(worker.conn)
@@ -309,22 +454,21 @@ class Daemon:
         self.selector.unregister(worker.pidfd)
         _, status = os.waitpid(worker.pid, 0)
         os.close(worker.pidfd)
+        self._dismiss(worker)
+        if worker.conn is None:  # a resident between commands
+            return
         code = os.waitstatus_to_exitcode(status)
         if not worker.client_gone:
             self.selector.unregister(worker.conn)
             _reply(worker.conn, b"exit %d" % code if code >= 0 else b"signal %d" % -code)
         worker.conn.close()
 
-    def _work(self, conn: socket.socket, request: Request) -> None:
+    def _work(self, request: Request) -> None:
         """The forked worker: run the command as the client's CLI process would; never
         returns."""
         code = 2
         try:
-            privileges.die_with_parent()
-            if os.getppid() != self.pid:  # it died before the line above: end now
-                os._exit(code)
-            conn.close()
-            self._close_daemon_fds()
+            self._become_worker()
             code = _run_command(request)
         except BaseException:  # noqa: BLE001 - a bug of ours: say where, on the client's stderr
             traceback.print_exc()
@@ -332,15 +476,53 @@ class Daemon:
         finally:
             os._exit(code)
 
+    def _reside(self, channel: socket.socket | None, inherited: list[int]) -> None:
+        """The forked resident worker of a box: its commands, one at a time, until the
+        daemon hangs up; never returns."""
+        from cellbox.box import WarmInits
+
+        assert channel is not None
+        code = 2
+        warm = WarmInits()
+        try:
+            self._become_worker()
+            for fd in inherited:
+                os.close(fd)
+            own = _Own.save()
+            while (handed := _next_request(channel)) is not None:
+                request, conn = handed
+                try:
+                    code = _run_command(request, warm)
+                except BaseException:  # noqa: BLE001 - a bug of ours, on the client's stderr
+                    traceback.print_exc()
+                    _flush()
+                    code = 2
+                finally:
+                    own.restore()
+                _answer(channel, conn, code)
+            code = 0
+        finally:
+            warm.close()
+            os._exit(code)
+
+    def _become_worker(self) -> None:
+        """In a forked worker: die with the daemon, and drop the daemon's descriptors."""
+        privileges.die_with_parent()
+        if os.getppid() != self.pid:  # it died before the line above: end now
+            os._exit(2)
+        self._close_daemon_fds()
+
     def _close_daemon_fds(self) -> None:
         signal.set_wakeup_fd(-1)
         signal.signal(signal.SIGINT, signal.default_int_handler)
         for signum in (signal.SIGTERM, signal.SIGHUP):
             signal.signal(signum, signal.SIG_DFL)
         for worker in self.workers.values():
-            worker.conn.close()
+            for end in (worker.conn, worker.channel):
+                if end is not None:
+                    end.close()
             os.close(worker.pidfd)
-        for conn in self.connecting:
+        for conn in [*self.connecting, *([self.in_hand] if self.in_hand else [])]:
             conn.close()
         self.selector.close()
         if self.listener is not None:
@@ -388,18 +570,78 @@ def _listen(path: str) -> socket.socket:
 
 
 def _receive(conn: socket.socket, config: Config) -> Request:
-    msg, ancillary, flags, _ = conn.recvmsg(MAX_REQUEST, socket.CMSG_SPACE(FDS * 4),
-                                            socket.MSG_CMSG_CLOEXEC | socket.MSG_DONTWAIT)
-    fds: list[int] = []
-    for level, kind, data in ancillary:
-        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-            fds += struct.unpack(f"{len(data) // 4}i", data[:len(data) // 4 * 4])
+    msg, fds, flags = _receive_fds(conn, MAX_REQUEST, flags=socket.MSG_DONTWAIT)
     try:
         return _parse(conn, msg, flags, fds, config)
     except (Refused, ValueError):
         for fd in fds:
             os.close(fd)
         raise
+
+
+def _receive_fds(conn: socket.socket, size: int, most: int = FDS, flags: int = 0
+                 ) -> tuple[bytes, list[int], int]:
+    """One message and the descriptors attached to it, up to ``most`` (close-on-exec: no
+    box init started later may inherit a client's), and the message flags."""
+    msg, ancillary, msg_flags, _ = conn.recvmsg(size, socket.CMSG_SPACE(most * 4),
+                                                socket.MSG_CMSG_CLOEXEC | flags)
+    fds: list[int] = []
+    for level, kind, data in ancillary:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            fds += struct.unpack(f"{len(data) // 4}i", data[:len(data) // 4 * 4])
+    return msg, fds, msg_flags
+
+
+def _box_command(argv: list[str]) -> tuple[str, int] | None:
+    """(init, run or cleanup; the box id) of a command of isolate's grammar; None for any
+    other (or one that the CLI will refuse, and explain)."""
+    from cellbox.cli.commands import COMMANDS
+    from cellbox.cli.options import parse
+
+    try:
+        values, _ = parse(argv)
+        box_id = int(str(values.get("box-id") or 0))
+    except (CellboxError, ValueError):
+        return None
+    chosen = [c for c in COMMANDS if c in values]
+    if len(chosen) != 1 or chosen[0] not in ("init", "run", "cleanup"):
+        return None
+    return chosen[0], box_id
+
+
+def _hand_over(resident: Worker, request: Request, conn: socket.socket) -> None:
+    """The request to an idle resident worker, with the client's connection for the reply."""
+    assert resident.channel is not None
+    fds = [*request.fds, conn.fileno()]
+    rights = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack(f"{len(fds)}i", *fds))]
+    resident.channel.sendmsg([pickle.dumps(replace(request, fds=[]))], rights)
+
+
+def _next_request(channel: socket.socket) -> tuple[Request, socket.socket] | None:
+    """In a resident worker: the next request the daemon hands over, and the client's
+    connection (None: the daemon hung up)."""
+    msg, fds, flags = _receive_fds(channel, 4 * MAX_REQUEST, FDS + 1)
+    if not msg:
+        return None
+    if len(fds) != FDS + 1 or flags & (socket.MSG_TRUNC | socket.MSG_CTRUNC):
+        raise RuntimeError(f"a request came from the daemon with {len(fds)} descriptors")
+    return replace(pickle.loads(msg), fds=fds[:FDS]), socket.socket(fileno=fds[FDS])
+
+
+def _answer(channel: socket.socket, conn: socket.socket, code: int) -> None:
+    """In a resident worker: the command's exit code to its client, after telling the
+    daemon that the command is done (so that the client's leaving is no surprise to it)."""
+    channel.send(DONE)
+    _reply(conn, b"exit %d" % code)
+    conn.close()
+
+
+def _pending(channel: socket.socket) -> bytes:
+    """The message waiting on a resident's channel, left there (b"": none)."""
+    try:
+        return channel.recv(64, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+    except BlockingIOError:
+        return b""
 
 
 def _parse(conn: socket.socket, msg: bytes, flags: int, fds: list[int],
@@ -477,8 +719,9 @@ def _reply(conn: socket.socket, data: bytes) -> None:
         pass  # the client is gone: nobody to tell
 
 
-def _run_command(request: Request) -> int:
-    """In the worker: become the client's CLI process, then run its command."""
+def _run_command(request: Request, warm: WarmInits | None = None) -> int:
+    """In the worker: become the client's CLI process, then run its command (``warm``: a
+    resident's box inits)."""
     for target, fd in enumerate(request.fds[:3]):
         os.dup2(fd, target)
     os.fchdir(request.fds[3])
@@ -503,7 +746,7 @@ def _run_command(request: Request) -> int:
     try:
         from cellbox.cli.commands import run_cli
 
-        code = run_cli(request.argv)
+        code = run_cli(request.argv, warm)
     except SystemExit as e:
         code = e.code if isinstance(e.code, int) else 1
     except KeyboardInterrupt:  # as Python does: the traceback, then death by SIGINT
@@ -555,6 +798,43 @@ def _limits_of(pid: int) -> list[tuple[int, int]]:
     values = [row[26:].split()[:2] for row in rows]  # (the names have spaces)
     return [tuple(resource.RLIM_INFINITY if v == "unlimited" else int(v)  # type: ignore[misc]
                   for v in pair) for pair in values]
+
+
+@dataclass
+class _Own:
+    """A resident worker's own process state, put back after each command."""
+
+    stdio: list[int]  # copies of 0, 1, 2
+    cwd: int
+    umask: int
+    environ: dict[bytes, bytes]
+    gid: int
+    limits: list[tuple[int, int]]
+
+    @classmethod
+    def save(cls) -> _Own:
+        import resource
+
+        umask = os.umask(0o022)
+        os.umask(umask)
+        return cls([os.dup(fd) for fd in (0, 1, 2)], os.open("/", os.O_PATH | os.O_CLOEXEC),
+                   umask, dict(os.environb), os.getgid(),
+                   [resource.getrlimit(r) for r in range(RLIMITS)])
+
+    def restore(self) -> None:
+        import resource
+
+        _flush()
+        for target, fd in enumerate(self.stdio):
+            os.dup2(fd, target)
+        os.fchdir(self.cwd)
+        os.umask(self.umask)
+        os.environb.clear()
+        os.environb.update(self.environ)
+        privileges.act_for(None)
+        os.setresgid(self.gid, self.gid, self.gid)
+        for which, limits in enumerate(self.limits):  # root's: raised back as they were
+            resource.setrlimit(which, limits)
 
 
 def _flush() -> None:

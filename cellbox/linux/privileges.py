@@ -40,8 +40,9 @@ def requester() -> Credentials:
     return _requester or Credentials.of_process()
 
 
-def act_for(client: Credentials) -> None:
-    """From now on this process (a forked worker of the root daemon) acts for ``client``."""
+def act_for(client: Credentials | None) -> None:
+    """From now on this process (a worker of the root daemon) acts for ``client`` (None: for
+    itself again)."""
     global _requester
     _requester = client
 
