@@ -153,6 +153,48 @@ def test_dir_rules_bind_only_what_the_caller_may_reach(
         assert other.cellbox("-b", str(other_box), "--cleanup").returncode == 0
 
 
+# Swaps two paths (RENAME_EXCHANGE) as fast as it can, as their owner.
+SWAPPER = r"""
+import ctypes, sys
+libc = ctypes.CDLL(None, use_errno=True)
+AT_FDCWD, RENAME_EXCHANGE = -100, 2
+a, b = (p.encode() for p in sys.argv[1:3])
+print("swapping", flush=True)
+while True:
+    libc.renameat2(AT_FDCWD, a, AT_FDCWD, b, RENAME_EXCHANGE)
+"""
+
+
+def test_a_dir_rule_source_swapped_for_a_link_binds_nothing_of_roots(
+        site: Site, member_box: tuple[User, int, Path]) -> None:
+    """The user swaps their own directory and a link to a directory of root's, over and over,
+    while runs bind the path: between the daemon's check (as the user) and the box init's
+    mount, the path changes under it. No run may ever see root's file; some see the user's
+    (bound) and some are refused (checked or opened as the user while it was the link)."""
+    user, box_id, _ = member_box
+    race = user.home / "race"
+    made = user.sh(f"mkdir -p {race}/a && echo mine > {race}/a/file "
+                   f"&& ln -s {site.secret}/sub {race}/b")
+    assert made.returncode == 0, made.stderr
+    swapper = subprocess.Popen(["setpriv", f"--reuid={user.uid}", f"--regid={user.gid}",
+                                "--init-groups", user.python, "-c", SWAPPER, f"{race}/a",
+                                f"{race}/b"], stdout=subprocess.PIPE, env=user.env())
+    codes = []
+    try:
+        assert swapper.stdout is not None and swapper.stdout.readline() == b"swapping\n"
+        for _ in range(40):
+            proc = user.cellbox("-b", str(box_id), f"--dir=/s={race}/a", "--run", "--",
+                                "/bin/cat", "/s/file")
+            assert b"secret" not in proc.stdout, "a run bound root's directory"
+            assert proc.returncode in (0, 2), proc.stderr
+            assert proc.returncode == 2 or proc.stdout == b"mine\n", proc
+            codes.append(proc.returncode)
+    finally:
+        swapper.kill()
+        swapper.wait()
+    assert 0 in codes and 2 in codes, f"the race was not exercised on both sides: {codes}"
+
+
 def test_the_meta_file_and_a_policy_file_are_opened_as_the_caller(
         site: Site, member_box: tuple[User, int, Path]) -> None:
     user, box_id, _ = member_box
