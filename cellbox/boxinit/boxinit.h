@@ -33,6 +33,7 @@
 #define BOX_ROOTLESS 2u   /* a user namespace: no setgroups; stdio opened without capabilities */
 #define BOX_WARM 4u       /* more runs will follow: each in a run init of its own */
 #define BOX_INHERIT_FDS 8u
+#define BOX_FOR_USER 16u /* root serves an ordinary user: bind sources are opened as them */
 
 /* A run part's flags */
 #define RUN_TTY_HACK 1u
@@ -71,6 +72,8 @@ struct box {
     const char *root, *hostname;
     uint32_t n_mounts;
     struct mount_step *mounts;
+    uint32_t user_uid, user_gid, n_user_groups; /* BOX_FOR_USER: whom root serves */
+    gid_t *user_groups;
 };
 
 struct rlim {

@@ -8,11 +8,13 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <limits.h>
 #include <linux/mount.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/fsuid.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -103,11 +105,42 @@ static void at_root(char *out, size_t cap, const struct box *b, const char *insi
         fail("%s: the path is too long", inside);
 }
 
-static void bind(const struct mount_step *m, int target, const char *at) {
-    char fdp[64];
+/* A bind source, opened for the mount. When root serves an ordinary user, with that user's
+ * file-system ids and groups: the keeper checked the path as the user too, but only this open
+ * is the one the mount uses, so a path component swapped in between (a link to a directory
+ * of root's) binds nothing the user could not open themselves. */
+static int open_source(const struct box *b, const char *source) {
+    int for_user = b->flags & BOX_FOR_USER;
+    if (for_user) {
+        if (setgroups(b->n_user_groups, b->user_groups) < 0)
+            fail_errno();
+        setfsgid(b->user_gid);
+        setfsuid(b->user_uid);
+        if ((uid_t)setfsuid((uid_t)-1) != b->user_uid)
+            fail("could not take uid %u's file access to open %s", b->user_uid, source);
+    }
+    int fd = open(source, O_PATH | O_CLOEXEC);
+    int err = errno;
+    if (for_user) { /* the box init needs no groups: the program's are set before its exec */
+        setfsuid(0);
+        setfsgid(0);
+        if (setgroups(0, NULL) < 0)
+            fail_errno();
+    }
+    if (fd < 0)
+        fail("%s: %s", source, strerror(err));
+    return fd;
+}
+
+static void bind(const struct box *b, const struct mount_step *m, int target, const char *at) {
+    char from[64], fdp[64];
+    int source = open_source(b, m->source);
+    fd_path(from, sizeof from, source);
     fd_path(fdp, sizeof fdp, target);
     int rec = m->flags & MOUNT_RECURSIVE;
-    do_mount(m->source, fdp, NULL, MS_BIND | (rec ? MS_REC : 0), NULL);
+    if (mount(from, fdp, NULL, MS_BIND | (rec ? MS_REC : 0), NULL) < 0)
+        fail("bind %s on %s: %s", m->source, m->inside, strerror(errno));
+    close(source);
     /* The fd names the covered directory, not the new mount: attributes go by path (built
      * from components just checked to be plain directories). mount_setattr reaches every
      * submount of a recursive bind, where a remount would leave them writable and suid. */
@@ -174,7 +207,7 @@ static void one_step(const struct box *b, int root_fd, const struct mount_step *
     switch (m->op) {
     case OP_BIND:
         fd = mount_point(root_fd, m->inside, m->flags & MOUNT_AS_FILE);
-        bind(m, fd, at);
+        bind(b, m, fd, at);
         close(fd);
         break;
     case OP_FS:

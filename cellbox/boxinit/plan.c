@@ -6,7 +6,8 @@
  *
  * box (kind 1): u32 flags, uid, gid (the box's, inside), outside_uid, outside_gid (rootless
  *   mode's map), last_cap; str root (the host directory the root is built on), hostname; u32 n ×
- *   {u32 op, flags; u64 attrs, dev; str source, inside, fstype, data} mount steps.
+ *   {u32 op, flags; u64 attrs, dev; str source, inside, fstype, data} mount steps; u32 uid,
+ *   gid, n × u32 supplementary groups of the user root serves (flag BOX_FOR_USER; else zeros).
  *   fds: [status, lifeline].
  * run (kind 2): u32 uid, gid, last_cap, flags; i32 stdin, stdout, stderr, cgroup (-1: none;
  *   cgroup: a v2 directory to fork the program into); str
@@ -172,6 +173,12 @@ void read_box(int sock, uint32_t size, const int *fds, int n_fds, struct box *b)
         m->fstype = str(&r);
         m->data = str(&r);
     }
+    b->user_uid = u32(&r);
+    b->user_gid = u32(&r);
+    b->n_user_groups = count(&r);
+    b->user_groups = items(b->n_user_groups, sizeof *b->user_groups);
+    for (uint32_t i = 0; i < b->n_user_groups; i++)
+        b->user_groups[i] = u32(&r);
     done(&r);
 }
 

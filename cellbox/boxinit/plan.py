@@ -9,11 +9,12 @@ import struct
 from dataclasses import dataclass
 
 from cellbox.cgroup.run import Join
+from cellbox.linux import privileges
 from cellbox.linux.mounts import MountStep, root_steps
 from cellbox.spec import RunSpec
 
 MSG_BOX, MSG_RUN = 1, 2
-BOX_SHARE_NET, BOX_ROOTLESS, BOX_WARM, BOX_INHERIT_FDS = 1, 2, 4, 8
+BOX_SHARE_NET, BOX_ROOTLESS, BOX_WARM, BOX_INHERIT_FDS, BOX_FOR_USER = 1, 2, 4, 8, 16
 RUN_TTY_HACK, RUN_STDERR_TO_STDOUT, RUN_OWN_USERNS = 1, 2, 4
 HOSTNAME = "cellbox"
 
@@ -44,7 +45,8 @@ class BoxPlan:
     """What the launcher and the box init set up once: the namespaces (a user namespace with
     ``id_map`` in rootless mode; the host's network with ``share_net``), the root built on
     ``root`` by ``mounts``, the hostname and loopback. ``warm``: more than one run will come.
-    Passed fds: [status, lifeline]."""
+    ``for_user``: the ordinary user a root daemon serves, with whose file access the box init
+    opens bind sources. Passed fds: [status, lifeline]."""
 
     root: str
     mounts: tuple[MountStep, ...]
@@ -54,23 +56,29 @@ class BoxPlan:
     share_net: bool
     warm: bool
     inherit_fds: bool
+    for_user: privileges.Credentials | None = None
     hostname: str = HOSTNAME
 
     @classmethod
     def of(cls, spec: RunSpec, warm: bool) -> BoxPlan:
         return cls(f"{spec.box_dir}/root", tuple(root_steps(spec.rules, spec.box_dir)),
-                   spec.uid, spec.gid, spec.id_map, spec.share_net, warm, spec.inherit_fds)
+                   spec.uid, spec.gid, spec.id_map, spec.share_net, warm, spec.inherit_fds,
+                   privileges.served_user())
 
     def encode(self) -> bytes:
         flags = (BOX_SHARE_NET if self.share_net else 0) | (
             BOX_ROOTLESS if self.id_map is not None else 0) | (
-            BOX_WARM if self.warm else 0) | (BOX_INHERIT_FDS if self.inherit_fds else 0)
+            BOX_WARM if self.warm else 0) | (BOX_INHERIT_FDS if self.inherit_fds else 0) | (
+            BOX_FOR_USER if self.for_user else 0)
         outside = self.id_map or (0, 0)
+        user = self.for_user or privileges.Credentials(0, 0)
         return _message(MSG_BOX, b"".join([
             struct.pack("<6I", flags, self.uid, self.gid, *outside, LAST_CAP),
             _str(self.root), _str(self.hostname),
             _list([struct.pack("<IIQQ", m.op, m.flags, m.attrs, m.dev) + _str(m.source)
                    + _str(m.inside) + _str(m.fstype) + _str(m.data) for m in self.mounts]),
+            struct.pack("<II", user.uid, user.gid),
+            _list([struct.pack("<I", g) for g in user.groups]),
         ]))
 
 

@@ -47,14 +47,20 @@ def act_for(client: Credentials | None) -> None:
     _requester = client
 
 
+def served_user() -> Credentials | None:
+    """The ordinary user this root process acts for (a root daemon's worker), if any."""
+    r = _requester
+    return r if r is not None and r.uid != 0 and os.geteuid() == 0 else None
+
+
 @contextmanager
 def requester_access() -> Iterator[None]:
     """Host files opened or looked up in this block are checked with the requester's
     permissions (fs uid, gid and supplementary groups), never root's, as isolate does for a
     setuid caller: a user reaches nothing through cellbox that they could not open
     themselves. A no-op where the process is the requester, or the requester is root."""
-    r = _requester
-    if r is None or r.uid == 0 or os.geteuid() != 0:
+    r = served_user()
+    if r is None:
         yield
         return
     saved = os.getgroups()
