@@ -270,19 +270,25 @@ class Run:
         self._status_buf = bytearray()
         self._init_deadline: float | None = None
         self._cgroup_started = False
+        self._box: Slot | None = None  # a fresh run's box init, until the keeper knows its pid
 
     def start(self) -> None:
-        """Prepare the cgroup and pipes, and launch the run's box init (or send the run to
-        the warm box's). Raises on failure (then ``abort``)."""
+        """Launch the run's box init (a fresh run), prepare the cgroup and pipes, and send the
+        run to the box init. Raises on failure (then ``abort``)."""
         _require_single_thread()
         spec = self.spec
-        filters = seccomp.compile_filters(spec.seccomp)  # once per policy and process
-        join = self.cgroup.start_run(spec.limits.memory, spec.limits.processes)
-        self._cgroup_started = True
         child_ends: list[int] = []
         try:
             status_r, status_w = self._pipe(child_ends, parent_reads=True)
             self._readers[status_r] = None
+            self._started = time.monotonic()
+            if self.slot is None:
+                # First: the box init makes its namespaces and root (on another CPU, if there
+                # is one) while this process prepares the run.
+                self._launch(child_ends, status_w)
+            filters = seccomp.compile_filters(spec.seccomp)  # once per policy and process
+            join = self.cgroup.start_run(spec.limits.memory, spec.limits.processes)
+            self._cgroup_started = True
             out = err = stdin = None
             if spec.capture_output:
                 limit = spec.limits.output if spec.limits.output is not None else DEFAULT_CAPTURE
@@ -301,25 +307,40 @@ class Run:
             if spec.stdout_fd is not None:
                 out = spec.stdout_fd  # a captured stdout, if any, stays empty
             run = RunPlan(spec, status_w, (stdin, out, err), join, filters)
-            self._started = time.monotonic()
             if self.slot is None:
-                self._launch(child_ends, run)
+                self._hand_over(run)
             else:
                 self.slot.send(run.encode(), run.fds())
         finally:
             for fd in child_ends:
                 os.close(fd)
 
-    def _launch(self, child_ends: list[int], run: RunPlan) -> None:
-        """A box init of its own for this one run: launched, sent the run, hung up on."""
+    def _launch(self, child_ends: list[int], status_w: int) -> None:
+        """A box init of its own for this one run (``_hand_over`` gives it the run)."""
         life_r, _ = self._pipe(child_ends, parent_reads=False)
         box = Slot(self.spec, self.cgroup, warm=False)
         try:
-            box.launch(run.status, life_r)  # the run's status fd: setup failures end the run
-            try:
-                box.send(run.encode(), run.fds())
-            except (BrokenPipeError, ConnectionResetError):
-                pass  # the launch failed: its report is on the status pipe
+            box.launch(status_w, life_r)  # the run's status fd: setup failures end the run
+        except BaseException:
+            box.kill()
+            raise
+        self._box = box
+
+    def _hand_over(self, run: RunPlan) -> None:
+        """Send the run to this run's box init and hang up: it exits after the run."""
+        assert self._box is not None
+        try:
+            self._box.send(run.encode(), run.fds())
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the launch failed: its report is on the status pipe
+        self._known_pid()
+
+    def _known_pid(self) -> None:
+        """Learn the box init's pid from its launcher (None: the launch failed), hang up."""
+        box, self._box = self._box, None
+        if box is None:
+            return
+        try:
             self.pid = box.started()
         except BaseException:
             box.kill()
@@ -415,6 +436,7 @@ class Run:
     def abort(self) -> None:
         """End a run that will not be finished: kill it, reap init, release everything. A
         warm box's init goes too: what state the run left it in is unknown."""
+        self._known_pid()
         if self.pid is not None:
             os.kill(self.pid, signal.SIGKILL)  # the kernel kills its whole pid namespace
             os.waitpid(self.pid, 0)
