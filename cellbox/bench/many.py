@@ -117,8 +117,9 @@ def measure(count: int, env: dict[str, str]) -> dict[str, object]:
     worker = subprocess.Popen([sys.executable, "-m", "cellbox.bench.many", str(count)],
                               env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     assert worker.stdin is not None and worker.stdout is not None
+    out = worker.stdout
     try:
-        ready = worker.stdout.readline()
+        ready = out.readline()
         if not ready:
             raise RuntimeError(f"the many-boxes worker exited ({worker.wait()})")
         started = json.loads(ready)
@@ -129,13 +130,13 @@ def measure(count: int, env: dict[str, str]) -> dict[str, object]:
         deadline = time.monotonic() + START_TIMEOUT
         live: list[int] = []
         while (len(live) < count and time.monotonic() < deadline
-               and not select.select([worker.stdout], [], [], 0.02)[0]):
+               and not select.select([out], [], [], 0.02)[0]):
             live = _running_inits(pid)
         figures = {"init_uss": sum(_uss_kib(p) for p in live),
                    "kernel": _kernel_kib() - kernel_before,
                    "keeper": _uss_kib(pid) - worker_before}
-        _release(fifos, lambda: bool(select.select([worker.stdout], [], [], 0)[0]))
-        done = json.loads(worker.stdout.readline())
+        _release(fifos, lambda: bool(select.select([out], [], [], 0)[0]))
+        done = json.loads(out.readline())
     finally:
         worker.stdin.close()
         worker.wait(120)
