@@ -367,13 +367,15 @@ class Boxes:
                     record.warm = _warm_entry(slot)
                 self._after_run(lock, record, keep_special_files)
 
-    def resolve(self, lock: BoxLock, caller: Caller, spec: RunSpec) -> RunSpec:
-        """``spec`` for this box: rule sources resolved, the box's directory, uid and gid."""
+    def resolve(self, lock: BoxLock, caller: Caller, spec: RunSpec,
+                record: BoxRecord | None = None) -> RunSpec:
+        """``spec`` for this box: rule sources resolved, the box's directory, uid and gid
+        (``record``: the box's, if the caller has just read it)."""
         from cellbox.rules import resolve_sources
 
         box_id = lock.box_id
         box_dir = self.box_dir(box_id)
-        self._require_initialised(lock.read(), box_id, caller)
+        self._require_initialised(record or lock.read(), box_id, caller)
         with privileges.requester_access():  # the rule sources are the caller's to reach
             rules = resolve_sources(spec.rules, box_dir)
         return replace(spec, rules=rules, box_dir=box_dir,
@@ -416,25 +418,30 @@ class Boxes:
 
     def _before_run(self, lock: BoxLock, caller: Caller, spec: RunSpec
                     ) -> tuple[BoxLock, BoxRecord, RunSpec, Slot | None]:
-        """The run's spec resolved, the box's files ready and the record saying that a run
-        is on, with the warm box init it runs in (None: one of its own)."""
-        spec = self.resolve(lock, caller, spec)
+        """The run's spec resolved, the box's files ready, and the warm box init it runs in
+        (None: one of its own). The run is marked in the record, unless the box is leased:
+        the lease's record stands for its runs, as for the pool's (a dead holder's box is reset
+        either way), which saves two record writes per run (each a rename that a disk file
+        system may flush)."""
         record = lock.read()
+        spec = self.resolve(lock, caller, spec, record)
         slot = None
         if self.warm_inits is not None:
             slot = self.warm_inits.slot_for(lock.box_id, record, spec,
                                             lambda: self.cgroups.box(lock.box_id))
         self._prepare_files(spec)
-        record.run = {"pid": os.getpid(), "since": time.time()}
-        lock.write(record)
+        if record.lease is None:
+            record.run = {"pid": os.getpid(), "since": time.time()}
+            lock.write(record)
         return lock, record, spec, slot
 
     def _after_run(self, lock: BoxLock, record: BoxRecord, keep_special_files: bool) -> None:
         self._restore_files(self.box_dir(lock.box_id), record.owner_uid, record.owner_gid,
                             keep_special_files)
-        record.run = None
-        record.runs += 1
-        lock.write(record)
+        if record.lease is None:
+            record.run = None
+            record.runs += 1
+            lock.write(record)
 
     def _prepare_files(self, spec: RunSpec) -> None:
         """An empty /tmp; /box and /tmp themselves as new (``storage.DIR_STATE``); the box's

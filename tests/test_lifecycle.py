@@ -182,6 +182,25 @@ def test_lease_holder_killed_frees_the_box_at_once():
     cellbox("-b", "164", "--cleanup", check=True)
 
 
+def test_lease_holder_killed_during_a_run_leaves_nothing_and_is_reset():
+    """A lease's runs write no record: the lease stands for them. Its holder killed in the
+    middle of one, the run dies with it, and the next holder resets the box."""
+    code = ("from cellbox import Box, Limits\nwith Box(167) as box:\n"
+            "    box.run(['/bin/sh', '-c', 'echo in; exec sleep 60'], capture_output=False,\n"
+            "            limits=Limits(processes=2))\n")
+    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE)
+    assert holder.stdout is not None and holder.stdout.readline() == b"in\n"
+    assert box_procs(167)
+    assert boxes_json()[167]["state"] == "leased"
+    holder.kill()
+    holder.wait()
+    wait_for(lambda: not box_procs(167))
+    state = boxes_json()[167]
+    assert state["state"] == "needs-repair" and "lease" in str(state["detail"])
+    assert cellbox("-b", "167", "--init").returncode == 0  # reset by the repair
+    cellbox("-b", "167", "--cleanup", check=True)
+
+
 @pytest.mark.cgroup2
 def test_interrupted_init_and_cleanup_are_repaired(test_config: Path):
     boxes = Boxes()

@@ -120,9 +120,9 @@ def print_tables(results: Results) -> None:
         console.print(tt)
     if results.many_boxes:
         many = results.many_boxes
-        tm = Table(title=f"{many['boxes']} boxes running sleep 1 under one keeper: "
-                         f"{many['ok']} OK in {many['elapsed_s']:.1f} s, at most "
-                         f"{many['live_at_once']} live at once; KiB of host memory per live box")
+        tm = Table(title=f"{many['boxes']} boxes under one keeper: {many['ok']} OK in "
+                         f"{many['elapsed_s']:.1f} s, {many['live_at_once']} live at once when "
+                         "measured; KiB of host memory per live box")
         for col in ("box inits (USS)", "kernel (Slab, PageTables, KernelStack)",
                     "keeper's growth (USS)", "total"):
             tm.add_column(col, justify="right")

@@ -19,7 +19,7 @@ Cases:
   cellbox library (Java with 64 processes allowed: the JVM starts a dozen threads); and the
   judging case (``cellbox.bench.judging``): what judging a problem package adds per test.
 Then runs/s with 2 workers for the floor, the peers, the cellbox library and the pool, and the
-many-boxes case (``cellbox.bench.many``): N boxes running ``sleep 1`` at once under one
+many-boxes case (``cellbox.bench.many``): N boxes whose programs all live at once under one
 keeper, with the host memory per live box.
 
 The suite has a configuration of its own (temporary box and lock roots, cgroup directory
@@ -384,12 +384,12 @@ class Bench:
         self.results.judging = measure(tests, rounds, self.env)
         self.results.failures += self.results.judging["failed"]
 
-    def many_boxes(self, count: int, seconds: float = 1.0) -> None:
-        """``count`` boxes running ``sleep`` at once under one keeper (after the other cases:
-        it takes boxes the CLI cases use)."""
+    def many_boxes(self, count: int) -> None:
+        """``count`` boxes running at once under one keeper (after the other cases: it takes
+        boxes the CLI cases use)."""
         from cellbox.bench.many import measure
 
-        self.results.many_boxes = measure(count, seconds, self.env)
+        self.results.many_boxes = measure(count, self.env)
         self.results.failures += self.results.many_boxes["failed"]
 
     def close(self) -> None:

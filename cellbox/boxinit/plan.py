@@ -61,25 +61,31 @@ class BoxPlan:
 
     @classmethod
     def of(cls, spec: RunSpec, warm: bool) -> BoxPlan:
-        return cls(f"{spec.box_dir}/root", tuple(root_steps(spec.rules, spec.box_dir)),
+        return cls(f"{spec.box_dir}/root", root_steps(spec.rules, spec.box_dir),
                    spec.uid, spec.gid, spec.id_map, spec.share_net, warm, spec.inherit_fds,
                    privileges.served_user())
 
     def encode(self) -> bytes:
-        flags = (BOX_SHARE_NET if self.share_net else 0) | (
-            BOX_ROOTLESS if self.id_map is not None else 0) | (
-            BOX_WARM if self.warm else 0) | (BOX_INHERIT_FDS if self.inherit_fds else 0) | (
-            BOX_FOR_USER if self.for_user else 0)
-        outside = self.id_map or (0, 0)
-        user = self.for_user or privileges.Credentials(0, 0)
-        return _message(MSG_BOX, b"".join([
-            struct.pack("<6I", flags, self.uid, self.gid, *outside, LAST_CAP),
-            _str(self.root), _str(self.hostname),
-            _list([struct.pack("<IIQQ", m.op, m.flags, m.attrs, m.dev) + _str(m.source)
-                   + _str(m.inside) + _str(m.fstype) + _str(m.data) for m in self.mounts]),
-            struct.pack("<II", user.uid, user.gid),
-            _list([struct.pack("<I", g) for g in user.groups]),
-        ]))
+        return _encode_box(self)
+
+
+@lru_cache(maxsize=64)
+def _encode_box(plan: BoxPlan) -> bytes:
+    """A box plan's message, kept: a box's runs send the same one again and again."""
+    flags = (BOX_SHARE_NET if plan.share_net else 0) | (
+        BOX_ROOTLESS if plan.id_map is not None else 0) | (
+        BOX_WARM if plan.warm else 0) | (BOX_INHERIT_FDS if plan.inherit_fds else 0) | (
+        BOX_FOR_USER if plan.for_user else 0)
+    outside = plan.id_map or (0, 0)
+    user = plan.for_user or privileges.Credentials(0, 0)
+    return _message(MSG_BOX, b"".join([
+        struct.pack("<6I", flags, plan.uid, plan.gid, *outside, LAST_CAP),
+        _str(plan.root), _str(plan.hostname),
+        _list([struct.pack("<IIQQ", m.op, m.flags, m.attrs, m.dev) + _str(m.source)
+               + _str(m.inside) + _str(m.fstype) + _str(m.data) for m in plan.mounts]),
+        struct.pack("<II", user.uid, user.gid),
+        _list([struct.pack("<I", g) for g in user.groups]),
+    ]))
 
 
 def _rlimits(spec: RunSpec) -> list[tuple[str, int, int | None]]:

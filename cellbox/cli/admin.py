@@ -184,8 +184,8 @@ def bench_parser() -> argparse.ArgumentParser:
                    help="with --langs: the judging case's package size, for what judging adds "
                         "per test on warm boxes (at most 3 rounds); 0 skips it (default 100)")
     p.add_argument("--many-boxes", type=int, default=500, metavar="COUNT",
-                   help="boxes running sleep 1 at once under one keeper, for the host memory "
-                        "per live box; 0 skips the case (default 500)")
+                   help="boxes whose programs all live at once under one keeper, for the host "
+                        "memory per live box; 0 skips the case (default 500)")
     p.add_argument("--out", default="cellbox-bench",
                    help="directory for bench.json and bench.png (default ./cellbox-bench)")
     p.add_argument("--first-uid", type=int, default=73000,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import lru_cache
 
 from cellbox.linux import syscalls as sc
 from cellbox.rules import DirRule, Kind
@@ -112,10 +113,10 @@ def _filesystem(rule: DirRule) -> list[MountStep]:
     return steps
 
 
-def _rule_steps(rule: DirRule, box_dir: str) -> list[MountStep]:
+def _rule_steps(rule: DirRule, box_dir: str, is_dir: bool, shm: str) -> list[MountStep]:
     if rule.kind is Kind.BIND:
         assert rule.source is not None
-        return [_bind(rule.source, rule, as_file=not os.path.isdir(rule.source))]
+        return [_bind(rule.source, rule, as_file=not is_dir)]
     if rule.kind is Kind.BOX:
         return [_bind(os.path.join(box_dir, "box"), rule)]
     if rule.kind is Kind.TMP:
@@ -124,15 +125,28 @@ def _rule_steps(rule: DirRule, box_dir: str) -> list[MountStep]:
         return _filesystem(rule)
     if rule.kind is Kind.DEV:
         return _minimal_dev(rule.inside)
-    return [MountStep(OP_FS, rule.inside, "cellbox-shm", "tmpfs", shm_options(box_dir),
+    return [MountStep(OP_FS, rule.inside, "cellbox-shm", "tmpfs", shm,
                       flags=RENEW, attrs=sc.MS_NOSUID | sc.MS_NODEV)]
 
 
-def root_steps(rules: Iterable[DirRule], box_dir: str) -> list[MountStep]:
+def root_steps(rules: Iterable[DirRule], box_dir: str) -> tuple[MountStep, ...]:
     """The steps that build a box's root from its resolved rules, in order."""
-    rule_list = list(rules)
-    steps = [s for rule in rule_list for s in _rule_steps(rule, box_dir)]
+    rule_list = tuple(rules)
+    # What the steps depend on besides the rules is looked up on every call; the steps built
+    # from it are kept (a box's runs ask for the same ones again and again).
+    dirs = tuple(r.source is not None and os.path.isdir(r.source)
+                 for r in rule_list if r.kind is Kind.BIND)
+    shm = shm_options(box_dir) if any(r.kind is Kind.SHM for r in rule_list) else ""
+    return _root_steps(rule_list, box_dir, dirs, shm)
+
+
+@lru_cache(maxsize=64)
+def _root_steps(rules: tuple[DirRule, ...], box_dir: str, dirs: tuple[bool, ...],
+                shm: str) -> tuple[MountStep, ...]:
+    is_dir = iter(dirs)
+    steps = [s for rule in rules for s in _rule_steps(
+        rule, box_dir, next(is_dir) if rule.kind is Kind.BIND else False, shm)]
     # /dev is made read-only once /dev/shm has its mount point
     steps += [MountStep(OP_SETATTR, r.inside, attrs=sc.MOUNT_ATTR_RDONLY | sc.MOUNT_ATTR_NOSUID
-                        | sc.MOUNT_ATTR_NOEXEC) for r in rule_list if r.kind is Kind.DEV]
-    return steps
+                        | sc.MOUNT_ATTR_NOEXEC) for r in rules if r.kind is Kind.DEV]
+    return tuple(steps)
