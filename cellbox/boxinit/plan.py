@@ -7,6 +7,7 @@ from __future__ import annotations
 import resource
 import struct
 from dataclasses import dataclass
+from functools import lru_cache
 
 from cellbox.cgroup.run import Join
 from cellbox.linux import privileges
