@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -80,6 +81,16 @@ def available(name: str) -> Language:
               f"install {' '.join(lang.packages)})")
     require_toolchain(lang)  # raises, saying so, if the box cannot run it
     return lang
+
+
+@pytest.fixture
+def worker_boxes() -> Iterator[None]:
+    """For a test that runs a service job in this process: the warm boxes that a worker keeps
+    for its life are closed after the test, as at a worker's exit."""
+    from cellbox.server.jobs import close_warm_pool
+
+    yield
+    close_warm_pool()
 
 
 @pytest.fixture(scope="session")
@@ -346,7 +357,7 @@ def test_the_admins_caps_bound_the_compile_step() -> None:
     assert get("c").compile_limits(Limits(time=100.0, processes=None)) == get("c").compile_limits()
 
 
-def test_a_service_job_compiles_under_the_admins_caps() -> None:
+def test_a_service_job_compiles_under_the_admins_caps(worker_boxes: None) -> None:
     from cellbox.server.config import ServiceConfig
     from cellbox.server.jobs import execute
     from cellbox.server.native import RunIn, to_job
@@ -403,7 +414,7 @@ def test_judge0_ids_with_no_language_are_refused_with_the_reason(language_id: in
     assert e.value.status == 422
 
 
-def test_a_judge0_family_id_runs_the_installed_toolchain() -> None:
+def test_a_judge0_family_id_runs_the_installed_toolchain(worker_boxes: None) -> None:
     from cellbox.server.config import ServiceConfig
     from cellbox.server.jobs import execute
     from cellbox.server.judge0 import SubmissionIn, to_job
