@@ -116,7 +116,8 @@ static int open_source(const struct box *b, const char *source) {
             fail_errno();
         setfsgid(b->user_gid);
         setfsuid(b->user_uid);
-        if ((uid_t)setfsuid((uid_t)-1) != b->user_uid)
+        if ((uid_t)setfsuid((uid_t)-1) != b->user_uid
+            || (gid_t)setfsgid((gid_t)-1) != b->user_gid)
             fail("could not take uid %u's file access to open %s", b->user_uid, source);
     }
     int fd = open(source, O_PATH | O_CLOEXEC);
