@@ -10,12 +10,14 @@ same slot: the probes must agree. The runs prove themselves: each must end OK an
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
 import pytest
 
 from cellbox import Limits, Pool, Status
+from cellbox.linux.mounts import PROC_MASKED, PROC_READ_ONLY
 from tests.support.boxes import PY
 from tests.support.rootless import ROOTLESS_IDS, UserEnv
 
@@ -188,6 +190,26 @@ def test_the_network_namespace_is_not_the_last_probes_either() -> None:
     runs = pool_runs([NET, NET, NET])
     assert len({r["cookie"] for r in runs}) == 3, runs
     assert runs[0]["ns"] != runs[1]["ns"] != runs[2]["ns"], runs
+
+
+# The run's mount table: every mount point, and which are read-only.
+MOUNTS = """
+import json
+table = [line.split() for line in open("/proc/self/mountinfo")]
+print(json.dumps({"points": [f[4] for f in table],
+                  "ro": {f[4]: "ro" in f[5].split(",") for f in table}}))
+"""
+
+
+def test_a_run_mounts_its_own_proc_and_shm_with_nothing_of_the_box_beneath() -> None:
+    """Each run's proc and /dev/shm are its own, masked as a fresh box's; as root the box's
+    init mounted neither, so the run's mount table holds one of each (a copy of the box init's
+    below would be copied and torn down again with every run)."""
+    for run in pool_runs([MOUNTS, MOUNTS]):
+        assert run["points"].count("/proc") == run["points"].count("/dev/shm") == 1, run
+        for name in PROC_MASKED + PROC_READ_ONLY:
+            if os.path.exists(f"/proc/{name}"):
+                assert run["ro"].get(f"/proc/{name}") is True, (name, run)
 
 
 def _attack_then_probe(env: UserEnv | None) -> None:
