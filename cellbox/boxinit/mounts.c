@@ -201,7 +201,7 @@ static void dev_node(int root_fd, const struct mount_step *m) {
 }
 
 static void one_step(const struct box *b, int root_fd, const struct mount_step *m) {
-    char at[PATH_MAX], fdp[64];
+    char at[PATH_MAX];
     at_root(at, sizeof at, b, m->inside);
     const char *last;
     int fd;
@@ -212,9 +212,12 @@ static void one_step(const struct box *b, int root_fd, const struct mount_step *
         close(fd);
         break;
     case OP_FS:
+        /* On the mount point as the working directory: a warm box's run init mounts its proc
+         * where no proc is yet, so there is no /proc/self/fd to name it by. */
         fd = mount_point(root_fd, m->inside, 0);
-        fd_path(fdp, sizeof fdp, fd);
-        do_mount(m->source, fdp, m->fstype, (unsigned long)m->attrs, *m->data ? m->data : NULL);
+        if (fchdir(fd) < 0)
+            fail("%s: %s", m->inside, strerror(errno));
+        do_mount(m->source, ".", m->fstype, (unsigned long)m->attrs, *m->data ? m->data : NULL);
         close(fd);
         break;
     case OP_MASK:
@@ -255,8 +258,18 @@ void build_root(const struct box *b) {
     int root_fd = open(b->root, DIR_FLAGS);
     if (root_fd < 0)
         fail("%s: %s", b->root, strerror(errno));
-    for (uint32_t i = 0; i < b->n_mounts; i++)
-        one_step(b, root_fd, &b->mounts[i]);
+    /* A warm box's runs each mount the RENEW filesystems in namespaces of their own, so its
+     * init makes only their mount points: each run's copy of the mount table is then smaller.
+     * Rootless, the kernel lets a run mount a proc or sysfs only where one is fully visible
+     * already: there the box init mounts them too (per_run_mounts). */
+    int renew_later = (b->flags & BOX_WARM) && !(b->flags & BOX_ROOTLESS);
+    for (uint32_t i = 0; i < b->n_mounts; i++) {
+        const struct mount_step *m = &b->mounts[i];
+        if (!renew_later || !(m->flags & MOUNT_RENEW))
+            one_step(b, root_fd, m);
+        else if (m->op == OP_FS)
+            close(mount_point(root_fd, m->inside, 0));
+    }
     set_attrs(b->root, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV, 0);
     /* pivot_root(".", ".") stacks the old root under the new one; detaching "." drops it. */
     if (fchdir(root_fd) < 0 || syscall(SYS_pivot_root, ".", ".") < 0
@@ -267,11 +280,11 @@ void build_root(const struct box *b) {
 
 /* A warm box's run init, in the run's own mount namespace: every filesystem of the plan whose
  * contents are a run's (a new proc shows the run's pid namespace, sysfs its network namespace,
- * mqueue its IPC namespace; /dev/shm and any tmpfs a rule mounts start empty), mounted again
- * over the box init's, with its masks. Nothing of these outlives the run: the namespace dies
- * with the run init. The box init's own mounts stay beneath: in rootless mode the kernel lets a
- * user namespace mount a proc or sysfs only where one is fully visible already (its masks,
- * made in this user namespace, are not locked, so they do not count). */
+ * mqueue its IPC namespace; /dev/shm and any tmpfs a rule mounts start empty), with its masks.
+ * Nothing of these outlives the run: the namespace dies with the run init. As root they go on
+ * the bare mount points the box init left (build_root). Rootless they go over the box init's
+ * own: the kernel lets a user namespace mount a proc or sysfs only where one is fully visible
+ * already (its masks, made in this user namespace, are not locked, so they do not count). */
 void per_run_mounts(const struct box *b) {
     struct box here = *b;
     here.root = ""; /* after pivot_root the box's paths are the real ones */
@@ -282,4 +295,6 @@ void per_run_mounts(const struct box *b) {
         if (b->mounts[i].flags & MOUNT_RENEW)
             one_step(&here, root_fd, &b->mounts[i]);
     close(root_fd);
+    if (chdir("/") < 0)
+        fail_errno();
 }
