@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from cellbox import Box, Limits, Pool, Status
+from cellbox import Box, Limits, Pool, Status, boxinit
 from cellbox.chaos import uid_processes
 from tests.support.boxes import FIRST_UID, NUM_BOXES
 
@@ -220,3 +220,27 @@ def test_dev_shm_is_new_for_every_run():
         assert pool.run(["ls", "/dev/shm"]).stdout == b""
         times.append(pool.run(mounted_at).stdout)
     assert all(times) and len(set(times)) == 3, times
+
+
+def _children(pid: int) -> list[int]:
+    with open(f"/proc/{pid}/task/{pid}/children") as f:
+        return [int(p) for p in f.read().split()]
+
+
+def test_an_idle_warm_box_holds_only_its_next_runs_namespaces() -> None:
+    """As root, a warm box's init makes no network, IPC or UTS namespace of its own: no
+    program runs in one (each run's init makes the run's), so it would hold kernel memory for
+    nothing. Between runs the box holds one of each: the next run's, made ahead."""
+    host = {name: os.stat(f"/proc/self/ns/{name}").st_ino for name in ("net", "ipc", "uts")}
+    with Pool(size=1) as pool:
+        assert pool.run(["/bin/true"]).status is Status.OK
+        inits = [p for p in _children(os.getpid())
+                 if os.readlink(f"/proc/{p}/exe").startswith(boxinit.CACHE_DIR + "/")]
+        assert len(inits) == 1, inits
+        deadline = time.monotonic() + 10
+        while len(_children(inits[0])) > 1 and time.monotonic() < deadline:
+            time.sleep(0.01)  # the last run's init, being reaped
+        (next_run,) = _children(inits[0])
+        for name, own in host.items():
+            held = {os.stat(f"/proc/{p}/ns/{name}").st_ino for p in (inits[0], next_run)}
+            assert held - {own} == {os.stat(f"/proc/{next_run}/ns/{name}").st_ino}, name
