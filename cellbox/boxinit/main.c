@@ -44,8 +44,14 @@ static void launch(const struct box *b, int sock) {
         enter_user_namespace(b);
     }
     step = "creating the box's namespaces";
-    long flags = CLONE_PARENT | CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS
-                 | (b->flags & BOX_SHARE_NET ? 0 : CLONE_NEWNET);
+    /* A warm box's init runs no program: each run's init makes the run's network, IPC and UTS
+     * namespaces (warm.c), so as root it makes none of its own, which would only hold kernel
+     * memory. Rootless, it keeps them: there its user namespace must own the network and IPC
+     * namespaces where it mounts sysfs or mqueue (mounts.c, per_run_mounts). */
+    int runs_only = (b->flags & BOX_WARM) && !(b->flags & BOX_ROOTLESS);
+    long flags = CLONE_PARENT | CLONE_NEWPID | CLONE_NEWNS
+                 | (runs_only ? 0 : CLONE_NEWIPC | CLONE_NEWUTS)
+                 | (runs_only || b->flags & BOX_SHARE_NET ? 0 : CLONE_NEWNET);
     long pid = syscall(SYS_clone, flags, 0, 0, 0, 0);
     if (pid < 0)
         fail_errno();
