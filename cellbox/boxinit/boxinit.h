@@ -6,8 +6,8 @@
  *
  *   launcher (host namespaces, a child of the keeper, lives a few hundred microseconds):
  *       reads the box part, makes the user namespace (rootless mode), clones the box init
- *       into new pid/mount/ipc/uts/net namespaces as the keeper's child (CLONE_PARENT),
- *       tells the keeper its pid, exits.
+ *       into new pid/mount/ipc/uts/net namespaces (a warm box's as root: pid/mount only) as
+ *       the keeper's child (CLONE_PARENT), tells the keeper its pid, exits.
  *   box init (pid 1 of the box): builds the root (mounts.c), finishes the namespaces
  *       (net.c), drops what it never needs (creds.c), then serves runs (warm.c): fork the
  *       program, whose steps (stdio.c, creds.c, cgroup.c, seccomp.c) end in execve; reap;
@@ -57,7 +57,7 @@ enum mount_op {
 };
 #define MOUNT_AS_FILE 1u
 #define MOUNT_RECURSIVE 2u
-#define MOUNT_RENEW 4u /* a warm box's run init mounts it again (proc, /dev/shm, ...) */
+#define MOUNT_RENEW 4u /* each run init of a warm box mounts it (proc, /dev/shm, ...): mounts.c */
 
 struct mount_step {
     uint32_t op, flags;

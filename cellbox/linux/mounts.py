@@ -98,8 +98,8 @@ def _filesystem(rule: DirRule) -> list[MountStep]:
             # A new instance of its own; ptmx usable by the box user, no group tty needed.
                         # Its ptys come from the machine's pool (kernel.pty.max): 64 at most per box.
             "devpts": "newinstance,ptmxmode=0666,mode=0620,max=64"}.get(fs, "")
-    # A warm box mounts each again for every run, in the run's namespaces (RENEW): a proc
-    # shows the run's pids, a sysfs its network, any filesystem holds that run's files only.
+    # A warm box mounts each for every run, in the run's namespaces (RENEW): a proc shows
+    # the run's pids, a sysfs its network, any filesystem holds that run's files only.
     steps = [MountStep(OP_FS, at, fs, fs, data, attrs=flags, flags=RENEW)]
     if fs == "proc":
         steps += [MountStep(OP_MASK, f"{at}/{name}", flags=RENEW) for name in PROC_MASKED]
