@@ -159,18 +159,22 @@ def _end_warm_init(record: BoxRecord) -> None:
 
 class Boxes:
     """Box operations for one configuration. ``warm``: keep box inits alive between runs
-    (a process that serves many commands: the keeper daemon's resident workers)."""
+    (a process that serves many commands: the keeper daemon's resident workers);
+    ``backends``: the cgroup backends a long-lived process has detected (else ``warm``'s)."""
 
-    def __init__(self, config: Config | None = None, warm: WarmInits | None = None) -> None:
+    def __init__(self, config: Config | None = None, warm: WarmInits | None = None,
+                 backends: dict[tuple[str, bool], CgroupBackend] | None = None) -> None:
         self.config = config or (load_config() if warm is None else warm.config())
         self.warm_inits = warm
+        self._backends = backends if backends is not None else (
+            {} if warm is None else warm.backends)
         # Rootless mode (docs/security.md): a user namespace, plain directories for storage,
         # and cgroups only if some were delegated to the user. It follows the euid.
         self.rootless = os.geteuid() != 0
 
     @cached_property
     def cgroups(self) -> CgroupBackend:
-        known = {} if self.warm_inits is None else self.warm_inits.backends
+        known = self._backends
         key = (self.config.cg_root, self.rootless)
         if key not in known:
             known[key] = detect_rootless(key[0]) if self.rootless else detect(key[0])
@@ -494,6 +498,19 @@ class Boxes:
                 "allow_no_cgroup = true in the config): the meta file then lists them under "
                 "cellbox-cgroup-weakened (docs/security.md, rootless mode)")
         return replace(spec, nproc=none.nproc(spec.limits)), [*missing, none.ACCOUNTING]
+
+    def has_anything_to_clean(self, box_id: int) -> bool:
+        """False when the box is free and a cleanup would find nothing to do or repair: not
+        initialised, and nothing left (checked under its lock, taken without waiting; nothing
+        is changed). True when it is held by another, or when anything is there."""
+        self.check_box_id(box_id)
+        try:
+            lock = BoxLock(self.config.lock_root, box_id).acquire()
+        except BoxBusyError:
+            return True
+        with lock:
+            record = lock.read()
+            return record.initialised or self.damage(box_id, record) is not None
 
     def cleanup(self, lock: BoxLock, caller: Caller) -> bool:
         """Remove the box's cgroups and storage. False if there was nothing to clean."""

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from cellbox.box import Boxes
 from cellbox.cli import client
 from cellbox.config import load_config
 from cellbox.linux.proc import stat as proc_stat
@@ -148,6 +149,41 @@ def test_exit_code_output_and_meta_file_are_the_same_as_in_process(
         err = b"" if proc.stderr.startswith(b"OK (") else proc.stderr
         results.append((proc.returncode, proc.stdout, err, meta, out))
     assert results[0] == results[1] == results[2]
+
+
+@pytest.mark.parametrize("args", [
+    ("--cleanup",),
+    ("--cleanup", "--wait=1", "--silent"),
+    ("--cleanup", "--as-uid=0", "--as-gid=0"),
+    ("--cleanup", "--as-uid=0"),
+    ("--cleanup", "--quota=1,1"),
+    ("--cleanup", "--init"),
+    ("--cleanup", "--help"),
+    ("--cleanup", "--", "/bin/true"),
+    ("--cleanup", "--box-id=100000"),
+])
+def test_a_cleanup_with_nothing_to_clean_answers_as_in_process(through: Daemon, native: Path,
+                                                               args: tuple[str, ...]) -> None:
+    """The daemon answers a --cleanup of a free, uninitialised box itself, without a worker:
+    the answer, and the refusal of every bad variant, are the in-process CLI's."""
+    results = [run("-b", "176", *args) for run in (in_process, via_daemon, via_native)]
+    assert len({(p.returncode, p.stdout, p.stderr) for p in results}) == 1, results
+    assert cellbox("-b", "176", "--init").returncode == 0  # nothing was left half done
+    cellbox("-b", "176", "--cleanup", check=True)
+
+
+def test_a_cleanup_of_a_held_or_damaged_box_is_the_clis(through: Daemon, native: Path) -> None:
+    """A --cleanup of a box that another process holds, or that needs a repair, goes to a
+    worker as any command: "busy", or the repair."""
+    boxes = Boxes()
+    with BoxLock(boxes.config.lock_root, 177).acquire():
+        results = [run("-b", "177", "--cleanup") for run in (in_process, via_native)]
+        assert results[0].returncode == results[1].returncode == 2
+        assert results[0].stderr == results[1].stderr and b"busy" in results[0].stderr
+    boxes.cgroups.box(177, create=True)  # what an --init killed at its start leaves
+    proc = via_native("-b", "177", "--cleanup")
+    assert proc.returncode == 0 and b"repaired" in proc.stderr, proc.stderr
+    assert not boxes.cgroups.box(177, create=False).exists()
 
 
 @pytest.mark.cgroup2

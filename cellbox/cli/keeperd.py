@@ -66,6 +66,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from cellbox.box import WarmInits
+    from cellbox.cgroup import CgroupBackend
 
 FDS = 4  # stdin, stdout, stderr, working directory
 DONE = b"done"  # from a resident worker: it has told the client the exit code itself
@@ -241,6 +242,7 @@ class Daemon:
         # back resource limits that a user's process could not raise again)
         self.residents: dict[tuple[str | None, int], Worker] | None = \
             {} if os.geteuid() == 0 else None
+        self.backends: dict[tuple[str, bool], CgroupBackend] = {}  # detected once, by cg_root
         self.connecting: set[socket.socket] = set()  # accepted, their request not yet read
         self.in_hand: socket.socket | None = None  # the client whose request is being served
         self.last_command = time.monotonic()  # (or the start)
@@ -333,9 +335,16 @@ class Daemon:
         except (Refused, OSError, ValueError) as e:
             _refuse(conn, e)
             return
+        target = _box_command(request.argv)
+        if target is not None and target[0] == "cleanup" and self._nothing_to_clean(request):
+            for fd in request.fds:
+                os.close(fd)
+            _reply(conn, b"exit 0")
+            conn.close()
+            return
         self.in_hand = conn
         try:
-            worker = self._resident_for(request)
+            worker = self._resident_for(request, target)
             if worker is not None:
                 _hand_over(worker, request, conn)
             else:
@@ -378,17 +387,31 @@ class Daemon:
                                    partial(self._from_resident, worker))
         return worker
 
-    def _resident_for(self, request: Request) -> Worker | None:
-        """The idle resident worker of the request's box (started for an --init or --run),
-        or None: a worker of its own."""
-        target = _box_command(request.argv)
+    def _nothing_to_clean(self, request: Request) -> bool:
+        """Root's daemon answers itself, without a worker, a --cleanup that would find
+        nothing to do (``commands.cleanup_finds_nothing``), checked for its client (the
+        requester) with the config the command would use."""
+        from cellbox.box import Boxes
+        from cellbox.cli.commands import cleanup_finds_nothing
+
+        config = _config_of(request)
+        if self.residents is None or (config is None and ENV_VAR in os.environ):
+            return False  # (the default config file, which the daemon's environment hides)
+        privileges.act_for(request.client if request.client.uid != os.geteuid() else None)
+        try:
+            return cleanup_finds_nothing(
+                request.argv, lambda: Boxes(load_config(config), backends=self.backends))
+        finally:
+            privileges.act_for(None)
+
+    def _resident_for(self, request: Request, target: tuple[str, int] | None
+                      ) -> Worker | None:
+        """The idle resident worker of the request's box (``target``: its command and box id;
+        a resident is started for an --init or --run), or None: a worker of its own."""
         if self.residents is None or target is None:
             return None
         command, box_id = target
-        # the config file the command will use: root's names its own; a user's, the daemon's
-        config = dict(request.env).get(ENV_VAR.encode()) \
-            if request.client.uid == os.geteuid() else os.environb.get(ENV_VAR.encode())
-        box = (None if config is None else os.fsdecode(config), box_id)
+        box = (_config_of(request), box_id)
         resident = self.residents.get(box)
         if resident is None and command != "cleanup":
             # (the request's descriptors are handed over to it below, not inherited)
@@ -609,6 +632,14 @@ def _box_command(argv: list[str]) -> tuple[str, int] | None:
     if len(chosen) != 1 or chosen[0] not in ("init", "run", "cleanup"):
         return None
     return chosen[0], box_id
+
+
+def _config_of(request: Request) -> str | None:
+    """The config file the request's command will use (None: the default): root's names its
+    own; a user's, the daemon's."""
+    env = dict(request.env) if request.client.uid == os.geteuid() else os.environb
+    config = env.get(ENV_VAR.encode())
+    return None if config is None else os.fsdecode(config)
 
 
 def _hand_over(resident: Worker, request: Request, conn: socket.socket) -> None:
