@@ -68,13 +68,18 @@ class WarmInits:
     outlives them (the keeper daemon's resident worker of a box). A ``--run`` goes to its
     box's warm init when that init built the same root (``BoxPlan``: rules, network, uid and
     gid) on the same box storage, and would give the program the same inherited process
-    settings (resource limits, umask); else a new one takes its place. Each run still starts
+    settings (resource limits, umask). A run that would need a new one gets it only if the
+    box's previous run had the same root and settings; else (a judge's runs that alternate
+    roots, as CMS's evaluation and its chmod do) it takes a box init of its own, which builds
+    the root and runs the program itself, faster than a warm init and its run init that no
+    later run would use. Each run still starts
     clean, as in the pool (``Boxes._prepare_files``, the box init, the cgroup), while the
     box's files persist, as isolate's do. The box record names the warm init
     (``BoxRecord.warm``), so that a ``--cleanup`` by any process ends it."""
 
     def __init__(self) -> None:
         self._slots: dict[int, tuple[object, Slot]] = {}  # box id -> (key, its box init)
+        self._last: dict[int, object] = {}  # box id -> the key of its last run
         # (cg_root, rootless) -> the cgroup backend detected once, for every command
         self.backends: dict[tuple[str, bool], CgroupBackend] = {}
         self._config: tuple[object, Config] | None = None
@@ -96,7 +101,8 @@ class WarmInits:
     def slot_for(self, box_id: int, record: BoxRecord, spec: RunSpec,
                  cgroup: Callable[[], BoxCgroup]) -> Slot | None:
         """The warm box init for this run; a new one is launched with the run (None: the run
-        needs a box init of its own: it hands the caller's descriptors to the program)."""
+        takes a box init of its own: it hands the caller's descriptors to the program, or its
+        root or settings differ from the box's last run's)."""
         if spec.inherit_fds:
             return None
         import resource
@@ -112,6 +118,9 @@ class WarmInits:
         if held is not None and held[0] == key and held[1].alive:
             return held[1]
         self.end(box_id)
+        if self._last.get(box_id) != key:
+            self._last[box_id] = key
+            return None
         slot = keeper.Slot(spec, cgroup())
         self._slots[box_id] = (key, slot)
         return slot
@@ -150,18 +159,22 @@ def _end_warm_init(record: BoxRecord) -> None:
 
 class Boxes:
     """Box operations for one configuration. ``warm``: keep box inits alive between runs
-    (a process that serves many commands: the keeper daemon's resident workers)."""
+    (a process that serves many commands: the keeper daemon's resident workers);
+    ``backends``: the cgroup backends a long-lived process has detected (else ``warm``'s)."""
 
-    def __init__(self, config: Config | None = None, warm: WarmInits | None = None) -> None:
+    def __init__(self, config: Config | None = None, warm: WarmInits | None = None,
+                 backends: dict[tuple[str, bool], CgroupBackend] | None = None) -> None:
         self.config = config or (load_config() if warm is None else warm.config())
         self.warm_inits = warm
+        self._backends = backends if backends is not None else (
+            {} if warm is None else warm.backends)
         # Rootless mode (docs/security.md): a user namespace, plain directories for storage,
         # and cgroups only if some were delegated to the user. It follows the euid.
         self.rootless = os.geteuid() != 0
 
     @cached_property
     def cgroups(self) -> CgroupBackend:
-        known = {} if self.warm_inits is None else self.warm_inits.backends
+        known = self._backends
         key = (self.config.cg_root, self.rootless)
         if key not in known:
             known[key] = detect_rootless(key[0]) if self.rootless else detect(key[0])
@@ -485,6 +498,19 @@ class Boxes:
                 "allow_no_cgroup = true in the config): the meta file then lists them under "
                 "cellbox-cgroup-weakened (docs/security.md, rootless mode)")
         return replace(spec, nproc=none.nproc(spec.limits)), [*missing, none.ACCOUNTING]
+
+    def has_anything_to_clean(self, box_id: int) -> bool:
+        """False when the box is free and a cleanup would find nothing to do or repair: not
+        initialised, and nothing left (checked under its lock, taken without waiting; nothing
+        is changed). True when it is held by another, or when anything is there."""
+        self.check_box_id(box_id)
+        try:
+            lock = BoxLock(self.config.lock_root, box_id).acquire()
+        except BoxBusyError:
+            return True
+        with lock:
+            record = lock.read()
+            return record.initialised or self.damage(box_id, record) is not None
 
     def cleanup(self, lock: BoxLock, caller: Caller) -> bool:
         """Remove the box's cgroups and storage. False if there was nothing to clean."""

@@ -140,6 +140,15 @@ def test_meta_has_isolate_keys(box):
         assert key in meta, key
 
 
+def test_a_meta_file_written_over_a_longer_one_is_cut_to_its_length(box, tmp_path):
+    meta = tmp_path / "run.meta"
+    meta.write_text("Z" * 10000 + "\n")
+    proc = cellbox("-b", str(box.id), f"--meta={meta}", "--run", "--", "/bin/true")
+    assert proc.returncode == 0, proc.stderr
+    text = meta.read_text()
+    assert "Z" not in text and text.endswith("\n") and "exitcode:0\n" in text
+
+
 def test_init_twice_fails_and_cleanup_is_idempotent(box):
     proc = cellbox("-b", str(box.id), "--init")
     assert proc.returncode == 2 and b"already initialised" in proc.stderr

@@ -213,9 +213,10 @@ def test_the_meta_file_and_a_policy_file_are_opened_as_the_caller(
     assert proc.returncode == 2 and b"Permission denied" in proc.stderr, proc.stderr
 
 
-def test_as_uid_is_for_root_only(site: Site) -> None:
+@pytest.mark.parametrize("command", ["--init", "--cleanup"])
+def test_as_uid_is_for_root_only(site: Site, command: str) -> None:
     user = site.users["member"]
-    proc = user.cellbox("-b", str(next(BOX_IDS)), "--as-uid=0", "--as-gid=0", "--init")
+    proc = user.cellbox("-b", str(next(BOX_IDS)), "--as-uid=0", "--as-gid=0", command)
     assert proc.returncode == 2 and b"--as-uid and --as-gid are for root only" in proc.stderr
 
 
@@ -225,6 +226,8 @@ def test_the_daemon_uses_its_own_config_whatever_the_user_names(site: Site) -> N
     write_config(theirs, user.home)
     theirs.write_text(theirs.read_text().replace(f"first_uid = {FIRST_UID}", "first_uid = 1"))
     box_id = next(BOX_IDS)
+    proc = user.cellbox("-b", str(box_id), "--cleanup", CELLBOX_CONFIG=str(theirs))
+    assert proc.returncode == 0 and not (user.home / "locks").exists(), proc.stderr
     proc = user.cellbox("-b", str(box_id), "--init", CELLBOX_CONFIG=str(theirs))
     assert proc.returncode == 0, proc.stderr
     try:

@@ -17,7 +17,7 @@ from cellbox import storage
 from cellbox.box import Boxes
 from cellbox.chaos import uid_processes
 from cellbox.config import load_config
-from cellbox.lock import BoxLock
+from cellbox.lock import RECORD_SIZE, BoxLock, read_record
 from tests.support.boxes import (
     BUSY,
     FIRST_UID,
@@ -221,6 +221,50 @@ def test_corrupt_record_is_repaired(box):
     assert boxes_json()[box.id]["state"] == "needs-repair"
     proc = cellbox("-b", str(box.id), "--init")  # the box is reset, so init works
     assert proc.returncode == 0 and b"record was unreadable" in proc.stderr
+
+
+@pytest.mark.unit
+def test_a_record_is_rewritten_in_place_as_one_page(tmp_path: Path):
+    """A record of the former format (a file renamed into place) is read and rewritten; the
+    file keeps its inode and one page's size, and a shorter record leaves no tail of the
+    longer one before it."""
+    Path(tmp_path, "3.json").write_text(json.dumps({"initialised": True, "owner_uid": 5,
+                                                    "runs": 2}))
+    with BoxLock(str(tmp_path), 3) as lock:
+        record = lock.read()
+        assert (record.initialised, record.owner_uid, record.runs) == (True, 5, 2)
+        inode = os.stat(lock.record_path).st_ino
+        record.run = {"pid": 1, "since": 2.0, "note": "x" * 2000}
+        lock.write(record)
+        record.run = None
+        lock.write(record)
+        assert lock.read() == record
+        st = os.stat(lock.record_path)
+        assert (st.st_ino, st.st_size) == (inode, RECORD_SIZE)
+
+
+@pytest.mark.unit
+def test_a_record_writer_killed_at_any_moment_leaves_a_whole_record(tmp_path: Path):
+    """SIGKILL a process that rewrites a record of varying length as fast as it can, 100
+    times at random moments: the record always reads whole, as one of the records it wrote."""
+    code = ("import sys\nfrom cellbox.lock import BoxLock\n"
+            "lock = BoxLock(sys.argv[1], 0).acquire()\nrecord = lock.read()\n"
+            "def write():\n    record.runs += 1\n"
+            "    record.run = None if record.runs % 2 else {'pid': 1, 'since': 0.5}\n"
+            "    lock.write(record)\n"
+            "write()\nprint(flush=True)\nwhile True:\n    write()\n")
+    runs = 0
+    for kill in range(100):
+        writer = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)],
+                                  stdout=subprocess.PIPE)
+        assert writer.stdout is not None and writer.stdout.readline() == b"\n"
+        time.sleep(kill % 7 * 0.0003)
+        writer.kill()
+        writer.wait()
+        record = read_record(str(tmp_path / "0.json"))
+        assert not record.extra and record.runs >= runs
+        assert (record.run is None) == bool(record.runs % 2)
+        runs = record.runs
 
 
 # -- boxes and reap ------------------------------------------------------------------------

@@ -157,8 +157,7 @@ class Bench:
         # the judging and many-boxes cases lease their own
         self.num_boxes = NUM_BOXES + JUDGING_BOXES + many_boxes
         self.top = tempfile.mkdtemp(prefix="cellbox-bench-")
-        # Locks and records on tmpfs, as with the default lock_root (/run/cellbox): on a disk
-        # file system every rename of the record can cost a journal write.
+        # Locks and records in /run, as with the default lock_root (/run/cellbox).
         self.lock_root = tempfile.mkdtemp(prefix="cellbox-bench-locks-", dir="/run")
         self.config, cfg = write_private_config(self.top, "bench", self.num_boxes, first_uid,
                                                 lock_root=self.lock_root)

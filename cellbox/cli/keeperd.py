@@ -12,13 +12,14 @@ SIGKILLed), the daemon SIGKILLs the worker, as the kernel would have the CLI.
 Root's daemon keeps one resident worker per box that it has served ``--init`` or ``--run``:
 it takes that box's commands one at a time, and keeps the box's init warm between them
 (``box.WarmInits``), so that a ``--run`` costs neither a fork nor a new box init. After each
-command it puts its own process state back (stdio, directory, umask, gid, environment,
-resource limits, whom it acts for), and tells its client the exit code itself. After the
-box's ``--cleanup`` it stays ``LINGER`` seconds for the box's next ``--init`` (a judge's next
-test case), then goes; the daemon's end ends it too (its box inits die with it: the boxes
-stay initialised, and their next ``--run`` warms them again). A
-command for a box whose resident is busy gets a worker forked for it alone, which waits for
-the box's lock or says that the box is busy, as a CLI would; so does any other command.
+command it puts its own process state back (stdio, directory, umask, gid, resource limits,
+whom it acts for; the next command's environment replaces the last one's), and tells its
+client the exit code itself. After the box's ``--cleanup`` it stays ``LINGER`` seconds for
+the box's next ``--init`` (a judge's next test case), then goes; the daemon's end ends it too
+(its box inits die with it: the boxes stay initialised, and their next ``--run`` warms them
+again). A command for a box whose resident is busy gets a worker forked for it alone, which
+waits for the box's lock or says that the box is busy, as a CLI would; so does any other
+command.
 
 Whom it serves (SO_PEERCRED, SO_PEERGROUPS): a daemon run by a user serves only that uid, on a
 socket of mode 0600 (rootless mode). Root's daemon listens on a socket any user may connect to
@@ -65,6 +66,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from cellbox.box import WarmInits
+    from cellbox.cgroup import CgroupBackend
 
 FDS = 4  # stdin, stdout, stderr, working directory
 DONE = b"done"  # from a resident worker: it has told the client the exit code itself
@@ -240,6 +242,7 @@ class Daemon:
         # back resource limits that a user's process could not raise again)
         self.residents: dict[tuple[str | None, int], Worker] | None = \
             {} if os.geteuid() == 0 else None
+        self.backends: dict[tuple[str, bool], CgroupBackend] = {}  # detected once, by cg_root
         self.connecting: set[socket.socket] = set()  # accepted, their request not yet read
         self.in_hand: socket.socket | None = None  # the client whose request is being served
         self.last_command = time.monotonic()  # (or the start)
@@ -332,9 +335,16 @@ class Daemon:
         except (Refused, OSError, ValueError) as e:
             _refuse(conn, e)
             return
+        target = _box_command(request.argv)
+        if target is not None and target[0] == "cleanup" and self._nothing_to_clean(request):
+            for fd in request.fds:
+                os.close(fd)
+            _reply(conn, b"exit 0")
+            conn.close()
+            return
         self.in_hand = conn
         try:
-            worker = self._resident_for(request)
+            worker = self._resident_for(request, target)
             if worker is not None:
                 _hand_over(worker, request, conn)
             else:
@@ -377,17 +387,31 @@ class Daemon:
                                    partial(self._from_resident, worker))
         return worker
 
-    def _resident_for(self, request: Request) -> Worker | None:
-        """The idle resident worker of the request's box (started for an --init or --run),
-        or None: a worker of its own."""
-        target = _box_command(request.argv)
+    def _nothing_to_clean(self, request: Request) -> bool:
+        """Root's daemon answers itself, without a worker, a --cleanup that would find
+        nothing to do (``commands.cleanup_finds_nothing``), checked for its client (the
+        requester) with the config the command would use."""
+        from cellbox.box import Boxes
+        from cellbox.cli.commands import cleanup_finds_nothing
+
+        config = _config_of(request)
+        if self.residents is None or (config is None and ENV_VAR in os.environ):
+            return False  # (the default config file, which the daemon's environment hides)
+        privileges.act_for(request.client if request.client.uid != os.geteuid() else None)
+        try:
+            return cleanup_finds_nothing(
+                request.argv, lambda: Boxes(load_config(config), backends=self.backends))
+        finally:
+            privileges.act_for(None)
+
+    def _resident_for(self, request: Request, target: tuple[str, int] | None
+                      ) -> Worker | None:
+        """The idle resident worker of the request's box (``target``: its command and box id;
+        a resident is started for an --init or --run), or None: a worker of its own."""
         if self.residents is None or target is None:
             return None
         command, box_id = target
-        # the config file the command will use: root's names its own; a user's, the daemon's
-        config = dict(request.env).get(ENV_VAR.encode()) \
-            if request.client.uid == os.geteuid() else os.environb.get(ENV_VAR.encode())
-        box = (None if config is None else os.fsdecode(config), box_id)
+        box = (_config_of(request), box_id)
         resident = self.residents.get(box)
         if resident is None and command != "cleanup":
             # (the request's descriptors are handed over to it below, not inherited)
@@ -469,7 +493,7 @@ class Daemon:
         code = 2
         try:
             self._become_worker()
-            code = _run_command(request)
+            code = _run_command(request, os.environ.get(ENV_VAR))
         except BaseException:  # noqa: BLE001 - a bug of ours: say where, on the client's stderr
             traceback.print_exc()
             _flush()
@@ -484,6 +508,7 @@ class Daemon:
         assert channel is not None
         code = 2
         warm = WarmInits()
+        config = os.environ.get(ENV_VAR)  # the daemon's: the commands change the environment
         try:
             self._become_worker()
             for fd in inherited:
@@ -492,7 +517,7 @@ class Daemon:
             while (handed := _next_request(channel)) is not None:
                 request, conn = handed
                 try:
-                    code = _run_command(request, warm)
+                    code = _run_command(request, config, warm)
                 except BaseException:  # noqa: BLE001 - a bug of ours, on the client's stderr
                     traceback.print_exc()
                     _flush()
@@ -609,6 +634,14 @@ def _box_command(argv: list[str]) -> tuple[str, int] | None:
     return chosen[0], box_id
 
 
+def _config_of(request: Request) -> str | None:
+    """The config file the request's command will use (None: the default): root's names its
+    own; a user's, the daemon's."""
+    env = dict(request.env) if request.client.uid == os.geteuid() else os.environb
+    config = env.get(ENV_VAR.encode())
+    return None if config is None else os.fsdecode(config)
+
+
 def _hand_over(resident: Worker, request: Request, conn: socket.socket) -> None:
     """The request to an idle resident worker, with the client's connection for the reply."""
     assert resident.channel is not None
@@ -719,19 +752,16 @@ def _reply(conn: socket.socket, data: bytes) -> None:
         pass  # the client is gone: nobody to tell
 
 
-def _run_command(request: Request, warm: WarmInits | None = None) -> int:
-    """In the worker: become the client's CLI process, then run its command (``warm``: a
-    resident's box inits)."""
+def _run_command(request: Request, config: str | None, warm: WarmInits | None = None) -> int:
+    """In the worker: become the client's CLI process, then run its command (``config``: the
+    daemon's own config file, if named; ``warm``: a resident's box inits)."""
     for target, fd in enumerate(request.fds[:3]):
         os.dup2(fd, target)
     os.fchdir(request.fds[3])
     for fd in request.fds:
         os.close(fd)
     os.umask(request.umask)
-    config = os.environ.get(ENV_VAR)
-    os.environ.clear()
-    for key, value in request.env:
-        os.environb[key] = value
+    _set_environ(dict(request.env))
     sys.stdin, sys.stdout, sys.stderr = (
         open(fd, "r" if fd == 0 else "w", buffering=1 if fd == 2 or os.isatty(fd) else -1,
              encoding="utf-8", errors="backslashreplace" if fd == 2 else "strict",
@@ -762,6 +792,18 @@ def _run_command(request: Request, warm: WarmInits | None = None) -> int:
     return code
 
 
+def _set_environ(env: dict[bytes, bytes]) -> None:
+    """The process's environment made equal to ``env``, changing only what differs (each
+    change is a putenv or unsetenv; a resident's next command, from the same kind of client,
+    usually changes nothing)."""
+    current = os.environb
+    for key in [k for k in current if k not in env]:
+        del current[key]
+    for key, value in env.items():
+        if current.get(key) != value:
+            current[key] = value
+
+
 def _take_identity(request: Request, config: str | None) -> None:
     """The client's resource limits (the run's unset limits are its keeper's), and: from
     root's daemon for a user, that user as the requester, with the daemon's config; else the
@@ -783,9 +825,16 @@ def _take_identity(request: Request, config: str | None) -> None:
             hard = own if hard < 0 or 0 <= own < hard else hard
             soft = hard if soft < 0 or 0 <= hard < soft else soft
         try:
-            resource.setrlimit(which, (soft, hard))
+            _set_rlimit(which, (soft, hard))
         except ValueError as e:  # a hard limit above the daemon's, which it may not raise
             raise PermissionError(f"resource limit {which}: {e}") from None
+
+
+def _set_rlimit(which: int, limits: tuple[int, int]) -> None:
+    import resource
+
+    if resource.getrlimit(which) != limits:
+        resource.setrlimit(which, limits)
 
 
 def _limits_of(pid: int) -> list[tuple[int, int]]:
@@ -793,21 +842,24 @@ def _limits_of(pid: int) -> list[tuple[int, int]]:
     user's process needs CAP_SYS_RESOURCE, which a container's root may lack)."""
     import resource
 
-    with open(f"/proc/{pid}/limits") as f:
-        rows = f.read().splitlines()[1:1 + RLIMITS]
+    fd = os.open(f"/proc/{pid}/limits", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        rows = os.read(fd, 1 << 16).split(b"\n")[1:1 + RLIMITS]
+    finally:
+        os.close(fd)
     values = [row[26:].split()[:2] for row in rows]  # (the names have spaces)
-    return [tuple(resource.RLIM_INFINITY if v == "unlimited" else int(v)  # type: ignore[misc]
+    return [tuple(resource.RLIM_INFINITY if v == b"unlimited" else int(v)  # type: ignore[misc]
                   for v in pair) for pair in values]
 
 
 @dataclass
 class _Own:
-    """A resident worker's own process state, put back after each command."""
+    """A resident worker's own process state, put back after each command (but for the
+    environment, which the next command's replaces, and the commands do not read between)."""
 
     stdio: list[int]  # copies of 0, 1, 2
     cwd: int
     umask: int
-    environ: dict[bytes, bytes]
     gid: int
     limits: list[tuple[int, int]]
 
@@ -818,23 +870,19 @@ class _Own:
         umask = os.umask(0o022)
         os.umask(umask)
         return cls([os.dup(fd) for fd in (0, 1, 2)], os.open("/", os.O_PATH | os.O_CLOEXEC),
-                   umask, dict(os.environb), os.getgid(),
+                   umask, os.getgid(),
                    [resource.getrlimit(r) for r in range(RLIMITS)])
 
     def restore(self) -> None:
-        import resource
-
         _flush()
         for target, fd in enumerate(self.stdio):
             os.dup2(fd, target)
         os.fchdir(self.cwd)
         os.umask(self.umask)
-        os.environb.clear()
-        os.environb.update(self.environ)
         privileges.act_for(None)
         os.setresgid(self.gid, self.gid, self.gid)
         for which, limits in enumerate(self.limits):  # root's: raised back as they were
-            resource.setrlimit(which, limits)
+            _set_rlimit(which, limits)
 
 
 def _flush() -> None:
