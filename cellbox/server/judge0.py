@@ -374,7 +374,8 @@ def to_json(rec: Record, b64: bool, fields: tuple[str, ...]) -> dict[str, object
             full |= {"exit_code": o.exit_code or 0, "exit_signal": o.signal,
                      "time": decimal(o.time), "wall_time": decimal(o.wall_time),
                      "memory": o.memory // KB if o.memory is not None else None}
-    return {k: full.get(k) for k in ALL_FIELDS if k in fields}
+    wanted = set(fields)  # each lookup in a tuple would cost more than the rest of this
+    return {k: full.get(k) for k in ALL_FIELDS if k in wanted}
 
 
 def _fields(text: str | None) -> tuple[str, ...]:
