@@ -186,7 +186,9 @@ class EmbeddedBackend:
 
 class CeleryBackend:
     """Enqueues to Celery; reads records from Redis. ``max_queue``: most jobs waiting in the
-    broker's queue before 429. Worker liveness is pinged at most every ``ping_every`` s."""
+    broker's queue before 429. Worker liveness is pinged at most every ``ping_every`` s; a
+    ping waits its whole timeout for replies, so once a worker has answered, the count is
+    renewed in the background and no request waits for a ping."""
 
     def __init__(self, broker: str, max_queue: int, on_done: Callable[[Record], None],
                  ping_every: float = 5.0) -> None:
@@ -201,13 +203,22 @@ class CeleryBackend:
         self.on_done = on_done  # called once per finished record, by the server that reads it
         self.ping_every = ping_every
         self._workers = (0, 0.0)  # (count, when pinged)
+        self._pinging: asyncio.Task[None] | None = None
 
     async def _alive(self) -> int:
         count, when = self._workers
-        if time.monotonic() - when > self.ping_every or count == 0:
+        if count == 0:
+            await self._ping()
+        elif time.monotonic() - when > self.ping_every and self._pinging is None:
+            self._pinging = asyncio.create_task(self._ping())
+        return self._workers[0]
+
+    async def _ping(self) -> None:
+        try:
             replies = await asyncio.to_thread(self.app.control.ping, timeout=0.5)
             self._workers = (len(replies or []), time.monotonic())
-        return self._workers[0]
+        finally:
+            self._pinging = None
 
     async def submit(self, jobs: Sequence[Submission], owner: str | None) -> list[Record]:
         if await self._alive() == 0:
@@ -287,4 +298,6 @@ class CeleryBackend:
         return int((await self.redis.info("memory"))["used_memory"])
 
     async def close(self) -> None:
+        if self._pinging is not None:
+            self._pinging.cancel()
         await self.redis.aclose()
