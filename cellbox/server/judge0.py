@@ -124,7 +124,7 @@ def timestamp(t: float | None) -> str | None:
     """Judge0's time format: UTC, milliseconds, 'Z'."""
     if t is None:
         return None
-    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    return datetime.fromtimestamp(t, UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
 
 
 def decimal(x: float | None) -> str | None:
