@@ -14,12 +14,12 @@ import logging
 import time
 
 import redis
-from redis.commands.core import Script
 from celery import Celery  # type: ignore[import-untyped]
 from celery.signals import (  # type: ignore[import-untyped]
     after_setup_logger,
     worker_process_shutdown,
 )
+from redis.commands.core import Script
 
 from cellbox.server.callbacks import deliver
 from cellbox.server.jobs import (
