@@ -536,6 +536,20 @@ def test_overload_gives_429(start_server: Callable[..., Server]) -> None:
         assert wait_done(s.client, f"/v1/submissions/{r.json()['id']}")["verdict"] == "AC"
 
 
+def test_judge0_batch_is_queued_whole_or_not_at_all(start_server: Callable[..., Server]
+                                                    ) -> None:
+    """A Judge0 batch the queue cannot take whole gets 503 "queue is full" and none of it
+    is queued: the room stays for the next batch."""
+    s = start_server("workers = 1\nmax_queue = 1\n")
+    sleep = {"language_id": 46, "source_code": "sleep 0.5"}
+    r = s.client.post("/submissions/batch", json={"submissions": [sleep] * 3})
+    assert r.status_code == 503 and "queue is full" in r.json()["error"], r.text
+    r = s.client.post("/submissions/batch", json={"submissions": [sleep] * 2})
+    assert r.status_code == 201, r.text
+    for item in r.json():
+        assert wait_done(s.client, f"/submissions/{item['token']}")["status"]["id"] == 3
+
+
 def test_worker_killed_mid_run(start_server: Callable[..., Server]) -> None:
     """kill -9 of the embedded worker that runs a submission: the run starts again once on a
     new worker, and ends; the pool serves the next submission."""
