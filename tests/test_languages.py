@@ -48,7 +48,7 @@ SHARES = {"c-clang": "c", "cpp-clang": "cpp"}
 # Plain Text and Executable are not programming languages: they have tests of their own.
 NOT_PROGRAMS = {"plaintext", "executable"}
 # Languages with no separate check before the run: a broken program fails its run (RE).
-NO_CHECK = {"sqlite"}
+NO_CHECK = {"bash", "sqlite"}
 # A generous wall time: the CPU-bound cases must reach the CPU limit even on a machine so
 # loaded that a run gets a tenth of a core.
 LIMITS = JUDGE.limits(time=1, wall_time=30, memory=256 << 20, output=1 << 20)

@@ -112,6 +112,11 @@ def test_judge0_submission_hidden_from_other_tokens(two_tenants: Server) -> None
     assert s.client.get(f"/submissions/{token}", headers=b).status_code == 404
     got = s.client.get(f"/submissions/batch?tokens={token}", headers=b).json()
     assert got == {"submissions": [None]}
+    own = s.client.post("/submissions", headers=b,
+                        json={"language_id": 71, "source_code": "print(1)"}).json()["token"]
+    got = s.client.get(f"/submissions/batch?tokens={token},{own}&fields=token",
+                       headers=b).json()
+    assert got == {"submissions": [None, {"token": own}]}  # each token's own answer
     # B is no admin: no delete, whatever B's API token
     r = s.client.delete(f"/submissions/{token}", headers=b | {"X-Auth-User": TOKEN_B})
     assert r.status_code in (403, 404)

@@ -5,7 +5,8 @@ artifacts) is copied out (never through a link, streamed and with its holes kept
 sparse file costs the host neither memory nor disk) into a host directory the Compilation
 owns, and copied into a fresh box for every run, so no run sees what an earlier one left.
 Given ``pools`` (warm pools by the boxes' root), the compile step and the runs take a warm
-box instead, which starts every run as clean (cellbox.pool), without a box's set-up.
+box instead, which starts every run as clean (cellbox.pool), without a box's set-up. A
+language with no compile step needs no box before its runs: its source stays in memory.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import threading
 import weakref
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from cellbox.api import DEFAULT_PATH, Box
 from cellbox.errors import UsageError
@@ -56,6 +57,9 @@ class Compilation:
     result: RunResult | None = None
     artifacts: tuple[Artifact, ...] = ()
     directory: str = ""  # on the host, holding the artifacts; removed with the Compilation
+    # A language with no compile step: its source and the files its artifacts name, as given
+    # (nothing ran that could change them, so they need no box nor host copy)
+    files: Mapping[str, bytes] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.directory:
@@ -63,6 +67,8 @@ class Compilation:
 
     def copy_into(self, box: Box) -> None:
         """Write the artifacts into ``box`` (a run's)."""
+        for name, data in self.files.items():
+            box.write_file(name, data)
         for a in self.artifacts:
             box.copy_in(a.name, a.path, a.mode)
 
@@ -109,6 +115,8 @@ def compile_source(lang: Language, source: bytes, limits: Limits | None = None,
     that take them."""
     limits = limits or lang.compile_limits()
     argv = lang.compile_argv(limits, options)  # refuses options the profile cannot take
+    if not lang.compile:
+        return Compilation(lang, True, files={**_named(lang, files), lang.source: source})
     env = run_environment(lang, limits)
     directory = new_build_dir()
     try:
@@ -129,17 +137,20 @@ def compile_source(lang: Language, source: bytes, limits: Limits | None = None,
 
 def _compiled(lang: Language, box: Box, limits: Limits, directory: str,
               compile: Callable[[], RunResult]) -> Compilation:
-    """``compile`` run (a language with no compile step skips it) in ``box``, which holds
-    the source; the artifacts copied to ``directory`` if it succeeded."""
-    if not lang.compile:
-        return Compilation(lang, True, artifacts=_artifacts(box, lang, directory, limits),
-                           directory=directory)
+    """``compile`` run in ``box``, which holds the source; the artifacts copied to
+    ``directory`` if it succeeded."""
     result = compile()
     if not result.ok:
         remove_build_dir(directory)
         return Compilation(lang, False, _message(result), result)
     return Compilation(lang, True, _message(result), result,
                        _artifacts(box, lang, directory, limits), directory)
+
+
+def _named(lang: Language, files: Mapping[str, bytes]) -> dict[str, bytes]:
+    """The ``files`` at the top of the box that an artifact pattern matches."""
+    return {name: data for name, data in files.items() if "/" not in name and any(
+        fnmatch.fnmatchcase(name, p) for p in lang.artifacts)}
 
 
 def _artifacts(box: Box, lang: Language, directory: str,

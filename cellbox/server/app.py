@@ -100,12 +100,16 @@ class Service:
         return recs
 
     async def get(self, id: str, request: Request) -> Record | None:
-        """The record, if the caller may see it: its owner's token or an admin's. None
+        return (await self.get_many([id], request))[0]
+
+    async def get_many(self, ids: Sequence[str], request: Request) -> list[Record | None]:
+        """Each record, if the caller may see it: its owner's token or an admin's. None
         otherwise, as for an unknown id (an id tells nothing of other tenants)."""
-        rec = await self._backend().get(id)
-        if rec is None or rec.owner == request.state.owner or self.is_admin(request):
-            return rec
-        return None
+        recs = await self._backend().get_many(ids)
+        owner = request.state.owner
+        if all(rec is None or rec.owner == owner for rec in recs) or self.is_admin(request):
+            return recs
+        return [rec if rec is not None and rec.owner == owner else None for rec in recs]
 
     async def page(self, offset: int, count: int) -> tuple[list[Record], int]:
         return await self._backend().page(offset, count)

@@ -51,7 +51,8 @@ Submission = tuple[Job, dict[str, object]]  # a job and what its record keeps of
 class Backend(Protocol):
     async def submit(self, jobs: Sequence[Submission], owner: str | None) -> list[Record]:
         """Queue every job or none (Overloaded, NoWorker): a batch is one hand-off."""
-    async def get(self, id: str) -> Record | None: ...
+    async def get_many(self, ids: Sequence[str]) -> list[Record | None]:
+        """Each id's record (None for an unknown id), in one read of the store."""
     async def wait(self, id: str, timeout: float) -> Record | None:
         """The record once done, or as it is at ``timeout``; None for an unknown id."""
     async def page(self, offset: int, count: int) -> tuple[list[Record], int]:
@@ -141,10 +142,12 @@ class EmbeddedBackend:
             self._pool = self._new_pool()
             broken.shutdown(wait=False, cancel_futures=True)
 
-    async def get(self, id: str) -> Record | None:
-        rec = self._live.get(id)
-        if rec is None:
-            return self.store.get(id)
+    async def get_many(self, ids: Sequence[str]) -> list[Record | None]:
+        stored = self.store.get_many([id for id in ids if id not in self._live])
+        return [self._live_record(id) if id in self._live else stored.get(id) for id in ids]
+
+    def _live_record(self, id: str) -> Record:
+        rec = self._live[id]
         if rec.state == "queued":
             fut = self._futures.get(id)
             if fut is not None and fut.running():
@@ -156,7 +159,7 @@ class EmbeddedBackend:
         if done is not None:  # told when it ends: no polling
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(done.wait(), timeout)
-        return await self.get(id)
+        return (await self.get_many([id]))[0]
 
     async def page(self, offset: int, count: int) -> tuple[list[Record], int]:
         recs, total = self.store.page(offset, count)
@@ -183,7 +186,9 @@ class EmbeddedBackend:
 
 class CeleryBackend:
     """Enqueues to Celery; reads records from Redis. ``max_queue``: most jobs waiting in the
-    broker's queue before 429. Worker liveness is pinged at most every ``ping_every`` s."""
+    broker's queue before 429. Worker liveness is pinged at most every ``ping_every`` s; a
+    ping waits its whole timeout for replies, so once a worker has answered, the count is
+    renewed in the background and no request waits for a ping."""
 
     def __init__(self, broker: str, max_queue: int, on_done: Callable[[Record], None],
                  ping_every: float = 5.0) -> None:
@@ -198,13 +203,22 @@ class CeleryBackend:
         self.on_done = on_done  # called once per finished record, by the server that reads it
         self.ping_every = ping_every
         self._workers = (0, 0.0)  # (count, when pinged)
+        self._pinging: asyncio.Task[None] | None = None
 
     async def _alive(self) -> int:
         count, when = self._workers
-        if time.monotonic() - when > self.ping_every or count == 0:
+        if count == 0:
+            await self._ping()
+        elif time.monotonic() - when > self.ping_every and self._pinging is None:
+            self._pinging = asyncio.create_task(self._ping())
+        return self._workers[0]
+
+    async def _ping(self) -> None:
+        try:
             replies = await asyncio.to_thread(self.app.control.ping, timeout=0.5)
             self._workers = (len(replies or []), time.monotonic())
-        return self._workers[0]
+        finally:
+            self._pinging = None
 
     async def submit(self, jobs: Sequence[Submission], owner: str | None) -> list[Record]:
         if await self._alive() == 0:
@@ -232,23 +246,34 @@ class CeleryBackend:
         """Publish the tasks on one producer (Celery's client is synchronous)."""
         with self.app.producer_or_acquire() as producer:
             for id, job in tasks:
+                # argsrepr: what logs and monitors show of the task, its submission's id (the
+                # job's source is the user's, and its repr costs more than the rest)
                 self.app.send_task("cellbox.run", (id, job), task_id=id, queue=self.queue,
-                                   producer=producer)
+                                   producer=producer, argsrepr=repr(id))
 
-    async def get(self, id: str) -> Record | None:
-        key = RECORD_KEY.format(id)
-        rec = RedisRecords.decode(await self.redis.hgetall(key), id)
+    async def get_many(self, ids: Sequence[str]) -> list[Record | None]:
+        pipe = self.redis.pipeline(transaction=False)
+        for id in ids:
+            pipe.hgetall(RECORD_KEY.format(id))
+        raws = await pipe.execute()
+        recs = [RedisRecords.decode(raw, id) for raw, id in zip(raws, ids, strict=True)]
         # Workers cannot reach this server's metrics: count a run when a server first reads
-        # it done (HSETNX makes that once, across servers).
-        if rec is not None and rec.state == "done" and await self.redis.hsetnx(key, "counted", 1):
-            self.on_done(rec)
-        return rec
+        # it done (HSETNX makes that once, across servers; one read already counted says so).
+        done = [rec for rec, raw in zip(recs, raws, strict=True)
+                if rec is not None and rec.state == "done" and b"counted" not in raw]
+        if done:
+            for rec in done:
+                pipe.hsetnx(RECORD_KEY.format(rec.id), "counted", 1)
+            for rec, first in zip(done, await pipe.execute(), strict=True):
+                if first:
+                    self.on_done(rec)
+        return recs
 
     async def wait(self, id: str, timeout: float, poll: float = 0.02) -> Record | None:
         """Polls Redis (a worker anywhere writes the record)."""
         deadline = time.monotonic() + timeout
         while True:
-            rec = await self.get(id)
+            rec = (await self.get_many([id]))[0]
             if rec is None or rec.state == "done" or time.monotonic() >= deadline:
                 return rec
             await asyncio.sleep(poll)
@@ -258,7 +283,7 @@ class CeleryBackend:
         await self.redis.zremrangebyscore(JUDGE0_INDEX, 0, time.time() - RECORD_TTL)
         raw = await self.redis.zrevrange(JUDGE0_INDEX, offset, offset + count - 1)
         ids = [bytes(i).decode() for i in raw]  # type: ignore[arg-type]
-        recs = [await self.get(i) for i in ids]
+        recs = await self.get_many(ids)
         return [r for r in recs if r is not None], int(await self.redis.zcard(JUDGE0_INDEX))
 
     async def delete(self, id: str) -> None:
@@ -273,4 +298,6 @@ class CeleryBackend:
         return int((await self.redis.info("memory"))["used_memory"])
 
     async def close(self) -> None:
+        if self._pinging is not None:
+            self._pinging.cancel()
         await self.redis.aclose()

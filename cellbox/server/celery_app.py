@@ -19,6 +19,7 @@ from celery.signals import (  # type: ignore[import-untyped]
     after_setup_logger,
     worker_process_shutdown,
 )
+from redis.commands.core import Script
 
 from cellbox.server.callbacks import deliver
 from cellbox.server.jobs import (
@@ -50,19 +51,25 @@ def make_app(broker: str) -> Celery:
     return app
 
 
+# A task's start, in one round trip: the record's state; unless it is gone or done, the
+# attempt counted and the record marked running
+START = """
+local state = redis.call('HGET', KEYS[1], 'state')
+if not state or state == 'done' then return {state, 0} end
+redis.call('HSET', KEYS[1], 'state', 'running', 'started', ARGV[1])
+return {state, redis.call('HINCRBY', KEYS[1], 'attempts', 1)}
+"""
+
+
 def _run_task(task, id: str, job: dict[str, object]) -> None:  # noqa: ANN001 - a Celery Task
-    client = _redis(task.app.conf.broker_url)
+    client, start = _redis(task.app.conf.broker_url)
     key = RECORD_KEY.format(id)
-    state = client.hget(key, "state")
+    state, attempt = start(keys=[key], args=[str(time.time())])
     if state is None:  # deleted (DELETE /submissions) or expired: nothing to run for
         return
     if state == b"done":  # redelivered after a death while calling back: call again
         raw = client.hgetall(key)
-    else:  # each step's writes in one round trip
-        pipe = client.pipeline()
-        pipe.hincrby(key, "attempts", 1)
-        pipe.hset(key, mapping={"state": "running", "started": str(time.time())})
-        attempt, _ = pipe.execute()
+    else:
         outcome = internal_error(DIED_TWICE).to_dict() if attempt > MAX_ATTEMPTS \
             else execute(job)
         pipe = client.pipeline()
@@ -89,6 +96,7 @@ def _close_pool(**_: object) -> None:
 
 
 @functools.cache
-def _redis(url: str) -> redis.Redis:
-    """One client per worker process (made after the fork, on its first task)."""
-    return redis.Redis.from_url(url)
+def _redis(url: str) -> tuple[redis.Redis, Script]:
+    """One client per worker process (made after the fork, on its first task), and START."""
+    client = redis.Redis.from_url(url)
+    return client, client.register_script(START)

@@ -11,7 +11,7 @@ import dataclasses
 import functools
 import multiprocessing.util
 import traceback
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from cellbox.api import DEFAULT_PATH, Box
@@ -32,6 +32,12 @@ def b64(data: bytes) -> str:
 
 def unb64(text: str) -> bytes:
     return base64.b64decode(text)
+
+
+def fields_of(obj: object) -> dict[str, Any]:
+    """A dataclass's fields, shallow: asdict() deep-copies every value, a cost on each
+    submission."""
+    return dict(vars(obj))
 
 
 @dataclass(frozen=True)
@@ -69,14 +75,13 @@ class Job:
         return self.language or ("multi-file" if self.project else "command")
 
     def to_dict(self) -> dict[str, object]:
-        # Field by field: asdict() deep-copies every value, a cost on each submission.
-        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        d = fields_of(self)
         d["source"], d["stdin"] = b64(self.source), b64(self.stdin)
         d["files"] = {k: b64(v) for k, v in self.files.items()}
         d["command"], d["args"] = list(self.command), list(self.args)
         d["options"] = list(self.options)
-        d["limits"] = asdict(self.limits)
-        d["caps"] = asdict(self.caps) if self.caps else None
+        d["limits"] = fields_of(self.limits)
+        d["caps"] = fields_of(self.caps) if self.caps else None
         return d
 
     @classmethod
@@ -111,7 +116,7 @@ class Outcome:
     processes_limit_hit: bool = False  # the process limit refused a fork or a thread
 
     def to_dict(self) -> dict[str, object]:
-        d = asdict(self)
+        d = fields_of(self)
         d["stdout"], d["stderr"] = b64(self.stdout), b64(self.stderr)
         return d
 
