@@ -28,11 +28,10 @@ from cellbox.server.backends import (
     Overloaded,
     PoolStats,
     Record,
-    Submission,
 )
 from cellbox.server.config import ServiceConfig
 from cellbox.server.errors import ApiError
-from cellbox.server.jobs import Job
+from cellbox.server.jobs import Job, Submission
 from cellbox.server.metrics import Metrics
 from cellbox.server.ratelimit import LocalRateLimit, RateLimit, RedisRateLimit
 

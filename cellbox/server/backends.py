@@ -18,7 +18,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Protocol
 
-from cellbox.server.jobs import DIED_TWICE, MAX_ATTEMPTS, Job, execute, internal_error
+from cellbox.server.jobs import DIED_TWICE, MAX_ATTEMPTS, Job, Submission, execute, internal_error
 from cellbox.server.records import (
     JUDGE0_INDEX,
     RECORD_KEY,
@@ -43,9 +43,6 @@ class PoolStats:
     workers: int  # processes that can run jobs (embedded) or that answered a ping (Celery)
     busy: int  # jobs running now
     queued: int  # jobs waiting for a worker
-
-
-Submission = tuple[Job, dict[str, object]]  # a job and what its record keeps of the request
 
 
 class Backend(Protocol):

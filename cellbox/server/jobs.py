@@ -96,6 +96,9 @@ class Job:
                    caps=Limits(**d["caps"]) if d.get("caps") else None)
 
 
+Submission = tuple[Job, dict[str, object]]  # a job and what its record keeps of the request
+
+
 @dataclass
 class Outcome:
     """What a job gave. ``verdict``: a ``cellbox.judge.Verdict`` value (AC when the run ended

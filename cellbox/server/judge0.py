@@ -24,10 +24,9 @@ from cellbox.judge.sandbox import title
 from cellbox.languages import judge0_table
 from cellbox.limits import JUDGE0, Limits
 from cellbox.server import archive
-from cellbox.server.backends import Submission
 from cellbox.server.config import ServiceConfig, is_loopback
 from cellbox.server.errors import ApiError, field_errors
-from cellbox.server.jobs import Job, Outcome
+from cellbox.server.jobs import Job, Outcome, Submission
 from cellbox.server.native import MAX_OPTIONS, caps, check_job
 from cellbox.server.records import Record
 
