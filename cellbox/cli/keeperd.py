@@ -320,17 +320,25 @@ class Daemon:
         self._close_listener()
 
     def _accept(self) -> None:
-        """A new client: its request is read when it has come (a client that connects and
-        sends nothing holds up nobody)."""
+        """A new client: its request is read at once if it has come (the client sends it as
+        soon as it has connected), else when it comes (a client that connects and sends
+        nothing holds up nobody)."""
         assert self.listener is not None  # registered only while it is open
         conn, _ = self.listener.accept()
+        if _pending(conn):
+            self._serve(conn)
+            return
         self.connecting.add(conn)
         self.selector.register(conn, selectors.EVENT_READ, partial(self._request, conn))
 
     def _request(self, conn: socket.socket) -> None:
-        self.last_command = time.monotonic()
         self.connecting.discard(conn)
         self.selector.unregister(conn)
+        self._serve(conn)
+
+    def _serve(self, conn: socket.socket) -> None:
+        """The client's request, read: answered, handed to a worker, or refused."""
+        self.last_command = time.monotonic()
         try:
             request = _receive(conn, self.config)
         except (Refused, OSError, ValueError) as e:
@@ -666,7 +674,8 @@ def _answer(channel: socket.socket, conn: socket.socket, code: int) -> None:
 
 
 def _pending(channel: socket.socket) -> bytes:
-    """The message waiting on a resident's channel, left there (b"": none)."""
+    """The start of the message waiting on a socket (a resident's channel, a client's
+    connection), left there (b"": none, or the peer has hung up)."""
     try:
         return channel.recv(64, socket.MSG_PEEK | socket.MSG_DONTWAIT)
     except BlockingIOError:
