@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from cellbox import storage
 from cellbox.cgroup import CgroupBackend, detect, detect_rootless
-from cellbox.config import Config, load_config
+from cellbox.config import Config, ConfigCache, load_config
 from cellbox.errors import BoxBusyError, BoxStateError, SandboxSetupError, UsageError
 from cellbox.linux import privileges, proc
 from cellbox.lock import BoxLock, BoxRecord, flock_holders, read_record
@@ -82,21 +82,11 @@ class WarmInits:
         self._last: dict[int, object] = {}  # box id -> the key of its last run
         # (cg_root, rootless) -> the cgroup backend detected once, for every command
         self.backends: dict[tuple[str, bool], CgroupBackend] = {}
-        self._config: tuple[object, Config] | None = None
+        self._configs = ConfigCache()
 
     def config(self) -> Config:
         """The config file's settings, read again only when the file (or its name) changed."""
-        from cellbox.config import config_path
-
-        path = config_path()
-        try:
-            st = os.stat(path)
-            stamp: object = (path, st.st_ino, st.st_mtime_ns, st.st_size)
-        except OSError:
-            stamp = None  # (load_config says what is wrong, every time)
-        if stamp is None or self._config is None or self._config[0] != stamp:
-            self._config = (stamp, load_config())
-        return self._config[1]
+        return self._configs.get()
 
     def slot_for(self, box_id: int, record: BoxRecord, spec: RunSpec,
                  cgroup: Callable[[], BoxCgroup]) -> Slot | None:

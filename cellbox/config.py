@@ -136,6 +136,28 @@ def load_config(path: str | None = None) -> Config:
         raise ConfigError(f"Config file {path}: {str(e).removeprefix(PREFIX)}") from None
 
 
+class ConfigCache:
+    """A long-lived process's configs (the keeper daemon's, its resident workers'): each file
+    read again only when it, its name or what a rootless default depends on has changed."""
+
+    def __init__(self) -> None:
+        self._held: dict[str | None, tuple[object, Config]] = {}
+
+    def get(self, path: str | None = None) -> Config:
+        """``load_config(path)``, from the cache while the file is unchanged."""
+        name = path or config_path()
+        try:
+            st = os.stat(name)
+            stamp: object = (name, st.st_ino, st.st_mtime_ns, st.st_size, os.geteuid(),
+                             os.environ.get("XDG_RUNTIME_DIR"))
+        except OSError:
+            stamp = None  # (load_config says what is wrong, every time)
+        held = self._held.get(path)
+        if stamp is None or held is None or held[0] != stamp:
+            held = self._held[path] = (stamp, load_config(path))
+        return held[1]
+
+
 def _toml(value: object) -> str:
     if isinstance(value, bool):
         return str(value).lower()

@@ -103,6 +103,9 @@ class BoxLock:
         self.box_id = box_id
         self.fd: int | None = None
         self.waited = 0.0
+        # The record as this holder last read or wrote it: under the lock nobody else
+        # changes it, so it is read from the file once per holding.
+        self._known: bytes | None = None
 
     @property
     def lock_path(self) -> str:
@@ -167,6 +170,7 @@ class BoxLock:
         if self.fd is not None:
             os.close(self.fd)  # closing drops the flock
             self.fd = None
+            self._known = None
 
     def __enter__(self) -> BoxLock:
         if self.fd is None:
@@ -177,8 +181,14 @@ class BoxLock:
         self.release()
 
     def read(self) -> BoxRecord:
+        """The box's record, a copy of its own for the caller to change."""
         assert self.fd is not None, "read the record only under the lock"
-        return read_record(self.record_path)
+        if self._known is not None:
+            return _parse_record(self._known)
+        record = read_record(self.record_path)
+        if not record.extra.get("corrupt"):
+            self._known = json.dumps(vars(record)).encode()
+        return record
 
     def write(self, record: BoxRecord) -> None:
         assert self.fd is not None, "write the record only under the lock"
@@ -194,3 +204,4 @@ class BoxLock:
         if written != RECORD_SIZE:  # (a full file system: nothing else shortens it)
             raise OSError(f"box {self.box_id}'s record: {written} of {RECORD_SIZE} bytes "
                           f"written to {self.record_path}")
+        self._known = data

@@ -105,3 +105,26 @@ def test_a_root_that_does_not_exist_yet_is_fine(tmp_path: Path,
                   monkeypatch)
     assert proc.returncode == 0, proc.stderr.decode()
     assert b": OK" in proc.stdout and not (tmp_path / "new").exists()
+
+
+@pytest.mark.unit
+def test_a_cached_config_is_read_again_when_its_file_changes(tmp_path: Path) -> None:
+    """The keeper daemon and its residents keep configs between commands: an edit, or a
+    file put in its place, is seen by the next command; a file made broken fails it."""
+    from cellbox.config import ConfigCache
+
+    path = tmp_path / "cellbox.toml"
+    path.write_text("num_boxes = 10\n")
+    cache = ConfigCache()
+    first = cache.get(str(path))
+    assert first.num_boxes == 10
+    assert cache.get(str(path)) is first  # unchanged: not parsed again
+    path.write_text("num_boxes = 200\n")  # (a new size: seen even within the mtime's tick)
+    assert cache.get(str(path)).num_boxes == 200
+    replacement = tmp_path / "new.toml"
+    replacement.write_text("num_boxes = 300\n")
+    replacement.replace(path)  # a new inode, as an editor or a package upgrade writes it
+    assert cache.get(str(path)).num_boxes == 300
+    path.write_text("num_boxes = = 1\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        cache.get(str(path))

@@ -347,3 +347,26 @@ def test_short_chaos_run(kills: int):
     assert proc.returncode == 0, report
     assert report["ok"] and report["kills"] >= kills
     assert report["survivors"] == [] and report["stuck_boxes"] == []
+
+
+@pytest.mark.unit
+def test_a_holder_reads_the_record_once_and_the_next_holder_sees_every_write(
+        tmp_path: Path) -> None:
+    """Under the lock only its holder changes the record, so it is read once per holding;
+    a copy goes to each caller, and the next holder reads what the last one wrote."""
+    with BoxLock(str(tmp_path), 0) as lock:
+        record = lock.read()
+        record.runs = 5
+        assert lock.read().runs == 0  # the caller's copy is its own
+        lock.write(record)
+        os.remove(lock.record_path)  # (nobody else may: this shows that it is not read again)
+        assert lock.read().runs == 5
+        lock.write(lock.read())
+    with BoxLock(str(tmp_path), 0) as lock:
+        assert lock.read().runs == 5
+        record = lock.read()
+        record.runs = 6
+        lock.write(record)
+    with BoxLock(str(tmp_path), 0) as lock:
+        assert lock.read().runs == 6
+    assert read_record(os.path.join(str(tmp_path), "0.json")).runs == 6

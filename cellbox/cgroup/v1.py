@@ -290,7 +290,9 @@ class CgroupV1:
         if create:
             for c, d in dirs.items():
                 try:
-                    os.makedirs(d, exist_ok=True)
+                    # the memory one's parent only: every run makes its own memory cgroup
+                    # (BoxCgroupV1._fresh_memory_cgroup)
+                    os.makedirs(os.path.dirname(d) if c == "memory" else d, exist_ok=True)
                 except OSError as e:
                     raise SandboxSetupError(
                         f"Cannot create cgroup {d} for controller {c}: {e}. cellbox must run "

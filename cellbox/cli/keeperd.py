@@ -57,7 +57,7 @@ from typing import TYPE_CHECKING
 
 from cellbox.cli import client
 from cellbox.cli.subcommands import parser
-from cellbox.config import ENV_VAR, Config, load_config
+from cellbox.config import ENV_VAR, Config, ConfigCache, load_config
 from cellbox.errors import CellboxError
 from cellbox.linux import privileges
 from cellbox.linux.proc import RLIMITS
@@ -101,7 +101,7 @@ class Worker:
     pidfd: int
     client_gone: bool = False
     box: tuple[str | None, int] | None = None  # a resident's: (config file, box id)
-    channel: socket.socket | None = None  # a resident's: requests to it, exit codes back
+    channel: socket.socket | None = None  # a resident's: requests to it, DONE back
     last: bool = False  # a resident's: its box is gone after this command (a --cleanup)
     linger: float | None = None  # a resident's whose box is gone: dismissed then, if unused
 
@@ -243,6 +243,7 @@ class Daemon:
         self.residents: dict[tuple[str | None, int], Worker] | None = \
             {} if os.geteuid() == 0 else None
         self.backends: dict[tuple[str, bool], CgroupBackend] = {}  # detected once, by cg_root
+        self.configs = ConfigCache()  # the commands' config files, read again when changed
         self.connecting: set[socket.socket] = set()  # accepted, their request not yet read
         self.in_hand: socket.socket | None = None  # the client whose request is being served
         self.last_command = time.monotonic()  # (or the start)
@@ -292,8 +293,8 @@ class Daemon:
             self.listener = None
             self._unlink()
         for resident in list((self.residents or {}).values()):
-            if resident.conn is None:  # a busy one ends after its command
-                self._dismiss(resident)
+            if not self._if_done(resident) and resident.conn is None:
+                self._dismiss(resident)  # (a busy one ends after its command)
 
     def _unlink(self) -> None:
         if self.socket_id is None:
@@ -319,17 +320,25 @@ class Daemon:
         self._close_listener()
 
     def _accept(self) -> None:
-        """A new client: its request is read when it has come (a client that connects and
-        sends nothing holds up nobody)."""
+        """A new client: its request is read at once if it has come (the client sends it as
+        soon as it has connected), else when it comes (a client that connects and sends
+        nothing holds up nobody)."""
         assert self.listener is not None  # registered only while it is open
         conn, _ = self.listener.accept()
+        if _pending(conn):
+            self._serve(conn)
+            return
         self.connecting.add(conn)
         self.selector.register(conn, selectors.EVENT_READ, partial(self._request, conn))
 
     def _request(self, conn: socket.socket) -> None:
-        self.last_command = time.monotonic()
         self.connecting.discard(conn)
         self.selector.unregister(conn)
+        self._serve(conn)
+
+    def _serve(self, conn: socket.socket) -> None:
+        """The client's request, read: answered, handed to a worker, or refused."""
+        self.last_command = time.monotonic()
         try:
             request = _receive(conn, self.config)
         except (Refused, OSError, ValueError) as e:
@@ -382,9 +391,6 @@ class Daemon:
         worker = Worker(None, pid, os.pidfd_open(pid), box=box, channel=channel)
         self.workers[worker.pidfd] = worker
         self.selector.register(worker.pidfd, selectors.EVENT_READ, partial(self._reap, worker))
-        if channel is not None:
-            self.selector.register(channel, selectors.EVENT_READ,
-                                   partial(self._from_resident, worker))
         return worker
 
     def _nothing_to_clean(self, request: Request) -> bool:
@@ -400,7 +406,7 @@ class Daemon:
         privileges.act_for(request.client if request.client.uid != os.geteuid() else None)
         try:
             return cleanup_finds_nothing(
-                request.argv, lambda: Boxes(load_config(config), backends=self.backends))
+                request.argv, lambda: Boxes(self.configs.get(config), backends=self.backends))
         finally:
             privileges.act_for(None)
 
@@ -417,23 +423,22 @@ class Daemon:
             # (the request's descriptors are handed over to it below, not inherited)
             resident = self._fork(lambda channel: self._reside(channel, request.fds), box)
             self.residents[box] = resident
+        if resident is not None and resident.conn is not None:
+            self._if_done(resident)  # (its last client has not hung up yet)
         if resident is None or resident.conn is not None:
             return None
         resident.last, resident.linger = command == "cleanup", None
         return resident
 
-    def _from_resident(self, worker: Worker) -> None:
-        """A resident's command ended; a --cleanup or the daemon's end dismisses the
-        resident."""
-        assert worker.channel is not None
-        try:
-            reply = worker.channel.recv(64)
-        except OSError:
-            reply = b""
-        if not reply:  # it died: _reap tells the client
-            self._dismiss(worker)
-            return
-        # DONE: it has told the client itself (after a --cleanup, its box init was gone)
+    def _if_done(self, worker: Worker) -> bool:
+        """Whether the resident's command has ended (it said DONE, then told its client the
+        exit code itself). The daemon does not watch the channel, so that no wake-up of its
+        own comes between the command's end and the client's answer: it looks when the
+        client hangs up or signals, when another command comes for the box, and when it
+        stops. A --cleanup or the daemon's end then dismisses the resident."""
+        if worker.channel is None or _pending(worker.channel) != DONE:
+            return False
+        worker.channel.recv(len(DONE))
         if worker.conn is not None:
             if not worker.client_gone:
                 self.selector.unregister(worker.conn)
@@ -443,6 +448,7 @@ class Daemon:
             self._dismiss(worker)
         elif worker.last:  # kept a while for the box's next --init (a judge's next test)
             worker.linger = time.monotonic() + LINGER
+        return True
 
     def _dismiss(self, worker: Worker) -> None:
         """No more commands for this resident: it ends its box's init and exits."""
@@ -451,7 +457,6 @@ class Daemon:
                 and self.residents.get(worker.box) is worker:
             del self.residents[worker.box]
         if worker.channel is not None:
-            self.selector.unregister(worker.channel)
             worker.channel.close()
             worker.channel = None
 
@@ -461,8 +466,7 @@ class Daemon:
             data = worker.conn.recv(64)
         except OSError:
             data = b""
-        if worker.channel is not None and _pending(worker.channel) == DONE:
-            self._from_resident(worker)  # the command is over: the client left, or signalled
+        if self._if_done(worker):  # the command is over: the client left, or signalled
             return  # too late
         if not data:  # the client is gone, as if a CLI process had been SIGKILLed
             worker.client_gone = True
@@ -670,7 +674,8 @@ def _answer(channel: socket.socket, conn: socket.socket, code: int) -> None:
 
 
 def _pending(channel: socket.socket) -> bytes:
-    """The message waiting on a resident's channel, left there (b"": none)."""
+    """The start of the message waiting on a socket (a resident's channel, a client's
+    connection), left there (b"": none, or the peer has hung up)."""
     try:
         return channel.recv(64, socket.MSG_PEEK | socket.MSG_DONTWAIT)
     except BlockingIOError:
