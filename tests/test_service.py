@@ -673,6 +673,39 @@ def test_celery(start_server: Callable[..., Server], redis_url: str, tmp_path: P
         Boxes().reap()
 
 
+def test_celery_worker_killed_mid_batch(start_server: Callable[..., Server], redis_url: str,
+                                        tmp_path: Path) -> None:
+    """A batch travels as one task. kill -9 of the worker process on its second job: the
+    redelivered task skips the first (done), runs the second again and the rest once. Every
+    job ends with its own output; only the killed one was started twice."""
+    s = start_server("", "--broker", redis_url)
+    worker = Proc([sys.executable, "-m", "cellbox", "worker", "--broker", redis_url,
+                   "--concurrency", "2"], tmp_path / "worker.log")
+    try:
+        deadline = time.monotonic() + 60
+        while s.client.get("/healthz").status_code != 200:
+            assert time.monotonic() < deadline, worker.log.read_text()
+            time.sleep(0.5)
+        commands = [["/bin/echo", "first"], ["/bin/sleep", "1.5"], ["/bin/echo", "third"],
+                    ["/bin/echo", "fourth"]]
+        r = s.client.post("/v1/submissions/batch", json={"submissions": [
+            {"command": c, "limits": {"wall_time": 5}} for c in commands]})
+        assert r.status_code == 201, r.text
+        ids = [sub["id"] for sub in r.json()]
+        os.kill(_running_worker(worker.popen.pid), signal.SIGKILL)
+        bodies = [wait_done(s.client, f"/v1/submissions/{id}", timeout=90) for id in ids]
+        assert [(b["verdict"], b["stdout"]) for b in bodies] == [
+            ("AC", "first\n"), ("AC", ""), ("AC", "third\n"), ("AC", "fourth\n")], bodies
+        import redis
+
+        client = redis.Redis.from_url(redis_url)
+        attempts = [client.hget(RECORD_KEY.format(id), "attempts") for id in ids]
+        assert attempts == [b"1", b"2", b"1", b"1"]
+    finally:
+        worker.stop()
+        Boxes().reap()
+
+
 def test_rate_limit_shared_through_redis(start_server: Callable[..., Server],
                                          redis_url: str) -> None:
     """Two servers on one Redis count each token's requests together."""
