@@ -187,9 +187,9 @@ class EmbeddedBackend:
 
 class CeleryBackend:
     """Enqueues to Celery; reads records from Redis. ``max_queue``: most jobs no worker has
-    started (``QUEUED_INDEX``) before 429. Worker liveness is pinged at most every ``ping_every`` s; a
-    ping waits its whole timeout for replies, so once a worker has answered, the count is
-    renewed in the background and no request waits for a ping."""
+    started (``QUEUED_INDEX``) before 429. Worker liveness is pinged at most every
+    ``ping_every`` s; a ping waits its whole timeout for replies, so once a worker has
+    answered, the count is renewed in the background and no request waits for a ping."""
 
     def __init__(self, broker: str, max_queue: int, on_done: Callable[[Record], None],
                  ping_every: float = 5.0) -> None:
