@@ -73,8 +73,9 @@ return {state, redis.call('HINCRBY', KEYS[1], 'attempts', 1)}
 
 
 def _run_jobs(task, jobs: list[tuple[str, dict[str, object]]]) -> None:  # noqa: ANN001
-    """The task (``task``: Celery's, bound): each (submission id, job) in turn. A job's outcome goes to Redis in the
-    round trip that starts the next job (a round trip is a wait on a busy machine)."""
+    """The task (``task``: Celery's, bound): each (submission id, job) in turn. A job's
+    outcome goes to Redis in the round trip that starts the next job (a round trip is a wait
+    on a busy machine)."""
     client = _redis(task.app.conf.broker_url)
     pending = client.pipeline()  # the previous job's writes, sent with the next start
     previous = None  # the submission whose record the pending writes end with
