@@ -5,6 +5,7 @@ stopped here. Every process started is ended by its pid."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import os
 import signal
@@ -673,6 +674,33 @@ def test_celery(start_server: Callable[..., Server], redis_url: str, tmp_path: P
         Boxes().reap()
 
 
+def test_celery_worker_killed_mid_batch(start_server: Callable[..., Server], redis_url: str,
+                                        tmp_path: Path) -> None:
+    """A batch travels as one task. kill -9 of the worker process on its second job: the
+    redelivered task skips the first (done), runs the second again and the rest once. Every
+    job ends with its own output; only the killed one was started twice."""
+    s = start_server("", "--broker", redis_url)
+    try:
+        with celery_worker(s, redis_url, tmp_path) as worker:
+            commands = [["/bin/echo", "first"], ["/bin/sleep", "1.5"], ["/bin/echo", "third"],
+                        ["/bin/echo", "fourth"]]
+            r = s.client.post("/v1/submissions/batch", json={"submissions": [
+                {"command": c, "limits": {"wall_time": 5}} for c in commands]})
+            assert r.status_code == 201, r.text
+            ids = [sub["id"] for sub in r.json()]
+            os.kill(_running_worker(worker.popen.pid), signal.SIGKILL)
+            bodies = [wait_done(s.client, f"/v1/submissions/{id}", timeout=90) for id in ids]
+            assert [(b["verdict"], b["stdout"]) for b in bodies] == [
+                ("AC", "first\n"), ("AC", ""), ("AC", "third\n"), ("AC", "fourth\n")], bodies
+            import redis
+
+            client = redis.Redis.from_url(redis_url)
+            attempts = [client.hget(RECORD_KEY.format(id), "attempts") for id in ids]
+            assert attempts == [b"1", b"2", b"1", b"1"]
+    finally:
+        Boxes().reap()  # the killed run's box, if no later run took (and so repaired) it
+
+
 def test_rate_limit_shared_through_redis(start_server: Callable[..., Server],
                                          redis_url: str) -> None:
     """Two servers on one Redis count each token's requests together."""
@@ -697,6 +725,13 @@ def test_load_1000_celery(start_server: Callable[..., Server], redis_url: str,
                           tmp_path: Path) -> None:
     """1000 Bash submissions through Redis on one Celery worker with 2 processes."""
     s = start_server("max_queue = 2000\nmax_batch = 50\n", "--broker", redis_url)
+    with celery_worker(s, redis_url, tmp_path):
+        load(s, "Celery")
+
+
+@contextlib.contextmanager
+def celery_worker(s: Server, redis_url: str, tmp_path: Path) -> Iterator[Proc]:
+    """A ``cellbox worker`` with 2 processes, once the server sees it (healthz 200)."""
     worker = Proc([sys.executable, "-m", "cellbox", "worker", "--broker", redis_url,
                    "--concurrency", "2"], tmp_path / "worker.log")
     try:
@@ -704,7 +739,7 @@ def test_load_1000_celery(start_server: Callable[..., Server], redis_url: str,
         while s.client.get("/healthz").status_code != 200:
             assert time.monotonic() < deadline, worker.log.read_text()
             time.sleep(0.5)
-        load(s, "Celery")
+        yield worker
     finally:
         worker.stop()
 

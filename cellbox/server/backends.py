@@ -21,6 +21,7 @@ from typing import Protocol
 from cellbox.server.jobs import DIED_TWICE, MAX_ATTEMPTS, Job, Submission, execute, internal_error
 from cellbox.server.records import (
     JUDGE0_INDEX,
+    QUEUED_INDEX,
     RECORD_KEY,
     RECORD_TTL,
     Record,
@@ -182,19 +183,20 @@ class EmbeddedBackend:
 # -- Celery with Redis ------------------------------------------------------------------------
 
 class CeleryBackend:
-    """Enqueues to Celery; reads records from Redis. ``max_queue``: most jobs waiting in the
-    broker's queue before 429. Worker liveness is pinged at most every ``ping_every`` s; a
-    ping waits its whole timeout for replies, so once a worker has answered, the count is
-    renewed in the background and no request waits for a ping."""
+    """Enqueues to Celery; reads records from Redis. ``max_queue``: most jobs no worker has
+    started (``QUEUED_INDEX``) before 429. Worker liveness is pinged at most every
+    ``ping_every`` s; a ping waits its whole timeout for replies, so once a worker has
+    answered, the count is renewed in the background and no request waits for a ping."""
 
     def __init__(self, broker: str, max_queue: int, on_done: Callable[[Record], None],
                  ping_every: float = 5.0) -> None:
         import redis.asyncio
 
-        from cellbox.server.celery_app import QUEUE, make_app  # Celery loads with a broker only
+        # Celery loads with a broker only
+        from cellbox.server.celery_app import QUEUE, TASK, TASK_JOBS, make_app
 
         self.app = make_app(broker)
-        self.queue = QUEUE
+        self.queue, self.task, self.task_jobs = QUEUE, TASK, TASK_JOBS
         self.redis = redis.asyncio.Redis.from_url(broker)
         self.max_queue = max_queue
         self.on_done = on_done  # called once per finished record, by the server that reads it
@@ -221,7 +223,7 @@ class CeleryBackend:
         if await self._alive() == 0:
             raise NoWorker("no cellbox worker is connected to the broker; start one with "
                            "'cellbox worker --broker URL'")
-        queued = await self.redis.llen(self.queue)
+        queued = await self._queued()
         if queued + len(jobs) > self.max_queue:
             raise Overloaded(f"{queued} submissions are waiting, the most this server "
                              f"queues is {self.max_queue}; retry later")
@@ -232,6 +234,7 @@ class CeleryBackend:
             key = RECORD_KEY.format(rec.id)
             pipe.hset(key, mapping=RedisRecords.new_fields(rec))
             pipe.expire(key, RECORD_TTL)
+            pipe.zadd(QUEUED_INDEX, {rec.id: rec.created})
             if rec.judge0:
                 pipe.zadd(JUDGE0_INDEX, {rec.id: rec.created})
         await pipe.execute()
@@ -239,14 +242,24 @@ class CeleryBackend:
         await asyncio.to_thread(self._send, tasks)  # one thread hop for all
         return recs
 
-    def _send(self, tasks: list[tuple[str, dict[str, object]]]) -> None:
-        """Publish the tasks on one producer (Celery's client is synchronous)."""
+    async def _queued(self) -> int:
+        """Jobs no worker has started. Entries older than a record (a server that died
+        between writing the records and sending their tasks) no longer count."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.zremrangebyscore(QUEUED_INDEX, 0, time.time() - RECORD_TTL)
+        pipe.zcard(QUEUED_INDEX)
+        return int((await pipe.execute())[-1])
+
+    def _send(self, jobs: list[tuple[str, dict[str, object]]]) -> None:
+        """Publish the jobs, ``task_jobs`` to a task, on one producer (Celery's client is
+        synchronous)."""
         with self.app.producer_or_acquire() as producer:
-            for id, job in tasks:
-                # argsrepr: what logs and monitors show of the task, its submission's id (the
-                # job's source is the user's, and its repr costs more than the rest)
-                self.app.send_task("cellbox.run", (id, job), task_id=id, queue=self.queue,
-                                   producer=producer, argsrepr=repr(id))
+            for i in range(0, len(jobs), self.task_jobs):
+                part = jobs[i:i + self.task_jobs]
+                # argsrepr: what logs and monitors show of the task, its submissions' ids (the
+                # jobs' sources are the user's, and their repr costs more than the rest)
+                self.app.send_task(self.task, (part,), queue=self.queue, producer=producer,
+                                   argsrepr=repr([id for id, _ in part]))
 
     async def get_many(self, ids: Sequence[str]) -> list[Record | None]:
         pipe = self.redis.pipeline(transaction=False)
@@ -289,7 +302,7 @@ class CeleryBackend:
 
     async def stats(self) -> PoolStats:
         workers = await self._alive()
-        return PoolStats(workers, 0, await self.redis.llen(self.queue))
+        return PoolStats(workers, 0, await self._queued())
 
     async def size(self) -> int:
         return int((await self.redis.info("memory"))["used_memory"])

@@ -1,10 +1,16 @@
 """The Celery side: the app both ``cellbox serve --broker`` and ``cellbox worker`` build, and
 the task workers run. A worker also sends a finished Judge0 submission's callback.
 
+A task carries up to ``TASK_JOBS`` submissions of one hand-off, so the worker's own work per
+message (fetch, reserve, hand to a child, acknowledge) is paid once for several runs. Each
+submission's Redis record stays the truth: the task runs its jobs in order, and skips those
+whose record is done or gone.
+
 Acks late with reject-on-worker-lost: a worker process killed in the middle of a run leaves
-its message unacknowledged, so the broker hands it out again. The task counts its attempts in
-the submission's Redis record and, on a third start (the run's worker died twice), records an
-Internal Error instead of running it again: never lost, never stuck "In Queue".
+its message unacknowledged, so the broker hands it out again, and the redelivered task runs
+again only the jobs not yet done. Each job counts its own starts in its record and, on a
+third start (its run's worker died twice), records an Internal Error instead of running it
+again: never lost, never stuck "In Queue", never run twice to completion.
 """
 
 from __future__ import annotations
@@ -19,7 +25,6 @@ from celery.signals import (  # type: ignore[import-untyped]
     after_setup_logger,
     worker_process_shutdown,
 )
-from redis.commands.core import Script
 
 from cellbox.server.callbacks import deliver
 from cellbox.server.jobs import (
@@ -29,9 +34,13 @@ from cellbox.server.jobs import (
     execute,
     internal_error,
 )
-from cellbox.server.records import RECORD_KEY, RECORD_TTL, RedisRecords
+from cellbox.server.records import QUEUED_INDEX, RECORD_KEY, RECORD_TTL, RedisRecords
 
 QUEUE = "cellbox"  # the Celery queue (a Redis list of that name)
+TASK = "cellbox.run_jobs"
+# Submissions one task carries at most: enough to spread the worker's per-message work over
+# several runs, few enough that a batch still spreads over the worker processes
+TASK_JOBS = 8
 
 
 @functools.cache
@@ -47,13 +56,15 @@ def make_app(broker: str) -> Celery:
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,
     )
-    app.task(name="cellbox.run", bind=True)(_run_task)
+    app.task(name=TASK, bind=True)(_run_jobs)
     return app
 
 
-# A task's start, in one round trip: the record's state; unless it is gone or done, the
-# attempt counted and the record marked running
+# A job's start: no longer waiting; the record's state; unless it is gone or done, the
+# attempt counted and the record marked running. Sent with EVAL: no script to load first,
+# and none to lose if Redis restarts.
 START = """
+redis.call('ZREM', KEYS[2], ARGV[2])
 local state = redis.call('HGET', KEYS[1], 'state')
 if not state or state == 'done' then return {state, 0} end
 redis.call('HSET', KEYS[1], 'state', 'running', 'started', ARGV[1])
@@ -61,23 +72,38 @@ return {state, redis.call('HINCRBY', KEYS[1], 'attempts', 1)}
 """
 
 
-def _run_task(task, id: str, job: dict[str, object]) -> None:  # noqa: ANN001 - a Celery Task
-    client, start = _redis(task.app.conf.broker_url)
-    key = RECORD_KEY.format(id)
-    state, attempt = start(keys=[key], args=[str(time.time())])
-    if state is None:  # deleted (DELETE /submissions) or expired: nothing to run for
+def _run_jobs(task, jobs: list[tuple[str, dict[str, object]]]) -> None:  # noqa: ANN001
+    """The task (``task``: Celery's, bound): each (submission id, job) in turn. A job's
+    outcome goes to Redis in the round trip that starts the next job (a round trip is a wait
+    on a busy machine)."""
+    client = _redis(task.app.conf.broker_url)
+    pending = client.pipeline()  # the previous job's writes, sent with the next start
+    previous = None  # the submission whose record the pending writes end with
+    for id, job in jobs:
+        key = RECORD_KEY.format(id)
+        pending.eval(START, 2, key, QUEUED_INDEX, str(time.time()), id)
+        *written, (state, attempt) = pending.execute()
+        _call_back(previous, written)
+        previous = id
+        if state is None:  # deleted (DELETE /submissions) or expired: nothing to run for
+            previous = None
+        elif state == b"done":  # redelivered after a death while calling back: call again
+            pending.hgetall(key)
+        else:
+            outcome = internal_error(DIED_TWICE).to_dict() if attempt > MAX_ATTEMPTS \
+                else execute(job)
+            pending.hset(key, mapping=RedisRecords.done_fields(outcome))
+            pending.expire(key, RECORD_TTL)
+            pending.hgetall(key)
+    _call_back(previous, pending.execute())
+
+
+def _call_back(id: str | None, written: list[object]) -> None:
+    """Sends submission ``id``'s callback, if it asks for one: ``written`` ends with its
+    finished record."""
+    if id is None or not written:
         return
-    if state == b"done":  # redelivered after a death while calling back: call again
-        raw = client.hgetall(key)
-    else:
-        outcome = internal_error(DIED_TWICE).to_dict() if attempt > MAX_ATTEMPTS \
-            else execute(job)
-        pipe = client.pipeline()
-        pipe.hset(key, mapping=RedisRecords.done_fields(outcome))
-        pipe.expire(key, RECORD_TTL)
-        pipe.hgetall(key)
-        raw = pipe.execute()[-1]
-    rec = RedisRecords.decode(raw, id)
+    rec = RedisRecords.decode(written[-1], id)  # type: ignore[arg-type]
     if rec is not None and rec.request.get("callback_url"):
         deliver(rec)
 
@@ -96,7 +122,6 @@ def _close_pool(**_: object) -> None:
 
 
 @functools.cache
-def _redis(url: str) -> tuple[redis.Redis, Script]:
-    """One client per worker process (made after the fork, on its first task), and START."""
-    client = redis.Redis.from_url(url)
-    return client, client.register_script(START)
+def _redis(url: str) -> redis.Redis:
+    """One client per worker process, made after the fork, on its first task."""
+    return redis.Redis.from_url(url)

@@ -167,6 +167,9 @@ def _record(row: tuple[object, ...]) -> Record:
 RECORD_KEY = "cellbox:sub:{}"
 RECORD_TTL = 24 * 3600  # seconds a record is kept in Redis
 JUDGE0_INDEX = "cellbox:judge0"  # sorted set of Judge0 tokens by creation time (GET /submissions)
+# Sorted set of the submissions no worker has started yet, by creation time (max_queue): a
+# Celery task carries several, so the broker's queue length does not count them
+QUEUED_INDEX = "cellbox:queued"
 
 
 class RedisRecords:
