@@ -363,6 +363,24 @@ def test_list_and_delete_need_admin_tokens(server: Server) -> None:
     assert server.client.get("/submissions", headers={"X-Auth-User": ADMIN}).status_code == 403
 
 
+def test_a_server_stopped_by_sigterm_exits_cleanly_and_leaves_no_temporary_directory(
+        start_server: Callable[..., Server]) -> None:
+    """SIGTERM (systemd's stop) ends the server through Python's exit: status 0, and the
+    directory multiprocessing made for its workers' forkserver is removed."""
+    import tempfile
+
+    def scratch() -> set[Path]:
+        return set(Path(tempfile.gettempdir()).glob("pymp-*"))
+
+    before = scratch()
+    s = start_server()
+    judge0(s, {"language_id": 46, "source_code": "echo hi"})  # the forkserver starts
+    assert scratch() - before, "the server's workers started without a forkserver directory"
+    s.stop()
+    assert s.proc.popen.returncode == 0, s.proc.log.read_text()[-2000:]
+    assert not scratch() - before
+
+
 def test_records_survive_a_restart(start_server: Callable[..., Server],
                                    tmp_path: Path) -> None:
     """With state_dir, a finished submission is still there after a restart, and one still
