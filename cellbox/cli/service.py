@@ -4,6 +4,8 @@ one of them runs (they come with the ``service`` extra)."""
 
 from __future__ import annotations
 
+import signal
+import sys
 from typing import TYPE_CHECKING
 
 from cellbox.cli.subcommands import parser as _parser
@@ -56,6 +58,10 @@ def serve_main(argv: list[str]) -> int:
                          "pip install 'cellbox[service]'") from None
     cfg = load_service_config(args.config, host=args.host, port=args.port,
                               workers=args.workers, broker=args.broker)
+    # uvicorn shuts down gracefully on SIGTERM, then raises the signal again with the handler
+    # it found: this one, so the process ends through Python's exit, whose hooks remove what
+    # the workers' forkserver made in the temporary directory, and with status 0.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
     uvicorn.run(create_app(cfg), host=cfg.host, port=cfg.port, log_level="info",
                 access_log=cfg.access_log, timeout_graceful_shutdown=5)
     return 0
